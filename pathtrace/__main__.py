@@ -1,0 +1,3 @@
+from pathtrace.cli import main
+
+raise SystemExit(main())

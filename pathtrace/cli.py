@@ -1,0 +1,133 @@
+"""The `pathtrace` command: a thin view over the library; each command imports what it needs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pathtrace.errors import PathtraceError, TopologyError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, exit code 2, like every usage error
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pathtrace", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    lab = commands.add_parser("lab", help="build, inspect and remove the reference lab")
+    lab_commands = lab.add_subparsers(dest="lab_command", required=True, parser_class=_Parser)
+    for name, help_text in [
+        ("up", "create the lab (idempotent)"),
+        ("down", "remove everything the lab made"),
+        ("status", "compare the live lab with its description"),
+        ("show", "draw the topology"),
+    ]:
+        sub = lab_commands.add_parser(name, help=help_text)
+        sub.add_argument(
+            "--topology",
+            metavar="FILE",
+            help="a topology file (default: the running lab's, else the reference)",
+        )
+        if name in ("status", "show"):
+            sub.add_argument("--json", action="store_true", help="machine-readable output")
+        sub.set_defaults(handler=_HANDLERS[name])
+    return parser
+
+
+def _topology_for(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The topology named by --topology, else that of the running lab, else the reference."""
+    from pathtrace.lab import record, topology
+
+    if args.topology:
+        try:
+            with open(args.topology) as f:
+                text = f.read()
+        except OSError as error:
+            raise TopologyError(args.topology, f"cannot read it ({error.strerror})") from None
+        return topology.parse(text, source=args.topology), text
+    running = record.read_record("pt-")
+    prefixes = record.recorded_prefixes()
+    if running is None and len(prefixes) == 1:
+        running = record.read_record(prefixes[0])
+    if running is not None:
+        return topology.parse(running.topology_text, source=running.source), running.topology_text
+    return topology.load(), None
+
+
+def _progress(message: str) -> None:
+    if sys.stderr.isatty():
+        print(f"  {message}", file=sys.stderr)
+
+
+def _lab_up(args: argparse.Namespace) -> int:
+    from pathtrace.lab import build
+
+    topo, text = _topology_for(args)
+    result = build.up(topo, text, progress=_progress)
+    what = f"{len(result.changes)} changes" if result.changes else "nothing to change"
+    print(f"lab {topo.prefix!r} is up ({topo.source}): {len(topo.nodes)} nodes, {what}")
+    return 0
+
+
+def _lab_down(args: argparse.Namespace) -> int:
+    from pathtrace.lab import build
+
+    topo = _topology_for(args)[0] if args.topology else None
+    result = build.down(topo, progress=_progress)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if result.removed:
+        print(f"removed {len(result.removed)} namespaces: {' '.join(result.removed)}")
+    else:
+        print("no lab to remove")
+    return 0
+
+
+def _lab_status(args: argparse.Namespace) -> int:
+    from pathtrace.lab import status
+
+    topo, _ = _topology_for(args)
+    report = status.observe(topo)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        status.print_report(report)
+    return 0 if report.healthy else 1
+
+
+def _lab_show(args: argparse.Namespace) -> int:
+    from pathtrace.lab import show
+
+    topo, _ = _topology_for(args)
+    if args.json:
+        print(json.dumps(show.to_json(topo), indent=2))
+    else:
+        show.print_topology(topo)
+    return 0
+
+
+_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "up": _lab_up,
+    "down": _lab_down,
+    "status": _lab_status,
+    "show": _lab_show,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _build_parser().parse_args(argv)
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
+    except PathtraceError as error:
+        print(f"pathtrace: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("pathtrace: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,39 @@
+"""Errors a user can cause, each with one line of advice and its own exit code.
+
+    PathtraceError                 (never raised itself)
+    ├── UsageError          2      bad arguments: unknown node, bad address, ...
+    ├── EnvironmentProblem  3      not root, a missing tool or kernel feature
+    ├── TopologyError       4      a topology file that is malformed or contradictory
+    └── ConflictError       5      the machine holds something in the way (a namespace
+                                   pathtrace did not create, an address in use)
+
+Exit code 1 is kept for "the packet was not delivered" (a diagnosis, not an error).
+The CLI prints ``str(error)`` on one line and exits with ``error.exit_code``.
+"""
+
+from __future__ import annotations
+
+
+class PathtraceError(Exception):
+    exit_code = 1
+
+
+class UsageError(PathtraceError):
+    exit_code = 2
+
+
+class EnvironmentProblem(PathtraceError):
+    exit_code = 3
+
+
+class TopologyError(PathtraceError):
+    exit_code = 4
+
+    def __init__(self, field: str, problem: str, source: str = "") -> None:
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{field}: {problem}")
+        self.field = field
+
+
+class ConflictError(PathtraceError):
+    exit_code = 5

@@ -1,0 +1,315 @@
+"""`lab up` and `lab down`: make the kernel match the description, or remove it all.
+
+``up`` is convergent: it reads what is there and changes only what differs, so a
+second ``up`` changes nothing, and an ``up`` after a crash finishes the job.
+Everything is done through netlink sockets opened inside the lab namespaces, so
+no step can touch the root namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from pathtrace import privileges
+from pathtrace.errors import ConflictError
+from pathtrace.lab import firewall, netns, record
+from pathtrace.lab.topology import Interface, Node, Route, Topology, reference_text
+
+# Every lab namespace runs IPv4 only: IPv6 autoconfiguration would put router
+# solicitations and DAD probes on every link, noise in each trace and capture.
+BASELINE_SYSCTLS = {
+    "net.ipv6.conf.all.disable_ipv6": "1",
+    "net.ipv6.conf.default.disable_ipv6": "1",
+}
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class UpResult:
+    created_namespaces: list[str] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DownResult:
+    removed: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def up(
+    topology: Topology, topology_text: str | None = None, progress: Progress = _quiet
+) -> UpResult:
+    privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", doing="pathtrace lab up")
+    text = topology_text if topology_text is not None else reference_text()
+    wanted = [topology.namespace(n) for n in topology.nodes]
+    previous = record.read_record(topology.prefix)
+    _check_conflicts(topology, wanted, previous, text)
+
+    result = UpResult()
+    record.write_record(record.LabRecord(topology.prefix, topology.source, text, tuple(wanted)))
+    sockets: dict[str, Any] = {}
+    try:
+        for node in topology.nodes.values():
+            ns = topology.namespace(node.name)
+            if netns.exists(ns) and record.mark_of(ns) is not None:
+                sockets[node.name] = netns.iproute(ns)
+            else:
+                netns.remove(ns)  # a half-made one from a killed `up`
+                progress(f"creating namespace {ns}")
+                sockets[node.name] = netns.create(ns)
+                result.created_namespaces.append(ns)
+            record.set_mark(sockets[node.name], topology.prefix)
+            for key, value in BASELINE_SYSCTLS.items():
+                _ensure_sysctl(ns, key, value, result)
+        _Converger(topology, sockets, result, progress).run()
+    finally:
+        for ipr in sockets.values():
+            ipr.close()
+    for node in topology.nodes.values():
+        ns = topology.namespace(node.name)
+        for key, value in node.sysctls.items():
+            _ensure_sysctl(ns, key, value, result)
+        fresh = ns in result.created_namespaces
+        if fresh and not node.rules and not node.policies:
+            continue  # a new namespace has no rules, and none are wanted
+        if fresh or _firewall_differs(node, firewall.read(ns)):
+            progress(f"loading the firewall of {node.name}")
+            firewall.apply(ns, firewall.render(node))
+            result.changes.append(f"{node.name}: firewall loaded")
+    return result
+
+
+def _check_conflicts(
+    topology: Topology, wanted: list[str], previous: record.LabRecord | None, text: str
+) -> None:
+    if previous is not None and previous.topology_text != text:
+        alive = [ns for ns in previous.namespaces if netns.exists(ns)]
+        if alive:
+            raise ConflictError(
+                f"a lab with prefix {topology.prefix!r} is up from another topology "
+                f"({previous.source}); run `pathtrace lab down` first"
+            )
+    for ns in wanted:
+        if netns.exists(ns) and not record.is_ours(ns, topology.prefix, previous):
+            raise ConflictError(
+                f"namespace {ns} exists and was not made by pathtrace; remove it "
+                "(ip netns delete) or choose another prefix in the topology file"
+            )
+
+
+def _ensure_sysctl(ns: str, key: str, value: str, result: UpResult) -> None:
+    if netns.read_sysctl(ns, key) != value:
+        netns.write_sysctl(ns, key, value)
+        result.changes.append(f"{ns}: {key}={value}")
+
+
+def _firewall_differs(node: Node, live: firewall.Ruleset) -> bool:
+    wanted_chains = firewall.used_chains(node)
+    for table, chain in wanted_chains:
+        found = live.chain(table, chain)
+        if found is None or found.policy != node.policies.get((table, chain), "accept"):
+            return True
+    names = {(r.table, r.chain, r.name) for r in node.rules}
+    live_names = {(r.table, r.chain, r.comment) for r in live.rules}
+    return names != live_names or len(live.chains) != len(wanted_chains)
+
+
+class _Converger:
+    """Links, addresses and routes of every node, made to match the description."""
+
+    def __init__(
+        self, topology: Topology, sockets: dict[str, Any], result: UpResult, progress: Progress
+    ) -> None:
+        self.topology = topology
+        self.sockets = sockets
+        self.result = result
+        self.progress = progress
+        self.links: dict[str, dict[str, Any]] = {}
+        # Namespaces made by this run hold no addresses or routes yet: no need to ask.
+        self.fresh = {topology.node_of_namespace(ns) for ns in result.created_namespaces}
+
+    def run(self) -> None:
+        for node in self.topology.nodes.values():
+            for iface in node.interfaces.values():
+                if iface.kind == "bridge":
+                    self.ensure_bridge(iface)
+        for a, b in self.topology.veth_pairs():
+            self.ensure_veth_pair(a, b)
+        for node in self.topology.nodes.values():
+            for iface in node.interfaces.values():
+                self.ensure_settings(iface)
+            self.ensure_routes(node)
+
+    def link(self, node: str, name: str) -> Any | None:
+        """The link as last dumped; one dump per node until something changes."""
+        if node not in self.links:
+            self.links[node] = {link.get("ifname"): link for link in self.sockets[node].get_links()}
+        return self.links[node].get(name)
+
+    def changed(self, *nodes: str) -> None:
+        for node in nodes:
+            self.links.pop(node, None)
+
+    def ensure_bridge(self, iface: Interface) -> None:
+        ipr = self.sockets[iface.node]
+        existing = self.link(iface.node, iface.name)
+        if existing is not None and _kind(existing) == "bridge":
+            return
+        if existing is not None:
+            ipr.link("del", index=existing["index"])
+        self.progress(f"creating bridge {iface.label}")
+        ipr.link("add", ifname=iface.name, kind="bridge")
+        self.changed(iface.node)
+        self.result.changes.append(f"{iface.label}: bridge created")
+
+    def ensure_veth_pair(self, a: Interface, b: Interface) -> None:
+        la, lb = self.link(a.node, a.name), self.link(b.node, b.name)
+        paired = (
+            la is not None
+            and lb is not None
+            and _kind(la) == _kind(lb) == "veth"
+            and la.get("link") == lb["index"]
+            and lb.get("link") == la["index"]
+        )
+        if paired:
+            return
+        for end, existing in ((a, la), (b, lb)):
+            if existing is not None:
+                self.sockets[end.node].link("del", index=existing["index"])
+        self.progress(f"creating veth pair {a.label} <-> {b.label}")
+        fd = os.open(netns.path(self.topology.namespace(b.node)), os.O_RDONLY)
+        try:
+            self.sockets[a.node].link(
+                "add", ifname=a.name, kind="veth", peer={"ifname": b.name, "net_ns_fd": fd}
+            )
+        finally:
+            os.close(fd)
+        self.changed(a.node, b.node)
+        self.result.changes.append(f"{a.label} <-> {b.label}: veth pair created")
+
+    def ensure_settings(self, iface: Interface) -> None:
+        ipr = self.sockets[iface.node]
+        link = self.link(iface.node, iface.name)
+        assert link is not None, iface.label
+        index = link["index"]
+        changes: dict[str, Any] = {}
+        if iface.mtu is not None and link.get("mtu") != iface.mtu:
+            changes["mtu"] = iface.mtu
+        if iface.master is not None:
+            bridge = self.link(iface.node, iface.master)
+            assert bridge is not None, "bridges are made before their ports"
+            master = bridge["index"]
+            if link.get("master") != master:
+                changes["master"] = master
+        if link["flags"] & 1 == 0:  # IFF_UP
+            changes["state"] = "up"
+        if changes:
+            ipr.link("set", index=index, **changes)
+            self.changed(iface.node)
+            self.result.changes.append(f"{iface.label}: {', '.join(sorted(changes))}")
+        live = self.addresses(iface, index)
+        wanted = {(str(a.ip), a.network.prefixlen) for a in iface.addresses}
+        if iface.kind == "loopback":
+            wanted.add(("127.0.0.1", 8))
+        for address, prefixlen in sorted(wanted - live):
+            ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
+            self.result.changes.append(f"{iface.label}: {address}/{prefixlen} added")
+        for address, prefixlen in sorted(live - wanted):
+            ipr.addr("del", index=index, address=address, prefixlen=prefixlen)
+            self.result.changes.append(f"{iface.label}: {address}/{prefixlen} removed")
+
+    def addresses(self, iface: Interface, index: int) -> set[tuple[str, int]]:
+        if iface.node in self.fresh:
+            return {("127.0.0.1", 8)} if iface.kind == "loopback" else set()
+        ipr = self.sockets[iface.node]
+        return {
+            (a.get("address"), a["prefixlen"])
+            for a in ipr.get_addr(family=socket.AF_INET, index=index)
+        }
+
+    def ensure_routes(self, node: Node) -> None:
+        ipr = self.sockets[node.name]
+        raws = [] if node.name in self.fresh else gateway_routes(ipr)
+        live = {r.key: (r, raw) for raw in raws if (r := live_route(raw, ipr))}
+        wanted = {r.key: r for r in node.routes}
+        for key, (route, raw) in live.items():
+            if key not in wanted:
+                ipr.route("del", dst=raw.get("dst") or "0.0.0.0", dst_len=raw["dst_len"], table=254)
+                self.result.changes.append(f"{node.name}: route {route.describe()} removed")
+        for key, r in wanted.items():
+            if key in live:
+                continue
+            spec: dict[str, Any] = {"dst": str(r.to) if r.to else "0.0.0.0/0", "table": 254}
+            if r.via is not None:
+                spec["gateway"] = str(r.via)
+            if r.dev is not None:
+                spec["oif"] = ipr.link_lookup(ifname=r.dev)[0]
+            ipr.route("replace", **spec)
+            self.result.changes.append(f"{node.name}: route {r.describe()}")
+
+
+def gateway_routes(ipr: Any) -> list[Any]:
+    """Routes of the main table that were added by hand, not made by an address."""
+    return [
+        r for r in ipr.get_routes(family=socket.AF_INET, table=254) if r["proto"] != 2
+    ]  # RTPROT_KERNEL: connected routes
+
+
+def live_route(raw: Any, ipr: Any) -> Route:
+    dst = raw.get("dst")
+    to = IPv4Network(f"{dst}/{raw['dst_len']}") if dst else None
+    via = IPv4Address(raw.get("gateway")) if raw.get("gateway") else None
+    dev = None
+    if raw.get("oif"):
+        links = ipr.get_links(raw.get("oif"))
+        dev = links[0].get("ifname") if links else None
+    return Route(to=to, via=via, dev=dev)
+
+
+def _kind(link: Any) -> str | None:
+    kind = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
+    return str(kind) if kind is not None else None
+
+
+def down(
+    topology: Topology | None, prefix: str | None = None, progress: Progress = _quiet
+) -> DownResult:
+    """Removes every namespace of the lab; succeeds when there is nothing to remove."""
+    privileges.require("CAP_SYS_ADMIN", doing="pathtrace lab down")
+    prefix = topology.prefix if topology is not None else (prefix or "pt-")
+    previous = record.read_record(prefix)
+    candidates: set[str] = set()
+    if topology is not None:
+        candidates.update(topology.namespace(n) for n in topology.nodes)
+    if previous is not None:
+        candidates.update(previous.namespaces)
+    # Marked namespaces whose record was lost.
+    candidates.update(n for n in netns.names() if n.startswith(prefix))
+    result = DownResult()
+    for ns in sorted(candidates):
+        if not netns.exists(ns):
+            continue
+        if not record.is_ours(ns, prefix, previous):
+            if topology is not None and ns in {topology.namespace(n) for n in topology.nodes}:
+                result.warnings.append(f"left {ns} alone: pathtrace did not make it")
+            continue
+        holders = netns.holders(ns)
+        progress(f"removing namespace {ns}")
+        netns.remove(ns)
+        result.removed.append(ns)
+        if holders:
+            result.warnings.append(
+                f"{ns} lives on while processes {', '.join(map(str, holders))} run in it"
+            )
+    record.delete_record(prefix)
+    return result

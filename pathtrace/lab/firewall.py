@@ -1,0 +1,130 @@
+"""A node's firewall as nftables rules: written from the description, read back live.
+
+Each rule carries its name as its nft comment; that is how status finds it and
+how reports cite it (with its handle and the text nft prints for it).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pathtrace.errors import EnvironmentProblem
+from pathtrace.lab import netns
+from pathtrace.lab.topology import CHAIN_HOOKS, Node
+
+
+@dataclass(frozen=True)
+class LiveChain:
+    family: str
+    table: str
+    name: str
+    hook: str | None
+    policy: str | None
+    handle: int
+
+
+@dataclass(frozen=True)
+class LiveRule:
+    family: str
+    table: str
+    chain: str
+    handle: int
+    text: str  # as nft prints it, without comment and handle
+    comment: str | None
+
+    @property
+    def cited(self) -> str:
+        """How a report names the rule: where, handle and text."""
+        return f"{self.table} {self.chain} handle {self.handle}: {self.text}"
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    chains: tuple[LiveChain, ...]
+    rules: tuple[LiveRule, ...]
+
+    def rule_named(self, table: str, chain: str, name: str) -> LiveRule | None:
+        for rule in self.rules:
+            if (rule.table, rule.chain, rule.comment) == (table, chain, name):
+                return rule
+        return None
+
+    def chain(self, table: str, name: str) -> LiveChain | None:
+        for chain in self.chains:
+            if (chain.family, chain.table, chain.name) == ("ip", table, name):
+                return chain
+        return None
+
+
+def used_chains(node: Node) -> list[tuple[str, str]]:
+    """The base chains the node's rules and policies need, in hook order."""
+    wanted = {(r.table, r.chain) for r in node.rules} | set(node.policies)
+    return [(t, c) for t, chains in CHAIN_HOOKS.items() for c in chains if (t, c) in wanted]
+
+
+def render(node: Node) -> str:
+    """The nft script that makes the node's firewall exactly as described."""
+    lines = ["flush ruleset"]
+    for table in CHAIN_HOOKS:
+        chains = [c for t, c in used_chains(node) if t == table]
+        if not chains:
+            continue
+        lines.append(f"table ip {table} {{")
+        for chain in chains:
+            hook, priority = CHAIN_HOOKS[table][chain]
+            kind = "nat" if table == "nat" else "filter"
+            policy = node.policies.get((table, chain), "accept")
+            lines.append(f"  chain {chain} {{")
+            lines.append(f"    type {kind} hook {hook} priority {priority}; policy {policy};")
+            for rule in node.rules:
+                if (rule.table, rule.chain) == (table, chain):
+                    lines.append(f'    {rule.text} comment "{rule.name}"')
+            lines.append("  }")
+        lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def apply(namespace: str, script: str) -> None:
+    result = netns.run(namespace, ["nft", "-f", "-"], input=script, check=False)
+    if result.returncode != 0:
+        raise EnvironmentProblem(
+            f"nft refused the rules for {namespace}: {result.stderr.strip().splitlines()[0]}"
+        )
+
+
+def read(namespace: str) -> Ruleset:
+    result = netns.run(namespace, ["nft", "-a", "list", "ruleset"], check=False)
+    if result.returncode != 0:
+        raise EnvironmentProblem(f"cannot list the ruleset of {namespace}: {result.stderr.strip()}")
+    return parse_listing(result.stdout)
+
+
+_TABLE = re.compile(r"^table (\w+) (\S+) \{ # handle (\d+)$")
+_CHAIN = re.compile(r"^chain (\S+) \{ # handle (\d+)$")
+_BASE = re.compile(r"^type \w+ hook (\w+) .*?; (?:policy (\w+);)?")
+_RULE = re.compile(r'^(.*?)(?: comment "([^"]*)")? # handle (\d+)$')
+
+
+def parse_listing(text: str) -> Ruleset:
+    """Chains and rules from ``nft -a list ruleset`` (tables of sets and maps are skipped)."""
+    chains: list[LiveChain] = []
+    rules: list[LiveRule] = []
+    family = table = chain = ""
+    chain_handle = 0
+    hook: str | None = None
+    policy: str | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if m := _TABLE.match(line):
+            family, table = m.group(1), m.group(2)
+        elif m := _CHAIN.match(line):
+            chain, chain_handle, hook, policy = m.group(1), int(m.group(2)), None, None
+        elif chain and (m := _BASE.match(line)):
+            hook, policy = m.group(1), m.group(2)
+        elif line == "}" and chain:
+            chains.append(LiveChain(family, table, chain, hook, policy, chain_handle))
+            chain = ""
+        elif chain and (m := _RULE.match(line)):
+            rules.append(LiveRule(family, table, chain, int(m.group(3)), m.group(1), m.group(2)))
+    return Ruleset(tuple(chains), tuple(rules))

@@ -1,0 +1,101 @@
+"""What pathtrace knows it made: the lab record and the mark on each namespace.
+
+Two things survive a crash or SIGKILL of pathtrace, and together they let the
+next command tell our namespaces from anyone else's:
+
+* the *record*, ``/run/pathtrace/labs/PREFIX.json``, written before the first
+  namespace is created: the topology text and the namespaces it will make;
+* the *mark*, the alias of the namespace's ``lo`` (``pathtrace lab PREFIX``),
+  set right after the namespace is made.
+
+Both live in the kernel or on tmpfs, so they vanish on reboot, with the lab.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pathtrace.lab import netns
+
+RECORD_DIR = Path("/run/pathtrace/labs")
+MARK = "pathtrace lab "
+
+
+@dataclass(frozen=True)
+class LabRecord:
+    prefix: str
+    source: str
+    topology_text: str
+    namespaces: tuple[str, ...]
+
+
+def record_path(prefix: str) -> Path:
+    return RECORD_DIR / f"{prefix}.json"
+
+
+def read_record(prefix: str) -> LabRecord | None:
+    try:
+        data = json.loads(record_path(prefix).read_text())
+        return LabRecord(
+            data["prefix"], data["source"], data["topology"], tuple(data["namespaces"])
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_record(record: LabRecord) -> None:
+    RECORD_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = record_path(record.prefix).with_suffix(".tmp")
+    tmp.write_text(
+        json.dumps(
+            {
+                "prefix": record.prefix,
+                "source": record.source,
+                "topology": record.topology_text,
+                "namespaces": list(record.namespaces),
+            },
+            indent=1,
+        )
+    )
+    os.replace(tmp, record_path(record.prefix))
+
+
+def delete_record(prefix: str) -> None:
+    record_path(prefix).unlink(missing_ok=True)
+
+
+def recorded_prefixes() -> list[str]:
+    try:
+        return sorted(p.stem for p in RECORD_DIR.glob("*.json"))
+    except OSError:
+        return []
+
+
+def mark_of(namespace: str) -> str | None:
+    """The mark on ``namespace``; '' when unmarked, None when it cannot be entered."""
+    try:
+        ipr = netns.iproute(namespace)
+    except OSError:
+        return None  # a half-made namespace: the file exists but is no namespace
+    try:
+        lo = ipr.get_links(ifname="lo")
+        return str(lo[0].get("ifalias") or "") if lo else ""
+    finally:
+        ipr.close()
+
+
+def set_mark(ipr: Any, prefix: str) -> None:
+    """Marks the namespace of netlink socket ``ipr`` (and brings its lo up)."""
+    ipr.link("set", index=1, ifalias=MARK + prefix, state="up")  # lo is always ifindex 1
+
+
+def is_ours(namespace: str, prefix: str, record: LabRecord | None) -> bool:
+    mark = mark_of(namespace)
+    if mark == MARK + prefix:
+        return True
+    # Made by an `up` that died before marking it: the record names it.
+    return record is not None and namespace in record.namespaces and not mark
