@@ -1,11 +1,13 @@
 """Errors a user can cause, each with one line of advice and its own exit code.
 
-    PathtraceError                 (never raised itself)
-    ├── UsageError          2      bad arguments: unknown node, bad address, ...
-    ├── EnvironmentProblem  3      not root, a missing tool or kernel feature
-    ├── TopologyError       4      a topology file that is malformed or contradictory
-    └── ConflictError       5      the machine holds something in the way (a namespace
-                                   pathtrace did not create, an address in use)
+    PathtraceError                   (never raised itself)
+    ├── UsageError            2      bad arguments: unknown node, bad address, ...
+    ├── EnvironmentProblem    3      not root (names the capability), a missing tool
+    │   ├── KernelUnsupported 6      the kernel lacks what tracing needs (BTF, every hook)
+    │   └── ProbesMissing     7      the probe objects are not built
+    ├── TopologyError         4      a topology file that is malformed or contradictory
+    └── ConflictError         5      the machine holds something in the way (a namespace
+                                     pathtrace did not create)
 
 Exit code 1 is kept for "the packet was not delivered" (a diagnosis, not an error).
 The CLI prints ``str(error)`` on one line and exits with ``error.exit_code``.
@@ -24,6 +26,14 @@ class UsageError(PathtraceError):
 
 class EnvironmentProblem(PathtraceError):
     exit_code = 3
+
+
+class KernelUnsupported(EnvironmentProblem):
+    exit_code = 6
+
+
+class ProbesMissing(EnvironmentProblem):
+    exit_code = 7
 
 
 class TopologyError(PathtraceError):

@@ -46,7 +46,11 @@ def inode(name: str) -> int:
 
 
 def root_inode() -> int:
-    return os.stat("/proc/1/ns/net").st_ino
+    """The initial namespace (our own, where pid 1 cannot be inspected)."""
+    try:
+        return os.stat("/proc/1/ns/net").st_ino
+    except OSError:
+        return os.stat(f"/proc/{os.getpid()}/ns/net").st_ino
 
 
 def create(name: str) -> IPRoute:

@@ -1,0 +1,262 @@
+"""The probe engine: open -> configure -> load -> attach -> poll -> stop.
+
+``Tracer.start()`` returns only when every hook that can run is attached:
+that is the readiness barrier, and traffic may start right after it. Every
+program is held by a file descriptor of this process (BPF links, netfilter
+links), so whatever way the process ends, the kernel detaches them all.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pathtrace import privileges
+from pathtrace.errors import KernelUnsupported, ProbesMissing
+from pathtrace.kernel import hooks, libbpf, nflink
+from pathtrace.kernel.layout import EventLayout
+
+SHARED_MAPS = ("pt_events", "pt_tracked", "pt_lost", "pt_ids")
+HOOK_COUNT = 12  # PT_HOOK_MAX
+
+
+def probes_dir() -> Path:
+    """Where `make probes` puts the objects (PATHTRACE_PROBES overrides)."""
+    env = os.environ.get("PATHTRACE_PROBES")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "probes" / ".output"
+
+
+@dataclass
+class HookStatus:
+    family: str
+    purpose: str
+    state: str  # used, unavailable, failed
+    via: str | None = None
+    attach_points: tuple[str, ...] = ()
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Tracer:
+    """Follows the packets tagged with ``run`` through ``namespaces``."""
+
+    def __init__(
+        self,
+        run: int,
+        namespaces: Sequence[str],
+        families: Sequence[str] | None = None,
+        directory: Path | None = None,
+    ) -> None:
+        self.run = run & 0xFFFFFFFF
+        self.namespaces = list(namespaces)
+        self.family_names = list(families) if families else [f.name for f in hooks.FAMILIES]
+        self.directory = directory or probes_dir()
+        self.statuses: list[HookStatus] = []
+        self.layout: EventLayout | None = None
+        self._objects: list[libbpf.BpfObject] = []
+        self._links: list[libbpf.Link] = []
+        self._nf_fds: list[int] = []
+        self._shared: dict[str, int] = {}
+        self._ring: libbpf.RingBuffer | None = None
+        self._records: list[bytes] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.on_record: Callable[[], None] | None = None
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def start(self) -> Tracer:
+        privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="tracing")
+        facts = hooks.KernelFacts.read()
+        if not facts.btf:
+            raise KernelUnsupported(
+                "this kernel has no BTF (/sys/kernel/btf/vmlinux): build it with "
+                "CONFIG_DEBUG_INFO_BTF=y to trace"
+            )
+        try:
+            for family in hooks.FAMILIES:
+                if family.name in self.family_names:
+                    self._start_family(family, facts)
+            if self._ring is None:
+                raise KernelUnsupported("no probe could be attached: see `pathtrace doctor`")
+        except BaseException:
+            self.stop()
+            raise
+        self._thread = threading.Thread(target=self._poll, name="pathtrace-ring", daemon=True)
+        self._thread.start()
+        return self
+
+    def _start_family(self, family: hooks.Family, facts: hooks.KernelFacts) -> None:
+        path = self.directory / f"{family.name}.bpf.o"
+        if not path.exists():
+            raise ProbesMissing(
+                f"probe object {path} is missing: run `make setup` (or "
+                "`make probes`) to build the probes"
+            )
+        failures = []
+        for mechanism in family.mechanisms:
+            reason = hooks.reason_unavailable(family, mechanism, facts)
+            if reason:
+                failures.append(
+                    HookStatus(
+                        family.name,
+                        family.purpose,
+                        "unavailable",
+                        mechanism.via,
+                        mechanism.attach_points,
+                        reason,
+                    )
+                )
+                continue
+            try:
+                self._load_and_attach(path, family, mechanism)
+            except (libbpf.BpfError, OSError) as error:
+                failures.append(
+                    HookStatus(
+                        family.name,
+                        family.purpose,
+                        "failed",
+                        mechanism.via,
+                        mechanism.attach_points,
+                        _first_line(error),
+                    )
+                )
+                continue
+            self.statuses.append(
+                HookStatus(
+                    family.name, family.purpose, "used", mechanism.via, mechanism.attach_points
+                )
+            )
+            self.statuses.extend(failures)  # what was tried first, and why not
+            return
+        self.statuses.extend(failures)
+        if family.required:
+            raise KernelUnsupported(
+                f"cannot trace: {family.name} hooks unavailable ("
+                + "; ".join(f"{f.via}: {f.reason}" for f in failures)
+                + ")"
+            )
+
+    def _load_and_attach(
+        self, path: Path, family: hooks.Family, mechanism: hooks.Mechanism
+    ) -> None:
+        obj = libbpf.BpfObject(str(path))
+        links: list[libbpf.Link] = []
+        nf_fds: list[int] = []
+        try:
+            for prog in obj.programs():
+                prog.autoload = prog.name in mechanism.programs
+                if mechanism.via == "netfilter" and prog.autoload:
+                    prog.set_type(nflink.BPF_PROG_TYPE_NETFILTER, nflink.BPF_NETFILTER)
+            obj.set_rodata("pt_run", self.run.to_bytes(4, "little"))
+            for name, fd in self._shared.items():
+                obj.reuse_map(name, fd)
+            obj.load()
+            if mechanism.via == "netfilter":
+                for namespace in self.namespaces:
+                    for hook, pivot in nflink.PIVOTS.items():
+                        nf_fds.append(
+                            nflink.create(
+                                namespace, obj.program("pt_nf_before").fd, hook, pivot - 1
+                            )
+                        )
+                        nf_fds.append(
+                            nflink.create(namespace, obj.program("pt_nf_after").fd, hook, pivot + 1)
+                        )
+            else:
+                links.extend(obj.program(name).attach() for name in mechanism.programs)
+        except BaseException:
+            for link in links:
+                link.destroy()
+            for fd in nf_fds:
+                os.close(fd)
+            obj.close()
+            raise
+        self._objects.append(obj)
+        self._links.extend(links)
+        self._nf_fds.extend(nf_fds)
+        if not self._shared:
+            self._shared = {name: obj.map_fd(name) for name in SHARED_MAPS}
+            self.layout = EventLayout.from_btf(obj.btf)
+            self._ring = libbpf.RingBuffer(self._shared["pt_events"], self._on_sample)
+
+    def stop(self) -> None:
+        """Detaches everything; safe to call twice and after a failed start."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._ring is not None:
+            self._ring.consume()
+        for link in self._links:
+            link.destroy()
+        self._links.clear()
+        for fd in self._nf_fds:
+            os.close(fd)
+        self._nf_fds.clear()
+        if self._ring is not None:
+            self._ring.free()
+            self._ring = None
+        for obj in self._objects:
+            obj.close()
+        self._objects.clear()
+        self._shared.clear()
+
+    def __enter__(self) -> Tracer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- events -------------------------------------------------------------
+
+    def _on_sample(self, data: bytes) -> None:
+        with self._lock:
+            self._records.append(data)
+        if self.on_record is not None:
+            self.on_record()
+
+    def _poll(self) -> None:
+        assert self._ring is not None
+        while not self._stopping.is_set():
+            self._ring.poll(50)
+
+    def flush(self) -> None:
+        """Takes in what the kernel has written so far (call before `drain` to be sure)."""
+        if self._ring is not None and self._thread is None:
+            self._ring.consume()
+
+    def drain(self) -> list[bytes]:
+        """The raw records received since the last drain."""
+        with self._lock:
+            records, self._records = self._records, []
+        return records
+
+    def lost(self) -> dict[int, int]:
+        """Events lost to a full ring buffer, per hook number."""
+        if "pt_lost" not in self._shared:
+            return {}
+        counts = {h: libbpf.percpu_u64_sum(self._shared["pt_lost"], h) for h in range(HOOK_COUNT)}
+        return {h: n for h, n in counts.items() if n}
+
+    @property
+    def used(self) -> list[HookStatus]:
+        return [s for s in self.statuses if s.state == "used"]
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error)
+    log = getattr(error, "log", "")
+    if log:
+        last = [line for line in log.splitlines() if line.strip()][-1:]
+        text += f" ({last[0].strip()})" if last else ""
+    return text

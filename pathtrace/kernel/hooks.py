@@ -1,0 +1,209 @@
+"""Hook families, and which of their mechanisms this kernel allows, with reasons.
+
+Each family is one probe object. A family lists its mechanisms best first
+(fentry, then kprobe; or the one tracepoint or netfilter way); ``plan`` says
+for each one whether it can run here and, if not, why, before anything is
+loaded. Loading is the final judge: the engine falls back to the next
+mechanism when the kernel refuses one, and records the refusal.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass, field
+
+from pathtrace.kernel.libbpf import BTF_KIND_STRUCT, BTF_KIND_TYPEDEF, KernelBtf
+
+
+@dataclass(frozen=True)
+class Mechanism:
+    via: str  # tp_btf, netfilter, fentry, kprobe
+    programs: tuple[str, ...]
+    attach_points: tuple[str, ...]  # what a report names
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    purpose: str
+    mechanisms: tuple[Mechanism, ...]
+    required: bool  # without it there is no trace at all
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family(
+        "device",
+        "transmit and receive on every device",
+        (
+            Mechanism(
+                "tp_btf",
+                ("pt_dev_xmit", "pt_dev_recv"),
+                ("tp_btf/net_dev_start_xmit", "tp_btf/netif_receive_skb"),
+            ),
+        ),
+        required=True,
+    ),
+    Family(
+        "drop",
+        "drops with their reason, and normal frees",
+        (
+            Mechanism(
+                "tp_btf", ("pt_drop", "pt_consume"), ("tp_btf/kfree_skb", "tp_btf/consume_skb")
+            ),
+        ),
+        required=False,
+    ),
+    Family(
+        "netfilter",
+        "each packet just before and after NAT and the FORWARD filter",
+        (
+            Mechanism(
+                "netfilter",
+                ("pt_nf_before", "pt_nf_after"),
+                (
+                    "netfilter link: PREROUTING/OUTPUT -101/-99, FORWARD -1/+1, "
+                    "POSTROUTING/INPUT 99/101",
+                ),
+            ),
+        ),
+        required=False,
+    ),
+    Family(
+        "veth",
+        "the moment a packet crosses a veth pair",
+        (
+            Mechanism("fentry", ("pt_veth_fentry",), ("fentry/veth_xmit",)),
+            Mechanism("kprobe", ("pt_veth_kprobe",), ("kprobe/veth_xmit",)),
+        ),
+        required=False,
+    ),
+    Family(
+        "bridge",
+        "the bridge's receive and forwarding decisions",
+        (
+            Mechanism(
+                "fentry",
+                ("pt_br_handle_frame_fentry", "pt_br_forward_fentry"),
+                ("fentry/br_handle_frame", "fentry/br_forward"),
+            ),
+            Mechanism(
+                "kprobe",
+                ("pt_br_handle_frame_kprobe", "pt_br_forward_kprobe"),
+                ("kprobe/br_handle_frame", "kprobe/br_forward"),
+            ),
+        ),
+        required=False,
+    ),
+    Family(
+        "nat",
+        "the NAT function itself, before and after translation",
+        (
+            Mechanism(
+                "fentry",
+                ("pt_nat_fentry", "pt_nat_fexit"),
+                ("fentry/nf_nat_manip_pkt", "fexit/nf_nat_manip_pkt"),
+            ),
+            Mechanism(
+                "kprobe",
+                ("pt_nat_kprobe", "pt_nat_kretprobe"),
+                ("kprobe/nf_nat_manip_pkt", "kretprobe/nf_nat_manip_pkt"),
+            ),
+        ),
+        required=False,
+    ),
+)
+
+_FUNCTIONS = {"veth": "veth_xmit", "bridge": "br_forward", "nat": "nf_nat_manip_pkt"}
+
+
+@dataclass
+class KernelFacts:
+    """What decides which mechanisms can run: read once per process."""
+
+    release: str
+    btf: bool
+    config: dict[str, str]
+    symbols: set[str] = field(default_factory=set)
+    btf_types: dict[str, bool] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls) -> KernelFacts:
+        release = os.uname().release
+        config: dict[str, str] = {}
+        try:
+            with gzip.open("/proc/config.gz", "rt") as f:
+                for line in f:
+                    if line.startswith("CONFIG_"):
+                        key, _, value = line.strip().partition("=")
+                        config[key] = value
+        except OSError:
+            pass
+        wanted = set(_FUNCTIONS.values())
+        symbols: set[str] = set()
+        try:
+            with open("/proc/kallsyms") as f:
+                for line in f:
+                    name = line.split()[2]
+                    if name in wanted:
+                        symbols.add(name)
+        except OSError:
+            pass
+        btf_types: dict[str, bool] = {}
+        has_btf = os.path.exists(KernelBtf.PATH)
+        if has_btf:
+            kbtf = KernelBtf()
+            try:
+                for name in (
+                    "btf_trace_net_dev_start_xmit",
+                    "btf_trace_netif_receive_skb",
+                    "btf_trace_kfree_skb",
+                    "btf_trace_consume_skb",
+                ):
+                    btf_types[name] = kbtf.has(name, BTF_KIND_TYPEDEF)
+                btf_types["bpf_nf_ctx"] = kbtf.has("bpf_nf_ctx", BTF_KIND_STRUCT)
+                btf_types["BPF_NETFILTER"] = (
+                    "BPF_NETFILTER" in kbtf.enum("bpf_attach_type").values()
+                )
+            finally:
+                kbtf.close()
+        return cls(release, has_btf, config, symbols, btf_types)
+
+    def configured(self, option: str) -> bool | None:
+        """True or False when /proc/config.gz says; None when the kernel does not say."""
+        if not self.config:
+            return None
+        return self.config.get(option) in ("y", "m")
+
+
+def reason_unavailable(family: Family, mechanism: Mechanism, facts: KernelFacts) -> str | None:
+    """Why ``mechanism`` cannot run on this kernel, or None if it may."""
+    if not facts.btf:
+        return "the kernel has no BTF (/sys/kernel/btf/vmlinux)"
+    if mechanism.via == "tp_btf":
+        missing = [
+            p
+            for p in mechanism.attach_points
+            if not facts.btf_types.get("btf_trace_" + p.split("/", 1)[1], False)
+        ]
+        return f"the kernel has no tracepoint {', '.join(missing)}" if missing else None
+    if mechanism.via == "netfilter":
+        if not facts.btf_types.get("BPF_NETFILTER"):
+            return f"BPF netfilter links need kernel >= 6.4 (this is {facts.release})"
+        if facts.configured("CONFIG_NETFILTER_BPF_LINK") is False:
+            return "CONFIG_NETFILTER_BPF_LINK is not set"
+        return None
+    function = _FUNCTIONS[family.name]
+    if function not in facts.symbols:
+        return f"the kernel has no function {function} (module not loaded?)"
+    if mechanism.via == "kprobe":
+        if facts.configured("CONFIG_KPROBES") is False:
+            return "kprobes unavailable: CONFIG_KPROBES is not set"
+        if not os.path.exists("/sys/bus/event_source/devices/kprobe"):
+            return "kprobes unavailable: no kprobe PMU (CONFIG_KPROBE_EVENTS)"
+        return None
+    if mechanism.via == "fentry":
+        if facts.configured("CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS") is False:
+            return "fentry unavailable: CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS is not set"
+        return None
+    return f"unknown mechanism {mechanism.via}"

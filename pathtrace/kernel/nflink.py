@@ -1,0 +1,51 @@
+"""BPF netfilter links (kernel >= 6.4), made with the bpf() syscall.
+
+libbpf 1.1 predates them, so the link is created by hand: a netfilter link
+attaches to the namespace of the calling thread, so the thread enters the
+namespace, creates the link, and leaves. The link lives as long as its fd.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+
+from pathtrace.lab import netns
+
+BPF_PROG_TYPE_NETFILTER = 32
+BPF_NETFILTER = 45
+_BPF_LINK_CREATE = 28
+_SYS_BPF = {"x86_64": 321, "aarch64": 280}[os.uname().machine]
+NFPROTO_IPV4 = 2
+
+NF_INET_PRE_ROUTING, NF_INET_LOCAL_IN, NF_INET_FORWARD = 0, 1, 2
+NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING = 3, 4
+HOOK_NAMES = {0: "PREROUTING", 1: "INPUT", 2: "FORWARD", 3: "OUTPUT", 4: "POSTROUTING"}
+
+# Where the translation (or the filter) happens in each hook, as iptables and
+# nftables place it: our "before" program goes one below, "after" one above.
+PIVOTS = {
+    NF_INET_PRE_ROUTING: -100,  # DNAT
+    NF_INET_LOCAL_OUT: -100,  # DNAT of local traffic
+    NF_INET_FORWARD: 0,  # the filter table
+    NF_INET_POST_ROUTING: 100,  # SNAT / MASQUERADE
+    NF_INET_LOCAL_IN: 100,  # SNAT of traffic to the host
+}
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def create(namespace: str, prog_fd: int, hook: int, priority: int) -> int:
+    """Links program ``prog_fd`` into ``namespace`` at (IPv4, hook, priority); returns the fd."""
+    attr = struct.pack("<IIIIIIiI", prog_fd, 0, BPF_NETFILTER, 0, NFPROTO_IPV4, hook, priority, 0)
+    buf = ctypes.create_string_buffer(attr, 64)
+    with netns.entered(namespace):
+        fd = _libc.syscall(_SYS_BPF, _BPF_LINK_CREATE, buf, ctypes.c_uint(64))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(
+            err,
+            f"netfilter link in {namespace} ({HOOK_NAMES[hook]} {priority}): {os.strerror(err)}",
+        )
+    return int(fd)

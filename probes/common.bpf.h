@@ -1,0 +1,331 @@
+/* What every probe shares: the maps (one set, shared by all objects through
+ * map fd reuse), the tag matcher, skb tracking, and event emission.
+ *
+ * A packet is recognised by its tag (see pathtrace.h) before any event is
+ * emitted; an skb once recognised is followed by its address, so hooks where
+ * the tag cannot be read still report it. Addresses are reused after free: an
+ * entry is dropped when its skb is freed, and a tracked address that turns up
+ * carrying another packet (IP id or protocol differ) is forgotten, so one
+ * packet's history never carries over to the next.
+ */
+#ifndef PT_COMMON_BPF_H
+#define PT_COMMON_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "pathtrace.h"
+
+#define PT_ETH_P_IP 0x0800
+#define PT_NF_ACCEPT 1
+#define PT_CLOCK_TAI 1
+#define PT_CLOCK_BOOTTIME 2
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Set by the loader before load. */
+const volatile __u32 pt_run = 0;
+
+/* Anchors struct pt_event in the object's BTF, where user space reads its layout. */
+const volatile struct pt_event pt_event_layout = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} pt_events SEC(".maps");
+
+struct pt_tracked {
+	__u64 skb_id;
+	__u32 run;
+	__u32 index;
+	__u16 ip_id;
+	__u8 protocol;
+	__u8 kind;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct pt_tracked);
+} pt_tracked SEC(".maps");
+
+/* Events that found the ring buffer full, per hook. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PT_HOOK_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} pt_lost SEC(".maps");
+
+/* The next skb id; one counter for all objects. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} pt_ids SEC(".maps");
+
+struct pt_pkt {
+	__u32 saddr, daddr, run, index;
+	__u16 sport, dport, ip_id;
+	__u8 protocol, ttl, icmp_type, icmp_code, tcp_flags, tag_kind;
+};
+
+static __always_inline int pt_payload_tag(const void *at, struct pt_pkt *p, __u8 kind)
+{
+	__u32 tag[3];
+
+	if (bpf_probe_read_kernel(tag, sizeof(tag), at))
+		return 0;
+	if (tag[1] != bpf_htonl(pt_run))
+		return 0;
+	if (tag[0] == bpf_htonl(PT_TAG_MAGIC))
+		p->tag_kind = kind;
+	else if (tag[0] == bpf_htonl(PT_TAG_MAGIC_REPLY))
+		p->tag_kind = PT_TAG_REPLY;
+	else
+		return 0;
+	p->run = pt_run;
+	p->index = bpf_ntohl(tag[2]);
+	return 1;
+}
+
+static __always_inline int pt_seq_tag(__u32 seq, struct pt_pkt *p, __u8 kind)
+{
+	if ((seq >> 16) != (pt_run & 0xffff))
+		return 0;
+	p->run = pt_run;
+	p->index = seq & 0xffff;
+	p->tag_kind = kind;
+	return 1;
+}
+
+/* The tag of a packet quoted by an ICMP error. */
+static __always_inline int pt_quoted_tag(const unsigned char *l3, struct pt_pkt *p)
+{
+	struct iphdr iph;
+	__u32 seq;
+
+	if (bpf_probe_read_kernel(&iph, sizeof(iph), l3) || iph.version != 4)
+		return 0;
+	const unsigned char *l4 = l3 + iph.ihl * 4;
+	if (iph.protocol == IPPROTO_ICMP || iph.protocol == IPPROTO_UDP)
+		return pt_payload_tag(l4 + 8, p, PT_TAG_ICMP_ERROR);
+	if (iph.protocol == IPPROTO_TCP && !bpf_probe_read_kernel(&seq, 4, l4 + 4))
+		return pt_seq_tag(bpf_ntohl(seq), p, PT_TAG_ICMP_ERROR);
+	return 0;
+}
+
+/* Reads the IPv4 packet at l3 into p. Returns 1 if it carries this run's tag,
+ * 0 if not, -1 if it is no IPv4 packet. */
+static __always_inline int pt_parse(const unsigned char *l3, struct pt_pkt *p)
+{
+	struct iphdr iph;
+
+	if (!l3 || bpf_probe_read_kernel(&iph, sizeof(iph), l3) || iph.version != 4)
+		return -1;
+	p->saddr = iph.saddr;
+	p->daddr = iph.daddr;
+	p->protocol = iph.protocol;
+	p->ttl = iph.ttl;
+	p->ip_id = iph.id;
+	if (iph.frag_off & bpf_htons(0x1fff))
+		return 0; /* a later fragment: no L4 header here */
+	const unsigned char *l4 = l3 + iph.ihl * 4;
+
+	if (iph.protocol == IPPROTO_ICMP) {
+		struct icmphdr ic;
+		if (bpf_probe_read_kernel(&ic, sizeof(ic), l4))
+			return 0;
+		p->icmp_type = ic.type;
+		p->icmp_code = ic.code;
+		p->sport = ic.un.echo.id;
+		p->dport = ic.un.echo.sequence;
+		if (ic.type == 8)
+			return pt_payload_tag(l4 + 8, p, PT_TAG_REQUEST);
+		if (ic.type == 0)
+			return pt_payload_tag(l4 + 8, p, PT_TAG_REPLY);
+		if (ic.type == 3 || ic.type == 11 || ic.type == 12)
+			return pt_quoted_tag(l4 + 8, p);
+		return 0;
+	}
+	if (iph.protocol == IPPROTO_UDP) {
+		struct udphdr uh;
+		if (bpf_probe_read_kernel(&uh, sizeof(uh), l4))
+			return 0;
+		p->sport = uh.source;
+		p->dport = uh.dest;
+		return pt_payload_tag(l4 + 8, p, PT_TAG_REQUEST);
+	}
+	if (iph.protocol == IPPROTO_TCP) {
+		__u32 hdr[4]; /* ports, seq, ack, offset and flags */
+		if (bpf_probe_read_kernel(hdr, sizeof(hdr), l4))
+			return 0;
+		p->sport = hdr[0] & 0xffff;
+		p->dport = hdr[0] >> 16;
+		__u8 flags = (bpf_ntohl(hdr[3]) >> 16) & 0xff;
+		__u32 seq = bpf_ntohl(hdr[1]), ack = bpf_ntohl(hdr[2]);
+		p->tcp_flags = flags;
+		if ((flags & 0x12) == 0x02) /* SYN */
+			return pt_seq_tag(seq, p, PT_TAG_REQUEST);
+		if ((flags & 0x10) && pt_seq_tag(ack - 1, p, PT_TAG_REPLY))
+			return 1; /* SYN-ACK, or RST-ACK, answering the SYN */
+		return pt_seq_tag(seq - 1, p, PT_TAG_REQUEST); /* the sender's next segment */
+	}
+	return 0;
+}
+
+static __always_inline __u64 pt_next_id(void)
+{
+	__u32 zero = 0;
+	__u64 *next = bpf_map_lookup_elem(&pt_ids, &zero);
+
+	return next ? __sync_fetch_and_add(next, 1) + 1 : 0;
+}
+
+static __always_inline __u64 pt_now(__u8 *clock)
+{
+	/* TAI moves with the wall clock (NTP steps included) and differs from it
+	 * by a constant, so events convert exactly to capture timestamps. */
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_ktime_get_tai_ns)) {
+		*clock = PT_CLOCK_TAI;
+		return bpf_ktime_get_tai_ns();
+	}
+	*clock = PT_CLOCK_BOOTTIME;
+	return bpf_ktime_get_boot_ns();
+}
+
+/* The IPv4 header: where the network header was set, else right after Ethernet. */
+static __always_inline const unsigned char *pt_l3_of(struct sk_buff *skb, int from_data)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+
+	if (BPF_CORE_READ(skb, protocol) != bpf_htons(PT_ETH_P_IP))
+		return 0;
+	if (from_data)
+		return BPF_CORE_READ(skb, data);
+	if (nh == (__u16)~0U)
+		return BPF_CORE_READ(skb, data) + 14;
+	return head + nh;
+}
+
+struct pt_where {
+	struct net_device *dev;
+	struct net *net; /* where there is no device */
+	__u64 location;
+	__u32 drop_reason;
+	__u16 hook;
+	__u8 via;
+	__u8 nf_hook;
+	__u8 final; /* the skb is being freed: stop following it */
+};
+
+static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char *l3,
+				       struct pt_where *w)
+{
+	struct pt_pkt p = {};
+	__u64 key = (__u64)skb;
+	__u64 skb_id;
+	__u8 followed = 0;
+	int tagged = pt_parse(l3, &p);
+	struct pt_tracked *t = bpf_map_lookup_elem(&pt_tracked, &key);
+
+	if (tagged == 1) {
+		if (t && t->run == p.run && t->index == p.index && t->kind == p.tag_kind) {
+			skb_id = t->skb_id;
+		} else {
+			struct pt_tracked fresh = {
+				.skb_id = pt_next_id(), .run = p.run, .index = p.index,
+				.ip_id = p.ip_id, .protocol = p.protocol, .kind = p.tag_kind,
+			};
+			skb_id = fresh.skb_id;
+			if (!w->final)
+				bpf_map_update_elem(&pt_tracked, &key, &fresh, BPF_ANY);
+		}
+	} else {
+		if (!t)
+			return;
+		if (tagged < 0 || p.ip_id != t->ip_id || p.protocol != t->protocol) {
+			bpf_map_delete_elem(&pt_tracked, &key); /* another packet at a reused address */
+			return;
+		}
+		skb_id = t->skb_id;
+		p.run = t->run;
+		p.index = t->index;
+		p.tag_kind = t->kind;
+		followed = 1;
+	}
+	if (w->final)
+		bpf_map_delete_elem(&pt_tracked, &key);
+
+	struct pt_event *e = bpf_ringbuf_reserve(&pt_events, sizeof(*e), 0);
+	if (!e) {
+		__u32 hook = w->hook;
+		__u64 *lost = bpf_map_lookup_elem(&pt_lost, &hook);
+		if (lost)
+			*lost += 1;
+		return;
+	}
+	e->time_ns = pt_now(&e->clock);
+	e->skb = key;
+	e->skb_id = skb_id;
+	e->location = w->location;
+	e->drop_reason = w->drop_reason;
+	e->hook = w->hook;
+	e->via = w->via;
+	e->nf_hook = w->nf_hook;
+	e->followed = followed;
+	e->len = BPF_CORE_READ(skb, len);
+	e->mark = BPF_CORE_READ(skb, mark);
+	e->pkt_type = BPF_CORE_READ_BITFIELD_PROBED(skb, pkt_type);
+	e->run = p.run;
+	e->index = p.index;
+	e->tag_kind = p.tag_kind;
+	e->saddr = p.saddr;
+	e->daddr = p.daddr;
+	e->sport = p.sport;
+	e->dport = p.dport;
+	e->ip_id = p.ip_id;
+	e->protocol = p.protocol;
+	e->ttl = p.ttl;
+	e->icmp_type = p.icmp_type;
+	e->icmp_code = p.icmp_code;
+	e->tcp_flags = p.tcp_flags;
+	/* Locals, not w->...: CO-RE must not relocate our own struct pt_where. */
+	struct net_device *dev = w->dev;
+	struct net *net = w->net;
+	if (dev) {
+		e->ifindex = BPF_CORE_READ(dev, ifindex);
+		BPF_CORE_READ_STR_INTO(&e->ifname, dev, name);
+		e->netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	} else {
+		e->ifindex = 0;
+		e->ifname[0] = 0;
+		e->netns = net ? BPF_CORE_READ(net, ns.inum) : 0;
+	}
+	unsigned long nfct = BPF_CORE_READ(skb, _nfct);
+	struct nf_conn *ct = (struct nf_conn *)(nfct & ~7UL);
+	e->ct = (__u64)ct;
+	if (ct) {
+		struct nf_conntrack_tuple orig, reply;
+		bpf_core_read(&orig, sizeof(orig), &ct->tuplehash[0].tuple);
+		bpf_core_read(&reply, sizeof(reply), &ct->tuplehash[1].tuple);
+		e->ct_orig_src = orig.src.u3.ip;
+		e->ct_orig_dst = orig.dst.u3.ip;
+		e->ct_orig_sport = orig.src.u.all;
+		e->ct_orig_dport = orig.dst.u.all;
+		e->ct_reply_src = reply.src.u3.ip;
+		e->ct_reply_dst = reply.dst.u3.ip;
+		e->ct_reply_sport = reply.src.u.all;
+		e->ct_reply_dport = reply.dst.u.all;
+		e->ct_status = BPF_CORE_READ(ct, status);
+	}
+	bpf_ringbuf_submit(e, 0);
+}
+
+#endif

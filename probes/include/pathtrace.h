@@ -1,0 +1,96 @@
+/* The event every probe emits, and the names of hooks and tags.
+ *
+ * Plain C with fixed-width types and no vmlinux.h, so that user space can read
+ * it too. The Python side does not copy this layout: it reads struct
+ * pt_event from each object's BTF (pathtrace/kernel/layout.py), and a test
+ * checks every field it uses.
+ */
+#ifndef PATHTRACE_H
+#define PATHTRACE_H
+
+#define PT_EVENT_VERSION 1
+#define PT_IFNAMSIZ 16
+
+/* The tag an injected packet carries, where NAT never rewrites it:
+ * ICMP echo and UDP: the first 12 payload bytes, big-endian
+ *   PT_TAG_MAGIC, run, index;
+ * TCP SYN: the initial sequence number, (run & 0xffff) << 16 | index,
+ *   which comes back as ack - 1 in the SYN-ACK or RST.
+ * ICMP errors quote the packet that caused them, tag included. */
+#define PT_TAG_MAGIC 0x50545243       /* "PTRC" */
+#define PT_TAG_MAGIC_REPLY 0x50545252 /* "PTRR": the lab's echo services answer with it */
+
+enum pt_hook {
+	PT_HOOK_DEV_XMIT = 1,       /* a device starts transmitting */
+	PT_HOOK_DEV_RECV = 2,       /* a device receives (after the driver) */
+	PT_HOOK_DROP = 3,           /* kfree_skb: freed as a drop, with a reason */
+	PT_HOOK_CONSUME = 4,        /* consume_skb: freed after normal use */
+	PT_HOOK_NF_BEFORE = 5,      /* netfilter, just before NAT (or filter) */
+	PT_HOOK_NF_AFTER = 6,       /* netfilter, just after NAT (or filter) */
+	PT_HOOK_VETH_XMIT = 7,      /* veth_xmit */
+	PT_HOOK_BR_HANDLE_FRAME = 8, /* br_handle_frame: a bridge port receives */
+	PT_HOOK_BR_FORWARD = 9,     /* br_forward: the bridge forwards to a port */
+	PT_HOOK_NAT_BEFORE = 10,    /* nf_nat_manip_pkt entry: before translation */
+	PT_HOOK_NAT_AFTER = 11,     /* nf_nat_manip_pkt exit: after translation */
+	PT_HOOK_MAX = 12,
+};
+
+enum pt_via {
+	PT_VIA_TP_BTF = 1,
+	PT_VIA_NETFILTER = 2,
+	PT_VIA_FENTRY = 3,
+	PT_VIA_FEXIT = 4,
+	PT_VIA_KPROBE = 5,
+	PT_VIA_KRETPROBE = 6,
+};
+
+enum pt_tag_kind {
+	PT_TAG_REQUEST = 1,    /* the injected packet itself */
+	PT_TAG_REPLY = 2,      /* the answer that echoes its tag */
+	PT_TAG_ICMP_ERROR = 3, /* an ICMP error quoting a tagged packet */
+};
+
+struct pt_event {
+	__u64 time_ns;  /* CLOCK_TAI: wall-clock time plus a constant, even across NTP steps */
+	__u64 skb;      /* address of the sk_buff (reused after free) */
+	__u64 skb_id;   /* unique id of this sk_buff's life in the trace */
+	__u64 location; /* DROP: the kernel address that freed it */
+	__u64 ct;       /* address of the conntrack entry, 0 if none */
+	__u32 netns;    /* inode number of the network namespace */
+	__u32 ifindex;
+	__u32 len;      /* skb->len */
+	__u32 mark;
+	__u32 drop_reason; /* enum skb_drop_reason */
+	__u32 run;      /* the tag: run id and packet index */
+	__u32 index;
+	__u32 saddr;    /* IPv4, network order */
+	__u32 daddr;
+	__u32 ct_orig_src; /* conntrack tuples, network order */
+	__u32 ct_orig_dst;
+	__u32 ct_reply_src;
+	__u32 ct_reply_dst;
+	__u32 ct_status;
+	__u16 ct_orig_sport;
+	__u16 ct_orig_dport;
+	__u16 ct_reply_sport;
+	__u16 ct_reply_dport;
+	__u16 sport;    /* network order; ICMP: id */
+	__u16 dport;    /* network order; ICMP: sequence */
+	__u16 ip_id;
+	__u16 hook;     /* enum pt_hook */
+	__u8 via;       /* enum pt_via */
+	__u8 nf_hook;   /* netfilter hooks: NF_INET_*; NAT hooks: 0 SNAT, 1 DNAT */
+	__u8 protocol;
+	__u8 ttl;
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u8 tcp_flags;
+	__u8 tag_kind;  /* enum pt_tag_kind */
+	__u8 followed;  /* 1: recognised by its skb, the tag was not readable here */
+	__u8 pkt_type;
+	__u8 clock;     /* 1: CLOCK_TAI, 2: CLOCK_BOOTTIME (kernels before 6.1) */
+	__u8 pad[5];
+	char ifname[PT_IFNAMSIZ];
+};
+
+#endif

@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: GPL-2.0
+/* BPF netfilter programs (kernel >= 6.4), linked in each traced namespace
+ * just before and just after the NAT priorities (and the filter priority in
+ * FORWARD), so each packet is seen before and after translation. They only
+ * look: the verdict is always accept. libbpf 1.1 does not know this program
+ * type; the loader sets it (BPF_PROG_TYPE_NETFILTER) before load. */
+#include "common.bpf.h"
+
+static __always_inline int pt_nf(struct bpf_nf_ctx *ctx, __u16 hook)
+{
+	struct sk_buff *skb = ctx->skb;
+	const struct nf_hook_state *state = ctx->state;
+	struct net_device *out = BPF_CORE_READ(state, out);
+	struct pt_where w = {
+		.dev = out ? out : BPF_CORE_READ(state, in), .net = BPF_CORE_READ(state, net),
+		.hook = hook, .via = PT_VIA_NETFILTER, .nf_hook = BPF_CORE_READ(state, hook),
+	};
+
+	pt_observe(skb, pt_l3_of(skb, 1), &w);
+	return PT_NF_ACCEPT;
+}
+
+SEC("netfilter")
+int pt_nf_before(struct bpf_nf_ctx *ctx)
+{
+	return pt_nf(ctx, PT_HOOK_NF_BEFORE);
+}
+
+SEC("netfilter")
+int pt_nf_after(struct bpf_nf_ctx *ctx)
+{
+	return pt_nf(ctx, PT_HOOK_NF_AFTER);
+}
