@@ -37,7 +37,22 @@ def _build_parser() -> argparse.ArgumentParser:
         if name in ("status", "show"):
             sub.add_argument("--json", action="store_true", help="machine-readable output")
         sub.set_defaults(handler=_HANDLERS[name])
+    doctor = commands.add_parser("doctor", help="what this machine lets pathtrace trace, and why")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.set_defaults(handler=_doctor)
     return parser
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from pathtrace import doctor
+
+    diagnosis = doctor.diagnose()
+    if args.json:
+        print(json.dumps(diagnosis.to_json(), indent=2))
+    else:
+        doctor.print_diagnosis(diagnosis)
+    usable = any(h["state"] == "used" and h["family"] == "device" for h in diagnosis.hooks)
+    return 0 if usable else 3
 
 
 def _topology_for(args: argparse.Namespace) -> tuple[Any, str | None]:

@@ -3,6 +3,8 @@
  * receives a frame (br_handle_frame), the bridge forwards it to a port
  * (br_forward). Without them the engine infers forwarding from receive on one
  * port and transmit on another. */
+/* Holds kprobe programs, whose arguments are plain addresses: copy, never load. */
+#define PT_DIRECT 0
 #include "common.bpf.h"
 
 static __always_inline void pt_handle_frame(struct sk_buff **pskb, __u8 via)

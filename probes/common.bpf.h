@@ -28,6 +28,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Set by the loader before load. */
 const volatile __u32 pt_run = 0;
+const volatile __u32 pt_index_limit = 65536; /* tags at or above it are not ours */
 
 /* Anchors struct pt_event in the object's BTF, where user space reads its layout. */
 const volatile struct pt_event pt_event_layout = {};
@@ -61,10 +62,14 @@ struct {
 	__type(value, __u64);
 } pt_lost SEC(".maps");
 
-/* The next skb id; one counter for all objects. */
+/* [0]: the last skb id given; [1]: entries in pt_tracked (never below the truth:
+ * LRU evictions are not counted), so untagged packets skip the hash lookup
+ * while nothing is being followed. One pair for all objects. */
+#define PT_ID_NEXT 0
+#define PT_ID_LIVE 1
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u64);
 } pt_ids SEC(".maps");
@@ -75,13 +80,9 @@ struct pt_pkt {
 	__u8 protocol, ttl, icmp_type, icmp_code, tcp_flags, tag_kind;
 };
 
-static __always_inline int pt_payload_tag(const void *at, struct pt_pkt *p, __u8 kind)
+static __always_inline int pt_tag_words(const __u32 *tag, struct pt_pkt *p, __u8 kind)
 {
-	__u32 tag[3];
-
-	if (bpf_probe_read_kernel(tag, sizeof(tag), at))
-		return 0;
-	if (tag[1] != bpf_htonl(pt_run))
+	if (tag[1] != bpf_htonl(pt_run) || bpf_ntohl(tag[2]) >= pt_index_limit)
 		return 0;
 	if (tag[0] == bpf_htonl(PT_TAG_MAGIC))
 		p->tag_kind = kind;
@@ -94,9 +95,18 @@ static __always_inline int pt_payload_tag(const void *at, struct pt_pkt *p, __u8
 	return 1;
 }
 
+static __always_inline int pt_payload_tag(const void *at, struct pt_pkt *p, __u8 kind)
+{
+	__u32 tag[3];
+
+	if (bpf_probe_read_kernel(tag, sizeof(tag), at))
+		return 0;
+	return pt_tag_words(tag, p, kind);
+}
+
 static __always_inline int pt_seq_tag(__u32 seq, struct pt_pkt *p, __u8 kind)
 {
-	if ((seq >> 16) != (pt_run & 0xffff))
+	if ((seq >> 16) != (pt_run & 0xffff) || (seq & 0xffff) >= pt_index_limit)
 		return 0;
 	p->run = pt_run;
 	p->index = seq & 0xffff;
@@ -136,55 +146,71 @@ static __always_inline int pt_parse(const unsigned char *l3, struct pt_pkt *p)
 	if (iph.frag_off & bpf_htons(0x1fff))
 		return 0; /* a later fragment: no L4 header here */
 	const unsigned char *l4 = l3 + iph.ihl * 4;
+	/* One read for the L4 header and the tag behind it: ICMP and UDP headers
+	 * are 8 bytes, the tag 12; TCP needs its first 16. */
+	__u32 w[5];
 
 	if (iph.protocol == IPPROTO_ICMP) {
-		struct icmphdr ic;
-		if (bpf_probe_read_kernel(&ic, sizeof(ic), l4))
+		if (bpf_probe_read_kernel(w, sizeof(w), l4))
 			return 0;
-		p->icmp_type = ic.type;
-		p->icmp_code = ic.code;
-		p->sport = ic.un.echo.id;
-		p->dport = ic.un.echo.sequence;
-		if (ic.type == 8)
-			return pt_payload_tag(l4 + 8, p, PT_TAG_REQUEST);
-		if (ic.type == 0)
-			return pt_payload_tag(l4 + 8, p, PT_TAG_REPLY);
-		if (ic.type == 3 || ic.type == 11 || ic.type == 12)
+		struct icmphdr *ic = (struct icmphdr *)w;
+		p->icmp_type = ic->type;
+		p->icmp_code = ic->code;
+		p->sport = ic->un.echo.id;
+		p->dport = ic->un.echo.sequence;
+		if (ic->type == 8)
+			return pt_tag_words(&w[2], p, PT_TAG_REQUEST);
+		if (ic->type == 0)
+			return pt_tag_words(&w[2], p, PT_TAG_REPLY);
+		if (ic->type == 3 || ic->type == 11 || ic->type == 12)
 			return pt_quoted_tag(l4 + 8, p);
 		return 0;
 	}
 	if (iph.protocol == IPPROTO_UDP) {
-		struct udphdr uh;
-		if (bpf_probe_read_kernel(&uh, sizeof(uh), l4))
+		if (bpf_probe_read_kernel(w, sizeof(w), l4))
 			return 0;
-		p->sport = uh.source;
-		p->dport = uh.dest;
-		return pt_payload_tag(l4 + 8, p, PT_TAG_REQUEST);
+		p->sport = w[0] & 0xffff;
+		p->dport = w[0] >> 16;
+		return pt_tag_words(&w[2], p, PT_TAG_REQUEST);
 	}
 	if (iph.protocol == IPPROTO_TCP) {
-		__u32 hdr[4]; /* ports, seq, ack, offset and flags */
-		if (bpf_probe_read_kernel(hdr, sizeof(hdr), l4))
+		if (bpf_probe_read_kernel(w, 16, l4)) /* ports, seq, ack, offset and flags */
 			return 0;
-		p->sport = hdr[0] & 0xffff;
-		p->dport = hdr[0] >> 16;
-		__u8 flags = (bpf_ntohl(hdr[3]) >> 16) & 0xff;
-		__u32 seq = bpf_ntohl(hdr[1]), ack = bpf_ntohl(hdr[2]);
+		p->sport = w[0] & 0xffff;
+		p->dport = w[0] >> 16;
+		__u8 flags = (bpf_ntohl(w[3]) >> 16) & 0xff;
+		__u32 seq = bpf_ntohl(w[1]), ack = bpf_ntohl(w[2]);
 		p->tcp_flags = flags;
-		if ((flags & 0x12) == 0x02) /* SYN */
+		/* Only the segments of a probe's handshake: data never matches. */
+		if ((flags & 0x12) == 0x02) /* SYN: the probe */
 			return pt_seq_tag(seq, p, PT_TAG_REQUEST);
-		if ((flags & 0x10) && pt_seq_tag(ack - 1, p, PT_TAG_REPLY))
-			return 1; /* SYN-ACK, or RST-ACK, answering the SYN */
-		return pt_seq_tag(seq - 1, p, PT_TAG_REQUEST); /* the sender's next segment */
+		if ((flags & 0x12) == 0x12 || (flags & 0x14) == 0x14) /* SYN-ACK, RST-ACK */
+			return pt_seq_tag(ack - 1, p, PT_TAG_REPLY);
+		if (flags & 0x04) /* RST from the prober, after a SYN-ACK */
+			return pt_seq_tag(seq - 1, p, PT_TAG_REQUEST);
+		return 0;
 	}
 	return 0;
 }
 
+static __always_inline __u64 *pt_counter(__u32 which)
+{
+	return bpf_map_lookup_elem(&pt_ids, &which);
+}
+
 static __always_inline __u64 pt_next_id(void)
 {
-	__u32 zero = 0;
-	__u64 *next = bpf_map_lookup_elem(&pt_ids, &zero);
+	__u64 *next = pt_counter(PT_ID_NEXT);
 
 	return next ? __sync_fetch_and_add(next, 1) + 1 : 0;
+}
+
+static __always_inline void pt_forget(__u64 *key)
+{
+	__u64 *live = pt_counter(PT_ID_LIVE);
+
+	if (bpf_map_delete_elem(&pt_tracked, key) == 0 && live && *live)
+		__sync_fetch_and_add(live, -1);
 }
 
 static __always_inline __u64 pt_now(__u8 *clock)
@@ -199,19 +225,28 @@ static __always_inline __u64 pt_now(__u8 *clock)
 	return bpf_ktime_get_boot_ns();
 }
 
-/* The IPv4 header: where the network header was set, else right after Ethernet. */
+/* The IPv4 header: where the network header was set, else right after
+ * Ethernet. Programs with typed arguments (tp_btf, fentry, netfilter) read the
+ * skb with plain loads; kprobes must copy (PT_DIRECT is 0 in their objects). */
+#ifndef PT_DIRECT
+#define PT_DIRECT 1
+#endif
+#if PT_DIRECT
+#define PT_SKB(skb, field) ((skb)->field)
+#else
+#define PT_SKB(skb, field) BPF_CORE_READ(skb, field)
+#endif
+
 static __always_inline const unsigned char *pt_l3_of(struct sk_buff *skb, int from_data)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-
-	if (BPF_CORE_READ(skb, protocol) != bpf_htons(PT_ETH_P_IP))
+	if (PT_SKB(skb, protocol) != bpf_htons(PT_ETH_P_IP))
 		return 0;
 	if (from_data)
-		return BPF_CORE_READ(skb, data);
+		return PT_SKB(skb, data);
+	__u16 nh = PT_SKB(skb, network_header);
 	if (nh == (__u16)~0U)
-		return BPF_CORE_READ(skb, data) + 14;
-	return head + nh;
+		return PT_SKB(skb, data) + 14;
+	return PT_SKB(skb, head) + nh;
 }
 
 struct pt_where {
@@ -233,8 +268,11 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	__u64 skb_id;
 	__u8 followed = 0;
 	int tagged = pt_parse(l3, &p);
-	struct pt_tracked *t = bpf_map_lookup_elem(&pt_tracked, &key);
+	struct pt_tracked *t = 0;
+	__u64 *live = pt_counter(PT_ID_LIVE);
 
+	if (tagged == 1 || (live && *live))
+		t = bpf_map_lookup_elem(&pt_tracked, &key);
 	if (tagged == 1) {
 		if (t && t->run == p.run && t->index == p.index && t->kind == p.tag_kind) {
 			skb_id = t->skb_id;
@@ -244,14 +282,15 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 				.ip_id = p.ip_id, .protocol = p.protocol, .kind = p.tag_kind,
 			};
 			skb_id = fresh.skb_id;
-			if (!w->final)
-				bpf_map_update_elem(&pt_tracked, &key, &fresh, BPF_ANY);
+			if (!w->final && bpf_map_update_elem(&pt_tracked, &key, &fresh, BPF_ANY) == 0
+			    && !t && live)
+				__sync_fetch_and_add(live, 1);
 		}
 	} else {
 		if (!t)
 			return;
 		if (tagged < 0 || p.ip_id != t->ip_id || p.protocol != t->protocol) {
-			bpf_map_delete_elem(&pt_tracked, &key); /* another packet at a reused address */
+			pt_forget(&key); /* another packet at a reused address */
 			return;
 		}
 		skb_id = t->skb_id;
@@ -261,7 +300,7 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 		followed = 1;
 	}
 	if (w->final)
-		bpf_map_delete_elem(&pt_tracked, &key);
+		pt_forget(&key);
 
 	struct pt_event *e = bpf_ringbuf_reserve(&pt_events, sizeof(*e), 0);
 	if (!e) {
@@ -280,8 +319,8 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	e->via = w->via;
 	e->nf_hook = w->nf_hook;
 	e->followed = followed;
-	e->len = BPF_CORE_READ(skb, len);
-	e->mark = BPF_CORE_READ(skb, mark);
+	e->len = PT_SKB(skb, len);
+	e->mark = PT_SKB(skb, mark);
 	e->pkt_type = BPF_CORE_READ_BITFIELD_PROBED(skb, pkt_type);
 	e->run = p.run;
 	e->index = p.index;
@@ -308,7 +347,7 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 		e->ifname[0] = 0;
 		e->netns = net ? BPF_CORE_READ(net, ns.inum) : 0;
 	}
-	unsigned long nfct = BPF_CORE_READ(skb, _nfct);
+	unsigned long nfct = PT_SKB(skb, _nfct);
 	struct nf_conn *ct = (struct nf_conn *)(nfct & ~7UL);
 	e->ct = (__u64)ct;
 	if (ct) {

@@ -3,6 +3,8 @@
  * entry to nf_nat_manip_pkt (before translation) and on its return (after).
  * Kernels before 6.4 have no BPF netfilter links; there the NAT view comes
  * from here. */
+/* Holds kprobe programs, whose arguments are plain addresses: copy, never load. */
+#define PT_DIRECT 0
 #include "common.bpf.h"
 
 struct {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* veth_xmit, where kernels allow fentry or kprobes: the moment a packet
  * crosses a veth pair. The loader turns on one of the two programs. */
+/* Holds kprobe programs, whose arguments are plain addresses: copy, never load. */
+#define PT_DIRECT 0
 #include "common.bpf.h"
 
 static __always_inline void pt_veth(struct sk_buff *skb, struct net_device *dev, __u8 via)

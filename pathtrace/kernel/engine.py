@@ -54,9 +54,20 @@ class Tracer:
         namespaces: Sequence[str],
         families: Sequence[str] | None = None,
         directory: Path | None = None,
+        netfilter_namespaces: Sequence[str] | None = None,
+        index_limit: int = 65536,
     ) -> None:
         self.run = run & 0xFFFFFFFF
         self.namespaces = list(namespaces)
+        # Netfilter links cost every packet of their namespace a few program
+        # runs; by default only namespaces with rules (where a translation or a
+        # filter verdict can happen) get them.
+        self.netfilter_namespaces = (
+            list(netfilter_namespaces)
+            if netfilter_namespaces is not None
+            else [n for n in namespaces if has_rules(n)]
+        )
+        self.index_limit = index_limit
         self.family_names = list(families) if families else [f.name for f in hooks.FAMILIES]
         self.directory = directory or probes_dir()
         self.statuses: list[HookStatus] = []
@@ -158,11 +169,12 @@ class Tracer:
                 if mechanism.via == "netfilter" and prog.autoload:
                     prog.set_type(nflink.BPF_PROG_TYPE_NETFILTER, nflink.BPF_NETFILTER)
             obj.set_rodata("pt_run", self.run.to_bytes(4, "little"))
+            obj.set_rodata("pt_index_limit", self.index_limit.to_bytes(4, "little"))
             for name, fd in self._shared.items():
                 obj.reuse_map(name, fd)
             obj.load()
             if mechanism.via == "netfilter":
-                for namespace in self.namespaces:
+                for namespace in self.netfilter_namespaces:
                     for hook, pivot in nflink.PIVOTS.items():
                         nf_fds.append(
                             nflink.create(
@@ -251,6 +263,21 @@ class Tracer:
     @property
     def used(self) -> list[HookStatus]:
         return [s for s in self.statuses if s.state == "used"]
+
+
+def has_rules(namespace: str) -> bool:
+    """Whether ``namespace`` has any netfilter rules (nftables, or iptables-legacy)."""
+    from pathtrace.lab import netns
+
+    with netns.entered(namespace):
+        try:
+            with open("/proc/thread-self/net/ip_tables_names") as f:
+                if f.read().strip():
+                    return True
+        except OSError:
+            pass
+    result = netns.run(namespace, ["nft", "list", "tables"], check=False)
+    return result.returncode != 0 or bool(result.stdout.strip())
 
 
 def _first_line(error: BaseException) -> str:

@@ -13,7 +13,7 @@ import gzip
 import os
 from dataclasses import dataclass, field
 
-from pathtrace.kernel.libbpf import BTF_KIND_STRUCT, BTF_KIND_TYPEDEF, KernelBtf
+from pathtrace.kernel.libbpf import BTF_KIND_FUNC, BTF_KIND_STRUCT, BTF_KIND_TYPEDEF, KernelBtf
 
 
 @dataclass(frozen=True)
@@ -139,21 +139,16 @@ class KernelFacts:
                         config[key] = value
         except OSError:
             pass
-        wanted = set(_FUNCTIONS.values())
         symbols: set[str] = set()
-        try:
-            with open("/proc/kallsyms") as f:
-                for line in f:
-                    name = line.split()[2]
-                    if name in wanted:
-                        symbols.add(name)
-        except OSError:
-            pass
         btf_types: dict[str, bool] = {}
         has_btf = os.path.exists(KernelBtf.PATH)
         if has_btf:
             kbtf = KernelBtf()
             try:
+                # A function with BTF is one fentry and kprobes can name; modules
+                # (veth, bridge, nf_nat on distribution kernels) have BTF of their own.
+                symbols = {f for f in _FUNCTIONS.values() if kbtf.has(f, BTF_KIND_FUNC)}
+                symbols |= _module_functions(set(_FUNCTIONS.values()) - symbols)
                 for name in (
                     "btf_trace_net_dev_start_xmit",
                     "btf_trace_netif_receive_skb",
@@ -174,6 +169,23 @@ class KernelFacts:
         if not self.config:
             return None
         return self.config.get(option) in ("y", "m")
+
+
+_MODULES = {"veth_xmit": "veth", "br_forward": "bridge", "nf_nat_manip_pkt": "nf_nat"}
+
+
+def _module_functions(functions: set[str]) -> set[str]:
+    found = set()
+    for function in functions:
+        path = f"/sys/kernel/btf/{_MODULES[function]}"
+        if os.path.exists(path):
+            btf = KernelBtf.split(path)
+            try:
+                if btf.has(function, BTF_KIND_FUNC):
+                    found.add(function)
+            finally:
+                btf.close()
+    return found
 
 
 def reason_unavailable(family: Family, mechanism: Mechanism, facts: KernelFacts) -> str | None:

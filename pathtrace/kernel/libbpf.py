@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathtrace.errors import EnvironmentProblem
 
 BTF_KIND_INT, BTF_KIND_ARRAY, BTF_KIND_STRUCT, BTF_KIND_ENUM = 1, 3, 4, 6
-BTF_KIND_TYPEDEF, BTF_KIND_VAR, BTF_KIND_DATASEC, BTF_KIND_ENUM64 = 8, 14, 15, 19
+BTF_KIND_TYPEDEF, BTF_KIND_FUNC, BTF_KIND_VAR = 8, 12, 14
+BTF_KIND_DATASEC, BTF_KIND_ENUM64 = 15, 19
 
 _vp = ctypes.c_void_p
 _cp = ctypes.c_char_p
@@ -64,6 +65,7 @@ def _signatures(lib: ctypes.CDLL) -> None:
         "bpf_map__initial_value": (_vp, [_vp, ctypes.POINTER(ctypes.c_size_t)]),
         "bpf_map_lookup_elem": (_int, [_int, _vp, _vp]),
         "btf__parse": (_vp, [_cp, _vp]),
+        "btf__parse_split": (_vp, [_cp, _vp]),
         "btf__free": (None, [_vp]),
         "btf__find_by_name_kind": (ctypes.c_int32, [_vp, _cp, ctypes.c_uint32]),
         "btf__type_by_id": (_vp, [_vp, ctypes.c_uint32]),
@@ -337,10 +339,6 @@ def _type(btf: int, type_id: int) -> _BtfType:
     return _BtfType.from_address(lib().btf__type_by_id(btf, type_id))
 
 
-def _kind(t: _BtfType) -> int:
-    return (t.info >> 24) & 0x1F
-
-
 def _name(btf: int, offset: int) -> str:
     return (lib().btf__name_by_offset(btf, offset) or b"").decode()
 
@@ -405,15 +403,25 @@ class KernelBtf:
 
     PATH = "/sys/kernel/btf/vmlinux"
 
-    def __init__(self) -> None:
-        ctypes.set_errno(0)
-        ptr = lib().btf__parse(self.PATH.encode(), None)
+    def __init__(self, ptr: int | None = None) -> None:
+        if ptr is None:
+            ctypes.set_errno(0)
+            ptr = lib().btf__parse(self.PATH.encode(), None)
         if not ptr:
             raise EnvironmentProblem(
                 f"this kernel has no BTF ({self.PATH}): CO-RE probes cannot run here; "
                 "use a kernel built with CONFIG_DEBUG_INFO_BTF=y"
             )
         self.ptr = int(ptr)
+        self._base: KernelBtf | None = None
+
+    @classmethod
+    def split(cls, path: str) -> KernelBtf:
+        """A module's BTF, which builds on vmlinux's."""
+        base = cls()
+        module = cls(lib().btf__parse_split(path.encode(), base.ptr))
+        module._base = base
+        return module
 
     def has(self, name: str, kind: int) -> bool:
         return find_type(self.ptr, name, kind) is not None
@@ -425,3 +433,5 @@ class KernelBtf:
         if self.ptr:
             lib().btf__free(self.ptr)
             self.ptr = 0
+        if self._base is not None:
+            self._base.close()

@@ -1,0 +1,122 @@
+"""`pathtrace doctor`: what this machine lets pathtrace do, and why not where not.
+
+Every hook family is really loaded and attached (netfilter links in a scratch
+namespace of our own, never the root one), then detached: the answer is what
+the kernel did, not what its version suggests.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+from dataclasses import dataclass, field
+from typing import Any
+
+from pathtrace import privileges
+from pathtrace.errors import PathtraceError
+
+TOOLS = ("ip", "nft", "nsenter", "tcpdump", "tshark", "conntrack", "ping", "clang", "bpftool")
+
+
+@dataclass
+class Diagnosis:
+    kernel: str
+    machine: str
+    btf: bool
+    lockdown: str | None
+    capabilities: list[str]
+    libbpf: str | None
+    probes: str
+    probes_built: bool
+    tools: dict[str, bool]
+    hooks: list[dict[str, Any]] = field(default_factory=list)
+    problem: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def diagnose() -> Diagnosis:
+    from pathtrace.kernel import engine, libbpf
+
+    try:
+        lib_version: str | None = libbpf.version()
+    except PathtraceError:
+        lib_version = None
+    lockdown = None
+    try:
+        with open("/sys/kernel/security/lockdown") as f:
+            lockdown = next((w.strip("[]") for w in f.read().split() if w.startswith("[")), None)
+    except OSError:
+        pass
+    directory = engine.probes_dir()
+    result = Diagnosis(
+        kernel=os.uname().release,
+        machine=platform.machine(),
+        btf=os.path.exists(libbpf.KernelBtf.PATH),
+        lockdown=lockdown,
+        capabilities=sorted(privileges.effective()),
+        libbpf=lib_version,
+        probes=str(directory),
+        probes_built=all(
+            (directory / f"{f}.bpf.o").exists()
+            for f in ("device", "drop", "netfilter", "veth", "bridge", "nat")
+        ),
+        tools={tool: shutil.which(tool) is not None for tool in TOOLS},
+    )
+    try:
+        result.hooks = [s.to_json() for s in _try_hooks()]
+    except PathtraceError as error:
+        result.problem = str(error)
+    return result
+
+
+def _try_hooks() -> list[Any]:
+    from pathtrace.kernel.engine import Tracer
+    from pathtrace.lab import netns
+
+    privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="pathtrace doctor")
+    scratch = f"pt-doctor-{os.getpid()}"
+    netns.create(scratch).close()
+    tracer = Tracer(run=0, namespaces=[scratch])
+    try:
+        tracer.start()
+        return list(tracer.statuses)
+    finally:
+        tracer.stop()
+        netns.remove(scratch)
+
+
+def print_diagnosis(d: Diagnosis) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False)
+
+    def line(label: str, ok: bool, text: str) -> None:
+        mark = "[green]ok[/]" if ok else "[red]!![/]"
+        console.print(f"{mark} {label:<13} {escape(text)}")
+
+    line("kernel", True, f"{d.kernel} ({d.machine})")
+    line("BTF", d.btf, "/sys/kernel/btf/vmlinux" if d.btf else "missing: no CO-RE probes")
+    line("lockdown", d.lockdown in (None, "none", "integrity"), d.lockdown or "not reported")
+    wanted = {"CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF"}
+    line("privileges", wanted <= set(d.capabilities), ", ".join(d.capabilities) or "none")
+    line("libbpf", d.libbpf is not None, d.libbpf or "not installed (libbpf1)")
+    line(
+        "probes",
+        d.probes_built,
+        d.probes if d.probes_built else f"not built in {d.probes}: run `make probes`",
+    )
+    missing = [t for t, ok in d.tools.items() if not ok]
+    line("tools", not missing, "all present" if not missing else "missing: " + " ".join(missing))
+    if d.problem:
+        line("hooks", False, d.problem)
+    for hook in d.hooks:
+        state = hook["state"]
+        colour = {"used": "green", "unavailable": "yellow", "failed": "red"}[state]
+        points = ", ".join(hook["attach_points"])
+        console.print(f"   [{colour}]{state:<11}[/] {hook['family']:<9} {escape(points)}")
+        if hook["reason"]:
+            console.print(f"               [dim]{escape(hook['reason'])}[/]")

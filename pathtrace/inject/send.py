@@ -1,0 +1,102 @@
+"""Crafting tagged packets with scapy and sending them from inside a namespace.
+
+The socket is made inside the source namespace (a raw IPv4 socket with
+IP_HDRINCL), so the packet takes that namespace's routes, neighbours and
+firewall, as a container's own would; the source address is the one that
+namespace's routing picks for the destination.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any, Literal
+
+from pathtrace.errors import UsageError
+from pathtrace.inject import tag
+from pathtrace.lab import netns
+
+Kind = Literal["ping", "udp", "tcp"]
+
+
+@dataclass(frozen=True)
+class Probe:
+    kind: Kind
+    dst: IPv4Address
+    port: int = 0
+    size: int = 56  # payload bytes, tag included (ping's default)
+    ttl: int = 64
+    dont_fragment: bool = False
+
+
+def source_address(namespace: str, dst: IPv4Address) -> IPv4Address:
+    """The address ``namespace`` would send from to reach ``dst``."""
+    ipr = netns.iproute(namespace)
+    try:
+        routes = ipr.route("get", dst=str(dst))
+    except Exception as error:  # pyroute2 raises NetlinkError(ENETUNREACH) and kin
+        raise UsageError(f"{namespace} has no route to {dst}: {error}") from None
+    finally:
+        ipr.close()
+    src = routes[0].get("prefsrc") if routes else None
+    if not src:
+        raise UsageError(f"{namespace} has no source address for {dst}")
+    return IPv4Address(src)
+
+
+def build(probe: Probe, src: IPv4Address, run: int, index: int) -> bytes:
+    """The whole IPv4 packet, checksums done by scapy."""
+    from scapy.layers.inet import ICMP, IP, TCP, UDP
+    from scapy.packet import Raw
+
+    ip = IP(
+        src=str(src),
+        dst=str(probe.dst),
+        ttl=probe.ttl,
+        flags="DF" if probe.dont_fragment else 0,
+        id=(run + index) & 0xFFFF,
+    )
+    packet: Any
+    if probe.kind == "ping":
+        packet = (
+            ip
+            / ICMP(type=8, id=run & 0xFFFF, seq=index & 0xFFFF)
+            / Raw(tag.payload(run, index, probe.size))
+        )
+    elif probe.kind == "udp":
+        packet = (
+            ip
+            / UDP(sport=40000 + index % 20000, dport=probe.port)
+            / Raw(tag.payload(run, index, probe.size))
+        )
+    else:
+        packet = ip / TCP(
+            sport=40000 + index % 20000,
+            dport=probe.port,
+            flags="S",
+            seq=tag.tcp_isn(run, index),
+            window=64240,
+        )
+    return bytes(packet)
+
+
+class Sender:
+    """A raw socket inside ``namespace``; sends whole IPv4 packets."""
+
+    def __init__(self, namespace: str) -> None:
+        with netns.entered(namespace):
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+
+    def send(self, packet: bytes, dst: IPv4Address) -> None:
+        self.sock.sendto(packet, (str(dst), 0))
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Sender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from ipaddress import IPv4Address
+
+import pytest
+
+from pathtrace.events.context import DecodeContext
+from pathtrace.events.event import Event, decode
+from pathtrace.inject import send, tag
+from pathtrace.kernel.engine import Tracer
+from pathtrace.lab import topology
+
+
+class Session:
+    """A tracer armed on a lab, with a way to send tagged probes and collect events."""
+
+    def __init__(self, lab: topology.Topology, tracer: Tracer) -> None:
+        self.lab = lab
+        self.tracer = tracer
+        self.ctx = DecodeContext()
+        self.events: list[Event] = []
+
+    def send(self, node: str, probe: send.Probe, index: int = 0) -> None:
+        ns = self.lab.namespace(node)
+        src = send.source_address(ns, probe.dst)
+        with send.Sender(ns) as sender:
+            sender.send(send.build(probe, src, self.tracer.run, index), probe.dst)
+
+    def collect(self, until: Callable[[list[Event]], bool], timeout: float = 5.0) -> list[Event]:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.tracer.layout is not None
+            self.events.extend(
+                decode(self.tracer.layout.unpack(r), self.ctx) for r in self.tracer.drain()
+            )
+            if until(self.events) or time.monotonic() > deadline:
+                return sorted(self.events, key=lambda e: e.time_ns)
+            time.sleep(0.01)
+
+
+@pytest.fixture
+def traced(lab: topology.Topology) -> Iterator[Session]:
+    tracer = Tracer(tag.new_run(), [lab.namespace(n) for n in lab.nodes])
+    with tracer:
+        yield Session(lab, tracer)
+
+
+def ping(dst: str, **kw: object) -> send.Probe:
+    return send.Probe("ping", IPv4Address(dst), **kw)  # type: ignore[arg-type]

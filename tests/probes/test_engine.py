@@ -1,0 +1,234 @@
+"""The probe engine on the real kernel and the real lab."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from pathtrace.errors import ProbesMissing
+from pathtrace.inject import send
+from pathtrace.kernel.engine import Tracer, probes_dir
+from pathtrace.lab import netns, topology
+from tests.conftest import pathtrace
+from tests.matchers import assert_ordered_subset
+from tests.probes.conftest import Session, ping
+
+pytestmark = pytest.mark.root
+
+
+def test_tagged_ping_to_the_internet_hop_by_hop(traced: Session) -> None:
+    # No sleep after arming: the first packet must be seen (the readiness barrier).
+    traced.send("container1", ping("8.8.8.8"))
+    lab = traced.lab
+    c1, host, wan = (lab.namespace(n) for n in ("container1", "host", "wan"))
+    events = traced.collect(
+        lambda evs: any(
+            e.tag == "reply" and e.namespace == c1 and e.hook == "dev_recv" for e in evs
+        )
+    )
+    assert_ordered_subset(
+        events,
+        [
+            {
+                "hook": "dev_xmit",
+                "namespace": c1,
+                "ifname": "veth-cont1",
+                "tag": "request",
+                "src": "192.168.100.2",
+                "dst": "8.8.8.8",
+            },
+            {"hook": "dev_recv", "namespace": host, "ifname": "veth-host1", "tag": "request"},
+            # the bridge step: br0 delivers it up to the host
+            {"hook": "dev_recv", "namespace": host, "ifname": "br0", "tag": "request"},
+            {
+                "hook": "nf_before",
+                "nf_hook": "POSTROUTING",
+                "namespace": host,
+                "src": "192.168.100.2",
+                "tag": "request",
+            },
+            {
+                "hook": "nf_after",
+                "nf_hook": "POSTROUTING",
+                "namespace": host,
+                "src": "198.51.100.2",
+                "tag": "request",
+            },  # MASQUERADE
+            {"hook": "dev_xmit", "namespace": host, "ifname": "eth0", "src": "198.51.100.2"},
+            {"hook": "dev_recv", "namespace": wan, "ifname": "eth0", "tag": "request"},
+            {
+                "hook": "dev_xmit",
+                "namespace": wan,
+                "ifname": "eth0",
+                "tag": "reply",
+                "src": "8.8.8.8",
+                "dst": "198.51.100.2",
+            },
+            {"hook": "dev_recv", "namespace": host, "ifname": "eth0", "tag": "reply"},
+            {
+                "hook": "nf_before",
+                "nf_hook": "PREROUTING",
+                "namespace": host,
+                "dst": "198.51.100.2",
+                "tag": "reply",
+            },
+            {
+                "hook": "nf_after",
+                "nf_hook": "PREROUTING",
+                "namespace": host,
+                "dst": "192.168.100.2",
+                "tag": "reply",
+            },  # de-NAT
+            {"hook": "dev_xmit", "namespace": host, "ifname": "veth-host1", "tag": "reply"},
+            {
+                "hook": "dev_recv",
+                "namespace": c1,
+                "ifname": "veth-cont1",
+                "tag": "reply",
+                "dst": "192.168.100.2",
+            },
+        ],
+    )
+    snat = next(
+        e
+        for e in events
+        if e.hook == "nf_after" and e.nf_hook == "POSTROUTING" and e.namespace == host
+    )
+    assert snat.conntrack is not None and snat.conntrack.snat
+    assert snat.conntrack.original.src == "192.168.100.2"
+    assert snat.conntrack.reply.dst == "198.51.100.2"
+    assert traced.tracer.lost() == {}
+
+
+def test_bridge_forwarding_between_containers(traced: Session) -> None:
+    traced.send("container1", ping("192.168.100.3"))
+    lab = traced.lab
+    c2, host = lab.namespace("container2"), lab.namespace("host")
+    events = traced.collect(
+        lambda evs: any(
+            e.tag == "reply" and e.namespace == lab.namespace("container1") and e.hook == "dev_recv"
+            for e in evs
+        )
+    )
+    assert_ordered_subset(
+        events,
+        [
+            {"hook": "dev_recv", "namespace": host, "ifname": "veth-host1", "tag": "request"},
+            {"hook": "dev_xmit", "namespace": host, "ifname": "veth-host2", "tag": "request"},
+            {"hook": "dev_recv", "namespace": c2, "ifname": "veth-cont2", "tag": "request"},
+            {"hook": "dev_xmit", "namespace": c2, "ifname": "veth-cont2", "tag": "reply"},
+            {"hook": "dev_xmit", "namespace": host, "ifname": "veth-host1", "tag": "reply"},
+        ],
+    )
+    # Bridged, not routed: br0 never took it up to the host.
+    assert not [e for e in events if e.ifname == "br0" and e.hook == "dev_recv"]
+
+
+def test_untagged_traffic_makes_no_events(traced: Session) -> None:
+    c1 = traced.lab.namespace("container1")
+    netns.run(c1, ["ping", "-c", "3", "-i", "0.01", "-W", "1", "192.168.100.3"])
+    netns.run(c1, ["ping", "-c", "3", "-i", "0.01", "-W", "1", "8.8.8.8"])
+    assert traced.collect(lambda evs: False, timeout=0.3) == []
+
+
+def test_skb_addresses_reused_by_thousands_of_flows_keep_no_history(traced: Session) -> None:
+    """Tagged and untagged packets interleave, so freed skb addresses are reused often."""
+    c1 = traced.lab.namespace("container1")
+    flood = netns.popen(
+        c1, ["ping", "-f", "-c", "3000", "-W", "1", "192.168.100.3"], stdout=subprocess.DEVNULL
+    )
+    count = 1500
+    try:
+        dst = ping("192.168.100.3").dst
+        src = send.source_address(c1, dst)
+        with send.Sender(c1) as sender:
+            for index in range(count):
+                sender.send(send.build(ping("192.168.100.3"), src, traced.tracer.run, index), dst)
+    finally:
+        flood.wait(timeout=60)
+    events = traced.collect(
+        lambda evs: (
+            len({e.index for e in evs if e.tag == "reply" and e.hook == "dev_recv"}) >= count
+        ),
+        timeout=10,
+    )
+    by_skb: dict[int, set[tuple[int, str]]] = defaultdict(set)
+    for e in events:
+        by_skb[e.skb_id].add((e.index, e.tag))
+        # Every event belongs to a tagged packet: its own ICMP id, ours.
+        assert e.sport == traced.tracer.run & 0xFFFF, e
+        assert e.dport == e.index & 0xFFFF, e
+    mixed = {skb: owners for skb, owners in by_skb.items() if len(owners) > 1}
+    assert not mixed, f"skb ids that carried two packets: {list(mixed.items())[:5]}"
+    replies = {e.index for e in events if e.tag == "reply" and e.hook == "dev_recv"}
+    assert len(replies) >= count * 0.99  # a flood may lose a few to queue limits
+    assert traced.tracer.lost() == {}
+
+
+def test_hooks_the_kernel_refuses_are_reported_and_the_rest_trace(traced: Session) -> None:
+    states = {(s.family, s.via): s for s in traced.tracer.statuses}
+    assert states[("device", "tp_btf")].state == "used"
+    assert states[("netfilter", "netfilter")].state == "used"
+    for family in ("veth", "bridge", "nat"):
+        used = [s for s in traced.tracer.statuses if s.family == family and s.state == "used"]
+        refused = [s for s in traced.tracer.statuses if s.family == family and s.state != "used"]
+        if not used:  # this kernel (KERNEL.md): no kprobes, fentry refused
+            assert refused and all(s.reason for s in refused)
+
+
+def test_missing_probe_objects_is_one_clear_error(lab: topology.Topology, tmp_path: Path) -> None:
+    tracer = Tracer(1, [lab.namespace("host")], directory=tmp_path)
+    with pytest.raises(ProbesMissing) as caught:
+        tracer.start()
+    assert "make setup" in str(caught.value) and caught.value.exit_code == 7
+
+
+def test_no_program_stays_attached_after_sigkill(lab: topology.Topology) -> None:
+    script = (
+        "import sys, time\n"
+        "from pathtrace.kernel.engine import Tracer\n"
+        f"t = Tracer(99, {[lab.namespace(n) for n in lab.nodes]!r}).start()\n"
+        "print('armed', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "armed"
+    assert _our_programs(), "the child's programs should be loaded"
+    os.kill(child.pid, signal.SIGKILL)
+    child.communicate()
+    # The kernel frees programs after their last fd closes, from a work queue.
+    deadline = time.monotonic() + 5
+    while _our_programs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _our_programs() == []
+
+
+def _our_programs() -> list[str]:
+    out = subprocess.run(
+        ["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True
+    ).stdout
+    return [p["name"] for p in json.loads(out) if p.get("name", "").startswith("pt_")]
+
+
+def test_doctor_reports_every_hook(lab: topology.Topology) -> None:
+    result = pathtrace("doctor", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    families = {h["family"] for h in data["hooks"]}
+    assert families == {"device", "drop", "netfilter", "veth", "bridge", "nat"}
+    assert all(h["state"] in ("used", "unavailable", "failed") for h in data["hooks"])
+    assert data["btf"] is True and data["probes_built"] is True
+    assert not [n for n in netns.names() if n.startswith("pt-doctor")]
+
+
+def test_probes_dir_is_the_build_output() -> None:
+    assert probes_dir().name == ".output"

@@ -1,0 +1,73 @@
+"""The event layout: one source of truth (pathtrace.h), read back from each object's BTF."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pathtrace.kernel import libbpf
+from pathtrace.kernel.engine import probes_dir
+from pathtrace.kernel.layout import FIELDS, EventLayout, LayoutError
+
+HEADER = Path(__file__).resolve().parents[2] / "probes" / "include" / "pathtrace.h"
+OBJECTS = ["device", "drop", "netfilter", "veth", "bridge", "nat"]
+
+
+def _c_layout(tmp_path: Path) -> dict[str, tuple[int, int]]:
+    """offsetof and sizeof of each field, as gcc lays out the same header."""
+    lines = [
+        f'printf("{name} %zu %zu\\n", offsetof(struct pt_event, {name}), '
+        f"sizeof(((struct pt_event *)0)->{name}));"
+        for name in FIELDS
+    ]
+    source = tmp_path / "layout.c"
+    source.write_text(
+        "#include <stdio.h>\n#include <stddef.h>\n#include <linux/types.h>\n"
+        f'#include "{HEADER}"\nint main(void) {{\n'
+        'printf("size %zu 0\\n", sizeof(struct pt_event));\n' + "\n".join(lines) + "\nreturn 0;}\n"
+    )
+    binary = tmp_path / "layout"
+    subprocess.run(["cc", "-o", str(binary), str(source)], check=True)
+    out = subprocess.run([str(binary)], capture_output=True, text=True, check=True).stdout
+    return {n: (int(o), int(s)) for n, o, s in (line.split() for line in out.splitlines())}
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+@pytest.mark.parametrize("family", OBJECTS)
+def test_btf_layout_matches_the_c_compiler(family: str, tmp_path: Path) -> None:
+    path = probes_dir() / f"{family}.bpf.o"
+    if not path.exists():
+        pytest.skip("probes not built")
+    obj = libbpf.BpfObject(str(path))
+    try:
+        size, members = libbpf.struct_members(obj.btf, "pt_event")
+        layout = EventLayout.from_btf(obj.btf)
+    finally:
+        obj.close()
+    c = _c_layout(tmp_path)
+    assert size == c["size"][0] == layout.size == layout.codec.size
+    btf = {name: (offset, width) for name, offset, width in members}
+    for name in FIELDS:
+        assert btf[name] == c[name], name
+
+
+def test_a_changed_field_size_is_refused() -> None:
+    members = [(name, i * 16, width) for i, (name, width) in enumerate(FIELDS.items())]
+    EventLayout.from_members(len(FIELDS) * 16, members)  # well-formed: accepted
+    broken = [(n, o, 2 if n == "saddr" else w) for n, o, w in members]
+    with pytest.raises(LayoutError, match="saddr is 2 bytes"):
+        EventLayout.from_members(len(FIELDS) * 16, broken)
+    with pytest.raises(LayoutError, match="no field hook"):
+        EventLayout.from_members(len(FIELDS) * 16, [m for m in members if m[0] != "hook"])
+
+
+def test_network_order_fields_decode_big_endian() -> None:
+    members = [(name, i * 16, width) for i, (name, width) in enumerate(FIELDS.items())]
+    layout = EventLayout.from_members(len(FIELDS) * 16, members)
+    raw = bytearray(layout.size)
+    saddr_at = dict((n, o) for n, o, _ in members)["saddr"]
+    raw[saddr_at : saddr_at + 4] = bytes([192, 168, 100, 2])  # as the kernel stores it
+    assert layout.unpack(bytes(raw))["saddr"] == 0xC0A86402
