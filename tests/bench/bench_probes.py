@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from pathtrace.kernel.engine import Tracer
 from pathtrace.lab import build, netns, topology
