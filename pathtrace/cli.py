@@ -37,10 +37,107 @@ def _build_parser() -> argparse.ArgumentParser:
         if name in ("status", "show"):
             sub.add_argument("--json", action="store_true", help="machine-readable output")
         sub.set_defaults(handler=_HANDLERS[name])
+    brk = lab_commands.add_parser("break", help="break the lab in a known way (see --list)")
+    brk.add_argument("scenario", nargs="?", help="what to break")
+    brk.add_argument("--list", action="store_true", help="explain every scenario")
+    brk.add_argument("--topology", metavar="FILE", help=argparse.SUPPRESS)
+    brk.set_defaults(handler=_lab_break)
+    fix = lab_commands.add_parser("fix", help="undo any break: converge to the description")
+    fix.add_argument("--topology", metavar="FILE", help=argparse.SUPPRESS)
+    fix.set_defaults(handler=_lab_fix)
+
+    run = commands.add_parser("run", help="trace tagged probes hop by hop")
+    run.add_argument("kind", choices=["ping", "udp", "tcp"])
+    run.add_argument("target", help="ping: ADDRESS; udp, tcp: ADDRESS:PORT")
+    run.add_argument(
+        "--from",
+        dest="source",
+        default="container1",
+        metavar="NODE",
+        help="a lab node, a namespace name, a pid or a namespace path (default: container1)",
+    )
+    run.add_argument("-c", "--count", type=int, default=3)
+    run.add_argument("-i", "--interval", type=float, default=0.01, help="seconds between probes")
+    run.add_argument("-s", "--size", type=int, default=56, help="payload bytes (tag included)")
+    run.add_argument("--ttl", type=int, default=64)
+    run.add_argument("--df", action="store_true", help="set Don't Fragment")
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=1.0,
+        help="seconds to wait for answers after the last probe",
+    )
+    run.add_argument("--format", choices=["text", "json", "markdown", "mermaid"], default="text")
+    run.add_argument("--json", action="store_const", const="json", dest="format")
+    run.add_argument("--topology", metavar="FILE", help="the lab's topology file")
+    run.set_defaults(handler=_run)
+
     doctor = commands.add_parser("doctor", help="what this machine lets pathtrace trace, and why")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.set_defaults(handler=_doctor)
     return parser
+
+
+def _lab_break(args: argparse.Namespace) -> int:
+    from pathtrace.lab import scenarios
+
+    if args.list or not args.scenario:
+        for s in scenarios.SCENARIOS.values():
+            print(f"{s.name:<28} {s.explains}\n{'':<28} try: pathtrace {s.try_it}")
+        return 0
+    topo, _ = _topology_for(args)
+    scenario = scenarios.apply(topo, args.scenario)
+    print(
+        f"broke the lab: {scenario.explains}\ntry: pathtrace {scenario.try_it}; "
+        "undo: pathtrace lab fix"
+    )
+    return 0
+
+
+def _lab_fix(args: argparse.Namespace) -> int:
+    from pathtrace.lab import build
+
+    topo, text = _topology_for(args)
+    result = build.up(topo, text, progress=_progress)
+    print(f"lab {topo.prefix!r} restored to its description ({len(result.changes)} changes)")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pathtrace.run import Run, RunOptions, parse_target
+
+    target, port = parse_target(args.kind, args.target)
+    topo, text = _topology_for(args)
+    options = RunOptions(
+        kind=args.kind,
+        target=target,
+        port=port,
+        source=args.source,
+        count=args.count,
+        interval=args.interval,
+        size=args.size,
+        ttl=args.ttl,
+        dont_fragment=args.df,
+        timeout=args.timeout,
+    )
+    result = Run(options, topo, text, progress=_progress).execute()
+    if args.format == "json":
+        from pathtrace.report.json_report import to_json
+
+        print(json.dumps(to_json(result), indent=1))
+    elif args.format == "markdown":
+        from pathtrace.report.markdown import markdown
+
+        print(markdown(result))
+    elif args.format == "mermaid":
+        from pathtrace.report.markdown import mermaid
+
+        print(mermaid(result))
+    else:
+        from pathtrace.report.text import render
+
+        render(result)
+    return 0 if result.delivered else 1
 
 
 def _doctor(args: argparse.Namespace) -> int:

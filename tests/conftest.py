@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from pathtrace.inject import tag
+from pathtrace.kernel.engine import Tracer
 from pathtrace.lab import build, netns, topology
 from tests.rootns import snapshot
+from tests.tracing import Session
 
 IS_ROOT = os.geteuid() == 0
 TEST_PREFIX_HEAD = "ptt"
@@ -70,6 +73,14 @@ def lab(topology_file: Path) -> topology.Topology:
     topo = topology.load(topology_file)
     build.up(topo, topology_file.read_text())
     return topo
+
+
+@pytest.fixture
+def traced(lab: topology.Topology) -> Iterator[Session]:
+    """A tracer armed on the lab, for this test's run."""
+    tracer = Tracer(tag.new_run(), [lab.namespace(n) for n in lab.nodes])
+    with tracer:
+        yield Session(lab, tracer)
 
 
 def pathtrace(

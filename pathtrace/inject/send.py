@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any, Literal
 
-from pathtrace.errors import UsageError
 from pathtrace.inject import tag
 from pathtrace.lab import netns
 
@@ -30,18 +29,22 @@ class Probe:
     dont_fragment: bool = False
 
 
+class NoRoute(Exception):
+    """The source namespace has no route to the target: nothing can be sent."""
+
+
 def source_address(namespace: str, dst: IPv4Address) -> IPv4Address:
     """The address ``namespace`` would send from to reach ``dst``."""
     ipr = netns.iproute(namespace)
     try:
         routes = ipr.route("get", dst=str(dst))
     except Exception as error:  # pyroute2 raises NetlinkError(ENETUNREACH) and kin
-        raise UsageError(f"{namespace} has no route to {dst}: {error}") from None
+        raise NoRoute(str(error)) from None
     finally:
         ipr.close()
     src = routes[0].get("prefsrc") if routes else None
     if not src:
-        raise UsageError(f"{namespace} has no source address for {dst}")
+        raise NoRoute("no source address")
     return IPv4Address(src)
 
 

@@ -86,7 +86,74 @@ def up(
             progress(f"loading the firewall of {node.name}")
             firewall.apply(ns, firewall.render(node))
             result.changes.append(f"{node.name}: firewall loaded")
+    for node in topology.nodes.values():
+        _ensure_services(topology.namespace(node.name), node.services, result)
     return result
+
+
+RESPONDER = "pathtrace.lab.responder"
+
+
+def responders(namespace: str) -> dict[int, tuple[str, ...]]:
+    """Our responder processes living in ``namespace``: pid -> the ports it serves."""
+    found = {}
+    for pid in netns.holders(namespace):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = [a.decode() for a in f.read().split(b"\0") if a]
+        except OSError:
+            continue
+        if RESPONDER in argv:
+            found[pid] = tuple(argv[argv.index(RESPONDER) + 1 :])
+    return found
+
+
+def _ensure_services(ns: str, services: tuple[str, ...], result: UpResult) -> None:
+    running = responders(ns)
+    if services and tuple(services) in running.values():
+        return
+    for pid in running:  # serving something else: replace it
+        _end(pid)
+    if not services:
+        return
+    import subprocess
+    import sys
+
+    proc = netns.popen(
+        ns,
+        [sys.executable, "-m", RESPONDER, *services],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    ready = proc.stdout.readline().strip() == "ready"
+    proc.stdout.close()
+    if not ready:
+        said = [line for line in proc.stderr.read().splitlines() if line.strip()]
+        proc.wait()
+        raise ConflictError(
+            f"the lab's services {' '.join(services)} did not start in {ns}: "
+            + (said[-1] if said else f"exit status {proc.returncode}")
+        )
+    proc.stderr.close()
+    result.changes.append(f"{ns}: services {' '.join(services)}")
+
+
+def _end(pid: int) -> None:
+    import signal
+    import time
+
+    try:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            os.kill(pid, 0)
+            time.sleep(0.01)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _check_conflicts(
@@ -303,6 +370,8 @@ def down(
             if topology is not None and ns in {topology.namespace(n) for n in topology.nodes}:
                 result.warnings.append(f"left {ns} alone: pathtrace did not make it")
             continue
+        for pid in responders(ns):  # the lab's own services: started by us
+            _end(pid)
         holders = netns.holders(ns)
         progress(f"removing namespace {ns}")
         netns.remove(ns)

@@ -26,7 +26,8 @@ NETNS_DIR = "/run/netns"
 
 
 def path(name: str) -> str:
-    return os.path.join(NETNS_DIR, name)
+    """A named namespace's file; an absolute path (/proc/PID/ns/net) stands for itself."""
+    return name if name.startswith("/") else os.path.join(NETNS_DIR, name)
 
 
 def names() -> list[str]:

@@ -134,6 +134,21 @@ def _observe_node(node: Node, ns: str, status: NodeStatus) -> None:
     for key, value in {**BASELINE_SYSCTLS, **node.sysctls}.items():
         status.add("sysctl", key, value, netns.read_sysctl(ns, key) or "missing")
     _observe_firewall(node, firewall.read(ns), status)
+    if node.services:
+        from pathtrace.lab.build import responders
+
+        running = responders(ns)
+        serving = next(
+            (f"running (pid {pid})" for pid, ports in running.items() if ports == node.services),
+            "not running",
+        )
+        status.add(
+            "services",
+            " ".join(node.services),
+            "running",
+            serving,
+            ok=serving.startswith("running"),
+        )
 
 
 def _observe_firewall(node: Node, ruleset: firewall.Ruleset, status: NodeStatus) -> None:

@@ -11,6 +11,7 @@ File format (see README, "Topology files")::
     routes = [{ to = "default", via = "192.168.100.1" }]   # also: dev = "eth0"
     sysctls = { "net.ipv4.ip_forward" = "1" }               # net.* only
     policies = { "filter FORWARD" = "drop" }                # base chain policies
+    services = ["tcp:80", "udp:53"]      # listeners the lab runs (udp echoes)
     [nodes.NODE.interfaces.IFNAME]
     kind = "veth"                        # veth (default), bridge, loopback
     peer = "OTHERNODE:IFNAME"            # the other end of a veth pair
@@ -112,6 +113,7 @@ class Node:
     sysctls: dict[str, str] = field(default_factory=dict)
     policies: dict[tuple[str, str], str] = field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
+    services: tuple[str, ...] = ()  # "tcp:80", "udp:53": what the lab listens on
 
 
 @dataclass(frozen=True)
@@ -224,7 +226,9 @@ class _Parser:
 
     def node(self, name: str, raw: Any) -> Node:
         where = f"nodes.{name}"
-        raw = self.table(raw, where, {"interfaces", "routes", "sysctls", "policies", "rules"})
+        raw = self.table(
+            raw, where, {"interfaces", "routes", "sysctls", "policies", "rules", "services"}
+        )
         ifaces_raw = self.table(
             raw.get("interfaces", {}), f"{where}.interfaces", set(raw.get("interfaces", {}) or {})
         )
@@ -258,6 +262,13 @@ class _Parser:
         for i, rule_name in enumerate(names):
             if rule_name in names[:i]:
                 raise self.fail(f"{where}.rules[{i}].name", f"{rule_name!r} is used twice")
+        services = raw.get("services", [])
+        if not isinstance(services, list):
+            raise self.fail(f"{where}.services", 'must be a list like ["tcp:80", "udp:53"]')
+        for i, spec in enumerate(services):
+            proto, _, port = str(spec).partition(":")
+            if proto not in ("tcp", "udp") or not port.isdigit() or not 0 < int(port) < 65536:
+                raise self.fail(f"{where}.services[{i}]", f"{spec!r} is not tcp:PORT or udp:PORT")
         node = Node(
             name=name,
             interfaces=interfaces,
@@ -268,6 +279,7 @@ class _Parser:
                 for k, v in policies.items()
             },
             rules=parsed_rules,
+            services=tuple(str(s) for s in services),
         )
         for iface in interfaces.values():
             if iface.master is not None:
@@ -418,7 +430,15 @@ class _Parser:
                         'a veth needs a peer (peer = "NODE:INTERFACE")',
                     )
         return {
-            name: Node(name, added[name], node.routes, node.sysctls, node.policies, node.rules)
+            name: Node(
+                name,
+                added[name],
+                node.routes,
+                node.sysctls,
+                node.policies,
+                node.rules,
+                node.services,
+            )
             for name, node in nodes.items()
         }
 

@@ -19,7 +19,7 @@ from pathtrace.kernel.engine import Tracer, probes_dir
 from pathtrace.lab import netns, topology
 from tests.conftest import pathtrace
 from tests.matchers import assert_ordered_subset
-from tests.probes.conftest import Session, ping
+from tests.tracing import Session, ping
 
 pytestmark = pytest.mark.root
 

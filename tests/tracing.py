@@ -1,14 +1,14 @@
+"""Tracing on the lab in tests: a Session sends tagged probes and collects events."""
+
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from ipaddress import IPv4Address
-
-import pytest
 
 from pathtrace.events.context import DecodeContext
 from pathtrace.events.event import Event, decode
-from pathtrace.inject import send, tag
+from pathtrace.inject import send
 from pathtrace.kernel.engine import Tracer
 from pathtrace.lab import topology
 
@@ -38,13 +38,6 @@ class Session:
             if until(self.events) or time.monotonic() > deadline:
                 return sorted(self.events, key=lambda e: e.time_ns)
             time.sleep(0.01)
-
-
-@pytest.fixture
-def traced(lab: topology.Topology) -> Iterator[Session]:
-    tracer = Tracer(tag.new_run(), [lab.namespace(n) for n in lab.nodes])
-    with tracer:
-        yield Session(lab, tracer)
 
 
 def ping(dst: str, **kw: object) -> send.Probe:

@@ -1,0 +1,69 @@
+"""The lab's services: listens on the given ports inside a lab namespace.
+
+`python -m pathtrace.lab.responder tcp:80 udp:53` accepts TCP connections (the
+kernel's SYN-ACK is what a tcp probe needs) and echoes UDP datagrams, marking a
+tagged payload as an answer (PTRC -> PTRR) so the probes know the reply.
+Started by `lab up`, ended by `lab down`; prints "ready" once every port is bound.
+"""
+
+from __future__ import annotations
+
+import selectors
+import signal
+import socket
+import struct
+import sys
+
+from pathtrace.inject import tag
+
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Python < 3.12 lacks the name
+
+
+def main(specs: list[str]) -> int:
+    selector = selectors.DefaultSelector()
+    for spec in specs:
+        proto, _, port = spec.partition(":")
+        kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+        listener = socket.socket(socket.AF_INET, kind)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("0.0.0.0", int(port)))
+        if proto == "tcp":
+            listener.listen(128)
+        else:
+            # To learn each datagram's destination, and answer from it: a node
+            # owning several addresses (wan: 8.8.8.8, 1.1.1.1) must not answer
+            # 8.8.8.8's question from another.
+            listener.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        listener.setblocking(False)
+        selector.register(listener, selectors.EVENT_READ, proto)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print("ready", flush=True)
+    while True:
+        for key, _ in selector.select():
+            sock = key.fileobj
+            if not isinstance(sock, socket.socket):
+                continue
+            try:
+                if key.data == "tcp":
+                    conn, _ = sock.accept()
+                    conn.close()
+                else:
+                    data, ancillary, _, peer = sock.recvmsg(65535, socket.CMSG_SPACE(12))
+                    if tag.parse_payload(data) is not None:
+                        data = tag.MAGIC_REPLY.to_bytes(4, "big") + data[4:]
+                    reply_from = [
+                        (
+                            socket.IPPROTO_IP,
+                            IP_PKTINFO,
+                            struct.pack("=I4s4s", 0, cdata[8:12], cdata[8:12]),
+                        )
+                        for level, kind, cdata in ancillary
+                        if level == socket.IPPROTO_IP and kind == IP_PKTINFO
+                    ]
+                    sock.sendmsg([data], reply_from, 0, peer)
+            except OSError:
+                continue
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

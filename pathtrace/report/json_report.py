@@ -1,0 +1,47 @@
+"""The run as JSON: a documented, versioned form (schema: report/schema.json)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from pathtrace.run import RunResult
+
+SCHEMA = "pathtrace.run/1"
+
+
+def to_json(result: RunResult, with_events: bool = True) -> dict[str, Any]:
+    o = result.options
+    data: dict[str, Any] = {
+        "schema": SCHEMA,
+        "run": {
+            "id": f"{result.run_id:08x}",
+            "started": result.started,
+            "kernel": result.kernel,
+            "pathtrace": result.version,
+            "probe": {
+                "kind": o.kind,
+                "target": str(o.target),
+                "port": o.port,
+                "source": o.source,
+                "count": o.count,
+                "interval": o.interval,
+                "size": o.size,
+                "ttl": o.ttl,
+                "dont_fragment": o.dont_fragment,
+            },
+            "source_namespace": result.source_namespace,
+        },
+        "hooks": result.hooks,
+        "lost_events": result.lost,
+        "namespaces": result.namespaces,
+        "summary": {
+            "count": len(result.probes),
+            "answered": result.answered,
+            "delivered": result.delivered,
+        },
+        "probes": [asdict(p) for p in result.probes],
+    }
+    if with_events:
+        data["events"] = [e.to_json() for e in result.events]
+    return data

@@ -1,0 +1,125 @@
+"""The run for people: header, hop table per probe, verdict. Fits 100 columns, reads in 80.
+
+Probes that took the same path as the one before are summarised in a line, so
+`-c 10` does not print the same table ten times.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+from pathtrace.run import RunResult
+from pathtrace.trace.model import Hop, ProbeTrace, Series
+
+_OUTCOME_STYLE = {
+    "answered": "green",
+    "delivered": "green",
+    "rejected": "yellow",
+    "dropped": "red",
+    "lost": "red",
+}
+_ACTION_STYLE = {"translate": "cyan", "drop": "bold red", "deliver": "green"}
+
+
+def hooks_line(result: RunResult) -> str:
+    used = [h for h in result.hooks if h["state"] == "used"]
+    parts = []
+    for hook in used:
+        where = f" ({hook['reason']})" if hook["reason"] else ""
+        parts.append(f"{hook['family']}: {hook['via']}{where}")
+    not_used = sorted({h["family"] for h in result.hooks} - {h["family"] for h in used})
+    text = "; ".join(parts)
+    if not_used:
+        text += f"; not available here: {', '.join(not_used)} (pathtrace doctor says why)"
+    return text
+
+
+def _path_signature(probe: ProbeTrace) -> tuple[Any, ...]:
+    series = [probe.request, probe.reply, *probe.errors]
+    return (
+        probe.verdict.outcome,
+        tuple((h.node, h.interface, h.action) for s in series if s for h in s.hops),
+    )
+
+
+def render(result: RunResult, out: TextIO | None = None, width: int | None = None) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    stream = out or sys.stdout
+    console = Console(
+        file=stream,
+        width=width or (None if stream.isatty() else 100),
+        highlight=False,
+        soft_wrap=False,
+    )
+    o = result.options
+    console.print(
+        f"[bold]pathtrace run {escape(o.label)}[/]  ({o.count} probes, "
+        f"run {result.run_id:08x}, kernel {result.kernel})"
+    )
+    console.print(f"[dim]hooks: {escape(hooks_line(result))}[/]")
+    lost = sum(result.lost.values())
+    if lost:
+        console.print(f"[red]{lost} events were lost (ring buffer full): hops may be missing[/]")
+    previous: tuple[Any, ...] | None = None
+    for probe in result.probes:
+        signature = _path_signature(probe)
+        style = _OUTCOME_STYLE[probe.verdict.outcome]
+        if signature == previous:
+            console.print(
+                f"probe {probe.index}: same path, [{style}]{escape(probe.verdict.summary)}[/]"
+            )
+            continue
+        previous = signature
+        console.print()
+        console.print(f"[bold]probe {probe.index}[/]: [{style}]{escape(probe.verdict.summary)}[/]")
+        for series in (probe.request, probe.reply, *probe.errors):
+            if series is None or not series.hops:
+                continue
+            table = Table(box=None, pad_edge=False, show_header=False, expand=False)
+            table.add_column("t", justify="right", style="dim", no_wrap=True)
+            table.add_column("node", no_wrap=True)
+            table.add_column("if", no_wrap=True)
+            table.add_column("what", overflow="fold")
+            console.print(
+                f"  [bold]{_title(series)}[/]  {escape(series.hops[0].packet.describe())}"
+            )
+            for hop in series.hops:
+                table.add_row(f"+{hop.offset_us:.1f}us", hop.node, hop.interface or "-", _what(hop))
+            console.print(table)
+        _verdict(console, probe)
+    console.print()
+    answered = result.answered
+    colour = "green" if result.delivered else "red"
+    console.print(f"[{colour}]{answered}/{len(result.probes)} answered[/]")
+
+
+def _title(series: Series) -> str:
+    return {"request": "request", "reply": "reply", "icmp_error": "ICMP error"}[series.direction]
+
+
+def _what(hop: Hop) -> str:
+    from rich.markup import escape
+
+    style = _ACTION_STYLE.get(hop.action)
+    text = escape(hop.text)
+    return f"[{style}]{text}[/]" if style else text
+
+
+def _verdict(console: Any, probe: ProbeTrace) -> None:
+    from rich.markup import escape
+
+    v = probe.verdict
+    if v.outcome == "answered":
+        return
+    if v.where:
+        console.print(f"  where: {escape(v.where)}")
+    if v.cause:
+        console.print(f"  why:   {escape(v.cause)}")
+    if v.fix:
+        console.print(f"  fix:   {escape(v.fix)}")
+    if v.confidence != "certain":
+        console.print(f"  [yellow]{escape(v.confidence)}[/]")

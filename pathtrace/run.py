@@ -1,0 +1,341 @@
+"""`pathtrace run`: arm the probes, inject tagged packets, follow them, judge.
+
+The library API behind the CLI and the TUI: ``Run(options).execute()`` gives a
+``RunResult`` that holds everything a report, a bundle or a screen shows.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from ipaddress import IPv4Address
+from typing import Any
+
+from pathtrace import __version__
+from pathtrace.errors import UsageError
+from pathtrace.events.context import DecodeContext, namespace_names
+from pathtrace.events.event import Event, decode
+from pathtrace.inject import send, tag
+from pathtrace.lab import netns, record
+from pathtrace.lab.topology import Topology
+from pathtrace.trace.hops import HopBuilder
+from pathtrace.trace.model import ProbeTrace, Series, Verdict
+from pathtrace.trace.state import NamespaceState, capture
+from pathtrace.trace.verdict import Judge
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    kind: send.Kind
+    target: IPv4Address
+    port: int = 0
+    source: str = "container1"
+    count: int = 3
+    interval: float = 0.01
+    size: int = 56
+    ttl: int = 64
+    dont_fragment: bool = False
+    timeout: float = 1.0
+
+    @property
+    def label(self) -> str:
+        port = f":{self.port}" if self.kind != "ping" else ""
+        return f"{self.kind} {self.target}{port} from {self.source}"
+
+
+@dataclass
+class RunResult:
+    options: RunOptions
+    run_id: int
+    started: str  # UTC, ISO 8601
+    kernel: str
+    version: str
+    source_namespace: str
+    namespaces: dict[str, str]  # namespace -> node
+    hooks: list[dict[str, Any]]
+    lost: dict[str, int]
+    events: list[Event]
+    probes: list[ProbeTrace]
+    states: dict[str, NamespaceState]
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def answered(self) -> int:
+        return sum(p.verdict.outcome == "answered" for p in self.probes)
+
+    @property
+    def delivered(self) -> bool:
+        """Exit status 0: every probe got where it was going (a ping or a tcp probe
+        only when answered; udp when it reached its destination)."""
+        ok = ("answered", "delivered") if self.options.kind == "udp" else ("answered",)
+        return all(p.verdict.outcome in ok for p in self.probes)
+
+
+def parse_target(kind: str, text: str) -> tuple[IPv4Address, int]:
+    host, port = text, 0
+    if kind in ("udp", "tcp"):
+        if ":" not in text:
+            raise UsageError(f"{kind} needs HOST:PORT, got {text!r}")
+        host, _, port_text = text.rpartition(":")
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise UsageError(f"{port_text!r} is not a port (1-65535)")
+        port = int(port_text)
+    try:
+        return IPv4Address(host), port
+    except ValueError:
+        raise UsageError(f"{host!r} is not an IPv4 address (pathtrace resolves no names)") from None
+
+
+def resolve_source(source: str, topology: Topology | None) -> tuple[str, bool]:
+    """(namespace path or name, whether it is a lab node) for --from."""
+    if topology is not None and source in topology.nodes:
+        return topology.namespace(source), True
+    if source in netns.names():
+        return source, False
+    if source.isdigit():
+        path = f"/proc/{source}/ns/net"
+        if not os.path.exists(path):
+            raise UsageError(f"no process {source}")
+        return path, False
+    if source.startswith("/") and os.path.exists(source):
+        return source, False
+    nodes = ", ".join(topology.nodes) if topology else "none (no lab)"
+    raise UsageError(
+        f"unknown node {source!r}: lab nodes are {nodes}; or give a namespace "
+        "name, a pid or a namespace path"
+    )
+
+
+class Run:
+    def __init__(
+        self,
+        options: RunOptions,
+        topology: Topology | None,
+        topology_text: str | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        if not 1 <= options.count <= 1000:
+            raise UsageError("--count must be from 1 to 1000")
+        if options.size < tag.TAG_SIZE and options.kind != "tcp":
+            raise UsageError(f"--size must be at least {tag.TAG_SIZE} (the tag)")
+        if not 1 <= options.ttl <= 255:
+            raise UsageError("--ttl must be from 1 to 255")
+        self.options = options
+        self.topology = topology
+        self.topology_text = topology_text
+        self.progress = progress or (lambda _: None)
+        self.on_event: Callable[[Event], None] | None = None
+
+    def execute(self) -> RunResult:
+        from pathtrace import privileges
+        from pathtrace.kernel.engine import Tracer
+
+        privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="pathtrace run")
+        # scapy takes a while to import; let it load while libbpf loads the probes.
+        importer = threading.Thread(target=_import_scapy, daemon=True)
+        importer.start()
+        source, is_lab_node = resolve_source(self.options.source, self.topology)
+        if is_lab_node:
+            self._ensure_lab()
+        namespaces = self._traced_namespaces(source)
+        names = {**namespace_names(), **{_inode(n): n for n in namespaces}}
+        states = {ns: capture(ns, self._node_name(ns)) for ns in namespaces}
+        run_id = tag.new_run()
+        started = datetime.now(UTC).isoformat(timespec="milliseconds")
+        source_name = names.get(_inode(source), source)
+        try:
+            src = send.source_address(source, self.options.target)
+        except send.NoRoute:
+            return self._unroutable(run_id, started, source_name, namespaces, states)
+        probe = send.Probe(
+            self.options.kind,
+            self.options.target,
+            self.options.port,
+            self.options.size,
+            self.options.ttl,
+            self.options.dont_fragment,
+        )
+        ctx = DecodeContext(namespaces=names)
+        events: list[Event] = []
+        self.progress("arming probes")
+        tracer = Tracer(run_id, namespaces, index_limit=self.options.count)
+        with tracer:
+            importer.join()
+            packets = [send.build(probe, src, run_id, i) for i in range(self.options.count)]
+            self.progress(f"sending {len(packets)} {self.options.kind} probes")
+            with send.Sender(source) as sender:
+                for i, packet in enumerate(packets):
+                    if i:
+                        time.sleep(self.options.interval)
+                    try:
+                        sender.send(packet, self.options.target)
+                    except OSError as error:
+                        raise UsageError(
+                            f"cannot send from {self.options.source}: {error.strerror}"
+                        ) from None
+            deadline = time.monotonic() + self.options.timeout
+            while True:
+                assert tracer.layout is not None
+                for raw in tracer.drain():
+                    event = decode(tracer.layout.unpack(raw), ctx)
+                    events.append(event)
+                    if self.on_event is not None:
+                        self.on_event(event)
+                if (
+                    self._complete(events, names.get(_inode(source), source))
+                    or time.monotonic() > deadline
+                ):
+                    break
+                time.sleep(0.005)
+            lost = {str(k): v for k, v in tracer.lost().items()}
+            hooks = [s.to_json() for s in tracer.statuses]
+        events.sort(key=lambda e: e.time_ns)
+        probes = build_probes(events, states, source_name, self.options.count, sum(lost.values()))
+        return RunResult(
+            options=self.options,
+            run_id=run_id,
+            started=started,
+            kernel=os.uname().release,
+            version=__version__,
+            source_namespace=source_name,
+            namespaces={ns: self._node_name(ns) for ns in namespaces},
+            hooks=hooks,
+            lost=lost,
+            events=events,
+            probes=probes,
+            states=states,
+        )
+
+    def _unroutable(
+        self,
+        run_id: int,
+        started: str,
+        source: str,
+        namespaces: list[str],
+        states: dict[str, NamespaceState],
+    ) -> RunResult:
+        """Nothing can leave the source: the verdict comes from its routing table alone."""
+        state = states.get(source)
+        node = state.node if state else source
+        routes = (
+            ", ".join(
+                f"{r.dst}"
+                + (f" via {r.gateway}" if r.gateway else "")
+                + (f" dev {r.dev}" if r.dev else "")
+                for r in state.routes
+            )
+            if state
+            else "unknown"
+        )
+        has_default = state is not None and any(r.dst == "default" for r in state.routes)
+        verdict = Verdict(
+            "dropped",
+            f"{node} has no route to {self.options.target}",
+            where=node,
+            cause=f"{node} has no route to {self.options.target}"
+            + ("" if has_default else " (it has no default route)")
+            + f"; its routes: {routes or 'none'}",
+            fix=f"add a route (a default route via the gateway) in {node} (pathtrace lab fix)",
+        )
+        probes = [
+            ProbeTrace(i, Series(i, "request"), None, [], verdict)
+            for i in range(self.options.count)
+        ]
+        return RunResult(
+            options=self.options,
+            run_id=run_id,
+            started=started,
+            kernel=os.uname().release,
+            version=__version__,
+            source_namespace=source,
+            namespaces={ns: self._node_name(ns) for ns in namespaces},
+            hooks=[],
+            lost={},
+            events=[],
+            probes=probes,
+            states=states,
+        )
+
+    def _complete(self, events: list[Event], source: str) -> bool:
+        done = {
+            e.index
+            for e in events
+            if e.namespace == source
+            and e.tag in ("reply", "icmp_error")
+            and e.hook in ("dev_recv", "nf_before", "nat_before")
+        }
+        return len(done) >= self.options.count
+
+    def _ensure_lab(self) -> None:
+        assert self.topology is not None
+        missing = [n for n in self.topology.nodes if not netns.exists(self.topology.namespace(n))]
+        if missing:
+            from pathtrace.lab import build
+
+            self.progress("bringing the lab up")
+            build.up(self.topology, self.topology_text)
+
+    def _traced_namespaces(self, source: str) -> list[str]:
+        if self.topology is not None and record.read_record(self.topology.prefix) is not None:
+            lab = [self.topology.namespace(n) for n in self.topology.nodes]
+            if source in lab:
+                return lab
+        # A topology pathtrace did not build: every named namespace, and the source.
+        found = [n for n in netns.names() if not n.startswith("pt-doctor")]
+        return [source, *[n for n in found if n != source]] if source not in found else found
+
+    def _node_name(self, namespace: str) -> str:
+        if self.topology is not None:
+            node = self.topology.node_of_namespace(namespace)
+            if node is not None:
+                return node
+        return namespace
+
+
+def build_probes(
+    events: list[Event], states: dict[str, NamespaceState], source: str, count: int, lost: int
+) -> list[ProbeTrace]:
+    """Events (time order) -> one ProbeTrace per injected packet."""
+    by_probe: dict[int, dict[str, list[tuple[int, Event]]]] = defaultdict(lambda: defaultdict(list))
+    for position, event in enumerate(events):
+        by_probe[event.index][event.tag].append((position, event))
+    builder = HopBuilder(states)
+    judge = Judge(states, source, lost)
+    probes = []
+    for index in range(count):
+        groups = by_probe.get(index, {})
+        request = builder.build(index, "request", groups.get("request", []))
+        origin = request.hops[0].time_ns if request.hops else None
+        reply = (
+            builder.build(index, "reply", groups["reply"], origin) if groups.get("reply") else None
+        )
+        reply = judge.settle_reply(reply)
+        errors = (
+            [builder.build(index, "icmp_error", groups["icmp_error"], origin)]
+            if groups.get("icmp_error")
+            else []
+        )
+        own = [
+            e
+            for _, e in groups.get("request", [])
+            + groups.get("reply", [])
+            + groups.get("icmp_error", [])
+        ]
+        verdict = judge.judge(request, reply, errors, own)
+        probes.append(ProbeTrace(index, request, reply, errors, verdict))
+    return probes
+
+
+def _inode(namespace: str) -> int:
+    return os.stat(netns.path(namespace)).st_ino
+
+
+def _import_scapy() -> None:
+    import scapy.layers.inet  # noqa: F401

@@ -1,0 +1,270 @@
+"""From the events of one packet to the hops a person reads.
+
+Events come from several hooks that see the same moment (a device transmit
+and veth_xmit; netfilter before and after a chain); a hop is one step of the
+path in the words of the tutorial: "container1 sends on veth-cont1", "br0
+forwards it from veth-host1 to veth-host2", "SNAT by masquerade: ...".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from ipaddress import IPv4Address, IPv4Network
+from typing import Literal
+
+from pathtrace.events.event import Event
+from pathtrace.lab.firewall import LiveRule
+from pathtrace.trace.model import Hop, Packet, Series, Translation
+from pathtrace.trace.state import NamespaceState
+
+_CHAIN_OF_HOOK = {
+    "PREROUTING": "PREROUTING",
+    "OUTPUT": "OUTPUT",
+    "POSTROUTING": "POSTROUTING",
+    "INPUT": "INPUT",
+}
+# Hooks seen at the same moment as a device transmit, or inside the bridge.
+_ALIASES = {"veth_xmit", "br_handle_frame", "br_forward"}
+
+
+def packet_of(event: Event) -> Packet:
+    return Packet(
+        event.protocol, event.src, event.dst, event.sport, event.dport, event.ttl, event.length
+    )
+
+
+class HopBuilder:
+    def __init__(self, states: dict[str, NamespaceState]) -> None:
+        self.states = states
+
+    def node(self, namespace: str) -> str:
+        state = self.states.get(namespace)
+        return state.node if state else namespace
+
+    def build(
+        self,
+        index: int,
+        direction: str,
+        events: Sequence[tuple[int, Event]],
+        origin: int | None = None,
+    ) -> Series:
+        """``events``: (position in the run, event) of one packet and direction, in time
+        order; offsets count from ``origin`` (the probe's first event) or the series' start."""
+        series = Series(index, direction)  # type: ignore[arg-type]
+        if not events:
+            return series
+        start = origin if origin is not None else events[0][1].time_ns
+        last_time = events[0][1].time_ns
+        previous: Event | None = None
+        pending_nf: dict[tuple[str, str | None], tuple[int, Event]] = {}
+        hooks_here: list[str] = []
+        for n, (position, e) in enumerate(events):
+            final = n == len(events) - 1
+            hop: tuple[str, str] | None = None
+            translation = None
+            if e.hook in ("nf_before", "nat_before"):
+                pending_nf[(e.namespace, e.nf_hook)] = (position, e)
+                continue
+            if e.hook in ("nf_after", "nat_after"):
+                before = pending_nf.pop((e.namespace, e.nf_hook), None)
+                if e.hook == "nat_after" and before is None:
+                    before = next(
+                        ((p, b) for (ns, _), (p, b) in pending_nf.items() if ns == e.namespace),
+                        None,
+                    )
+                if before is not None and packet_of(before[1]) != packet_of(e):
+                    translation = self.translation(before[1], e, direction)
+                    hop = ("translate", translation.describe())
+                else:
+                    continue
+            elif e.hook in _ALIASES:
+                hooks_here.append(_hook_name(e))
+                if e.hook == "br_forward":
+                    bridge = self._bridge(e.namespace, e.ifname) or "the bridge"
+                    hop = ("bridge-forward", f"{bridge} forwards it to {e.ifname}")
+                else:
+                    continue
+            elif e.hook == "dev_xmit":
+                hop = self._xmit(e, previous, first=series.hops == [], direction=direction)
+            elif e.hook == "dev_recv":
+                hop = self._recv(e, previous)
+            elif e.hook == "drop":
+                hop = (
+                    "drop",
+                    f"{self.node(e.namespace)} drops it: {e.drop_reason}"
+                    + (f" (in {e.location})" if e.location else ""),
+                )
+            elif e.hook == "consume":
+                if not final:
+                    continue  # a clone (a tap, a raw socket's copy) at work
+                state = self.states.get(e.namespace)
+                if state is None or state.owns(e.dst):
+                    hop = ("deliver", f"{self.node(e.namespace)} consumes it (delivered)")
+                else:
+                    hop = (
+                        "end",
+                        f"{self.node(e.namespace)} frees it without a drop reason "
+                        "(consume_skb), short of its destination",
+                    )
+            if hop is None:
+                continue
+            action, text = hop
+            series.hops.append(
+                Hop(
+                    time_ns=e.time_ns,
+                    offset_us=(e.time_ns - start) / 1000,
+                    latency_us=(e.time_ns - last_time) / 1000,
+                    node=self.node(e.namespace),
+                    interface=e.ifname,
+                    action=action,
+                    text=text,
+                    hooks=tuple(dict.fromkeys([*hooks_here, _hook_name(e)])),
+                    packet=packet_of(e),
+                    translation=translation,
+                    drop_reason=e.drop_reason if e.hook == "drop" else None,
+                    events=(position,),
+                )
+            )
+            hooks_here = []
+            last_time = e.time_ns
+            previous = e
+        return series
+
+    def _bridge(self, namespace: str, ifname: str) -> str | None:
+        state = self.states.get(namespace)
+        link = state.link(ifname) if state else None
+        return link.master if link else None
+
+    def _is_bridge(self, namespace: str, ifname: str) -> bool:
+        state = self.states.get(namespace)
+        return bool(state and state.is_bridge(ifname))
+
+    def _xmit(
+        self, e: Event, previous: Event | None, first: bool, direction: str
+    ) -> tuple[str, str]:
+        node = self.node(e.namespace)
+        bridge = self._bridge(e.namespace, e.ifname)
+        if first:
+            verb = "answers" if direction == "reply" else "sends"
+            if direction == "icmp_error":
+                verb = "reports an error"
+            return ("send", f"{node} {verb} on {e.ifname}")
+        if previous is not None and previous.namespace == e.namespace and bridge:
+            if previous.hook == "dev_recv" and self._bridge(e.namespace, previous.ifname) == bridge:
+                return (
+                    "bridge-forward",
+                    f"{bridge} forwards it from {previous.ifname} to {e.ifname}",
+                )
+            if previous.ifname == bridge:
+                return ("bridge-forward", f"{bridge} sends it out of port {e.ifname}")
+        state = self.states.get(e.namespace)
+        route = state.route_for(e.dst) if state else None
+        via = f" via {route.gateway}" if route and route.gateway else ""
+        return ("route", f"{node} routes it out of {e.ifname}{via}")
+
+    def _recv(self, e: Event, previous: Event | None) -> tuple[str, str]:
+        node = self.node(e.namespace)
+        if (
+            previous is not None
+            and previous.hook == "dev_xmit"
+            and previous.namespace != e.namespace
+        ):
+            return (
+                "cross",
+                f"crosses the veth pair {self.node(previous.namespace)}/"
+                f"{previous.ifname} -> {node}/{e.ifname}",
+            )
+        if (
+            previous is not None
+            and self._is_bridge(e.namespace, e.ifname)
+            and previous.namespace == e.namespace
+        ):
+            return ("bridge-up", f"{e.ifname} delivers it up to {node}")
+        return ("receive", f"{node} receives it on {e.ifname}")
+
+    def translation(self, before: Event, after: Event, direction: str) -> Translation:
+        pb, pa = packet_of(before), packet_of(after)
+        source_changed = (pb.src, pb.sport) != (pa.src, pa.sport)
+        kind = "SNAT" if source_changed else "DNAT"
+        side: Literal["src", "dst"] = "src" if source_changed else "dst"
+        rule_text = None
+        if direction == "request":
+            rule = self.attribute(after, kind, pb)
+            rule_text = (
+                f"rule {rule.comment or 'handle ' + str(rule.handle)} ({rule.cited})"
+                if rule
+                else None
+            )
+        else:
+            kind = "un-DNAT" if source_changed else "un-SNAT"
+            rule_text = "conntrack (the reverse of the request's translation)"
+        return Translation(
+            kind, pb.endpoint(side), pa.endpoint(side), rule_text, self.node(after.namespace)
+        )
+
+    def attribute(self, after: Event, kind: str, before: Packet) -> LiveRule | None:
+        """The first rule of the chain that does this kind of NAT and matches the packet."""
+        state = self.states.get(after.namespace)
+        if state is None:
+            return None
+        chain = _CHAIN_OF_HOOK.get(after.nf_hook or "") or (
+            "POSTROUTING" if kind == "SNAT" else "PREROUTING"
+        )
+        actions = ("masquerade", "snat") if kind == "SNAT" else ("dnat", "redirect")
+        for rule in state.rules().rules:
+            if rule.chain.upper() != chain or not any(a in rule.text for a in actions):
+                continue
+            if _rule_matches(rule.text, before, after.ifname):
+                return rule
+        return None
+
+
+def _hook_name(e: Event) -> str:
+    names = {
+        "dev_xmit": "net_dev_start_xmit",
+        "dev_recv": "netif_receive_skb",
+        "drop": "kfree_skb",
+        "consume": "consume_skb",
+        "veth_xmit": "veth_xmit",
+        "br_forward": "br_forward",
+        "br_handle_frame": "br_handle_frame",
+        "nat_before": "nf_nat_manip_pkt",
+        "nat_after": "nf_nat_manip_pkt",
+    }
+    if e.hook.startswith("nf_"):
+        return f"netfilter/{e.nf_hook}"
+    return f"{e.via}/{names.get(e.hook, e.hook)}"
+
+
+_Test = Callable[[str, Packet, str], bool] | None
+_MATCHERS: list[tuple[re.Pattern[str], _Test]] = [
+    (re.compile(r"ip saddr (\S+)"), lambda v, p, _: _in(p.src, v)),
+    (re.compile(r"ip daddr (\S+)"), lambda v, p, _: _in(p.dst, v)),
+    (re.compile(r'oifname "?([\w.-]+)"?'), lambda v, _, out: out == v),
+    (re.compile(r"(tcp|udp) dport (\d+)"), None),
+    (re.compile(r"ip protocol (\w+)"), lambda v, p, _: p.protocol == v),
+]
+
+
+def _in(address: str, spec: str) -> bool:
+    negate = spec.startswith("!=")
+    try:
+        inside = IPv4Address(address) in IPv4Network(spec.lstrip("!="), strict=False)
+    except ValueError:
+        return True  # a set or a map: we cannot tell, so do not rule it out
+    return inside != negate
+
+
+def _rule_matches(text: str, packet: Packet, out_ifname: str) -> bool:
+    """Whether the simple matches of an nft rule accept the packet (others are assumed to)."""
+    for pattern, test in _MATCHERS:
+        m = pattern.search(text)
+        if not m:
+            continue
+        if test is None:
+            if packet.protocol != m.group(1) or packet.dport != int(m.group(2)):
+                return False
+        elif not test(m.group(1), packet, out_ifname):
+            return False
+    return True

@@ -1,0 +1,92 @@
+"""What a trace is made of, as a person reads it: hops, series, verdicts.
+
+All of it is plain data (JSON-able through ``asdict``), built from events by
+``hops.py`` and ``verdict.py``; reports, bundles and the TUI only read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Direction = Literal["request", "reply", "icmp_error"]
+Outcome = Literal["answered", "delivered", "rejected", "dropped", "lost"]
+
+
+@dataclass(frozen=True)
+class Packet:
+    protocol: str
+    src: str
+    dst: str
+    sport: int
+    dport: int
+    ttl: int
+    length: int
+
+    def describe(self) -> str:
+        if self.protocol == "icmp":
+            return f"{self.src} > {self.dst} icmp id {self.sport} seq {self.dport}"
+        return f"{self.src}:{self.sport} > {self.dst}:{self.dport} {self.protocol}"
+
+    def endpoint(self, side: Literal["src", "dst"]) -> str:
+        address = self.src if side == "src" else self.dst
+        if self.protocol == "icmp":
+            return f"{address}:icmp/{self.sport}"
+        return f"{address}:{self.sport if side == 'src' else self.dport}"
+
+
+@dataclass(frozen=True)
+class Translation:
+    kind: str  # SNAT, DNAT, or their reverse on a reply: un-SNAT, un-DNAT
+    before: str
+    after: str
+    rule: str | None  # the rule that did it, as the ruleset shows it
+    node: str
+
+    def describe(self) -> str:
+        by = f" by {self.rule}" if self.rule else ""
+        return f"{self.kind}{by}: {self.before} -> {self.after}"
+
+
+@dataclass(frozen=True)
+class Hop:
+    time_ns: int
+    offset_us: float  # since the probe was sent
+    latency_us: float  # since the previous hop
+    node: str
+    interface: str
+    action: str  # send cross bridge-up bridge-forward route translate receive deliver drop end
+    text: str
+    hooks: tuple[str, ...]
+    packet: Packet
+    translation: Translation | None = None
+    drop_reason: str | None = None
+    events: tuple[int, ...] = ()  # positions in the run's event list
+
+
+@dataclass
+class Series:
+    index: int
+    direction: Direction
+    hops: list[Hop] = field(default_factory=list)
+
+
+@dataclass
+class Verdict:
+    outcome: Outcome
+    summary: str  # one line: what happened
+    where: str | None = None  # node/interface of the stop, or the last place seen
+    cause: str | None = None  # why, in the kernel's words and ours
+    fix: str | None = None  # what to change
+    confidence: str = "certain"  # or what lost events make it
+
+
+@dataclass
+class ProbeTrace:
+    """One injected packet: its way out, the answer's way back, the verdict."""
+
+    index: int
+    request: Series
+    reply: Series | None
+    errors: list[Series]
+    verdict: Verdict

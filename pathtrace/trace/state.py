@@ -1,0 +1,148 @@
+"""The state of each traced namespace at the time of a run.
+
+Hops and diagnoses are read against it (which bridge a port belongs to, where
+a route leads, which rule translated), and bundles save it, so that a run can
+be explained later, elsewhere, from its files alone.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import asdict, dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from pathtrace.lab import firewall
+
+SYSCTLS = (
+    "net.ipv4.ip_forward",
+    "net.ipv4.conf.all.rp_filter",
+    "net.ipv4.conf.default.rp_filter",
+    "net.bridge.bridge-nf-call-iptables",
+)
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str
+    index: int
+    kind: str
+    up: bool
+    carrier: bool
+    mtu: int
+    master: str | None
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RouteEntry:
+    dst: str  # "default" or a network
+    gateway: str | None
+    dev: str | None
+    prefsrc: str | None
+
+    def network(self) -> IPv4Network:
+        return IPv4Network("0.0.0.0/0" if self.dst == "default" else self.dst)
+
+
+@dataclass
+class NamespaceState:
+    namespace: str
+    node: str
+    links: list[Link] = field(default_factory=list)
+    routes: list[RouteEntry] = field(default_factory=list)
+    neighbours: list[str] = field(default_factory=list)
+    sysctls: dict[str, str] = field(default_factory=dict)
+    ruleset: str = ""
+
+    def link(self, name: str) -> Link | None:
+        return next((link for link in self.links if link.name == name), None)
+
+    def is_bridge(self, name: str) -> bool:
+        link = self.link(name)
+        return link is not None and link.kind == "bridge"
+
+    def route_for(self, dst: str) -> RouteEntry | None:
+        """The longest-prefix match in the main table."""
+        address = IPv4Address(dst)
+        matching = [r for r in self.routes if address in r.network()]
+        return max(matching, key=lambda r: r.network().prefixlen, default=None)
+
+    def rules(self) -> firewall.Ruleset:
+        return firewall.parse_listing(self.ruleset)
+
+    def owns(self, address: str) -> bool:
+        return any(a.split("/")[0] == address for link in self.links for a in link.addresses)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NamespaceState:
+        return cls(
+            namespace=data["namespace"],
+            node=data["node"],
+            links=[
+                Link(**{**link, "addresses": tuple(link["addresses"])}) for link in data["links"]
+            ],
+            routes=[RouteEntry(**r) for r in data["routes"]],
+            neighbours=list(data.get("neighbours", [])),
+            sysctls=dict(data["sysctls"]),
+            ruleset=data["ruleset"],
+        )
+
+
+def capture(namespace: str, node: str) -> NamespaceState:
+    from pathtrace.lab import netns
+
+    state = NamespaceState(namespace, node)
+    ipr = netns.iproute(namespace)
+    try:
+        names = {}
+        raw_links = ipr.get_links()
+        for link in raw_links:
+            names[link["index"]] = link.get("ifname")
+        for link in raw_links:
+            addresses = tuple(
+                f"{a.get('address')}/{a['prefixlen']}"
+                for a in ipr.get_addr(family=socket.AF_INET, index=link["index"])
+            )
+            kind = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or (
+                "loopback" if link.get("ifname") == "lo" else "other"
+            )
+            state.links.append(
+                Link(
+                    name=link.get("ifname"),
+                    index=link["index"],
+                    kind=str(kind),
+                    up=bool(link["flags"] & 1),
+                    carrier=bool(link.get("carrier")),
+                    mtu=int(link.get("mtu") or 0),
+                    master=names.get(link.get("master")) if link.get("master") else None,
+                    addresses=addresses,
+                )
+            )
+        for route in ipr.get_routes(family=socket.AF_INET, table=254):
+            dst = route.get("dst")
+            state.routes.append(
+                RouteEntry(
+                    dst=f"{dst}/{route['dst_len']}" if dst else "default",
+                    gateway=route.get("gateway"),
+                    dev=names.get(route.get("oif")),
+                    prefsrc=route.get("prefsrc"),
+                )
+            )
+        for neigh in ipr.get_neighbours(family=socket.AF_INET):
+            state.neighbours.append(
+                f"{neigh.get('dst')} lladdr {neigh.get('lladdr')} dev "
+                f"{names.get(neigh['ifindex'])} state {neigh['state']}"
+            )
+    finally:
+        ipr.close()
+    for key in SYSCTLS:
+        value = netns.read_sysctl(namespace, key)
+        if value is not None:
+            state.sysctls[key] = value
+    result = netns.run(namespace, ["nft", "-a", "list", "ruleset"], check=False)
+    state.ruleset = result.stdout if result.returncode == 0 else ""
+    return state

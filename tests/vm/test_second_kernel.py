@@ -1,0 +1,80 @@
+"""On a kernel with kprobes and fentry but no BPF netfilter links (Debian 6.1,
+booted by virtme-ng: `make test-vm`), the engine uses fentry/kprobe hooks on
+veth_xmit, the bridge and the NAT function, and still follows a tagged ping
+through SNAT and back."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from pathtrace.lab import topology
+from tests.conftest import pathtrace
+from tests.matchers import assert_ordered_subset
+from tests.tracing import Session, ping
+
+pytestmark = [pytest.mark.vm, pytest.mark.root]
+
+
+def test_doctor_uses_fentry_or_kprobes(lab: topology.Topology) -> None:
+    result = pathtrace("doctor", "--json")
+    data = json.loads(result.stdout)
+    print(json.dumps(data["hooks"], indent=1))
+    used = {h["family"]: h["via"] for h in data["hooks"] if h["state"] == "used"}
+    assert used.get("device") == "tp_btf"
+    for family in ("veth", "bridge", "nat"):
+        assert used.get(family) in ("fentry", "kprobe"), (family, data["hooks"])
+    nf = next(h for h in data["hooks"] if h["family"] == "netfilter")
+    assert nf["state"] == "unavailable" and "6.4" in nf["reason"], os.uname().release
+
+
+def test_tagged_ping_through_snat_seen_by_the_nat_function(traced: Session) -> None:
+    traced.send("container1", ping("8.8.8.8"))
+    lab = traced.lab
+    c1, host, wan = (lab.namespace(n) for n in ("container1", "host", "wan"))
+    events = traced.collect(
+        lambda evs: any(
+            e.tag == "reply" and e.namespace == c1 and e.hook == "dev_recv" for e in evs
+        ),
+        timeout=20,
+    )
+    assert_ordered_subset(
+        events,
+        [
+            {"hook": "veth_xmit", "namespace": c1, "ifname": "veth-cont1", "tag": "request"},
+            {"hook": "br_handle_frame", "namespace": host, "ifname": "veth-host1"},
+            {"hook": "nat_before", "nf_hook": "SNAT", "namespace": host, "src": "192.168.100.2"},
+            {"hook": "nat_after", "namespace": host, "src": "198.51.100.2"},
+            {"hook": "dev_xmit", "namespace": host, "ifname": "eth0", "src": "198.51.100.2"},
+            {"hook": "dev_recv", "namespace": wan, "ifname": "eth0", "tag": "request"},
+            {"hook": "dev_recv", "namespace": host, "ifname": "eth0", "tag": "reply"},
+            {"hook": "nat_after", "namespace": host, "dst": "192.168.100.2", "tag": "reply"},
+            {"hook": "dev_recv", "namespace": c1, "ifname": "veth-cont1", "tag": "reply"},
+        ],
+    )
+
+
+def test_bridge_forwarding_seen_by_br_forward(traced: Session) -> None:
+    traced.send("container1", ping("192.168.100.3"))
+    lab = traced.lab
+    host = lab.namespace("host")
+    events = traced.collect(
+        lambda evs: any(
+            e.tag == "reply" and e.hook == "dev_recv" and e.ifname == "veth-cont1" for e in evs
+        ),
+        timeout=20,
+    )
+    assert_ordered_subset(
+        events,
+        [
+            {
+                "hook": "br_handle_frame",
+                "namespace": host,
+                "ifname": "veth-host1",
+                "tag": "request",
+            },
+            {"hook": "br_forward", "namespace": host, "ifname": "veth-host2", "tag": "request"},
+        ],
+    )
