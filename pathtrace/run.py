@@ -170,16 +170,15 @@ class Run:
             importer.join()
             packets = [send.build(probe, src, run_id, i) for i in range(self.options.count)]
             self.progress(f"sending {len(packets)} {self.options.kind} probes")
+            send_errors: dict[int, str] = {}
             with send.Sender(source) as sender:
                 for i, packet in enumerate(packets):
                     if i:
                         time.sleep(self.options.interval)
                     try:
                         sender.send(packet, self.options.target)
-                    except OSError as error:
-                        raise UsageError(
-                            f"cannot send from {self.options.source}: {error.strerror}"
-                        ) from None
+                    except OSError as error:  # the source's own stack refused it
+                        send_errors[i] = error.strerror or str(error)
             deadline = time.monotonic() + self.options.timeout
             while True:
                 assert tracer.layout is not None
@@ -197,7 +196,9 @@ class Run:
             lost = {str(k): v for k, v in tracer.lost().items()}
             hooks = [s.to_json() for s in tracer.statuses]
         events.sort(key=lambda e: e.time_ns)
-        probes = build_probes(events, states, source_name, self.options.count, sum(lost.values()))
+        probes = build_probes(
+            events, states, source_name, self.options.count, sum(lost.values()), send_errors
+        )
         return RunResult(
             options=self.options,
             run_id=run_id,
@@ -300,7 +301,12 @@ class Run:
 
 
 def build_probes(
-    events: list[Event], states: dict[str, NamespaceState], source: str, count: int, lost: int
+    events: list[Event],
+    states: dict[str, NamespaceState],
+    source: str,
+    count: int,
+    lost: int,
+    send_errors: dict[int, str] | None = None,
 ) -> list[ProbeTrace]:
     """Events (time order) -> one ProbeTrace per injected packet."""
     by_probe: dict[int, dict[str, list[tuple[int, Event]]]] = defaultdict(lambda: defaultdict(list))
@@ -329,6 +335,17 @@ def build_probes(
             + groups.get("icmp_error", [])
         ]
         verdict = judge.judge(request, reply, errors, own)
+        if not request.hops and send_errors and index in send_errors:
+            node = states[source].node if source in states else source
+            verdict = Verdict(
+                "dropped",
+                f"{node} could not send it: {send_errors[index]}",
+                where=node,
+                cause=f"the source's own stack refused the packet "
+                f"({send_errors[index]}); with DF set this is the path MTU it "
+                "has learned",
+                fix="send smaller packets, or clear DF",
+            )
         probes.append(ProbeTrace(index, request, reply, errors, verdict))
     return probes
 

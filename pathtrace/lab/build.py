@@ -28,6 +28,7 @@ BASELINE_SYSCTLS = {
 }
 
 Progress = Callable[[str], None]
+DEFAULT_MTU = 1500  # a veth's, unless the description says otherwise
 
 
 @dataclass
@@ -88,6 +89,11 @@ def up(
             result.changes.append(f"{node.name}: firewall loaded")
     for node in topology.nodes.values():
         _ensure_services(topology.namespace(node.name), node.services, result)
+    if result.changes:
+        # Forget what the broken lab taught the routing caches (a learned path
+        # MTU outlives the MTU that caused it).
+        for name in topology.nodes:
+            netns.write_sysctl(topology.namespace(name), "net.ipv4.route.flush", "1")
     return result
 
 
@@ -116,29 +122,37 @@ def _ensure_services(ns: str, services: tuple[str, ...], result: UpResult) -> No
         _end(pid)
     if not services:
         return
-    import subprocess
+    import shutil
     import sys
 
-    proc = netns.popen(
-        ns,
-        [sys.executable, "-m", RESPONDER, *services],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    ready = proc.stdout.readline().strip() == "ready"
-    proc.stdout.close()
-    if not ready:
-        said = [line for line in proc.stderr.read().splitlines() if line.strip()]
-        proc.wait()
+    # A daemon, not a child to wait for: spawned in a session of its own, and
+    # found again by `down` through its namespace and command line.
+    read_end, write_end = os.pipe()
+    argv = netns.command(ns, [sys.executable, "-m", RESPONDER, *services])
+    try:
+        os.posix_spawn(
+            shutil.which(argv[0]) or argv[0],
+            argv,
+            os.environ,
+            setsid=True,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, write_end, 1),
+                (os.POSIX_SPAWN_DUP2, write_end, 2),
+                (os.POSIX_SPAWN_CLOSE, read_end),
+            ],
+        )
+    finally:
+        os.close(write_end)
+    with os.fdopen(read_end) as said:
+        first = said.readline().strip()
+        rest = [] if first == "ready" else [first, *said.read().splitlines()]
+    if first != "ready":
+        lines = [line for line in rest if line.strip()]
         raise ConflictError(
             f"the lab's services {' '.join(services)} did not start in {ns}: "
-            + (said[-1] if said else f"exit status {proc.returncode}")
+            + (lines[-1] if lines else "no word from them")
         )
-    proc.stderr.close()
     result.changes.append(f"{ns}: services {' '.join(services)}")
 
 
@@ -149,6 +163,11 @@ def _end(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGTERM)
         for _ in range(100):
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child: reap it
+                    return
+            except ChildProcessError:
+                pass
             os.kill(pid, 0)
             time.sleep(0.01)
         os.kill(pid, signal.SIGKILL)
@@ -270,8 +289,9 @@ class _Converger:
         assert link is not None, iface.label
         index = link["index"]
         changes: dict[str, Any] = {}
-        if iface.mtu is not None and link.get("mtu") != iface.mtu:
-            changes["mtu"] = iface.mtu
+        mtu = iface.mtu or (DEFAULT_MTU if iface.kind == "veth" else None)
+        if mtu is not None and link.get("mtu") != mtu:
+            changes["mtu"] = mtu
         if iface.master is not None:
             bridge = self.link(iface.node, iface.master)
             assert bridge is not None, "bridges are made before their ports"

@@ -8,7 +8,7 @@ from typing import Any
 
 from pathtrace import privileges
 from pathtrace.lab import firewall, netns, record
-from pathtrace.lab.build import BASELINE_SYSCTLS, gateway_routes, live_route
+from pathtrace.lab.build import BASELINE_SYSCTLS, DEFAULT_MTU, gateway_routes, live_route
 from pathtrace.lab.topology import Node, Topology
 
 STATUS_SCHEMA_VERSION = 1
@@ -112,8 +112,9 @@ def _observe_node(node: Node, ns: str, status: NodeStatus) -> None:
             )
             if iface.master is not None or master is not None:
                 status.add("master", iface.name, iface.master or "none", master or "none")
-            if iface.mtu is not None:
-                status.add("mtu", iface.name, str(iface.mtu), str(link.get("mtu")))
+            mtu = iface.mtu or (DEFAULT_MTU if iface.kind == "veth" else None)
+            if mtu is not None:
+                status.add("mtu", iface.name, str(mtu), str(link.get("mtu")))
             live = sorted(
                 f"{a.get('address')}/{a['prefixlen']}"
                 for a in ipr.get_addr(family=socket.AF_INET, index=link["index"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from typing import Any
 
@@ -44,4 +45,6 @@ def to_json(result: RunResult, with_events: bool = True) -> dict[str, Any]:
     }
     if with_events:
         data["events"] = [e.to_json() for e in result.events]
-    return data
+    # Tuples and other Python shapes become what JSON has (lists, strings).
+    native: dict[str, Any] = json.loads(json.dumps(data))
+    return native

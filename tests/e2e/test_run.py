@@ -1,0 +1,258 @@
+"""`pathtrace run` on the real lab: kinds, directions, scenarios, reports, bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from pathtrace.lab import netns, scenarios, topology
+from pathtrace.report.json_report import to_json
+from pathtrace.report.markdown import markdown, mermaid
+from pathtrace.report.text import render
+from pathtrace.run import Run, RunOptions, RunResult
+from pathtrace.trace.model import ProbeTrace
+from tests.conftest import pathtrace
+
+pytestmark = pytest.mark.root
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "pathtrace" / "report" / "schema.json").read_text()
+)
+
+
+def run(lab: topology.Topology, kind: str, target: str, port: int = 0, **kw: object) -> RunResult:
+    options = RunOptions(
+        kind,
+        IPv4Address(target),
+        port,
+        count=kw.pop("count", 2),  # type: ignore[arg-type]
+        **kw,
+    )  # type: ignore[arg-type]
+    return Run(options, lab).execute()
+
+
+def hop_texts(probe: ProbeTrace) -> list[str]:
+    return [h.text for s in (probe.request, probe.reply, *probe.errors) if s for h in s.hops]
+
+
+def test_ping_to_the_internet_is_answered_through_masquerade(lab: topology.Topology) -> None:
+    result = run(lab, "ping", "8.8.8.8", count=3)
+    assert result.delivered and result.answered == 3
+    for probe in result.probes:
+        assert probe.verdict.outcome == "answered", probe.verdict
+        texts = hop_texts(probe)
+        assert texts[0] == "container1 sends on veth-cont1"
+        assert "br0 delivers it up to host" in texts
+        snat = next(h for h in probe.request.hops if h.translation)
+        assert snat.translation is not None and snat.translation.kind == "SNAT"
+        assert snat.translation.before.startswith("192.168.100.2:icmp/")
+        assert snat.translation.after.startswith("198.51.100.2:icmp/")
+        assert snat.translation.rule is not None and "masquerade" in snat.translation.rule
+        assert "handle" in snat.translation.rule
+        assert probe.reply is not None
+        back = next(h for h in probe.reply.hops if h.translation)
+        assert back.translation is not None and back.translation.kind == "un-SNAT"
+        # Each reply belongs to its request: same tag index, same ICMP sequence.
+        assert probe.reply.hops[0].packet.dport == probe.index
+        assert probe.reply.hops[-1].node == "container1"
+
+
+def test_udp_and_tcp_to_the_internet(lab: topology.Topology) -> None:
+    udp = run(lab, "udp", "8.8.8.8", 53)
+    assert [p.verdict.outcome for p in udp.probes] == ["answered", "answered"]
+    tcp = run(lab, "tcp", "8.8.8.8", 443)
+    assert [p.verdict.outcome for p in tcp.probes] == ["answered", "answered"]
+    assert any(h.translation and h.translation.kind == "SNAT" for h in tcp.probes[0].request.hops)
+    refused = run(lab, "tcp", "8.8.8.8", 444, count=1)
+    assert refused.probes[0].verdict.outcome == "rejected"
+    assert "RST" in refused.probes[0].verdict.summary
+    assert not refused.delivered
+
+
+def test_from_wan_through_the_dnat(lab: topology.Topology) -> None:
+    result = run(lab, "tcp", "198.51.100.2", 8080, source="wan")
+    for probe in result.probes:
+        assert probe.verdict.outcome == "answered"
+        assert "container1" in probe.verdict.summary
+        dnat = next(h for h in probe.request.hops if h.translation)
+        assert dnat.translation is not None and dnat.translation.kind == "DNAT"
+        assert dnat.translation.before == "198.51.100.2:8080"
+        assert dnat.translation.after == "192.168.100.2:80"
+        assert dnat.translation.rule is not None and "dnat-8080" in dnat.translation.rule
+        assert probe.reply is not None
+        assert any(h.translation and h.translation.kind == "un-DNAT" for h in probe.reply.hops)
+    ping = run(lab, "ping", "198.51.100.2", source="wan")
+    assert ping.delivered
+
+
+BREAKS = [
+    ("no-masquerade", ("ping", "8.8.8.8", 0, {}), "lost", "wan", "no route back to 192.168.100.2"),
+    ("forward-drop", ("ping", "8.8.8.8", 0, {}), "dropped", "host", "FORWARD"),
+    ("ip-forward-off", ("ping", "8.8.8.8", 0, {}), "dropped", "host", "ip_forward is 0"),
+    ("no-default-route", ("ping", "8.8.8.8", 0, {}), "dropped", "container1", "no default route"),
+    ("port-down", ("ping", "192.168.100.3", 0, {}), "lost", "container1", "no carrier"),
+    (
+        "dnat-without-forward-accept",
+        ("tcp", "198.51.100.2", 8080, {"source": "wan"}),
+        "dropped",
+        "host",
+        "policy is drop",
+    ),
+    (
+        "small-mtu-with-df",
+        ("ping", "8.8.8.8", 0, {"size": 1400, "dont_fragment": True}),
+        "rejected",
+        "host",
+        "MTU",
+    ),
+    ("ttl-expired", ("ping", "8.8.8.8", 0, {}), "rejected", "host", "TTL"),
+    ("udp-port-unreachable", ("udp", "8.8.8.8", 53, {}), "rejected", "wan", "nothing listens"),
+    ("reject-rule", ("ping", "8.8.8.8", 0, {}), "rejected", "host", "reject"),
+]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "probe", "outcome", "where", "cause"), BREAKS, ids=[b[0] for b in BREAKS]
+)
+def test_break_is_diagnosed_and_fix_restores(
+    lab: topology.Topology,
+    topology_file: Path,
+    scenario: str,
+    probe: tuple,
+    outcome: str,
+    where: str,
+    cause: str,
+) -> None:
+    kind, target, port, extra = probe
+    scenarios.apply(lab, scenario)
+    broken = run(lab, kind, target, port, count=1, **extra)
+    verdict = broken.probes[0].verdict
+    text = f"{verdict.summary} | {verdict.where} | {verdict.cause} | {verdict.fix}"
+    assert verdict.outcome == outcome, text
+    assert verdict.where is not None and verdict.where.startswith(where), text
+    assert cause in f"{verdict.cause} {verdict.fix}", text
+    assert not broken.delivered
+    fixed = pathtrace("lab", "fix", "--topology", str(topology_file))
+    assert fixed.returncode == 0, fixed.stderr
+    again = run(lab, kind, target, port, count=1, **extra)
+    assert again.delivered, again.probes[0].verdict
+
+
+def test_reports(lab: topology.Topology) -> None:
+    result = run(lab, "ping", "8.8.8.8", count=2)
+    data = to_json(result)
+    jsonschema.validate(data, SCHEMA)
+    json.dumps(data)
+    out = io.StringIO()
+    render(result, out, width=100)
+    lines = out.getvalue().splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 100
+    assert "SNAT by rule masquerade" in out.getvalue()
+    assert "probe 1: same path" in out.getvalue()
+    assert "| request |" in markdown(result)
+    diagram = mermaid(result)
+    assert diagram.startswith("sequenceDiagram") and "container1->>host" in diagram
+
+
+def test_cli_run_json_and_exit_codes(lab: topology.Topology, topology_file: Path) -> None:
+    ok = pathtrace("run", "ping", "8.8.8.8", "-c", "1", "--json", "--topology", str(topology_file))
+    assert ok.returncode == 0, ok.stderr
+    jsonschema.validate(json.loads(ok.stdout), SCHEMA)
+    refused = pathtrace("run", "tcp", "8.8.8.8:444", "-c", "1", "--topology", str(topology_file))
+    assert refused.returncode == 1
+    plain = pathtrace(
+        "run",
+        "ping",
+        "8.8.8.8",
+        "-c",
+        "1",
+        "--topology",
+        str(topology_file),
+        env={"NO_COLOR": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+    )
+    assert "\x1b[" not in plain.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["run", "ping", "8.8.8.8", "--from", "container9"], "unknown node 'container9'"),
+        (["run", "ping", "8.8.8.888"], "is not an IPv4 address"),
+        (["run", "udp", "8.8.8.8"], "needs HOST:PORT"),
+        (["run", "tcp", "8.8.8.8:99999"], "is not a port"),
+        (["run", "ping", "8.8.8.8", "--ttl", "0"], "--ttl"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(
+    topology_file: Path, prefix: str, args: list[str], says: str
+) -> None:
+    result = pathtrace(*args, "--topology", str(topology_file))
+    assert result.returncode == 2, result.stderr
+    assert says in result.stderr and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+    assert not [n for n in netns.names() if n.startswith(prefix)]  # nothing left behind
+
+
+def test_not_root_is_exit_3(topology_file: Path) -> None:
+    result = subprocess.run(
+        [
+            "setpriv",
+            "--bounding-set",
+            "-sys_admin,-net_admin,-bpf",
+            "--",
+            sys.executable,
+            "-m",
+            "pathtrace",
+            "run",
+            "ping",
+            "8.8.8.8",
+            "--topology",
+            str(topology_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 3 and "root" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_topology_made_with_plain_ip_commands(prefix: str) -> None:
+    """The tutorial's way (ip netns, veth, an address each), never in the root namespace."""
+    a, b = f"{prefix}ta", f"{prefix}tb"
+    script = f"""
+    set -e
+    ip netns add {a}; ip netns add {b}
+    ip -n {a} link add veth-a type veth peer name veth-b netns {b}
+    ip -n {a} addr add 10.77.0.1/24 dev veth-a; ip -n {b} addr add 10.77.0.2/24 dev veth-b
+    ip -n {a} link set veth-a up; ip -n {b} link set veth-b up
+    ip -n {a} link set lo up; ip -n {b} link set lo up
+    """
+    subprocess.run(["bash", "-c", script], check=True)
+    try:
+        result = Run(
+            RunOptions("ping", IPv4Address("10.77.0.2"), source=a, count=1), None
+        ).execute()
+        assert result.probes[0].verdict.outcome == "answered"
+        assert result.source_namespace == a
+        nodes = {h.node for h in result.probes[0].request.hops}
+        assert {a, b} <= nodes
+        # --from also takes a pid living in the namespace.
+        sleeper = netns.popen(a, ["sleep", "30"])
+        try:
+            by_pid = Run(
+                RunOptions("ping", IPv4Address("10.77.0.2"), source=str(sleeper.pid), count=1), None
+            ).execute()
+            assert by_pid.probes[0].verdict.outcome == "answered"
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+    finally:
+        subprocess.run(["ip", "netns", "delete", a], check=False)
+        subprocess.run(["ip", "netns", "delete", b], check=False)
