@@ -35,10 +35,9 @@ $(STAMPS)/venv: pyproject.toml
 probes:
 	@$(MAKE) -s -C probes
 
-# The main job: the lab, up and drawn.
+# The main job: a traced ping from container1 to 8.8.8.8 (brings the lab up if needed).
 run: setup
-	$(VENV)/bin/pathtrace lab up
-	$(VENV)/bin/pathtrace lab show
+	$(VENV)/bin/pathtrace run ping 8.8.8.8
 
 lint:
 	$(VENV)/bin/ruff check pathtrace tests
@@ -59,6 +58,7 @@ test-vm: setup
 bench: setup
 	$(PY) -m tests.bench.bench_lab_up
 	$(PY) -m tests.bench.bench_probes
+	$(PY) -m tests.bench.bench_run
 
 clean:
 	rm -rf $(STAMPS) probes/.output probes/vmlinux.h

@@ -161,6 +161,35 @@ class Judge:
             elif policy == "drop":
                 cause += ": the chain's policy is drop and no rule accepts it"
             fix = "accept it in that chain, or remove the drop (pathtrace lab fix)"
+            # Dropped on a bridge port, or after a bridge forward: it was bridged, not routed.
+            port = state.link(drop.interface) if state and drop.interface else None
+            bridged = any(h.action == "bridge-forward" for h in series.hops) or bool(
+                port and port.master
+            )
+            if (
+                bridged
+                and state is not None
+                and state.sysctls.get("net.bridge.bridge-nf-call-iptables") == "1"
+            ):
+                cause += (
+                    f"; the packet was only bridged, but {drop.node} has "
+                    "net.bridge.bridge-nf-call-iptables=1, so bridged IPv4 traffic "
+                    "passes the ip FORWARD chain too"
+                )
+        elif reason == "IP_RPFILTER":
+            values = ", ".join(
+                f"{k.split('.')[-2]}.rp_filter={v}"
+                for k, v in (state.sysctls.items() if state else [])
+                if k.endswith("rp_filter")
+            )
+            cause = (
+                f"reverse-path filtering in {drop.node} ({values}): the source "
+                f"{drop.packet.src} is not routed back through {drop.interface}"
+            )
+            fix = (
+                f"route {drop.packet.src} back through {drop.interface}, or set rp_filter "
+                f"to 2 (loose) or 0 in {drop.node}"
+            )
         elif (
             state is not None
             and state.sysctls.get("net.ipv4.ip_forward") == "0"

@@ -256,3 +256,18 @@ def test_a_topology_made_with_plain_ip_commands(prefix: str) -> None:
     finally:
         subprocess.run(["ip", "netns", "delete", a], check=False)
         subprocess.run(["ip", "netns", "delete", b], check=False)
+
+
+def test_bridged_traffic_dropped_by_ip_forward_chain_names_br_netfilter(
+    lab: topology.Topology,
+) -> None:
+    host = lab.namespace("host")
+    netns.run(
+        host,
+        ["nft", "add", "rule", "ip", "filter", "FORWARD", "ip", "daddr", "192.168.100.3", "drop"],
+    )
+    verdict = run(lab, "ping", "192.168.100.3", count=1).probes[0].verdict
+    assert verdict.outcome == "dropped" and verdict.where == "host/veth-host2"
+    assert verdict.cause is not None
+    assert "ip daddr 192.168.100.3 drop" in verdict.cause
+    assert "bridge-nf-call-iptables=1" in verdict.cause
