@@ -12,7 +12,7 @@ DEB_PACKAGES := iproute2 nftables iptables conntrack tcpdump tshark iputils-ping
                 qemu-system-x86 busybox-static $(VM_KERNEL_PKG)
 PYTHON      ?= python3
 
-.PHONY: setup run test test-host test-vm lint bench probes clean
+.PHONY: setup run test test-host test-vm lint bench probes examples clean
 
 setup: $(STAMPS)/deb $(STAMPS)/venv probes
 
@@ -59,6 +59,10 @@ bench: setup
 	$(PY) -m tests.bench.bench_lab_up
 	$(PY) -m tests.bench.bench_probes
 	$(PY) -m tests.bench.bench_run
+
+# The example bundles in captures/examples, made by the tool itself.
+examples: setup
+	bash captures/examples/make.sh
 
 clean:
 	rm -rf $(STAMPS) probes/.output probes/vmlinux.h

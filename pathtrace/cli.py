@@ -70,7 +70,37 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--format", choices=["text", "json", "markdown", "mermaid"], default="text")
     run.add_argument("--json", action="store_const", const="json", dest="format")
     run.add_argument("--topology", metavar="FILE", help="the lab's topology file")
+    run.add_argument(
+        "--capture",
+        choices=["run", "all", "off"],
+        default="run",
+        help="per-interface capture: the run's packets (default), all, or off",
+    )
+    run.add_argument(
+        "--save",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="save a bundle (default folder: captures/<UTC time>-<probe>-<target>)",
+    )
     run.set_defaults(handler=_run)
+
+    bundle = commands.add_parser("bundle", help="saved runs: list, show, diff (no root needed)")
+    bundle_commands = bundle.add_subparsers(
+        dest="bundle_command", required=True, parser_class=_Parser
+    )
+    listing = bundle_commands.add_parser("list", help="the bundles under a folder")
+    listing.add_argument("folder", nargs="?", default="captures")
+    listing.set_defaults(handler=_bundle_list)
+    show = bundle_commands.add_parser("show", help="a saved run's report")
+    show.add_argument("path")
+    show.add_argument("--format", choices=["text", "json", "markdown", "mermaid"], default="text")
+    show.add_argument("--json", action="store_const", const="json", dest="format")
+    show.set_defaults(handler=_bundle_show)
+    compare = bundle_commands.add_parser("diff", help="where two runs' paths part ways")
+    compare.add_argument("a")
+    compare.add_argument("b")
+    compare.set_defaults(handler=_bundle_diff)
 
     doctor = commands.add_parser("doctor", help="what this machine lets pathtrace trace, and why")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
@@ -119,17 +149,30 @@ def _run(args: argparse.Namespace) -> int:
         ttl=args.ttl,
         dont_fragment=args.df,
         timeout=args.timeout,
+        capture=args.capture,
     )
     result = Run(options, topo, text, progress=_progress).execute()
-    if args.format == "json":
+    _print_result(result, args.format)
+    if args.save is not None:
+        from pathlib import Path
+
+        from pathtrace import bundle
+
+        saved = bundle.save(result, Path(args.save) if args.save else None, text)
+        print(f"saved: {saved}", file=sys.stderr)
+    return 0 if result.delivered else 1
+
+
+def _print_result(result: Any, form: str) -> None:
+    if form == "json":
         from pathtrace.report.json_report import to_json
 
         print(json.dumps(to_json(result), indent=1))
-    elif args.format == "markdown":
+    elif form == "markdown":
         from pathtrace.report.markdown import markdown
 
         print(markdown(result))
-    elif args.format == "mermaid":
+    elif form == "mermaid":
         from pathtrace.report.markdown import mermaid
 
         print(mermaid(result))
@@ -137,7 +180,49 @@ def _run(args: argparse.Namespace) -> int:
         from pathtrace.report.text import render
 
         render(result)
+
+
+def _bundle_list(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pathtrace import bundle
+
+    found = bundle.find(Path(args.folder))
+    for path in found:
+        try:
+            facts = json.loads((path / "facts.json").read_text())
+            report = json.loads((path / "report.json").read_text())
+            summary = report["probes"][0]["verdict"]["summary"]
+            o = facts["options"]
+            what = f"{o['kind']} {o['target']}" + (f":{o['port']}" if o["port"] else "")
+            print(f"{path}  {facts['started']}  {what} from {o['source']}: {summary}")
+        except (OSError, ValueError, KeyError, IndexError):
+            print(f"{path}  (unreadable)")
+    if not found:
+        print(f"no bundles under {args.folder}")
+    return 0
+
+
+def _bundle_show(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pathtrace import bundle
+
+    result, _ = bundle.load(Path(args.path))
+    _print_result(result, args.format)
     return 0 if result.delivered else 1
+
+
+def _bundle_diff(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pathtrace import bundle
+    from pathtrace.report.diff import diff
+
+    a, _ = bundle.load(Path(args.a))
+    b, _ = bundle.load(Path(args.b))
+    print("\n".join(diff(a, b)))
+    return 0
 
 
 def _doctor(args: argparse.Namespace) -> int:

@@ -6,8 +6,10 @@
     │   ├── KernelUnsupported 6      the kernel lacks what tracing needs (BTF, every hook)
     │   └── ProbesMissing     7      the probe objects are not built
     ├── TopologyError         4      a topology file that is malformed or contradictory
-    └── ConflictError         5      the machine holds something in the way (a namespace
-                                     pathtrace did not create)
+    ├── ConflictError         5      the machine holds something in the way (a namespace
+    │                                pathtrace did not create)
+    └── BundleError           8      a bundle that is missing, corrupt, truncated, foreign
+                                     or of a newer format (pathtrace/bundle.py)
 
 Exit code 1 is kept for "the packet was not delivered" (a diagnosis, not an error).
 The CLI prints ``str(error)`` on one line and exits with ``error.exit_code``.

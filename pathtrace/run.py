@@ -11,12 +11,14 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from typing import Any
 
 from pathtrace import __version__
+from pathtrace.capture.correlate import Correlation, correlate
+from pathtrace.capture.sniffer import Capture, Captured
 from pathtrace.errors import UsageError
 from pathtrace.events.context import DecodeContext, namespace_names
 from pathtrace.events.event import Event, decode
@@ -43,6 +45,7 @@ class RunOptions:
     ttl: int = 64
     dont_fragment: bool = False
     timeout: float = 1.0
+    capture: str = "run"  # run: the run's packets; all: everything; off
 
     @property
     def label(self) -> str:
@@ -65,6 +68,10 @@ class RunResult:
     probes: list[ProbeTrace]
     states: dict[str, NamespaceState]
     facts: dict[str, Any] = field(default_factory=dict)
+    captures: list[Captured] = field(default_factory=list)
+    correlation: Correlation | None = None
+    capture_drops: int = 0
+    capture_interfaces: int = 0
 
     @property
     def answered(self) -> int:
@@ -120,6 +127,7 @@ class Run:
         topology: Topology | None,
         topology_text: str | None = None,
         progress: Progress | None = None,
+        run_id: int | None = None,
     ) -> None:
         if not 1 <= options.count <= 1000:
             raise UsageError("--count must be from 1 to 1000")
@@ -132,6 +140,7 @@ class Run:
         self.topology_text = topology_text
         self.progress = progress or (lambda _: None)
         self.on_event: Callable[[Event], None] | None = None
+        self.run_id = run_id  # chosen at random when None
 
     def execute(self) -> RunResult:
         from pathtrace import privileges
@@ -147,7 +156,7 @@ class Run:
         namespaces = self._traced_namespaces(source)
         names = {**namespace_names(), **{_inode(n): n for n in namespaces}}
         states = {ns: capture(ns, self._node_name(ns)) for ns in namespaces}
-        run_id = tag.new_run()
+        run_id = self.run_id or tag.new_run()
         started = datetime.now(UTC).isoformat(timespec="milliseconds")
         source_name = names.get(_inode(source), source)
         try:
@@ -166,7 +175,8 @@ class Run:
         events: list[Event] = []
         self.progress("arming probes")
         tracer = Tracer(run_id, namespaces, index_limit=self.options.count)
-        with tracer:
+        sniffer = self._capture(states, run_id)
+        with sniffer, tracer:
             importer.join()
             packets = [send.build(probe, src, run_id, i) for i in range(self.options.count)]
             self.progress(f"sending {len(packets)} {self.options.kind} probes")
@@ -196,8 +206,16 @@ class Run:
             lost = {str(k): v for k, v in tracer.lost().items()}
             hooks = [s.to_json() for s in tracer.statuses]
         events.sort(key=lambda e: e.time_ns)
+        captures = sorted(sniffer.packets, key=lambda c: c.time_ns)
+        correlation = correlate(events, captures, run_id) if sniffer.interfaces else None
         probes = build_probes(
-            events, states, source_name, self.options.count, sum(lost.values()), send_errors
+            events,
+            states,
+            source_name,
+            self.options.count,
+            sum(lost.values()),
+            send_errors,
+            correlation,
         )
         return RunResult(
             options=self.options,
@@ -212,7 +230,22 @@ class Run:
             events=events,
             probes=probes,
             states=states,
+            captures=captures,
+            correlation=correlation,
+            capture_drops=sniffer.drops,
+            capture_interfaces=len(sniffer.interfaces),
         )
+
+    def _capture(self, states: dict[str, NamespaceState], run_id: int) -> Capture:
+        from pathtrace.capture.filter import compile_filter, expression
+
+        if self.options.capture == "off":
+            return Capture([], None)
+        interfaces = [
+            (ns, link.name) for ns, state in states.items() for link in state.links if link.up
+        ]
+        program = None if self.options.capture == "all" else compile_filter(expression(run_id))
+        return Capture(interfaces, program)
 
     def _unroutable(
         self,
@@ -307,6 +340,7 @@ def build_probes(
     count: int,
     lost: int,
     send_errors: dict[int, str] | None = None,
+    correlation: Correlation | None = None,
 ) -> list[ProbeTrace]:
     """Events (time order) -> one ProbeTrace per injected packet."""
     by_probe: dict[int, dict[str, list[tuple[int, Event]]]] = defaultdict(lambda: defaultdict(list))
@@ -346,8 +380,26 @@ def build_probes(
                 "has learned",
                 fix="send smaller packets, or clear DF",
             )
+        if correlation is not None:
+            request, reply, errors = (
+                _mark_captured(s, events, correlation) for s in (request, reply, errors)
+            )
         probes.append(ProbeTrace(index, request, reply, errors, verdict))
     return probes
+
+
+def _mark_captured(series: Any, events: list[Event], correlation: Correlation) -> Any:
+    """Marks each device hop of a series (or a list of them) as seen by the capture or not."""
+    if series is None:
+        return None
+    if isinstance(series, list):
+        return [_mark_captured(s, events, correlation) for s in series]
+    hops = []
+    for hop in series.hops:
+        position = hop.events[0] if hop.events else None
+        device = position is not None and events[position].hook in ("dev_xmit", "dev_recv")
+        hops.append(replace(hop, captured=(position in correlation.matched) if device else None))
+    return replace(series, hops=hops)
 
 
 def _inode(namespace: str) -> int:

@@ -11,6 +11,28 @@ from pathtrace.run import RunResult
 SCHEMA = "pathtrace.run/1"
 
 
+def capture_summary(result: RunResult) -> dict[str, Any]:
+    c = result.correlation
+    events, captures = result.events, result.captures
+
+    def event_text(n: int) -> str:
+        e = events[n]
+        return f"{e.hook} {e.where} probe {e.index} {e.tag}"
+
+    def capture_text(n: int) -> str:
+        p = captures[n]
+        return f"{p.namespace}/{p.ifname} {p.direction} {p.wirelen} bytes"
+
+    return {
+        "mode": result.options.capture,
+        "interfaces": result.capture_interfaces,
+        "packets": len(captures),
+        "dropped": result.capture_drops,
+        "events_without_capture": [event_text(n) for n in c.events_without_capture] if c else [],
+        "captures_without_event": [capture_text(n) for n in c.captures_without_event] if c else [],
+    }
+
+
 def to_json(result: RunResult, with_events: bool = True) -> dict[str, Any]:
     o = result.options
     data: dict[str, Any] = {
@@ -35,6 +57,7 @@ def to_json(result: RunResult, with_events: bool = True) -> dict[str, Any]:
         },
         "hooks": result.hooks,
         "lost_events": result.lost,
+        "capture": capture_summary(result),
         "namespaces": result.namespaces,
         "summary": {
             "count": len(result.probes),

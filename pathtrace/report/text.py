@@ -61,6 +61,16 @@ def render(result: RunResult, out: TextIO | None = None, width: int | None = Non
         f"run {result.run_id:08x}, kernel {result.kernel})"
     )
     console.print(f"[dim]hooks: {escape(hooks_line(result))}[/]")
+    if result.capture_interfaces:
+        c = result.correlation
+        disagree = (len(c.events_without_capture) + len(c.captures_without_event)) if c else 0
+        console.print(
+            f"[dim]capture: {len(result.captures)} packets on "
+            f"{result.capture_interfaces} interfaces ({result.options.capture}), "
+            f"{result.capture_drops} dropped; hops marked * were seen by it"
+            + (f"; [red]{disagree} disagreements (see --json)[/]" if disagree else "")
+            + "[/]"
+        )
     lost = sum(result.lost.values())
     if lost:
         console.print(f"[red]{lost} events were lost (ring buffer full): hops may be missing[/]")
@@ -81,6 +91,7 @@ def render(result: RunResult, out: TextIO | None = None, width: int | None = Non
                 continue
             table = Table(box=None, pad_edge=False, show_header=False, expand=False)
             table.add_column("t", justify="right", style="dim", no_wrap=True)
+            table.add_column("c", no_wrap=True, width=1)
             table.add_column("node", no_wrap=True)
             table.add_column("if", no_wrap=True)
             table.add_column("what", overflow="fold")
@@ -88,7 +99,10 @@ def render(result: RunResult, out: TextIO | None = None, width: int | None = Non
                 f"  [bold]{_title(series)}[/]  {escape(series.hops[0].packet.describe())}"
             )
             for hop in series.hops:
-                table.add_row(f"+{hop.offset_us:.1f}us", hop.node, hop.interface or "-", _what(hop))
+                mark = {True: "*", False: "[red]![/]", None: ""}[hop.captured]
+                table.add_row(
+                    f"+{hop.offset_us:.1f}us", mark, hop.node, hop.interface or "-", _what(hop)
+                )
             console.print(table)
         _verdict(console, probe)
     console.print()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import Literal
 
@@ -96,8 +97,11 @@ class HopBuilder:
                     + (f" (in {e.location})" if e.location else ""),
                 )
             elif e.hook == "consume":
-                if not final:
+                if not final or (series.hops and series.hops[-1].action in ("drop", "deliver")):
                     continue  # a clone (a tap, a raw socket's copy) at work
+                if not e.namespace and previous is not None:
+                    # Freed after leaving its device: it is where it was last seen.
+                    e = replace(e, namespace=previous.namespace, ifname=previous.ifname)
                 state = self.states.get(e.namespace)
                 if state is None or state.owns(e.dst):
                     hop = ("deliver", f"{self.node(e.namespace)} consumes it (delivered)")

@@ -62,6 +62,7 @@ class Hop:
     translation: Translation | None = None
     drop_reason: str | None = None
     events: tuple[int, ...] = ()  # positions in the run's event list
+    captured: bool | None = None  # seen by the interface's capture (None: not a device hop)
 
 
 @dataclass

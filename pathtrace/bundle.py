@@ -1,0 +1,354 @@
+"""Bundles: a run saved to a folder, to study later, elsewhere, without root.
+
+    bundle.json      format, version, what is inside
+    trace.pcapng     every captured packet; an interface block per node/interface;
+                     a comment on each packet naming its hop (translation, drop)
+    events.jsonl     the events (first line: format and version)
+    captures.jsonl   each captured packet's namespace, interface, direction, time
+    report.txt, report.json, report.md
+    facts.json       the run: options, kernel, hooks, versions, lost events, capture
+    state.json       each namespace at the time: links, routes, neighbours,
+                     sysctls, ruleset, and the conntrack entries of the run
+    topology.toml    the lab's description (when the run was on a lab)
+
+``load`` rebuilds the run from these files through the same code as a live
+run, so ``bundle show`` prints what the run printed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+from dataclasses import asdict
+from datetime import UTC, datetime
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+from pathtrace import __version__
+from pathtrace.capture.correlate import correlate
+from pathtrace.capture.sniffer import Captured
+from pathtrace.errors import PathtraceError
+from pathtrace.events.event import EVENT_FORMAT_VERSION, Event
+from pathtrace.run import RunOptions, RunResult, build_probes
+from pathtrace.trace.model import Hop
+from pathtrace.trace.state import NamespaceState
+
+FORMAT = "pathtrace.bundle"
+VERSION = 1
+DEFAULT_DIR = Path("captures")
+
+
+class BundleError(PathtraceError):
+    exit_code = 8
+
+
+def default_name(result: RunResult) -> str:
+    o = result.options
+    when = result.started.replace(":", "").replace("-", "").split(".")[0]
+    target = f"{o.target}" + (f"_{o.port}" if o.port else "")
+    return f"{when}Z-{o.kind}-{target}"
+
+
+def save(
+    result: RunResult, directory: Path | None = None, topology_text: str | None = None
+) -> Path:
+    from pathtrace.report.json_report import to_json
+    from pathtrace.report.markdown import markdown
+    from pathtrace.report.text import render
+
+    path = directory or DEFAULT_DIR / default_name(result)
+    path.mkdir(parents=True, exist_ok=True)
+    _write_pcapng(path / "trace.pcapng", result)
+    with open(path / "events.jsonl", "w") as f:
+        f.write(json.dumps({"format": "pathtrace.events", "version": EVENT_FORMAT_VERSION}) + "\n")
+        for event in result.events:
+            f.write(json.dumps(event.to_json()) + "\n")
+    with open(path / "captures.jsonl", "w") as f:
+        for c in result.captures:
+            f.write(
+                json.dumps(
+                    {
+                        "namespace": c.namespace,
+                        "ifname": c.ifname,
+                        "direction": c.direction,
+                        "time_ns": c.time_ns,
+                        "wirelen": c.wirelen,
+                        "length": len(c.data),
+                    }
+                )
+                + "\n"
+            )
+    text = io.StringIO()
+    render(result, text, width=100)
+    (path / "report.txt").write_text(text.getvalue())
+    (path / "report.json").write_text(json.dumps(to_json(result), indent=1))
+    (path / "report.md").write_text(markdown(result))
+    (path / "facts.json").write_text(json.dumps(_facts(result), indent=1))
+    state = {ns: s.to_json() for ns, s in result.states.items()}
+    conntrack = _conntrack(result)
+    (path / "state.json").write_text(
+        json.dumps({"namespaces": state, "conntrack": conntrack}, indent=1)
+    )
+    if topology_text:
+        (path / "topology.toml").write_text(topology_text)
+    files = sorted(p.name for p in path.iterdir() if p.name != "bundle.json")
+    (path / "bundle.json").write_text(
+        json.dumps(
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "created": datetime.now(UTC).isoformat(),
+                "pathtrace": __version__,
+                "files": files,
+            },
+            indent=1,
+        )
+    )
+    return path
+
+
+def _facts(result: RunResult) -> dict[str, Any]:
+    from importlib.metadata import version
+
+    from pathtrace.kernel import libbpf
+
+    versions = {"pathtrace": __version__}
+    for package in ("scapy", "pyroute2"):
+        try:
+            versions[package] = version(package)
+        except Exception:  # noqa: BLE001 - a fact we could not read is left out
+            pass
+    try:
+        versions["libbpf"] = libbpf.version()
+    except PathtraceError:
+        pass
+    o = result.options
+    return {
+        "run": f"{result.run_id:08x}",
+        "started": result.started,
+        "kernel": result.kernel,
+        "options": {**asdict(o), "target": str(o.target)},
+        "source_namespace": result.source_namespace,
+        "namespaces": result.namespaces,
+        "hooks": result.hooks,
+        "lost_events": result.lost,
+        "versions": versions,
+        "clock": "events: CLOCK_TAI converted to UTC; captures: kernel SO_TIMESTAMPNS (UTC)",
+        "capture": {
+            "mode": o.capture,
+            "interfaces": result.capture_interfaces,
+            "packets": len(result.captures),
+            "dropped": result.capture_drops,
+        },
+    }
+
+
+def _conntrack(result: RunResult) -> dict[str, list[str]]:
+    """Each namespace's conntrack entries that involve the run's addresses."""
+    from pathtrace.lab import netns
+
+    addresses = {e.src for e in result.events} | {e.dst for e in result.events}
+    entries: dict[str, list[str]] = {}
+    for ns in result.states:
+        try:
+            out = netns.run(ns, ["conntrack", "-L"], check=False).stdout
+        except PathtraceError:
+            continue
+        lines = [line for line in out.splitlines() if any(f"={a} " in line for a in addresses)]
+        if lines:
+            entries[ns] = lines
+    return entries
+
+
+def _comment(hop: Hop | None, event: Event | None, probe_index: int | None, direction: str) -> str:
+    if hop is None or event is None:
+        return "no event matched this packet"
+    text = f"probe {probe_index} {direction}: {hop.text}"
+    if hop.translation:
+        text += f" | {hop.translation.describe()}"
+    if hop.drop_reason:
+        text += f" | dropped: {hop.drop_reason}"
+    return text
+
+
+def _write_pcapng(path: Path, result: RunResult) -> None:
+    from scapy.layers.l2 import Ether
+    from scapy.utils import PcapNgWriter
+
+    hop_of_event: dict[int, tuple[Hop, int, str, str | None]] = {}
+    for probe in result.probes:
+        for series in (s for s in (probe.request, probe.reply, *probe.errors) if s):
+            translated = None  # what this packet has been through so far
+            for hop in series.hops:
+                if hop.translation:
+                    translated = hop.translation.describe()
+                for position in hop.events:
+                    hop_of_event[position] = (hop, probe.index, series.direction, translated)
+    event_of_capture = (
+        {c: e for e, c in result.correlation.matched.items()} if result.correlation else {}
+    )
+    writer = PcapNgWriter(str(path))
+    try:
+        for n, captured in enumerate(result.captures):
+            at: int | None
+            packet = Ether(captured.data)
+            node = result.namespaces.get(captured.namespace, captured.namespace)
+            packet.sniffed_on = f"{node}/{captured.ifname}"
+            packet.direction = 2 if captured.direction == "out" else 1
+            packet.time = captured.time_ns / 1e9
+            at = event_of_capture.get(n)
+            found = hop_of_event.get(at) if at is not None else None
+            if found is not None and at is not None:
+                hop, index, direction, translated = found
+                comment = _comment(hop, result.events[at], index, direction)
+                if translated and not hop.translation:
+                    comment += f" | after {translated}"
+            else:
+                comment = _comment(None, None, None, "")
+            packet.comments = [comment.encode()]
+            writer.write(packet)
+    finally:
+        writer.close()
+
+
+# --- reading -------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BundleError(
+            f"{path.parent}: not a complete pathtrace bundle ({path.name} is missing)"
+        ) from None
+    except (ValueError, UnicodeDecodeError):
+        raise BundleError(f"{path}: corrupt (not JSON)") from None
+
+
+def load(path: Path) -> tuple[RunResult, dict[str, Any]]:
+    """The run saved in ``path``, rebuilt; and its facts."""
+    try:
+        return _load(path)
+    except PermissionError as error:
+        raise BundleError(f"{path}: cannot read {error.filename}: permission denied") from None
+    except OSError as error:
+        raise BundleError(f"{path}: cannot read it: {error.strerror}") from None
+
+
+def _load(path: Path) -> tuple[RunResult, dict[str, Any]]:
+    if not path.is_dir():
+        raise BundleError(f"{path}: no such bundle folder")
+    manifest = _read_json(path / "bundle.json")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"{path}: not a pathtrace bundle")
+    if manifest.get("version") != VERSION:
+        raise BundleError(
+            f"{path}: bundle format version {manifest.get('version')!r}; this "
+            f"pathtrace reads version {VERSION}: upgrade pathtrace"
+        )
+    facts = _read_json(path / "facts.json")
+    state = _read_json(path / "state.json")
+    try:
+        events = _read_events(path / "events.jsonl")
+        captures = _read_captures(path / "captures.jsonl")
+        o = facts["options"]
+        options = RunOptions(**{**o, "target": IPv4Address(o["target"])})
+        states = {ns: NamespaceState.from_json(s) for ns, s in state["namespaces"].items()}
+        run_id = int(facts["run"], 16)
+        correlation = correlate(events, captures, run_id) if captures else None
+        lost = sum(facts["lost_events"].values())
+        probes = build_probes(
+            events, states, facts["source_namespace"], options.count, lost, None, correlation
+        )
+        result = RunResult(
+            options=options,
+            run_id=run_id,
+            started=facts["started"],
+            kernel=facts["kernel"],
+            version=facts["versions"].get("pathtrace", "?"),
+            source_namespace=facts["source_namespace"],
+            namespaces=facts["namespaces"],
+            hooks=facts["hooks"],
+            lost=facts["lost_events"],
+            events=events,
+            probes=probes,
+            states=states,
+            facts=facts,
+            captures=captures,
+            correlation=correlation,
+            capture_drops=facts["capture"]["dropped"],
+            capture_interfaces=facts["capture"]["interfaces"],
+        )
+    except BundleError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise BundleError(
+            f"{path}: corrupt or truncated bundle ({type(error).__name__}: {error})"
+        ) from None
+    return result, facts
+
+
+def _read_events(path: Path) -> list[Event]:
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise BundleError(
+            f"{path.parent}: not a complete pathtrace bundle (events.jsonl is missing)"
+        ) from None
+    header = json.loads(lines[0]) if lines else {}
+    if header.get("format") != "pathtrace.events":
+        raise BundleError(f"{path}: not pathtrace events")
+    if header.get("version") != EVENT_FORMAT_VERSION:
+        raise BundleError(
+            f"{path}: event format version {header.get('version')!r}; this "
+            f"pathtrace reads {EVENT_FORMAT_VERSION}: upgrade pathtrace"
+        )
+    return [Event.from_json(json.loads(line)) for line in lines[1:] if line.strip()]
+
+
+def _read_captures(path: Path) -> list[Captured]:
+    """Capture metadata with the packets' bytes from trace.pcapng (tags need them)."""
+    if not path.exists():
+        return []
+    meta = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    frames = _read_pcapng_frames(path.parent / "trace.pcapng")
+    if len(frames) != len(meta):
+        raise BundleError(
+            f"{path.parent}: trace.pcapng holds {len(frames)} packets, "
+            f"captures.jsonl {len(meta)}: truncated or corrupt"
+        )
+    return [
+        Captured(m["namespace"], m["ifname"], m["direction"], m["time_ns"], m["wirelen"], frame)
+        for m, frame in zip(meta, frames, strict=True)
+    ]
+
+
+def _read_pcapng_frames(path: Path) -> list[bytes]:
+    import logging
+
+    from scapy.error import Scapy_Exception
+    from scapy.utils import RawPcapNgReader
+
+    # scapy logs its own warning about a damaged file; ours is the one line.
+    logging.getLogger("scapy").setLevel(logging.ERROR)
+    frames = []
+    # An open file, not a path: given a path, scapy tries gzip first and leaks a handle.
+    with open(path, "rb") as f:
+        try:
+            reader = RawPcapNgReader(f)  # type: ignore[arg-type]
+            for data, _meta in reader:
+                frames.append(bytes(data))
+        except (Scapy_Exception, EOFError, ValueError, struct.error) as error:
+            raise BundleError(f"{path}: truncated or corrupt pcapng ({error})") from None
+    return frames
+
+
+def find(root: Path = DEFAULT_DIR) -> list[Path]:
+    """Bundles under ``root`` (newest first)."""
+    if not root.is_dir():
+        return []
+    found = [p.parent for p in root.rglob("bundle.json")]
+    return sorted(found, key=lambda p: os.stat(p / "bundle.json").st_mtime, reverse=True)

@@ -1,0 +1,291 @@
+"""Captures and bundles: checked against tcpdump and tshark, read back without root."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from pathtrace import bundle
+from pathtrace.capture.filter import expression
+from pathtrace.lab import netns, scenarios, topology
+from pathtrace.run import Run, RunOptions
+from tests.conftest import pathtrace
+
+pytestmark = pytest.mark.root
+
+
+def _tcpdumps(
+    lab: topology.Topology, expr: str | None, folder: Path
+) -> list[tuple[str, str, subprocess.Popen[str], Path]]:
+    """A plain tcpdump on every interface of every lab namespace, each armed."""
+    started = []
+    for node in lab.nodes:
+        ns = lab.namespace(node)
+        ipr = netns.iproute(ns)
+        names = [link.get("ifname") for link in ipr.get_links() if link["flags"] & 1]
+        ipr.close()
+        for ifname in names:
+            out = folder / f"{node}-{ifname}.pcap"
+            argv = [
+                "tcpdump",
+                "-Z",
+                "root",
+                "--immediate-mode",
+                "-i",
+                ifname,
+                "-n",
+                "-U",
+                "-w",
+                str(out),
+            ] + ([expr] if expr else [])
+            proc = netns.popen(
+                ns, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            )
+            started.append((node, ifname, proc, out))
+    for node, ifname, proc, _ in started:
+        assert proc.stderr is not None
+        said = []
+        for line in proc.stderr:
+            said.append(line)
+            if "listening on" in line:
+                break
+        else:
+            raise AssertionError(f"tcpdump on {node}/{ifname} did not start: {said}")
+    return started
+
+
+def _stop(started: list[tuple[str, str, subprocess.Popen[str], Path]]) -> None:
+    time.sleep(0.2)  # let tcpdump write what it has
+    for *_, proc, _ in started:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+def _pcap_packets(path: Path) -> list[tuple[float, int]]:
+    from scapy.utils import RawPcapReader
+
+    with open(path, "rb") as f:
+        return [(meta.sec + meta.usec / 1e6, meta.wirelen) for _, meta in RawPcapReader(f)]
+
+
+def _bundle_packets(path: Path) -> dict[str, list[tuple[float, int]]]:
+    from scapy.utils import RawPcapNgReader
+
+    names = [json.loads(line) for line in (path / "captures.jsonl").read_text().splitlines()]
+    per: dict[str, list[tuple[float, int]]] = {}
+    with open(path / "trace.pcapng", "rb") as f:
+        for (data, _meta), c in zip(RawPcapNgReader(f), names, strict=True):
+            assert len(data) == c["wirelen"]  # whole packets
+            per.setdefault(f"{c['namespace']}:{c['ifname']}", []).append(
+                (c["time_ns"] / 1e9, c["wirelen"])
+            )
+    return per
+
+
+@pytest.mark.parametrize("mode", ["run", "all"])
+def test_capture_matches_tcpdump_on_every_interface(
+    lab: topology.Topology, tmp_path: Path, mode: str
+) -> None:
+    run_id = 0x5A5A0000 | (hash(mode) & 0xFFFF)
+    started = _tcpdumps(lab, expression(run_id) if mode == "run" else None, tmp_path)
+    try:
+        result = Run(
+            RunOptions("ping", IPv4Address("8.8.8.8"), count=3, capture=mode), lab, run_id=run_id
+        ).execute()
+    finally:
+        _stop(started)
+    assert result.delivered
+    saved = bundle.save(result, tmp_path / "bundle")
+    ours = _bundle_packets(saved)
+    if ours:
+        first = min(t for packets in ours.values() for t, _ in packets)
+        last = max(t for packets in ours.values() for t, _ in packets)
+    checked = 0
+    for node, ifname, _, out in started:
+        theirs = _pcap_packets(out)
+        mine = ours.get(f"{lab.namespace(node)}:{ifname}", [])
+        if mode == "all":  # tcpdump ran longer than the run: compare the run's window
+            theirs = [p for p in theirs if first - 0.001 <= p[0] <= last + 0.001]
+        assert (len(mine), sum(b for _, b in mine)) == (len(theirs), sum(b for _, b in theirs)), (
+            f"{node}/{ifname}"
+        )
+        checked += bool(theirs)
+    assert checked >= 5  # c1/veth-cont1, host/veth-host1, br0, eth0, wan/eth0
+    assert result.capture_drops == 0
+    if mode == "run":
+        assert result.correlation is not None
+        assert result.correlation.events_without_capture == []
+        assert result.correlation.captures_without_event == []
+
+
+@pytest.fixture
+def saved(lab: topology.Topology, topology_file: Path, tmp_path: Path) -> tuple[Path, str]:
+    folder = tmp_path / "b"
+    live = pathtrace(
+        "run", "ping", "8.8.8.8", "-c", "2", "--topology", str(topology_file), "--save", str(folder)
+    )
+    assert live.returncode == 0, live.stderr
+    return folder, live.stdout
+
+
+def test_bundle_opens_in_tshark_with_interface_names_and_comments(saved: tuple[Path, str]) -> None:
+    folder, _ = saved
+    out = subprocess.run(
+        [
+            "tshark",
+            "-r",
+            str(folder / "trace.pcapng"),
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_name",
+            "-e",
+            "frame.comment",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rows = [line.split("\t") for line in out.splitlines()]
+    names = {r[0] for r in rows}
+    assert {
+        "container1/veth-cont1",
+        "host/veth-host1",
+        "host/br0",
+        "host/eth0",
+        "wan/eth0",
+    } <= names
+    comments = [r[1] for r in rows]
+    assert all(c.startswith("probe ") for c in comments), comments
+    assert any(
+        "host routes it out of eth0" in c and "after SNAT by rule masquerade" in c for c in comments
+    )
+    files = {p.name for p in folder.iterdir()}
+    assert {
+        "bundle.json",
+        "trace.pcapng",
+        "events.jsonl",
+        "captures.jsonl",
+        "report.txt",
+        "report.json",
+        "report.md",
+        "facts.json",
+        "state.json",
+        "topology.toml",
+    } <= files
+    state = json.loads((folder / "state.json").read_text())
+    host = next(v for k, v in state["namespaces"].items() if k.endswith("host"))
+    assert "masquerade" in host["ruleset"] and host["sysctls"]["net.ipv4.ip_forward"] == "1"
+    assert any("198.51.100.2" in line for lines in state["conntrack"].values() for line in lines)
+
+
+def test_bundle_show_as_a_user_without_privileges(saved: tuple[Path, str]) -> None:
+    folder, live = saved
+    public = Path(tempfile.mkdtemp(prefix="pathtrace-bundle-"))
+    try:
+        shutil.copytree(folder, public / "b")
+        public.chmod(0o755)
+        _show_as_nobody(public / "b", live)
+    finally:
+        shutil.rmtree(public)
+
+
+def _show_as_nobody(folder: Path, live: str) -> None:
+    shown = subprocess.run(
+        [
+            "setpriv",
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "pathtrace",
+            "bundle",
+            "show",
+            str(folder),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == live  # the same verdict and the same hops, to the character
+
+
+def test_bundle_diff_before_and_after_fix(
+    lab: topology.Topology, topology_file: Path, tmp_path: Path
+) -> None:
+    scenarios.apply(lab, "forward-drop")
+    broken = pathtrace(
+        "run",
+        "ping",
+        "8.8.8.8",
+        "-c",
+        "1",
+        "--topology",
+        str(topology_file),
+        "--save",
+        str(tmp_path / "broken"),
+    )
+    assert broken.returncode == 1
+    assert pathtrace("lab", "fix", "--topology", str(topology_file)).returncode == 0
+    fixed = pathtrace(
+        "run",
+        "ping",
+        "8.8.8.8",
+        "-c",
+        "1",
+        "--topology",
+        str(topology_file),
+        "--save",
+        str(tmp_path / "fixed"),
+    )
+    assert fixed.returncode == 0
+    diff = pathtrace("bundle", "diff", str(tmp_path / "broken"), str(tmp_path / "fixed"))
+    assert diff.returncode == 0
+    text = diff.stdout
+    assert "the same for 3 hops, up to: br0 delivers it up to host" in text, text
+    assert "host drops it: NETFILTER_DROP" in text and "SNAT by rule masquerade" in text
+    listing = pathtrace("bundle", "list", str(tmp_path))
+    assert "broken" in listing.stdout and "fixed" in listing.stdout
+
+
+def test_damaged_bundles_are_one_clear_line(saved: tuple[Path, str], tmp_path: Path) -> None:
+    folder, _ = saved
+    cases = {}
+    for name in ("truncated", "corrupt", "newer", "foreign", "no-events"):
+        copy = tmp_path / name
+        shutil.copytree(folder, copy)
+        cases[name] = copy
+    pcap = cases["truncated"] / "trace.pcapng"
+    pcap.write_bytes(pcap.read_bytes()[: pcap.stat().st_size // 2])
+    (cases["corrupt"] / "facts.json").write_text("{not json")
+    manifest = json.loads((cases["newer"] / "bundle.json").read_text())
+    (cases["newer"] / "bundle.json").write_text(json.dumps({**manifest, "version": 99}))
+    (cases["foreign"] / "bundle.json").write_text(json.dumps({"format": "something-else"}))
+    (cases["no-events"] / "events.jsonl").unlink()
+    expected = {
+        "truncated": "truncated",
+        "corrupt": "corrupt",
+        "newer": "upgrade pathtrace",
+        "foreign": "not a pathtrace bundle",
+        "no-events": "events.jsonl is missing",
+    }
+    for name, path in cases.items():
+        result = pathtrace("bundle", "show", str(path))
+        assert result.returncode == 8, (name, result.stderr)
+        assert expected[name] in result.stderr, (name, result.stderr)
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    missing = pathtrace("bundle", "show", str(tmp_path / "nothing-here"))
+    assert missing.returncode == 8
