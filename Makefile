@@ -59,6 +59,7 @@ bench: setup
 	$(PY) -m tests.bench.bench_lab_up
 	$(PY) -m tests.bench.bench_probes
 	$(PY) -m tests.bench.bench_run
+	$(PY) -m tests.bench.bench_capture
 
 # The example bundles in captures/examples, made by the tool itself.
 examples: setup
