@@ -18,7 +18,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pathtrace", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     lab = commands.add_parser("lab", help="build, inspect and remove the reference lab")
     lab_commands = lab.add_subparsers(dest="lab_command", required=True, parser_class=_Parser)
@@ -101,6 +101,11 @@ def _build_parser() -> argparse.ArgumentParser:
     compare.add_argument("a")
     compare.add_argument("b")
     compare.set_defaults(handler=_bundle_diff)
+
+    tui = commands.add_parser("tui", help="the interactive view (default on a terminal)")
+    tui.add_argument("--bundle", metavar="PATH", help="open a saved run (no root, no lab)")
+    tui.add_argument("--topology", metavar="FILE", help="the lab's topology file")
+    tui.set_defaults(handler=_tui)
 
     doctor = commands.add_parser("doctor", help="what this machine lets pathtrace trace, and why")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
@@ -225,6 +230,22 @@ def _bundle_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tui(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pathtrace.tui import make_app
+
+    if args.bundle:
+        from pathtrace import bundle
+
+        bundle.load(Path(args.bundle))  # a bad bundle: one line, before the screen opens
+        make_app(bundle=Path(args.bundle)).run()
+        return 0
+    topo, text = _topology_for(args)
+    make_app(topo, text).run()
+    return 0
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from pathtrace import doctor
 
@@ -319,7 +340,13 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = _build_parser().parse_args(argv)
+        parser = _build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:  # bare `pathtrace`: the TUI on a terminal, else usage
+            if sys.stdout.isatty() and sys.stdin.isatty():
+                args = parser.parse_args(["tui"])
+            else:
+                parser.error("a command is required (run, lab, bundle, doctor, tui)")
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except PathtraceError as error:

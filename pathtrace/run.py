@@ -141,6 +141,9 @@ class Run:
         self.progress = progress or (lambda _: None)
         self.on_event: Callable[[Event], None] | None = None
         self.run_id = run_id  # chosen at random when None
+        # Called with the namespace states once the probes are armed (a live view
+        # rebuilds hops from the events so far with them).
+        self.on_armed: Callable[[dict[str, NamespaceState], str], None] | None = None
 
     def execute(self) -> RunResult:
         from pathtrace import privileges
@@ -155,7 +158,14 @@ class Run:
             self._ensure_lab()
         namespaces = self._traced_namespaces(source)
         names = {**namespace_names(), **{_inode(n): n for n in namespaces}}
-        states = {ns: capture(ns, self._node_name(ns)) for ns in namespaces}
+        states: dict[str, NamespaceState] = {}
+        for ns in list(namespaces):
+            try:
+                states[ns] = capture(ns, self._node_name(ns))
+            except OSError:
+                if ns == source:
+                    raise
+                namespaces.remove(ns)  # gone since we listed it: not ours to trace
         run_id = self.run_id or tag.new_run()
         started = datetime.now(UTC).isoformat(timespec="milliseconds")
         source_name = names.get(_inode(source), source)
@@ -179,6 +189,8 @@ class Run:
         with sniffer, tracer:
             importer.join()
             packets = [send.build(probe, src, run_id, i) for i in range(self.options.count)]
+            if self.on_armed is not None:
+                self.on_armed(states, source_name)
             self.progress(f"sending {len(packets)} {self.options.kind} probes")
             send_errors: dict[int, str] = {}
             with send.Sender(source) as sender:

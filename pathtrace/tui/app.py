@@ -1,0 +1,300 @@
+"""The pathtrace TUI: a thin view over the library (lab, run, bundle).
+
+Everything slow (lab up, tracing, loading a bundle) runs in thread workers
+that post messages; the screen never waits on the kernel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Header, Static
+
+from pathtrace.errors import PathtraceError
+from pathtrace.lab.topology import Topology
+from pathtrace.run import RunResult
+from pathtrace.tui.messages import LabChanged, RunFailed, RunFinished
+from pathtrace.tui.screens.help import HelpScreen
+from pathtrace.tui.screens.pick import PickScreen
+from pathtrace.tui.widgets.diagnosis import DiagnosisPane
+from pathtrace.tui.widgets.packet_view import ExplainView, PacketView
+from pathtrace.tui.widgets.probe_form import ProbeForm
+from pathtrace.tui.widgets.timeline import HopTimeline
+from pathtrace.tui.widgets.topology import TopologyPane
+
+
+class PathtraceApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "pathtrace"
+    BINDINGS = [
+        Binding("r", "run", "run"),
+        Binding("n", "probe(1)", "next probe", show=False),
+        Binding("p", "probe(-1)", "previous probe", show=False),
+        Binding("u", "lab_up", "lab up"),
+        Binding("x", "lab_down", "lab down", show=False),
+        Binding("b", "break_lab", "break"),
+        Binding("f", "fix_lab", "fix"),
+        Binding("s", "save", "save"),
+        Binding("o", "open", "open"),
+        Binding("t", "toggle_topology", "topology", show=False),
+        Binding("question_mark", "help", "help"),
+        Binding("q", "quit", "quit"),
+    ]
+
+    def __init__(
+        self,
+        topology: Topology | None,
+        topology_text: str | None = None,
+        bundle_path: Path | None = None,
+        bundles_dir: Path = Path("captures"),
+    ) -> None:
+        super().__init__()
+        self.topology = topology
+        self.topology_text = topology_text
+        self.bundle_path = bundle_path
+        self.bundles_dir = bundles_dir
+        self.result: RunResult | None = None
+        self.probe_index = 0
+        self.busy = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="body"):
+            yield TopologyPane(id="topology")
+            with Vertical(id="main"):
+                yield ProbeForm()
+                yield HopTimeline(id="timeline")
+                with Horizontal(id="detail"):
+                    yield ExplainView(id="explain")
+                    yield PacketView(id="packet")
+                yield DiagnosisPane(id="diagnosis")
+        yield Static("", id="status")
+        yield Footer()
+
+    def on_resize(self) -> None:
+        # Below 100 columns the timeline needs the room; `t` shows the lab anyway.
+        self.query_one(TopologyPane).display = self.size.width >= 100
+
+    def action_toggle_topology(self) -> None:
+        pane = self.query_one(TopologyPane)
+        pane.display = not pane.display
+
+    def on_mount(self) -> None:
+        self.query_one(DiagnosisPane).show(None)
+        self.query_one(PacketView).show(None)
+        if self.bundle_path is not None:
+            self.open_bundle(self.bundle_path)
+        else:
+            self.refresh_lab()
+
+    # -- status -------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        self.query_one("#status", Static).update(text)
+
+    def say_from_thread(self, text: str) -> None:
+        self.call_from_thread(self.say, text)
+
+    # -- the lab ------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="lab")
+    def refresh_lab(self) -> None:
+        from pathtrace.lab import status
+
+        problems: list[str] | None = None
+        if self.topology is not None:
+            try:
+                report = status.observe(self.topology)
+                up = any(c.kind == "namespace" and c.ok for n in report.nodes for c in n.checks)
+                problems = report.problems if up else None
+            except PathtraceError as error:
+                self.say_from_thread(str(error))
+        self.call_from_thread(self.query_one(TopologyPane).show, self.topology, problems)
+
+    def on_lab_changed(self, message: LabChanged) -> None:
+        self.say(message.what)
+        self.refresh_lab()
+
+    def _lab_job(self, verb: str, job: object) -> None:
+        if self.topology is None:
+            self.say("no lab here: a bundle is open (pathtrace tui without --bundle)")
+            return
+        self.lab_worker(verb, job)
+
+    @work(thread=True, exclusive=True, group="lab")
+    def lab_worker(self, verb: str, job: object) -> None:
+        self.say_from_thread(f"{verb}...")
+        try:
+            assert callable(job)
+            job()
+        except PathtraceError as error:
+            self.say_from_thread(f"{verb} failed: {error}")
+            return
+        self.post_message(LabChanged(f"{verb}: done"))
+
+    def action_lab_up(self) -> None:
+        from pathtrace.lab import build
+
+        topo, text = self.topology, self.topology_text
+        if topo is not None:
+            self._lab_job("lab up", lambda: build.up(topo, text, progress=self.say_from_thread))
+        else:
+            self._lab_job("lab up", None)
+
+    def action_lab_down(self) -> None:
+        from pathtrace.lab import build
+
+        topo = self.topology
+        self._lab_job("lab down", lambda: build.down(topo, progress=self.say_from_thread))
+
+    def action_fix_lab(self) -> None:
+        self.action_lab_up()
+
+    def action_break_lab(self) -> None:
+        from pathtrace.lab import scenarios
+
+        choices = [(s.name, f"{s.name}: {s.explains}") for s in scenarios.SCENARIOS.values()]
+
+        def chosen(name: str | None) -> None:
+            if name and self.topology is not None:
+                topo = self.topology
+                self._lab_job(f"break {name}", lambda: scenarios.apply(topo, name))
+
+        self.push_screen(PickScreen("break the lab: pick a scenario", choices), chosen)
+
+    # -- runs ---------------------------------------------------------------
+
+    def action_run(self) -> None:
+        if self.busy:
+            self.say("a run is under way")
+            return
+        if self.topology is None and self.bundle_path is not None:
+            self.say("a bundle is open: runs need the live lab (pathtrace tui)")
+            return
+        kind, source, target, count = self.query_one(ProbeForm).values()
+        self.busy = True
+        self.say(f"running {kind} {target} from {source}...")
+        self.run_probe(kind, source, target, count)
+
+    @work(thread=True, exclusive=True, group="run")
+    def run_probe(self, kind: str, source: str, target: str, count: str) -> None:
+        from pathtrace.run import Run, RunOptions, parse_target
+
+        try:
+            address, port = parse_target(kind, target)
+            if not count.isdigit():
+                raise PathtraceError(f"count {count!r} is not a number")
+            if kind not in ("ping", "udp", "tcp"):
+                raise PathtraceError(f"unknown probe kind {kind!r}")
+            options = RunOptions(
+                kind=kind,  # type: ignore[arg-type]  # checked just above
+                target=address,
+                port=port,
+                source=source,
+                count=int(count),
+            )
+            run = Run(options, self.topology, self.topology_text, progress=self.say_from_thread)
+            self.post_message(RunFinished(run.execute()))
+        except PathtraceError as error:
+            self.post_message(RunFailed(str(error)))
+
+    def on_run_finished(self, message: RunFinished) -> None:
+        self.busy = False
+        self.show_result(message.result)
+        self.say(
+            f"{message.result.options.label}: {message.result.answered}/"
+            f"{len(message.result.probes)} answered"
+        )
+
+    def on_run_failed(self, message: RunFailed) -> None:
+        self.busy = False
+        self.say(f"run failed: {message.error}")
+
+    def show_result(self, result: RunResult) -> None:
+        self.result = result
+        self.probe_index = 0
+        self._show_probe()
+
+    def _show_probe(self) -> None:
+        result = self.result
+        probe = result.probes[self.probe_index] if result and result.probes else None
+        timeline = self.query_one(HopTimeline)
+        timeline.show(probe)
+        timeline.focus()
+        self.query_one(DiagnosisPane).show(result, self.probe_index)
+
+    def action_probe(self, step: int) -> None:
+        if self.result and self.result.probes:
+            self.probe_index = (self.probe_index + step) % len(self.result.probes)
+            self._show_probe()
+
+    def on_hop_timeline_hop_selected(self, message: HopTimeline.HopSelected) -> None:
+        from pathtrace.report.packet import view
+
+        if self.result is None:
+            return
+        hop = message.hop
+        self.query_one(PacketView).show(
+            view(self.result, hop, message.previous),
+            hop.text,
+            hop.translation.describe() if hop.translation else None,
+        )
+        self.query_one(ExplainView).show_hop(hop)
+
+    # -- bundles ------------------------------------------------------------
+
+    def action_save(self) -> None:
+        from pathtrace import bundle
+
+        if self.result is None:
+            self.say("nothing to save: run a probe first")
+            return
+        path = bundle.save(
+            self.result, self.bundles_dir / bundle.default_name(self.result), self.topology_text
+        )
+        self.say(f"saved: {path}")
+
+    def action_open(self) -> None:
+        from pathtrace import bundle
+
+        found = bundle.find(self.bundles_dir)
+        if not found:
+            self.say(f"no bundles under {self.bundles_dir}")
+            return
+        choices = [(str(p), str(p)) for p in found]
+
+        def picked(path: str | None) -> None:
+            if path:
+                self.open_bundle(Path(path))
+
+        self.push_screen(PickScreen("open a saved run", choices), picked)
+
+    @work(thread=True, exclusive=True, group="run")
+    def open_bundle(self, path: Path) -> None:
+        from pathtrace import bundle
+
+        try:
+            result, _ = bundle.load(path)
+        except PathtraceError as error:
+            self.say_from_thread(str(error))
+            return
+        saved_topology = None
+        if (path / "topology.toml").exists():
+            from pathtrace.lab import topology
+
+            try:
+                saved_topology = topology.load(path / "topology.toml")
+            except PathtraceError:
+                saved_topology = None
+        self.call_from_thread(self.show_result, result)
+        self.call_from_thread(
+            self.query_one(TopologyPane).show, saved_topology, None, "as saved in the bundle"
+        )
+        self.say_from_thread(f"bundle {path.name}")
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())

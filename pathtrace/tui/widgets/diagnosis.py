@@ -1,0 +1,41 @@
+"""The verdict in words, the cause and the fix."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from pathtrace.run import RunResult
+
+_STYLE = {
+    "answered": "bold green",
+    "delivered": "bold green",
+    "rejected": "bold yellow",
+    "dropped": "bold red",
+    "lost": "bold red",
+}
+
+
+class DiagnosisPane(Static):
+    DEFAULT_CSS = "DiagnosisPane { height: auto; max-height: 8; padding: 0 1; }"
+
+    def show(self, result: RunResult | None, index: int = 0) -> None:
+        if result is None or not result.probes:
+            self.update("no run yet: press r to run the probe")
+            return
+        probe = result.probes[min(index, len(result.probes) - 1)]
+        v = probe.verdict
+        text = Text()
+        text.append(f"probe {probe.index + 1} of {len(result.probes)}: ", style="bold")
+        text.append(v.summary, style=_STYLE[v.outcome])
+        text.append(
+            f"   ({result.answered}/{len(result.probes)} answered; {result.options.label})\n",
+            style="dim",
+        )
+        if v.cause:
+            text.append(f"why: {v.cause}\n")
+        if v.fix:
+            text.append(f"fix: {v.fix}\n")
+        if v.confidence != "certain":
+            text.append(v.confidence, style="yellow")
+        self.update(text)

@@ -1,0 +1,41 @@
+"""The lab at a glance: nodes, interfaces, addresses, routes, rules, health."""
+
+from __future__ import annotations
+
+from textual.widgets import Tree
+
+from pathtrace.lab.topology import Topology
+
+
+class TopologyPane(Tree[str]):
+    DEFAULT_CSS = "TopologyPane { width: 34; border-right: solid $primary; }"
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__("lab", **kwargs)  # type: ignore[arg-type]
+        self.show_root = True
+
+    def show(self, topology: Topology | None, problems: list[str] | None, note: str = "") -> None:
+        self.clear()
+        if topology is None:
+            self.root.set_label(note or "no lab")
+            return
+        if problems is None:
+            health = note or "not up"
+        elif problems:
+            health = f"{len(problems)} differences"
+        else:
+            health = "up, healthy"
+        self.root.set_label(f"lab {topology.prefix!r}: {health}")
+        for node in topology.nodes.values():
+            branch = self.root.add(f"[b]{node.name}[/b]", expand=True)
+            for iface in node.interfaces.values():
+                addresses = " ".join(str(a) for a in iface.addresses)
+                master = f" (port of {iface.master})" if iface.master else ""
+                branch.add_leaf(f"{iface.name} {addresses}{master}".rstrip())
+            for route in node.routes:
+                branch.add_leaf(f"route {route.describe()}")
+            for rule in node.rules:
+                branch.add_leaf(f"{rule.where}: {rule.name}")
+        for problem in (problems or [])[:6]:
+            self.root.add_leaf(f"[red]{problem}[/red]")
+        self.root.expand()

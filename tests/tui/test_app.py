@@ -1,0 +1,128 @@
+"""The TUI driven by Textual's Pilot: on saved bundles (no root) and on the live lab."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pathtrace.lab import topology
+from pathtrace.tui import make_app
+from pathtrace.tui.app import PathtraceApp
+from pathtrace.tui.widgets.diagnosis import DiagnosisPane
+from pathtrace.tui.widgets.packet_view import ExplainView, PacketView
+from pathtrace.tui.widgets.timeline import HopTimeline
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "captures" / "examples"
+
+
+def text_of(widget: object) -> str:
+    return str(widget.render())  # type: ignore[attr-defined]
+
+
+async def wait_until(pilot: object, check: Callable[[], bool], timeout: float = 30) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError("the app did not get there in time")
+        await pilot.pause(0.05)  # type: ignore[attr-defined]
+
+
+def test_bundle_shows_hops_packet_and_diagnosis() -> None:
+    async def scenario() -> None:
+        app = make_app(bundle=EXAMPLES / "ping-answered")
+        async with app.run_test(size=(120, 40)) as pilot:
+            timeline = app.query_one(HopTimeline)
+            await wait_until(pilot, lambda: bool(timeline.hops))
+            snat = next(i for i, h in enumerate(timeline.hops) if h.translation)
+            timeline.move_cursor(row=snat)
+            await pilot.pause()
+            packet = text_of(app.query_one(PacketView))
+            assert "SNAT by rule masquerade" in packet
+            assert "192.168.100.2:icmp/" in packet and "198.51.100.2:icmp/" in packet
+            assert "conntrack" in text_of(app.query_one(ExplainView))
+            assert "answered by wan" in text_of(app.query_one(DiagnosisPane))
+            # the translation changed the source since the hop before it
+            assert "changed since the previous hop: src" in packet
+            timeline.move_cursor(row=snat + 1)
+            await pilot.pause()
+            assert "changed since the previous hop: nothing" in text_of(app.query_one(PacketView))
+            await pilot.press("n")  # next probe
+            await pilot.pause()
+            assert "probe 2 of 2" in text_of(app.query_one(DiagnosisPane))
+            await pilot.press("question_mark")
+            await pilot.pause()
+            assert app.screen.__class__.__name__ == "HelpScreen"
+            await pilot.press("escape")
+            await pilot.press("q")
+
+    asyncio.run(scenario())
+
+
+def test_drop_bundle_names_the_forward_rule() -> None:
+    async def scenario() -> None:
+        app = make_app(bundle=EXAMPLES / "forward-drop")
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_until(pilot, lambda: bool(app.query_one(HopTimeline).hops))
+            diagnosis = text_of(app.query_one(DiagnosisPane))
+            assert "dropped" in diagnosis and "FORWARD" in diagnosis
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.root
+def test_live_lab_run_break_fix_save_reopen(
+    lab: topology.Topology, topology_file: Path, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        app: PathtraceApp = make_app(lab, topology_file.read_text(), bundles_dir=tmp_path)
+        async with app.run_test(size=(120, 40)) as pilot:
+            timeline = app.query_one(HopTimeline)
+            await pilot.press("r")  # the form's default: ping 8.8.8.8 from container1
+            await wait_until(pilot, lambda: app.result is not None and not app.busy)
+            assert app.result is not None and app.result.delivered
+            snat = next(
+                i
+                for i, h in enumerate(timeline.hops)
+                if h.translation and h.translation.kind == "SNAT"
+            )
+            timeline.move_cursor(row=snat)
+            await pilot.pause()
+            assert "192.168.100.2:icmp/" in text_of(app.query_one(PacketView))
+
+            await pilot.press("b")
+            await pilot.pause()
+            picker = app.screen.query_one("OptionList")
+            names = [picker.get_option_at_index(i).id for i in range(picker.option_count)]
+            picker.highlighted = names.index("forward-drop")
+            await pilot.press("enter")
+            await wait_until(
+                pilot, lambda: "break forward-drop: done" in text_of(app.query_one("#status"))
+            )
+            first = app.result
+            await pilot.press("r")
+            await wait_until(pilot, lambda: app.result is not first and not app.busy)
+            diagnosis = text_of(app.query_one(DiagnosisPane))
+            assert "dropped" in diagnosis and "FORWARD" in diagnosis, diagnosis
+
+            await pilot.press("f")
+            await wait_until(pilot, lambda: "lab up: done" in text_of(app.query_one("#status")))
+            second = app.result
+            await pilot.press("r")
+            await wait_until(pilot, lambda: app.result is not second and not app.busy)
+            assert app.result is not None and app.result.delivered
+
+            await pilot.press("s")
+            await pilot.pause()
+            saved = list(tmp_path.glob("*/bundle.json"))
+            assert len(saved) == 1
+            await pilot.press("o")
+            await pilot.pause()
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: "bundle " in text_of(app.query_one("#status")))
+            assert "answered by wan" in text_of(app.query_one(DiagnosisPane))
+
+    asyncio.run(scenario())
