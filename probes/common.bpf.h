@@ -174,6 +174,10 @@ static __always_inline int pt_parse(const unsigned char *l3, struct pt_pkt *p)
 		return pt_tag_words(&w[2], p, PT_TAG_REQUEST);
 	}
 	if (iph.protocol == IPPROTO_TCP) {
+		/* A probe's handshake segments carry no payload: a segment longer than
+		 * the largest TCP header is bulk data, decided without reading it. */
+		if (bpf_ntohs(iph.tot_len) > iph.ihl * 4 + 60)
+			return 0;
 		if (bpf_probe_read_kernel(w, 16, l4)) /* ports, seq, ack, offset and flags */
 			return 0;
 		p->sport = w[0] & 0xffff;

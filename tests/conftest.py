@@ -24,6 +24,7 @@ from tests.tracing import Session
 
 IS_ROOT = os.geteuid() == 0
 TEST_PREFIX_HEAD = "ptt"
+_PREFIXES: list[str] = []  # every lab prefix this session handed out
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -44,7 +45,8 @@ def root_namespace_untouched() -> Iterator[None]:
     after = snapshot()
     changed = {k for k in before if before[k] != after[k]}
     assert not changed, f"the test suite changed the root namespace: {sorted(changed)}"
-    leftover = [n for n in netns.names() if n.startswith(TEST_PREFIX_HEAD)]
+    # Only this session's: another suite (a CI clone) may be running beside it.
+    leftover = [n for n in netns.names() if any(n.startswith(p) for p in _PREFIXES)]
     assert not leftover, f"tests left namespaces behind: {leftover}"
 
 
@@ -54,7 +56,9 @@ def reference_with_prefix(prefix: str) -> str:
 
 @pytest.fixture
 def prefix() -> str:
-    return f"{TEST_PREFIX_HEAD}{uuid.uuid4().hex[:6]}-"
+    made = f"{TEST_PREFIX_HEAD}{uuid.uuid4().hex[:6]}-"
+    _PREFIXES.append(made)
+    return made
 
 
 @pytest.fixture
