@@ -15,8 +15,10 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Static
 
 from pathtrace.errors import PathtraceError
+from pathtrace.events.event import Event
 from pathtrace.lab.topology import Topology
 from pathtrace.run import RunResult
+from pathtrace.trace.state import NamespaceState
 from pathtrace.tui.messages import LabChanged, RunFailed, RunFinished
 from pathtrace.tui.screens.help import HelpScreen
 from pathtrace.tui.screens.pick import PickScreen
@@ -60,6 +62,10 @@ class PathtraceApp(App[None]):
         self.result: RunResult | None = None
         self.probe_index = 0
         self.busy = False
+        # What a run under way has seen so far (written by the worker, read by a timer).
+        self.live_events: list[Event] = []
+        self.live_context: tuple[dict[str, NamespaceState], str, int] | None = None
+        self.live_shown = 0
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -84,6 +90,7 @@ class PathtraceApp(App[None]):
         pane.display = not pane.display
 
     def on_mount(self) -> None:
+        self.set_interval(0.1, self.show_live)
         self.query_one(DiagnosisPane).show(None)
         self.query_one(PacketView).show(None)
         if self.bundle_path is not None:
@@ -198,9 +205,31 @@ class PathtraceApp(App[None]):
                 count=int(count),
             )
             run = Run(options, self.topology, self.topology_text, progress=self.say_from_thread)
+            self.live_events, self.live_context, self.live_shown = [], None, 0
+
+            def armed(states: dict[str, NamespaceState], source: str) -> None:
+                self.live_context = (states, source, options.count)
+
+            run.on_armed = armed
+            run.on_event = self.live_events.append
             self.post_message(RunFinished(run.execute()))
         except PathtraceError as error:
             self.post_message(RunFailed(str(error)))
+
+    def show_live(self) -> None:
+        """While a run traces: the hops of the events so far."""
+        from pathtrace.run import build_probes
+
+        if not self.busy or self.live_context is None:
+            return
+        events = sorted(self.live_events[:], key=lambda e: e.time_ns)
+        if len(events) == self.live_shown:
+            return
+        self.live_shown = len(events)
+        states, source, count = self.live_context
+        probes = build_probes(events, states, source, count, 0)
+        self.query_one(HopTimeline).show(probes[min(self.probe_index, count - 1)])
+        self.say(f"tracing: {len(events)} events so far")
 
     def on_run_finished(self, message: RunFinished) -> None:
         self.busy = False
