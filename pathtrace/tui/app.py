@@ -45,6 +45,7 @@ class PathtraceApp(App[None]):
         Binding("t", "toggle_topology", "topology", show=False),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True),
     ]
 
     def __init__(
@@ -120,7 +121,14 @@ class PathtraceApp(App[None]):
                 problems = report.problems if up else None
             except PathtraceError as error:
                 self.say_from_thread(str(error))
-        self.call_from_thread(self.query_one(TopologyPane).show, self.topology, problems)
+        self.call_from_thread(self._show_topology, self.topology, problems, "")
+
+    def _show_topology(
+        self, topology: Topology | None, problems: list[str] | None, note: str
+    ) -> None:
+        # On the app's own thread: workers hand results here, never query widgets.
+        for pane in self.query(TopologyPane):
+            pane.show(topology, problems, note)
 
     def on_lab_changed(self, message: LabChanged) -> None:
         self.say(message.what)
@@ -320,9 +328,7 @@ class PathtraceApp(App[None]):
             except PathtraceError:
                 saved_topology = None
         self.call_from_thread(self.show_result, result)
-        self.call_from_thread(
-            self.query_one(TopologyPane).show, saved_topology, None, "as saved in the bundle"
-        )
+        self.call_from_thread(self._show_topology, saved_topology, None, "as saved in the bundle")
         self.say_from_thread(f"bundle {path.name}")
 
     def action_help(self) -> None:

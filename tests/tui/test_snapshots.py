@@ -29,3 +29,14 @@ async def loaded(pilot: Any) -> None:
 @pytest.mark.parametrize("name", ["ping-answered", "forward-drop"])
 def test_main_screen(snap_compare: Any, name: str, size: tuple[int, int]) -> None:
     assert snap_compare(make_app(bundle=EXAMPLES / name), terminal_size=size, run_before=loaded)
+
+
+def test_help_screen(snap_compare: Any) -> None:
+    async def help_open(pilot: Any) -> None:
+        await loaded(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    assert snap_compare(
+        make_app(bundle=EXAMPLES / "ping-answered"), terminal_size=(80, 24), run_before=help_open
+    )

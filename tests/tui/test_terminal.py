@@ -47,7 +47,7 @@ def test_tui_in_tmux() -> None:
         _wait_for(session, "show or hide the lab")
         subprocess.run(["tmux", "send-keys", "-t", session, "Escape"], check=True)
         time.sleep(0.3)
-        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+        subprocess.run(["tmux", "send-keys", "-t", session, "C-c"], check=True)  # like q
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             alive = (
@@ -59,6 +59,6 @@ def test_tui_in_tmux() -> None:
             if not alive:
                 break
             time.sleep(0.1)
-        assert not alive, "q did not quit"
+        assert not alive, "Ctrl-C did not quit"
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, check=False)
