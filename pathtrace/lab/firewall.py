@@ -50,6 +50,25 @@ class Ruleset:
                 return rule
         return None
 
+    def rules_at(self, hook: str) -> list[LiveRule]:
+        """Rules of the ip chains hooked at ``hook`` (PREROUTING, FORWARD, ...), whatever
+        their chains are called, in the order nft lists them."""
+        names = {
+            (c.table, c.name)
+            for c in self.chains
+            if c.family == "ip" and (c.hook or "").upper() == hook.upper()
+        }
+        return [r for r in self.rules if (r.table, r.chain) in names]
+
+    def policy_at(self, hook: str) -> str | None:
+        """drop if any base chain at ``hook`` drops by policy, else its policy."""
+        policies = [
+            c.policy
+            for c in self.chains
+            if c.family == "ip" and (c.hook or "").upper() == hook.upper() and c.policy
+        ]
+        return "drop" if "drop" in policies else (policies[0] if policies else None)
+
     def chain(self, table: str, name: str) -> LiveChain | None:
         for chain in self.chains:
             if (chain.family, chain.table, chain.name) == ("ip", table, name):

@@ -216,8 +216,8 @@ class HopBuilder:
             "POSTROUTING" if kind == "SNAT" else "PREROUTING"
         )
         actions = ("masquerade", "snat") if kind == "SNAT" else ("dnat", "redirect")
-        for rule in state.rules().rules:
-            if rule.chain.upper() != chain or not any(a in rule.text for a in actions):
+        for rule in state.rules().rules_at(chain):
+            if not any(a in rule.text for a in actions):
                 continue
             if _rule_matches(rule.text, before, after.ifname):
                 return rule

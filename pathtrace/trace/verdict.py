@@ -295,9 +295,8 @@ class Judge:
         state = self._state_of(node)
         if state is None:
             return None
-        for rule in state.rules().rules:
-            if chain and rule.chain.upper() != chain:
-                continue
+        ruleset = state.rules()
+        for rule in ruleset.rules_at(chain) if chain else ruleset.rules:
             if any(w in rule.text.split() for w in words):
                 return f"{rule.comment or 'handle ' + str(rule.handle)} ({rule.cited})"
         return None
@@ -306,10 +305,7 @@ class Judge:
         state = self._state_of(node)
         if state is None or chain is None:
             return None
-        for live in state.rules().chains:
-            if live.name.upper() == chain and live.policy:
-                return live.policy
-        return None
+        return state.rules().policy_at(chain)
 
     @staticmethod
     def _private(address: str) -> bool:

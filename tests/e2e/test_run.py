@@ -271,3 +271,39 @@ def test_bridged_traffic_dropped_by_ip_forward_chain_names_br_netfilter(
     assert verdict.cause is not None
     assert "ip daddr 192.168.100.3 drop" in verdict.cause
     assert "bridge-nf-call-iptables=1" in verdict.cause
+
+
+def test_a_routed_topology_with_plain_firewall_commands(prefix: str) -> None:
+    """client -> router (MASQUERADE by plain nft, no pathtrace comment) -> server."""
+    c, r, s = f"{prefix}c", f"{prefix}r", f"{prefix}s"
+    script = f"""
+    set -e
+    for n in {c} {r} {s}; do ip netns add $n; ip -n $n link set lo up; done
+    ip -n {c} link add eth0 type veth peer name in0 netns {r}
+    ip -n {r} link add out0 type veth peer name eth0 netns {s}
+    ip -n {c} addr add 10.88.0.2/24 dev eth0; ip -n {c} link set eth0 up
+    ip -n {r} addr add 10.88.0.1/24 dev in0; ip -n {r} link set in0 up
+    ip -n {r} addr add 203.0.113.1/24 dev out0; ip -n {r} link set out0 up
+    ip -n {s} addr add 203.0.113.9/24 dev eth0; ip -n {s} link set eth0 up
+    ip -n {c} route add default via 10.88.0.1
+    ip netns exec {r} sysctl -qw net.ipv4.ip_forward=1
+    ip netns exec {r} nft add table ip nat
+    ip netns exec {r} nft add chain ip nat post '{{ type nat hook postrouting priority 100; }}'
+    ip netns exec {r} nft add rule ip nat post oifname out0 masquerade
+    """
+    subprocess.run(["bash", "-c", script], check=True)
+    try:
+        result = Run(
+            RunOptions("ping", IPv4Address("203.0.113.9"), source=c, count=1), None
+        ).execute()
+        probe = result.probes[0]
+        assert probe.verdict.outcome == "answered", probe.verdict
+        snat = next(h for h in probe.request.hops if h.translation)
+        assert snat.node == r and snat.translation is not None
+        assert snat.translation.before.startswith("10.88.0.2:icmp/")
+        assert snat.translation.after.startswith("203.0.113.1:icmp/")
+        rule = snat.translation.rule or ""
+        assert "handle" in rule and 'oifname "out0" masquerade' in rule, rule
+    finally:
+        for n in (c, r, s):
+            subprocess.run(["ip", "netns", "delete", n], check=False)

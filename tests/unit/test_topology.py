@@ -113,3 +113,24 @@ def test_bad_topology_names_the_field(text: str, field: str) -> None:
 def test_missing_file_is_a_topology_error(tmp_path: object) -> None:
     with pytest.raises(TopologyError, match="cannot read it"):
         topology.load("/nonexistent/lab.toml")
+
+
+def test_rules_are_found_by_hook_whatever_the_chain_is_called() -> None:
+    listing = """table ip nat { # handle 1
+	chain post { # handle 1
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "out0" masquerade # handle 2
+	}
+}
+table ip filter { # handle 2
+	chain fwd { # handle 1
+		type filter hook forward priority filter; policy drop;
+		ct state established accept # handle 3
+	}
+}
+"""
+    rules = firewall.parse_listing(listing)
+    assert [r.text for r in rules.rules_at("POSTROUTING")] == ['oifname "out0" masquerade']
+    assert rules.rules_at("PREROUTING") == []
+    assert rules.policy_at("FORWARD") == "drop"
+    assert rules.policy_at("POSTROUTING") == "accept"
