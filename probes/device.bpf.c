@@ -19,7 +19,7 @@ int BPF_PROG(pt_dev_recv, struct sk_buff *skb)
 	/* The driver has pulled the Ethernet header: data is at the IP header,
 	 * while network_header may still be the sender's. */
 	struct pt_where w = {
-		.dev = BPF_CORE_READ(skb, dev), .hook = PT_HOOK_DEV_RECV, .via = PT_VIA_TP_BTF,
+		.dev = skb->dev, .hook = PT_HOOK_DEV_RECV, .via = PT_VIA_TP_BTF,
 	};
 
 	pt_observe(skb, pt_l3_of(skb, 1), &w);

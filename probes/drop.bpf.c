@@ -7,7 +7,7 @@ SEC("tp_btf/kfree_skb")
 int BPF_PROG(pt_drop, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
 {
 	struct pt_where w = {
-		.dev = BPF_CORE_READ(skb, dev), .location = (__u64)location, .drop_reason = reason,
+		.dev = skb->dev, .location = (__u64)location, .drop_reason = reason,
 		.hook = PT_HOOK_DROP, .via = PT_VIA_TP_BTF, .final = 1,
 	};
 
@@ -19,7 +19,7 @@ SEC("tp_btf/consume_skb")
 int BPF_PROG(pt_consume, struct sk_buff *skb)
 {
 	struct pt_where w = {
-		.dev = BPF_CORE_READ(skb, dev), .hook = PT_HOOK_CONSUME, .via = PT_VIA_TP_BTF,
+		.dev = skb->dev, .hook = PT_HOOK_CONSUME, .via = PT_VIA_TP_BTF,
 		.final = 1,
 	};
 

@@ -10,10 +10,11 @@ static __always_inline int pt_nf(struct bpf_nf_ctx *ctx, __u16 hook)
 {
 	struct sk_buff *skb = ctx->skb;
 	const struct nf_hook_state *state = ctx->state;
-	struct net_device *out = BPF_CORE_READ(state, out);
+	/* Typed pointers: plain loads, no probe-read helper calls on the hot path. */
+	struct net_device *out = state->out;
 	struct pt_where w = {
-		.dev = out ? out : BPF_CORE_READ(state, in), .net = BPF_CORE_READ(state, net),
-		.hook = hook, .via = PT_VIA_NETFILTER, .nf_hook = BPF_CORE_READ(state, hook),
+		.dev = out ? out : state->in, .net = state->net, .hook = hook,
+		.via = PT_VIA_NETFILTER, .nf_hook = state->hook,
 	};
 
 	pt_observe(skb, pt_l3_of(skb, 1), &w);
