@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 from typing import Any
 
 from pathtrace import privileges
@@ -87,8 +88,9 @@ def up(
             progress(f"loading the firewall of {node.name}")
             firewall.apply(ns, firewall.render(node))
             result.changes.append(f"{node.name}: firewall loaded")
-    for node in topology.nodes.values():
-        _ensure_services(topology.namespace(node.name), node.services, result)
+    _ensure_services(
+        {topology.namespace(n.name): n.services for n in topology.nodes.values()}, result
+    )
     if result.changes:
         # Forget what the broken lab taught the routing caches (a learned path
         # MTU outlives the MTU that caused it).
@@ -97,7 +99,7 @@ def up(
     return result
 
 
-RESPONDER = "pathtrace.lab.responder"
+RESPONDER = str(Path(__file__).with_name("responder.py"))
 
 
 def responders(namespace: str) -> dict[int, tuple[str, ...]]:
@@ -109,51 +111,64 @@ def responders(namespace: str) -> dict[int, tuple[str, ...]]:
                 argv = [a.decode() for a in f.read().split(b"\0") if a]
         except OSError:
             continue
-        if RESPONDER in argv:
-            found[pid] = tuple(argv[argv.index(RESPONDER) + 1 :])
+        script = next(
+            (
+                i
+                for i, a in enumerate(argv)
+                if a.endswith("lab/responder.py") or a == "pathtrace.lab.responder"
+            ),
+            None,
+        )
+        if script is not None:
+            found[pid] = tuple(argv[script + 1 :])
     return found
 
 
-def _ensure_services(ns: str, services: tuple[str, ...], result: UpResult) -> None:
-    running = responders(ns)
-    if services and tuple(services) in running.values():
-        return
-    for pid in running:  # serving something else: replace it
-        _end(pid)
-    if not services:
-        return
+def _ensure_services(wanted: dict[str, tuple[str, ...]], result: UpResult) -> None:
+    """Each namespace's responder serving exactly its services; all started at once."""
     import shutil
     import sys
 
-    # A daemon, not a child to wait for: spawned in a session of its own, and
-    # found again by `down` through its namespace and command line.
-    read_end, write_end = os.pipe()
-    argv = netns.command(ns, [sys.executable, "-m", RESPONDER, *services])
-    try:
-        os.posix_spawn(
-            shutil.which(argv[0]) or argv[0],
-            argv,
-            os.environ,
-            setsid=True,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, write_end, 1),
-                (os.POSIX_SPAWN_DUP2, write_end, 2),
-                (os.POSIX_SPAWN_CLOSE, read_end),
-            ],
-        )
-    finally:
-        os.close(write_end)
-    with os.fdopen(read_end) as said:
-        first = said.readline().strip()
-        rest = [] if first == "ready" else [first, *said.read().splitlines()]
-    if first != "ready":
-        lines = [line for line in rest if line.strip()]
-        raise ConflictError(
-            f"the lab's services {' '.join(services)} did not start in {ns}: "
-            + (lines[-1] if lines else "no word from them")
-        )
-    result.changes.append(f"{ns}: services {' '.join(services)}")
+    waiting = []
+    for ns, services in wanted.items():
+        running = responders(ns)
+        if services and tuple(services) in running.values():
+            continue
+        for pid in running:  # serving something else: replace it
+            _end(pid)
+        if not services:
+            continue
+        # A daemon, not a child to wait for: its own session, found again by
+        # `down` through its namespace and command line.
+        read_end, write_end = os.pipe()
+        argv = netns.command(ns, [sys.executable, "-I", "-S", RESPONDER, *services])
+        try:
+            os.posix_spawn(
+                shutil.which(argv[0]) or argv[0],
+                argv,
+                os.environ,
+                setsid=True,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, write_end, 1),
+                    (os.POSIX_SPAWN_DUP2, write_end, 2),
+                    (os.POSIX_SPAWN_CLOSE, read_end),
+                ],
+            )
+        finally:
+            os.close(write_end)
+        waiting.append((ns, services, read_end))
+    for ns, services, read_end in waiting:
+        with os.fdopen(read_end) as said:
+            first = said.readline().strip()
+            rest = [] if first == "ready" else [first, *said.read().splitlines()]
+        if first != "ready":
+            lines = [line for line in rest if line.strip()]
+            raise ConflictError(
+                f"the lab's services {' '.join(services)} did not start in "
+                f"{ns}: " + (lines[-1] if lines else "no word from them")
+            )
+        result.changes.append(f"{ns}: services {' '.join(services)}")
 
 
 def _end(pid: int) -> None:

@@ -1,13 +1,16 @@
 """Benchmark: `pathtrace lab up` against the tutorial's shell script, in one run.
 
 The script is seed section 7.1 extended to the same topology (wan, DNAT, the
-FORWARD accept, IPv6 off), with the host role in a scratch namespace so the
-root namespace is never touched. Each side runs ROUNDS times, alternating, from
-nothing to a working lab; teardown is not timed. Run: `make bench` (as root).
+FORWARD accept, IPv6 off, the same listeners on container1 and wan), with the
+host role in a scratch namespace so the root namespace is never touched. Each
+side runs ROUNDS times, alternating, from nothing to a working lab; teardown
+is not timed. Run: `make bench` (as root).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -58,18 +61,25 @@ ip netns exec ${P}host iptables -t nat -A POSTROUTING -s 192.168.100.0/24 -o eth
 ip netns exec ${P}host iptables -t nat -A PREROUTING -p tcp --dport 8080 \
   -j DNAT --to-destination 192.168.100.2:80
 ip netns exec ${P}host iptables -A FORWARD -p tcp -d 192.168.100.2 --dport 80 -j ACCEPT
+# the lab's services (the same listeners), waited for until bound
+exec 3< <(ip netns exec ${P}container1 "$PY" -I -S "$RESP" tcp:80)
+exec 4< <(ip netns exec ${P}wan "$PY" -I -S "$RESP" tcp:80 tcp:443 udp:53 udp:7)
+read -r -u 3 ready1; read -r -u 4 ready2
 """
 
 
 def _remove(prefix: str) -> None:
     for name in netns.names():
         if name.startswith(prefix):
+            for pid in netns.holders(name):  # the script's listeners: ours to end
+                os.kill(pid, signal.SIGKILL)
             netns.remove(name)
 
 
 def _timed(argv: list[str]) -> float:
+    env = {**os.environ, "PY": sys.executable, "RESP": build.RESPONDER}
     start = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env)
     return time.perf_counter() - start
 
 

@@ -134,3 +134,10 @@ table ip filter { # handle 2
     assert rules.rules_at("PREROUTING") == []
     assert rules.policy_at("FORWARD") == "drop"
     assert rules.policy_at("POSTROUTING") == "accept"
+
+
+def test_the_responder_repeats_the_tag_magic_exactly() -> None:
+    from pathtrace.inject import tag
+    from pathtrace.lab import responder
+
+    assert (responder.MAGIC, responder.MAGIC_REPLY) == (tag.MAGIC, tag.MAGIC_REPLY)
