@@ -102,6 +102,17 @@ def parse_target(kind: str, text: str) -> tuple[IPv4Address, int]:
 
 def resolve_source(source: str, topology: Topology | None) -> tuple[str, bool]:
     """(namespace path or name, whether it is a lab node) for --from."""
+    namespace, is_lab = _find_source(source, topology)
+    # The host's own namespace is never a source: its packets could leave the machine.
+    if not is_lab and os.stat(netns.path(namespace)).st_ino == netns.root_inode():
+        raise UsageError(
+            f"--from {source} is the host's own network namespace: pathtrace "
+            "sends and traces only in other namespaces"
+        )
+    return namespace, is_lab
+
+
+def _find_source(source: str, topology: Topology | None) -> tuple[str, bool]:
     if topology is not None and source in topology.nodes:
         return topology.namespace(source), True
     if source in netns.names():
@@ -229,23 +240,46 @@ class Run:
             send_errors,
             correlation,
         )
+        return self._result(
+            run_id,
+            started,
+            source_name,
+            namespaces,
+            states,
+            probes,
+            hooks=hooks,
+            lost=lost,
+            events=events,
+            captures=captures,
+            correlation=correlation,
+            capture_drops=sniffer.drops,
+            capture_interfaces=len(sniffer.interfaces),
+        )
+
+    def _result(
+        self,
+        run_id: int,
+        started: str,
+        source: str,
+        namespaces: list[str],
+        states: dict[str, NamespaceState],
+        probes: list[ProbeTrace],
+        **measured: Any,
+    ) -> RunResult:
         return RunResult(
             options=self.options,
             run_id=run_id,
             started=started,
             kernel=os.uname().release,
             version=__version__,
-            source_namespace=source_name,
+            source_namespace=source,
             namespaces={ns: self._node_name(ns) for ns in namespaces},
-            hooks=hooks,
-            lost=lost,
-            events=events,
+            hooks=measured.pop("hooks", []),
+            lost=measured.pop("lost", {}),
+            events=measured.pop("events", []),
             probes=probes,
             states=states,
-            captures=captures,
-            correlation=correlation,
-            capture_drops=sniffer.drops,
-            capture_interfaces=len(sniffer.interfaces),
+            **measured,
         )
 
     def _capture(self, states: dict[str, NamespaceState], run_id: int) -> Capture:
@@ -294,20 +328,7 @@ class Run:
             ProbeTrace(i, Series(i, "request"), None, [], verdict)
             for i in range(self.options.count)
         ]
-        return RunResult(
-            options=self.options,
-            run_id=run_id,
-            started=started,
-            kernel=os.uname().release,
-            version=__version__,
-            source_namespace=source,
-            namespaces={ns: self._node_name(ns) for ns in namespaces},
-            hooks=[],
-            lost={},
-            events=[],
-            probes=probes,
-            states=states,
-        )
+        return self._result(run_id, started, source, namespaces, states, probes)
 
     def _complete(self, events: list[Event], source: str) -> bool:
         done = {
@@ -333,8 +354,10 @@ class Run:
             lab = [self.topology.namespace(n) for n in self.topology.nodes]
             if source in lab:
                 return lab
-        # A topology pathtrace did not build: every named namespace, and the source.
-        found = [n for n in netns.names() if not n.startswith("pt-doctor")]
+        # A topology pathtrace did not build: every named namespace, and the source;
+        # never the host's own, even under another name.
+        root = netns.root_inode()
+        found = [n for n in netns.names() if not n.startswith("pt-doctor") and _inode(n) != root]
         return [source, *[n for n in found if n != source]] if source not in found else found
 
     def _node_name(self, namespace: str) -> str:

@@ -69,6 +69,16 @@ class Capture:
     def _open(self, namespace: str, ifname: str) -> socket.socket:
         with netns.entered(namespace):
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # receives nothing yet
+        try:
+            self._configure(sock, ifname)
+        except OSError as error:
+            sock.close()
+            raise OSError(
+                error.errno, f"cannot capture on {namespace}/{ifname}: {error.strerror}"
+            ) from None
+        return sock
+
+    def _configure(self, sock: socket.socket, ifname: str) -> None:
         if self.program is not None:
             code = b"".join(struct.pack("HBBI", *ins) for ins in self.program)
             buf = ctypes.create_string_buffer(code, len(code))
@@ -79,7 +89,6 @@ class Capture:
         sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
         sock.bind((ifname, ETH_P_ALL))
         sock.setblocking(False)
-        return sock
 
     def _read(self) -> None:
         while not self._stop.is_set():

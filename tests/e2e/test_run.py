@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
+import time
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -246,6 +248,12 @@ def test_a_topology_made_with_plain_ip_commands(prefix: str) -> None:
         # --from also takes a pid living in the namespace.
         sleeper = netns.popen(a, ["sleep", "30"])
         try:
+            # nsenter enters the namespace, then execs: wait until the pid is inside.
+            inside = netns.inode(a)
+            deadline = time.monotonic() + 5
+            while os.stat(f"/proc/{sleeper.pid}/ns/net").st_ino != inside:
+                assert time.monotonic() < deadline, "the process never entered the namespace"
+                time.sleep(0.01)
             by_pid = Run(
                 RunOptions("ping", IPv4Address("10.77.0.2"), source=str(sleeper.pid), count=1), None
             ).execute()
@@ -307,3 +315,13 @@ def test_a_routed_topology_with_plain_firewall_commands(prefix: str) -> None:
     finally:
         for n in (c, r, s):
             subprocess.run(["ip", "netns", "delete", n], check=False)
+
+
+def test_the_hosts_own_namespace_is_never_a_source(topology_file: Path) -> None:
+    result = pathtrace(
+        "run", "ping", "10.0.0.1", "--from", str(os.getpid()), "--topology", str(topology_file)
+    )
+    assert result.returncode == 2
+    assert "host's own network namespace" in result.stderr
+    with pytest.raises(Exception, match="host's own network namespace"):
+        Run(RunOptions("ping", IPv4Address("10.0.0.1"), source="/proc/self/ns/net"), None).execute()
