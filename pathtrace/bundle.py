@@ -135,6 +135,7 @@ def _facts(result: RunResult) -> dict[str, Any]:
         "namespaces": result.namespaces,
         "hooks": result.hooks,
         "lost_events": result.lost,
+        "send_errors": {str(k): v for k, v in result.send_errors.items()},
         "versions": versions,
         "clock": "events: CLOCK_TAI converted to UTC; captures: kernel SO_TIMESTAMPNS (UTC)",
         "capture": {
@@ -258,10 +259,21 @@ def _load(path: Path) -> tuple[RunResult, dict[str, Any]]:
         options = RunOptions(**{**o, "target": IPv4Address(o["target"])})
         states = {ns: NamespaceState.from_json(s) for ns, s in state["namespaces"].items()}
         run_id = int(facts["run"], 16)
-        correlation = correlate(events, captures, run_id) if captures else None
+        # As live: correlated whenever interfaces were captured, even if nothing came.
+        correlation = (
+            correlate(events, captures, run_id) if facts["capture"]["interfaces"] else None
+        )
         lost = sum(facts["lost_events"].values())
+        send_errors = {int(k): v for k, v in facts.get("send_errors", {}).items()}
         probes = build_probes(
-            events, states, facts["source_namespace"], options.count, lost, None, correlation
+            events,
+            states,
+            facts["source_namespace"],
+            str(options.target),
+            options.count,
+            lost,
+            send_errors,
+            correlation,
         )
         result = RunResult(
             options=options,
@@ -276,7 +288,7 @@ def _load(path: Path) -> tuple[RunResult, dict[str, Any]]:
             events=events,
             probes=probes,
             states=states,
-            facts=facts,
+            send_errors=send_errors,
             captures=captures,
             correlation=correlation,
             capture_drops=facts["capture"]["dropped"],

@@ -11,22 +11,22 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
-from typing import Any
+from typing import Any, Literal
 
 from pathtrace import __version__
 from pathtrace.capture.correlate import Correlation, correlate
 from pathtrace.capture.sniffer import Capture, Captured
 from pathtrace.errors import UsageError
 from pathtrace.events.context import DecodeContext, namespace_names
-from pathtrace.events.event import Event, decode
+from pathtrace.events.event import HOOKS, Event, decode
 from pathtrace.inject import send, tag
 from pathtrace.lab import netns, record
 from pathtrace.lab.topology import Topology
 from pathtrace.trace.hops import HopBuilder
-from pathtrace.trace.model import ProbeTrace, Series, Verdict
+from pathtrace.trace.model import ProbeTrace
 from pathtrace.trace.state import NamespaceState, capture
 from pathtrace.trace.verdict import Judge
 
@@ -45,7 +45,7 @@ class RunOptions:
     ttl: int = 64
     dont_fragment: bool = False
     timeout: float = 1.0
-    capture: str = "run"  # run: the run's packets; all: everything; off
+    capture: Literal["run", "all", "off"] = "run"  # the run's packets, everything, none
 
     @property
     def label(self) -> str:
@@ -62,12 +62,12 @@ class RunResult:
     version: str
     source_namespace: str
     namespaces: dict[str, str]  # namespace -> node
-    hooks: list[dict[str, Any]]
-    lost: dict[str, int]
-    events: list[Event]
     probes: list[ProbeTrace]
     states: dict[str, NamespaceState]
-    facts: dict[str, Any] = field(default_factory=dict)
+    hooks: list[dict[str, Any]] = field(default_factory=list)
+    lost: dict[str, int] = field(default_factory=dict)  # hook name -> events lost
+    events: list[Event] = field(default_factory=list)
+    send_errors: dict[int, str] = field(default_factory=dict)  # probe -> why it was not sent
     captures: list[Captured] = field(default_factory=list)
     correlation: Correlation | None = None
     capture_drops: int = 0
@@ -183,7 +183,11 @@ class Run:
         try:
             src = send.source_address(source, self.options.target)
         except send.NoRoute:
-            return self._unroutable(run_id, started, source_name, namespaces, states)
+            # Nothing can leave the source: the verdict comes from its routing table.
+            probes = build_probes(
+                [], states, source_name, str(self.options.target), self.options.count, 0
+            )
+            return self._result(run_id, started, source_name, namespaces, states, probes)
         probe = send.Probe(
             self.options.kind,
             self.options.target,
@@ -220,13 +224,10 @@ class Run:
                     events.append(event)
                     if self.on_event is not None:
                         self.on_event(event)
-                if (
-                    self._complete(events, names.get(_inode(source), source))
-                    or time.monotonic() > deadline
-                ):
+                if self._complete(events, source_name) or time.monotonic() > deadline:
                     break
                 time.sleep(0.005)
-            lost = {str(k): v for k, v in tracer.lost().items()}
+            lost = {HOOKS.get(k, str(k)): v for k, v in tracer.lost().items()}
             hooks = [s.to_json() for s in tracer.statuses]
         events.sort(key=lambda e: e.time_ns)
         captures = sorted(sniffer.packets, key=lambda c: c.time_ns)
@@ -235,6 +236,7 @@ class Run:
             events,
             states,
             source_name,
+            str(self.options.target),
             self.options.count,
             sum(lost.values()),
             send_errors,
@@ -250,6 +252,7 @@ class Run:
             hooks=hooks,
             lost=lost,
             events=events,
+            send_errors=send_errors,
             captures=captures,
             correlation=correlation,
             capture_drops=sniffer.drops,
@@ -274,9 +277,6 @@ class Run:
             version=__version__,
             source_namespace=source,
             namespaces={ns: self._node_name(ns) for ns in namespaces},
-            hooks=measured.pop("hooks", []),
-            lost=measured.pop("lost", {}),
-            events=measured.pop("events", []),
             probes=probes,
             states=states,
             **measured,
@@ -292,43 +292,6 @@ class Run:
         ]
         program = None if self.options.capture == "all" else compile_filter(expression(run_id))
         return Capture(interfaces, program)
-
-    def _unroutable(
-        self,
-        run_id: int,
-        started: str,
-        source: str,
-        namespaces: list[str],
-        states: dict[str, NamespaceState],
-    ) -> RunResult:
-        """Nothing can leave the source: the verdict comes from its routing table alone."""
-        state = states.get(source)
-        node = state.node if state else source
-        routes = (
-            ", ".join(
-                f"{r.dst}"
-                + (f" via {r.gateway}" if r.gateway else "")
-                + (f" dev {r.dev}" if r.dev else "")
-                for r in state.routes
-            )
-            if state
-            else "unknown"
-        )
-        has_default = state is not None and any(r.dst == "default" for r in state.routes)
-        verdict = Verdict(
-            "dropped",
-            f"{node} has no route to {self.options.target}",
-            where=node,
-            cause=f"{node} has no route to {self.options.target}"
-            + ("" if has_default else " (it has no default route)")
-            + f"; its routes: {routes or 'none'}",
-            fix=f"add a route (a default route via the gateway) in {node} (pathtrace lab fix)",
-        )
-        probes = [
-            ProbeTrace(i, Series(i, "request"), None, [], verdict)
-            for i in range(self.options.count)
-        ]
-        return self._result(run_id, started, source, namespaces, states, probes)
 
     def _complete(self, events: list[Event], source: str) -> bool:
         done = {
@@ -358,7 +321,7 @@ class Run:
         # never the host's own, even under another name.
         root = netns.root_inode()
         found = [n for n in netns.names() if not n.startswith("pt-doctor") and _inode(n) != root]
-        return [source, *[n for n in found if n != source]] if source not in found else found
+        return found if source in found else [source, *found]
 
     def _node_name(self, namespace: str) -> str:
         if self.topology is not None:
@@ -372,69 +335,36 @@ def build_probes(
     events: list[Event],
     states: dict[str, NamespaceState],
     source: str,
+    target: str,
     count: int,
     lost: int,
     send_errors: dict[int, str] | None = None,
     correlation: Correlation | None = None,
 ) -> list[ProbeTrace]:
-    """Events (time order) -> one ProbeTrace per injected packet."""
+    """Events (time order) -> one ProbeTrace per injected packet. Live runs and saved
+    bundles both come through here, so both give the same hops and verdicts."""
     by_probe: dict[int, dict[str, list[tuple[int, Event]]]] = defaultdict(lambda: defaultdict(list))
     for position, event in enumerate(events):
         by_probe[event.index][event.tag].append((position, event))
-    builder = HopBuilder(states)
-    judge = Judge(states, source, lost)
+    builder = HopBuilder(states, set(correlation.matched) if correlation else None)
+    judge = Judge(states, source, target, lost)
     probes = []
     for index in range(count):
         groups = by_probe.get(index, {})
         request = builder.build(index, "request", groups.get("request", []))
         origin = request.hops[0].time_ns if request.hops else None
-        reply = (
+        reply = judge.settle_reply(
             builder.build(index, "reply", groups["reply"], origin) if groups.get("reply") else None
         )
-        reply = judge.settle_reply(reply)
         errors = (
             [builder.build(index, "icmp_error", groups["icmp_error"], origin)]
             if groups.get("icmp_error")
             else []
         )
-        own = [
-            e
-            for _, e in groups.get("request", [])
-            + groups.get("reply", [])
-            + groups.get("icmp_error", [])
-        ]
-        verdict = judge.judge(request, reply, errors, own)
-        if not request.hops and send_errors and index in send_errors:
-            node = states[source].node if source in states else source
-            verdict = Verdict(
-                "dropped",
-                f"{node} could not send it: {send_errors[index]}",
-                where=node,
-                cause=f"the source's own stack refused the packet "
-                f"({send_errors[index]}); with DF set this is the path MTU it "
-                "has learned",
-                fix="send smaller packets, or clear DF",
-            )
-        if correlation is not None:
-            request, reply, errors = (
-                _mark_captured(s, events, correlation) for s in (request, reply, errors)
-            )
+        own = [e for group in groups.values() for _, e in group]
+        verdict = judge.judge(request, reply, errors, own, (send_errors or {}).get(index))
         probes.append(ProbeTrace(index, request, reply, errors, verdict))
     return probes
-
-
-def _mark_captured(series: Any, events: list[Event], correlation: Correlation) -> Any:
-    """Marks each device hop of a series (or a list of them) as seen by the capture or not."""
-    if series is None:
-        return None
-    if isinstance(series, list):
-        return [_mark_captured(s, events, correlation) for s in series]
-    hops = []
-    for hop in series.hops:
-        position = hop.events[0] if hop.events else None
-        device = position is not None and events[position].hook in ("dev_xmit", "dev_recv")
-        hops.append(replace(hop, captured=(position in correlation.matched) if device else None))
-    return replace(series, hops=hops)
 
 
 def _inode(namespace: str) -> int:

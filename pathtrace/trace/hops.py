@@ -16,7 +16,7 @@ from typing import Literal
 
 from pathtrace.events.event import Event
 from pathtrace.lab.firewall import LiveRule
-from pathtrace.trace.model import Hop, Packet, Series, Translation
+from pathtrace.trace.model import Direction, Hop, Packet, Series, Translation
 from pathtrace.trace.state import NamespaceState
 
 _CHAIN_OF_HOOK = {
@@ -36,8 +36,10 @@ def packet_of(event: Event) -> Packet:
 
 
 class HopBuilder:
-    def __init__(self, states: dict[str, NamespaceState]) -> None:
+    def __init__(self, states: dict[str, NamespaceState], captured: set[int] | None = None) -> None:
+        """``captured``: positions of the events a capture matched (None: no capture)."""
         self.states = states
+        self.captured = captured
 
     def node(self, namespace: str) -> str:
         state = self.states.get(namespace)
@@ -46,13 +48,13 @@ class HopBuilder:
     def build(
         self,
         index: int,
-        direction: str,
+        direction: Direction,
         events: Sequence[tuple[int, Event]],
         origin: int | None = None,
     ) -> Series:
         """``events``: (position in the run, event) of one packet and direction, in time
         order; offsets count from ``origin`` (the probe's first event) or the series' start."""
-        series = Series(index, direction)  # type: ignore[arg-type]
+        series = Series(index, direction)
         if not events:
             return series
         start = origin if origin is not None else events[0][1].time_ns
@@ -128,12 +130,19 @@ class HopBuilder:
                     translation=translation,
                     drop_reason=e.drop_reason if e.hook == "drop" else None,
                     events=(position,),
+                    captured=self._seen(position, e),
                 )
             )
             hooks_here = []
             last_time = e.time_ns
             previous = e
         return series
+
+    def _seen(self, position: int, e: Event) -> bool | None:
+        """Whether the capture saw this hop; None where no capture could (not a device)."""
+        if self.captured is None or e.hook not in ("dev_xmit", "dev_recv"):
+            return None
+        return position in self.captured
 
     def _bridge(self, namespace: str, ifname: str) -> str | None:
         state = self.states.get(namespace)

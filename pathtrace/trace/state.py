@@ -41,6 +41,10 @@ class RouteEntry:
     dev: str | None
     prefsrc: str | None
 
+    def describe(self) -> str:
+        via = f" via {self.gateway}" if self.gateway else ""
+        return f"{self.dst}{via}" + (f" dev {self.dev}" if self.dev else "")
+
     def network(self) -> IPv4Network:
         return IPv4Network("0.0.0.0/0" if self.dst == "default" else self.dst)
 

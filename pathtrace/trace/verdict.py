@@ -29,13 +29,16 @@ ICMP_ERRORS = {
 
 class Judge:
     def __init__(
-        self, states: dict[str, NamespaceState], source_namespace: str, lost_events: int
+        self,
+        states: dict[str, NamespaceState],
+        source_namespace: str,
+        target: str,
+        lost_events: int,
     ) -> None:
         self.states = states
-        self.source = source_namespace
-        self.source_node = (
-            states[source_namespace].node if source_namespace in states else source_namespace
-        )
+        self.source_state = states.get(source_namespace)
+        self.source_node = self.source_state.node if self.source_state else source_namespace
+        self.target = target
         self.lost_events = lost_events
 
     def settle_reply(self, reply: Series | None) -> Series | None:
@@ -43,10 +46,8 @@ class Judge:
         if reply is None:
             return None
         hops = list(reply.hops)
+        arrived = False
         for i, hop in enumerate(hops):
-            arrived = any(
-                h.node == self.source_node and h.action in ("cross", "receive") for h in hops[:i]
-            )
             if hop.action == "drop" and hop.node == self.source_node and arrived:
                 hops[i] = replace(
                     hop,
@@ -56,6 +57,9 @@ class Judge:
                         f"answer, so the kernel frees it: {hop.drop_reason})"
                     ),
                 )
+            arrived = arrived or (
+                hop.node == self.source_node and hop.action in ("cross", "receive")
+            )
         return replace(reply, hops=hops)
 
     def judge(
@@ -64,7 +68,11 @@ class Judge:
         reply: Series | None,
         errors: Sequence[Series],
         events: Sequence[Event],
+        send_error: str | None = None,
     ) -> Verdict:
+        """``send_error``: why the source's own stack refused to send the probe, if it did."""
+        if not request.hops:
+            return self._unsent(send_error)
         verdict = self._judge(request, reply, errors, events)
         if self.lost_events:
             verdict.confidence = (
@@ -86,14 +94,6 @@ class Judge:
         errors: Sequence[Series],
         events: Sequence[Event],
     ) -> Verdict:
-        if not request.hops:
-            return Verdict(
-                "lost",
-                f"never seen leaving {self.source_node}",
-                where=self.source_node,
-                cause="no hook saw the probe: it was not sent, or every event was lost",
-                fix="check `pathtrace doctor` and the source's routes",
-            )
         if self._reached_source(reply):
             assert reply is not None
             rst = any(e.tag == "reply" and e.tcp_flags and e.tcp_flags & 0x04 for e in events)
@@ -110,7 +110,7 @@ class Judge:
             rtt = (reply.hops[-1].time_ns - request.hops[0].time_ns) / 1000
             return Verdict("answered", f"answered by {responder} in {rtt:.0f} us", where=responder)
         for error in errors:
-            if self._reached_source(error) or error.hops:
+            if error.hops:
                 return self._icmp_error(error, events)
         for series in (request, reply):
             if series is None:
@@ -119,6 +119,45 @@ class Judge:
             if drop is not None:
                 return self._dropped(series, drop, events)
         return self._lost(request, reply)
+
+    def _unsent(self, send_error: str | None) -> Verdict:
+        """No hook saw the probe: the source did not send it, and the reason is here."""
+        node, state = self.source_node, self.source_state
+        if send_error is not None:
+            cause = f"the source's own stack refused the packet ({send_error})"
+            fix = "see the error: the source's routes, neighbours and firewall"
+            if "too long" in send_error.lower():  # EMSGSIZE
+                cause += (
+                    "; it is larger than the path MTU the source knows for the "
+                    "destination, and DF forbids fragmenting it"
+                )
+                fix = "send smaller packets, or clear DF"
+            return Verdict(
+                "dropped",
+                f"{node} could not send it: {send_error}",
+                where=node,
+                cause=cause,
+                fix=fix,
+            )
+        if state is not None and state.route_for(self.target) is None:
+            has_default = any(r.dst == "default" for r in state.routes)
+            routes = ", ".join(r.describe() for r in state.routes) or "none"
+            return Verdict(
+                "dropped",
+                f"{node} has no route to {self.target}",
+                where=node,
+                cause=f"{node} has no route to {self.target}"
+                + ("" if has_default else " (it has no default route)")
+                + f"; its routes: {routes}",
+                fix=f"add a route (a default route via the gateway) in {node} (pathtrace lab fix)",
+            )
+        return Verdict(
+            "lost",
+            f"never seen leaving {node}",
+            where=node,
+            cause="no hook saw the probe: it was not sent, or every event was lost",
+            fix="check `pathtrace doctor` and the source's routes",
+        )
 
     def _icmp_error(self, error: Series, events: Sequence[Event]) -> Verdict:
         first = next(e for e in events if e.tag == "icmp_error")

@@ -65,7 +65,7 @@ class PathtraceApp(App[None]):
         self.busy = False
         # What a run under way has seen so far (written by the worker, read by a timer).
         self.live_events: list[Event] = []
-        self.live_context: tuple[dict[str, NamespaceState], str, int] | None = None
+        self.live_context: tuple[dict[str, NamespaceState], str, str, int] | None = None
         self.live_shown = 0
 
     def compose(self) -> ComposeResult:
@@ -216,7 +216,7 @@ class PathtraceApp(App[None]):
             self.live_events, self.live_context, self.live_shown = [], None, 0
 
             def armed(states: dict[str, NamespaceState], source: str) -> None:
-                self.live_context = (states, source, options.count)
+                self.live_context = (states, source, str(options.target), options.count)
 
             run.on_armed = armed
             run.on_event = self.live_events.append
@@ -234,8 +234,8 @@ class PathtraceApp(App[None]):
         if len(events) == self.live_shown:
             return
         self.live_shown = len(events)
-        states, source, count = self.live_context
-        probes = build_probes(events, states, source, count, 0)
+        states, source, target, count = self.live_context
+        probes = build_probes(events, states, source, target, count, 0)
         self.query_one(HopTimeline).show(probes[min(self.probe_index, count - 1)])
         self.say(f"tracing: {len(events)} events so far")
 

@@ -289,3 +289,26 @@ def test_damaged_bundles_are_one_clear_line(saved: tuple[Path, str], tmp_path: P
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     missing = pathtrace("bundle", "show", str(tmp_path / "nothing-here"))
     assert missing.returncode == 8
+
+
+def test_unsent_probes_read_back_as_they_were_judged(
+    lab: topology.Topology, topology_file: Path, tmp_path: Path
+) -> None:
+    """No packet left the source, so no event exists: the verdict must come from the
+    saved state, not from the live run alone."""
+    scenarios.apply(lab, "no-default-route")
+    live = pathtrace(
+        "run",
+        "ping",
+        "8.8.8.8",
+        "-c",
+        "1",
+        "--topology",
+        str(topology_file),
+        "--save",
+        str(tmp_path / "unsent"),
+    )
+    assert live.returncode == 1 and "container1 has no route to 8.8.8.8" in live.stdout
+    shown = pathtrace("bundle", "show", str(tmp_path / "unsent"))
+    assert shown.returncode == 1
+    assert shown.stdout == live.stdout
