@@ -79,7 +79,9 @@ def _try_hooks() -> list[Any]:
     privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="pathtrace doctor")
     scratch = f"pt-doctor-{os.getpid()}"
     netns.create(scratch).close()
-    tracer = Tracer(run=0, namespaces=[scratch])
+    # Links into the scratch namespace even though it has no rules: the doctor
+    # must see the kernel accept a netfilter link, not only the program.
+    tracer = Tracer(run=0, namespaces=[scratch], netfilter_namespaces=[scratch])
     try:
         tracer.start()
         return list(tracer.statuses)

@@ -199,7 +199,12 @@ class Run:
         ctx = DecodeContext(namespaces=names)
         events: list[Event] = []
         self.progress("arming probes")
-        tracer = Tracer(run_id, namespaces, index_limit=self.options.count)
+        tracer = Tracer(
+            run_id,
+            namespaces,
+            index_limit=self.options.count,
+            netfilter_namespaces=[ns for ns in namespaces if states[ns].has_rules],
+        )
         sniffer = self._capture(states, run_id)
         with sniffer, tracer:
             importer.join()

@@ -142,11 +142,16 @@ class Tracer:
                     )
                 )
                 continue
-            self.statuses.append(
-                HookStatus(
-                    family.name, family.purpose, "used", mechanism.via, mechanism.attach_points
-                )
+            used = HookStatus(
+                family.name, family.purpose, "used", mechanism.via, mechanism.attach_points
             )
+            if mechanism.via == "netfilter":  # say where the links went, if anywhere
+                used.reason = (
+                    "in " + ", ".join(self.netfilter_namespaces)
+                    if self.netfilter_namespaces
+                    else "loaded, but no traced namespace has rules to link into"
+                )
+            self.statuses.append(used)
             self.statuses.extend(failures)  # what was tried first, and why not
             return
         self.statuses.extend(failures)
@@ -268,14 +273,10 @@ class Tracer:
 def has_rules(namespace: str) -> bool:
     """Whether ``namespace`` has any netfilter rules (nftables, or iptables-legacy)."""
     from pathtrace.lab import netns
+    from pathtrace.trace.state import legacy_tables
 
-    with netns.entered(namespace):
-        try:
-            with open("/proc/thread-self/net/ip_tables_names") as f:
-                if f.read().strip():
-                    return True
-        except OSError:
-            pass
+    if legacy_tables(namespace).strip():
+        return True
     result = netns.run(namespace, ["nft", "list", "tables"], check=False)
     return result.returncode != 0 or bool(result.stdout.strip())
 

@@ -58,6 +58,12 @@ class NamespaceState:
     neighbours: list[str] = field(default_factory=list)
     sysctls: dict[str, str] = field(default_factory=dict)
     ruleset: str = ""
+    legacy_tables: str = ""  # iptables-legacy tables, which nft does not list
+
+    @property
+    def has_rules(self) -> bool:
+        """Whether netfilter can translate or filter here (where netfilter links go)."""
+        return bool(self.ruleset.strip() or self.legacy_tables.strip())
 
     def link(self, name: str) -> Link | None:
         return next((link for link in self.links if link.name == name), None)
@@ -93,6 +99,7 @@ class NamespaceState:
             neighbours=list(data.get("neighbours", [])),
             sysctls=dict(data["sysctls"]),
             ruleset=data["ruleset"],
+            legacy_tables=data.get("legacy_tables", ""),
         )
 
 
@@ -149,4 +156,16 @@ def capture(namespace: str, node: str) -> NamespaceState:
             state.sysctls[key] = value
     result = netns.run(namespace, ["nft", "-a", "list", "ruleset"], check=False)
     state.ruleset = result.stdout if result.returncode == 0 else ""
+    state.legacy_tables = legacy_tables(namespace)
     return state
+
+
+def legacy_tables(namespace: str) -> str:
+    from pathtrace.lab import netns
+
+    with netns.entered(namespace):
+        try:
+            with open("/proc/thread-self/net/ip_tables_names") as f:
+                return f.read()
+        except OSError:
+            return ""

@@ -227,6 +227,9 @@ def test_doctor_reports_every_hook(lab: topology.Topology) -> None:
     assert families == {"device", "drop", "netfilter", "veth", "bridge", "nat"}
     assert all(h["state"] in ("used", "unavailable", "failed") for h in data["hooks"])
     assert data["btf"] is True and data["probes_built"] is True
+    # This kernel has netfilter links (KERNEL.md): the doctor really made one.
+    netfilter = next(h for h in data["hooks"] if h["family"] == "netfilter")
+    assert netfilter["state"] == "used" and "pt-doctor-" in netfilter["reason"]
     assert not [n for n in netns.names() if n.startswith("pt-doctor")]
 
 
