@@ -345,16 +345,20 @@ def _read_pcapng_frames(path: Path) -> list[bytes]:
     from scapy.utils import RawPcapNgReader
 
     # scapy logs its own warning about a damaged file; ours is the one line.
-    logging.getLogger("scapy").setLevel(logging.ERROR)
+    scapy_log = logging.getLogger("scapy")
+    level = scapy_log.level
+    scapy_log.setLevel(logging.ERROR)
     frames = []
-    # An open file, not a path: given a path, scapy tries gzip first and leaks a handle.
-    with open(path, "rb") as f:
-        try:
+    try:
+        # An open file, not a path: given a path, scapy tries gzip first and leaks a handle.
+        with open(path, "rb") as f:
             reader = RawPcapNgReader(f)  # type: ignore[arg-type]
             for data, _meta in reader:
                 frames.append(bytes(data))
-        except (Scapy_Exception, EOFError, ValueError, struct.error) as error:
-            raise BundleError(f"{path}: truncated or corrupt pcapng ({error})") from None
+    except (Scapy_Exception, EOFError, ValueError, struct.error) as error:
+        raise BundleError(f"{path}: truncated or corrupt pcapng ({error})") from None
+    finally:
+        scapy_log.setLevel(level)
     return frames
 
 

@@ -25,3 +25,26 @@ def assert_ordered_subset(events: Sequence[Event], patterns: Sequence[dict[str, 
             )
             raise AssertionError(f"pattern {n} not found in order: {pattern}\nevents:\n{seen}")
         at += 1
+
+
+def tshark_rows(pcapng: object) -> list[tuple[str, str]]:
+    """(interface name, packet comment) of every packet, as tshark reads the file."""
+    import subprocess
+
+    out = subprocess.run(
+        [
+            "tshark",
+            "-r",
+            str(pcapng),
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_name",
+            "-e",
+            "frame.comment",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [tuple(line.split("\t", 1)) for line in out.splitlines()]  # type: ignore[misc]

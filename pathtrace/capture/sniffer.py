@@ -51,7 +51,10 @@ class Capture:
         self._selector = selectors.DefaultSelector()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._keep: list[ctypes.Array[ctypes.c_char]] = []
+        # The filter, packed once; the kernel copies it into each socket.
+        self._code = ctypes.create_string_buffer(
+            b"".join(struct.pack("HBBI", *ins) for ins in program or [])
+        )
 
     def start(self) -> Capture:
         try:
@@ -80,10 +83,7 @@ class Capture:
 
     def _configure(self, sock: socket.socket, ifname: str) -> None:
         if self.program is not None:
-            code = b"".join(struct.pack("HBBI", *ins) for ins in self.program)
-            buf = ctypes.create_string_buffer(code, len(code))
-            self._keep.append(buf)
-            fprog = struct.pack("HL", len(self.program), ctypes.addressof(buf))
+            fprog = struct.pack("HL", len(self.program), ctypes.addressof(self._code))
             sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
@@ -99,7 +99,7 @@ class Capture:
         namespace, ifname = self._sockets[sock]
         while True:
             try:
-                data, ancillary, flags, address = sock.recvmsg(SNAPLEN, socket.CMSG_SPACE(16))
+                data, ancillary, _, address = sock.recvmsg(SNAPLEN, socket.CMSG_SPACE(16))
             except (BlockingIOError, OSError):
                 return
             time_ns = 0
@@ -108,10 +108,7 @@ class Capture:
                     seconds, nanos = struct.unpack("qq", cdata[:16])
                     time_ns = seconds * 1_000_000_000 + nanos
             direction = "out" if address[2] == PACKET_OUTGOING else "in"
-            wirelen = len(data)
-            self.packets.append(
-                Captured(namespace, ifname, direction, time_ns, wirelen, data[:SNAPLEN])
-            )
+            self.packets.append(Captured(namespace, ifname, direction, time_ns, len(data), data))
 
     def stop(self) -> None:
         self._stop.set()

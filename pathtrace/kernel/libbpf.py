@@ -245,6 +245,7 @@ class BpfObject:
                 buf = ctypes.create_string_buffer(self.LOG_SIZE)
                 self._log_bufs[prog.name] = buf
                 lib().bpf_program__set_log_buf(prog.ptr, buf, self.LOG_SIZE)
+        _messages.clear()  # so a failure quotes this object's messages only
         ctypes.set_errno(0)
         err = lib().bpf_object__load(self.ptr)
         if err:

@@ -37,6 +37,8 @@ def view(result: RunResult, hop: Hop, previous: Hop | None) -> PacketView:
     ]
     frame = frame_of(result, hop)
     if frame is not None:
+        # inet binds IP (and ICMP, UDP, TCP) under Ether: without it scapy shows Raw.
+        import scapy.layers.inet  # noqa: F401
         from scapy.layers.l2 import Ether
 
         lines = str(Ether(frame).show(dump=True)).splitlines()

@@ -18,6 +18,7 @@ from pathtrace.capture.filter import expression
 from pathtrace.lab import netns, scenarios, topology
 from pathtrace.run import Run, RunOptions
 from tests.conftest import pathtrace
+from tests.matchers import tshark_rows
 
 pytestmark = pytest.mark.root
 
@@ -138,23 +139,7 @@ def saved(lab: topology.Topology, topology_file: Path, tmp_path: Path) -> tuple[
 
 def test_bundle_opens_in_tshark_with_interface_names_and_comments(saved: tuple[Path, str]) -> None:
     folder, _ = saved
-    out = subprocess.run(
-        [
-            "tshark",
-            "-r",
-            str(folder / "trace.pcapng"),
-            "-T",
-            "fields",
-            "-e",
-            "frame.interface_name",
-            "-e",
-            "frame.comment",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rows = [line.split("\t") for line in out.splitlines()]
+    rows = tshark_rows(folder / "trace.pcapng")
     names = {r[0] for r in rows}
     assert {
         "container1/veth-cont1",

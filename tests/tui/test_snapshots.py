@@ -8,20 +8,30 @@ from typing import Any
 import pytest
 
 from pathtrace.tui import make_app
+from pathtrace.tui.widgets.packet_view import PacketView
 from pathtrace.tui.widgets.timeline import HopTimeline
+from pathtrace.tui.widgets.topology import TopologyPane
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "captures" / "examples"
 
 
 async def loaded(pilot: Any) -> None:
+    """Until every pane has its content: the timeline, the lab as saved, the packet."""
     app = pilot.app
-    for _ in range(200):
-        if app.query_one(HopTimeline).hops:
-            break
-        await pilot.pause(0.02)
     timeline = app.query_one(HopTimeline)
+    lab = app.query_one(TopologyPane)
+    for _ in range(500):
+        if timeline.hops and "as saved" in str(lab.root.label):
+            break
+        await pilot.pause(0.01)
     snat = next((i for i, h in enumerate(timeline.hops) if h.translation), 0)
     timeline.move_cursor(row=snat)
+    packet = app.query_one(PacketView)
+    for _ in range(500):
+        if timeline.hops[snat].text in str(packet.render()):
+            break
+        await pilot.pause(0.01)
+    await pilot.wait_for_scheduled_animations()
     await pilot.pause()
 
 

@@ -12,6 +12,7 @@ import pytest
 from pathtrace import bundle
 from pathtrace.report.diff import diff
 from pathtrace.report.text import render
+from tests.matchers import tshark_rows
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "captures" / "examples"
 
@@ -54,26 +55,28 @@ def test_cli_show_without_privileges() -> None:
 
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="no tshark")
 def test_tshark_reads_the_example() -> None:
-    out = subprocess.run(
-        [
-            "tshark",
-            "-r",
-            str(EXAMPLES / "tcp-dnat" / "trace.pcapng"),
-            "-T",
-            "fields",
-            "-e",
-            "frame.interface_name",
-            "-e",
-            "frame.comment",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert "wan/eth0\tprobe 0 request: wan sends on eth0" in out
+    rows = tshark_rows(EXAMPLES / "tcp-dnat" / "trace.pcapng")
+    assert ("wan/eth0", "probe 0 request: wan sends on eth0") in rows
+    out = "\n".join(comment for _, comment in rows)
     assert "after DNAT by rule dnat-8080" in out
 
 
 def test_a_folder_that_is_no_bundle(tmp_path: Path) -> None:
     with pytest.raises(bundle.BundleError, match="missing"):
         bundle.load(tmp_path)
+
+
+def test_packet_view_dissects_ip_in_a_fresh_process() -> None:
+    """Layers bound by scapy's inet module must not depend on what ran before."""
+    code = (
+        "from pathlib import Path\n"
+        "from pathtrace import bundle\n"
+        "from pathtrace.report.packet import view\n"
+        f"r, _ = bundle.load(Path({str(EXAMPLES / 'ping-answered')!r}))\n"
+        "hop = r.probes[0].request.hops[0]\n"
+        "print('\\n'.join(view(r, hop, None).lines))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "###[ IP ]###" in out and "###[ ICMP ]###" in out and "###[ Raw ]###" in out
