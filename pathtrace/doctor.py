@@ -81,7 +81,9 @@ def _try_hooks() -> list[Any]:
     netns.create(scratch).close()
     # Links into the scratch namespace even though it has no rules: the doctor
     # must see the kernel accept a netfilter link, not only the program.
-    tracer = Tracer(run=0, namespaces=[scratch], netfilter_namespaces=[scratch])
+    tracer = Tracer(
+        run=0, namespaces=[scratch], netfilter_namespaces=[scratch], ask_kernel_again=True
+    )
     try:
         tracer.start()
         return list(tracer.statuses)

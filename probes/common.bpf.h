@@ -262,6 +262,9 @@ struct pt_where {
 	__u8 via;
 	__u8 nf_hook;
 	__u8 final; /* the skb is being freed: stop following it */
+	/* Only skbs already followed: a hook every packet reaches after one that
+	 * reads tags costs untagged traffic a map read, not a header read. */
+	__u8 follow_only;
 };
 
 static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char *l3,
@@ -271,11 +274,19 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	__u64 key = (__u64)skb;
 	__u64 skb_id;
 	__u8 followed = 0;
-	int tagged = pt_parse(l3, &p);
 	struct pt_tracked *t = 0;
 	__u64 *live = pt_counter(PT_ID_LIVE);
 
-	if (tagged == 1 || (live && *live))
+	if (w->follow_only) {
+		if (!live || !*live)
+			return;
+		t = bpf_map_lookup_elem(&pt_tracked, &key);
+		if (!t)
+			return;
+	}
+	int tagged = pt_parse(l3, &p);
+
+	if (!w->follow_only && (tagged == 1 || (live && *live)))
 		t = bpf_map_lookup_elem(&pt_tracked, &key);
 	if (tagged == 1) {
 		if (t && t->run == p.run && t->index == p.index && t->kind == p.tag_kind) {

@@ -19,6 +19,7 @@ from pathtrace import privileges
 from pathtrace.errors import KernelUnsupported, ProbesMissing
 from pathtrace.kernel import hooks, libbpf, nflink
 from pathtrace.kernel.layout import EventLayout
+from pathtrace.kernel.refusals import Refusals
 
 SHARED_MAPS = ("pt_events", "pt_tracked", "pt_lost", "pt_ids")
 HOOK_COUNT = 12  # PT_HOOK_MAX
@@ -56,6 +57,8 @@ class Tracer:
         directory: Path | None = None,
         netfilter_namespaces: Sequence[str] | None = None,
         index_limit: int = 65536,
+        refusals: Refusals | None = None,
+        ask_kernel_again: bool = False,
     ) -> None:
         self.run = run & 0xFFFFFFFF
         self.namespaces = list(namespaces)
@@ -65,9 +68,13 @@ class Tracer:
         self.netfilter_namespaces = (
             list(netfilter_namespaces)
             if netfilter_namespaces is not None
-            else [n for n in namespaces if has_rules(n)]
+            else with_rules(namespaces)
         )
         self.index_limit = index_limit
+        # What this boot's kernel refused before is not asked again, unless told
+        # to (the doctor): the new answer then replaces the remembered one.
+        self.refusals = refusals or Refusals()
+        self.ask_kernel_again = ask_kernel_again
         self.family_names = list(families) if families else [f.name for f in hooks.FAMILIES]
         self.directory = directory or probes_dir()
         self.statuses: list[HookStatus] = []
@@ -102,6 +109,8 @@ class Tracer:
         except BaseException:
             self.stop()
             raise
+        finally:
+            self.refusals.save()
         self._thread = threading.Thread(target=self._poll, name="pathtrace-ring", daemon=True)
         self._thread.start()
         return self
@@ -115,36 +124,35 @@ class Tracer:
             )
         failures = []
         for mechanism in family.mechanisms:
+
+            def status(state: str, reason: str = "", m: hooks.Mechanism = mechanism) -> HookStatus:
+                return HookStatus(
+                    family.name, family.purpose, state, m.via, m.attach_points, reason
+                )
+
             reason = hooks.reason_unavailable(family, mechanism, facts)
             if reason:
+                failures.append(status("unavailable", reason))
+                continue
+            refused = None if self.ask_kernel_again else self.refusals.get(path, mechanism.via)
+            if refused:
                 failures.append(
-                    HookStatus(
-                        family.name,
-                        family.purpose,
-                        "unavailable",
-                        mechanism.via,
-                        mechanism.attach_points,
-                        reason,
+                    status(
+                        "failed", f"{refused} (earlier this boot; `pathtrace doctor` asks again)"
                     )
                 )
                 continue
             try:
                 self._load_and_attach(path, family, mechanism)
             except (libbpf.BpfError, OSError) as error:
-                failures.append(
-                    HookStatus(
-                        family.name,
-                        family.purpose,
-                        "failed",
-                        mechanism.via,
-                        mechanism.attach_points,
-                        _first_line(error),
-                    )
-                )
+                failures.append(status("failed", _first_line(error)))
+                # Only the kernel's own refusals at load or attach, never a link
+                # into a namespace (that one depends on the namespace).
+                if isinstance(error, libbpf.BpfError) and mechanism.via != "netfilter":
+                    self.refusals.remember(path, mechanism.via, failures[-1].reason, error.errno)
                 continue
-            used = HookStatus(
-                family.name, family.purpose, "used", mechanism.via, mechanism.attach_points
-            )
+            self.refusals.forget(path, mechanism.via)
+            used = status("used")
             if mechanism.via == "netfilter":  # say where the links went, if anywhere
                 used.reason = (
                     "in " + ", ".join(self.netfilter_namespaces)
@@ -270,15 +278,32 @@ class Tracer:
         return [s for s in self.statuses if s.state == "used"]
 
 
-def has_rules(namespace: str) -> bool:
-    """Whether ``namespace`` has any netfilter rules (nftables, or iptables-legacy)."""
+def with_rules(namespaces: Sequence[str]) -> list[str]:
+    """Those of ``namespaces`` with netfilter rules (nftables, or iptables-legacy).
+
+    The nft listings run side by side: one process each, ~7 ms apiece."""
+    import subprocess
+
     from pathtrace.lab import netns
     from pathtrace.trace.state import legacy_tables
 
-    if legacy_tables(namespace).strip():
-        return True
-    result = netns.run(namespace, ["nft", "list", "tables"], check=False)
-    return result.returncode != 0 or bool(result.stdout.strip())
+    legacy = {n for n in namespaces if legacy_tables(n).strip()}
+    listings = {
+        n: subprocess.Popen(
+            netns.command(n, ["nft", "list", "tables"]),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for n in namespaces
+        if n not in legacy
+    }
+    found = set(legacy)
+    for n, proc in listings.items():
+        out, _ = proc.communicate(timeout=30)
+        if proc.returncode != 0 or out.strip():
+            found.add(n)
+    return [n for n in namespaces if n in found]
 
 
 def _first_line(error: BaseException) -> str:

@@ -15,7 +15,9 @@ import pytest
 
 from pathtrace.errors import ProbesMissing
 from pathtrace.inject import send
+from pathtrace.kernel import libbpf
 from pathtrace.kernel.engine import Tracer, probes_dir
+from pathtrace.kernel.refusals import Refusals
 from pathtrace.lab import netns, topology
 from tests.conftest import pathtrace
 from tests.matchers import assert_ordered_subset
@@ -132,6 +134,30 @@ def test_bridge_forwarding_between_containers(traced: Session) -> None:
     assert not [e for e in events if e.ifname == "br0" and e.hook == "dev_recv"]
 
 
+def test_an_icmp_error_made_by_the_host_is_seen_from_its_output_hook(traced: Session) -> None:
+    # TTL 1: the host cannot forward it and answers with time exceeded, a new
+    # packet whose first hook is OUTPUT (the one netfilter hook that reads tags).
+    traced.send("container1", ping("8.8.8.8", ttl=1))
+    lab = traced.lab
+    c1, host = lab.namespace("container1"), lab.namespace("host")
+    events = traced.collect(
+        lambda evs: any(e.tag == "icmp_error" and e.namespace == c1 for e in evs)
+    )
+    assert_ordered_subset(
+        events,
+        [
+            {"hook": "dev_recv", "namespace": host, "ifname": "br0", "tag": "request"},
+            {"hook": "nf_before", "namespace": host, "nf_hook": "OUTPUT", "tag": "icmp_error"},
+            {"hook": "nf_after", "namespace": host, "nf_hook": "POSTROUTING", "tag": "icmp_error"},
+            {"hook": "dev_xmit", "namespace": host, "ifname": "veth-host1", "tag": "icmp_error"},
+            {"hook": "dev_recv", "namespace": c1, "ifname": "veth-cont1", "tag": "icmp_error"},
+        ],
+    )
+    # The host's own answer: time exceeded, quoting our request.
+    post = [e for e in events if e.nf_hook == "POSTROUTING" and e.tag == "icmp_error"]
+    assert post and all(e.icmp_type == 11 for e in post)
+
+
 def test_untagged_traffic_makes_no_events(traced: Session) -> None:
     c1 = traced.lab.namespace("container1")
     netns.run(c1, ["ping", "-c", "3", "-i", "0.01", "-W", "1", "192.168.100.3"])
@@ -182,6 +208,41 @@ def test_hooks_the_kernel_refuses_are_reported_and_the_rest_trace(traced: Sessio
         refused = [s for s in traced.tracer.statuses if s.family == family and s.state != "used"]
         if not used:  # this kernel (KERNEL.md): no kprobes, fentry refused
             assert refused and all(s.reason for s in refused)
+
+
+def test_a_hook_refused_this_boot_is_not_asked_again(
+    lab: topology.Topology, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "refusals.json"
+    namespaces = [lab.namespace("container1")]
+    with Tracer(1, namespaces, refusals=Refusals(store)) as first:
+        refused = {(s.family, s.via): s.reason for s in first.statuses if s.state == "failed"}
+        used = {s.family for s in first.used}
+    if not refused:
+        pytest.skip("this kernel refuses no hook")
+    opened: list[str] = []
+    real_init = libbpf.BpfObject.__init__
+
+    def spy(self: libbpf.BpfObject, path: str) -> None:
+        opened.append(Path(path).name)
+        real_init(self, path)
+
+    monkeypatch.setattr(libbpf.BpfObject, "__init__", spy)
+    with Tracer(2, namespaces, refusals=Refusals(store)) as second:
+        again = {(s.family, s.via): s.reason for s in second.statuses if s.state == "failed"}
+    assert again == {
+        k: f"{r} (earlier this boot; `pathtrace doctor` asks again)" for k, r in refused.items()
+    }
+    assert sorted(opened) == sorted(
+        f"{family}.bpf.o" for family in used
+    )  # nothing refused was loaded
+    # Asked again (as the doctor does), the kernel answers afresh and is believed.
+    opened.clear()
+    with Tracer(3, namespaces, refusals=Refusals(store), ask_kernel_again=True) as third:
+        assert {
+            (s.family, s.via): s.reason for s in third.statuses if s.state == "failed"
+        } == refused
+    assert len(opened) == len(used) + len({family for family, _ in refused})
 
 
 def test_missing_probe_objects_is_one_clear_error(lab: topology.Topology, tmp_path: Path) -> None:
