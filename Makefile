@@ -61,6 +61,7 @@ test-vm: setup
 bench: setup
 	$(PY) -m tests.bench.bench_lab_up
 	$(PY) -m tests.bench.bench_probes
+	$(PY) -m tests.bench.bench_traced_throughput
 	$(PY) -m tests.bench.bench_run
 	$(PY) -m tests.bench.bench_capture
 	$(PY) -m tests.bench.bench_tui

@@ -41,6 +41,7 @@ class HookStatus:
     via: str | None = None
     attach_points: tuple[str, ...] = ()
     reason: str = ""
+    probe_object: str = ""  # the object file used (*.compat.bpf.o: packet reads by helper)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,6 +123,9 @@ class Tracer:
                 f"probe object {path} is missing: run `make setup` (or "
                 "`make probes`) to build the probes"
             )
+        # Plain packet reads first; the helper-reading build where the kernel refuses them.
+        compat = self.directory / f"{family.name}.compat.bpf.o"
+        objects = [path, compat] if compat.exists() else [path]
         failures = []
         for mechanism in family.mechanisms:
 
@@ -134,31 +138,19 @@ class Tracer:
             if reason:
                 failures.append(status("unavailable", reason))
                 continue
-            refused = None if self.ask_kernel_again else self.refusals.get(path, mechanism.via)
-            if refused:
-                failures.append(
-                    status(
-                        "failed", f"{refused} (earlier this boot; `pathtrace doctor` asks again)"
-                    )
-                )
+            used_object, why = self._load_first(objects, family, mechanism)
+            if used_object is None:
+                failures.append(status("failed", why))
                 continue
-            try:
-                self._load_and_attach(path, family, mechanism)
-            except (libbpf.BpfError, OSError) as error:
-                failures.append(status("failed", _first_line(error)))
-                # Only the kernel's own refusals at load or attach, never a link
-                # into a namespace (that one depends on the namespace).
-                if isinstance(error, libbpf.BpfError) and mechanism.via != "netfilter":
-                    self.refusals.remember(path, mechanism.via, failures[-1].reason, error.errno)
-                continue
-            self.refusals.forget(path, mechanism.via)
-            used = status("used")
+            notes = [f"packet reads by helper calls, plain loads refused: {why}"] if why else []
             if mechanism.via == "netfilter":  # say where the links went, if anywhere
-                used.reason = (
+                notes.append(
                     "in " + ", ".join(self.netfilter_namespaces)
                     if self.netfilter_namespaces
                     else "loaded, but no traced namespace has rules to link into"
                 )
+            used = status("used", "; ".join(notes))
+            used.probe_object = used_object.name
             self.statuses.append(used)
             self.statuses.extend(failures)  # what was tried first, and why not
             return
@@ -169,6 +161,30 @@ class Tracer:
                 + "; ".join(f"{f.via}: {f.reason}" for f in failures)
                 + ")"
             )
+
+    def _load_first(
+        self, objects: list[Path], family: hooks.Family, mechanism: hooks.Mechanism
+    ) -> tuple[Path | None, str]:
+        """Loads and attaches the first of ``objects`` the kernel accepts for
+        ``mechanism``: that object (None if none) and the last refusal met."""
+        why = ""
+        for path in objects:
+            refused = None if self.ask_kernel_again else self.refusals.get(path, mechanism.via)
+            if refused:
+                why = f"{refused} (earlier this boot; `pathtrace doctor` asks again)"
+                continue
+            try:
+                self._load_and_attach(path, family, mechanism)
+            except (libbpf.BpfError, OSError) as error:
+                why = _first_line(error)
+                # The kernel's own refusals (libbpf load or attach) last; a link
+                # into a namespace (OSError) depends on the namespace.
+                if isinstance(error, libbpf.BpfError):
+                    self.refusals.remember(path, mechanism.via, why, error.errno)
+                continue
+            self.refusals.forget(path, mechanism.via)
+            return path, why
+        return None, why
 
     def _load_and_attach(
         self, path: Path, family: hooks.Family, mechanism: hooks.Mechanism

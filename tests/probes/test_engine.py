@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pathtrace.errors import ProbesMissing
-from pathtrace.inject import send
+from pathtrace.inject import send, tag
 from pathtrace.kernel import libbpf
 from pathtrace.kernel.engine import Tracer, probes_dir
 from pathtrace.kernel.refusals import Refusals
@@ -27,6 +27,29 @@ pytestmark = pytest.mark.root
 
 
 def test_tagged_ping_to_the_internet_hop_by_hop(traced: Session) -> None:
+    _ping_the_internet_hop_by_hop(traced)
+    states = {s.family: s for s in traced.tracer.used}
+    # This kernel (6.18) allows the read-only cast: packets are read with plain loads.
+    assert {states[f].probe_object for f in ("device", "drop", "netfilter")} == {
+        "device.bpf.o",
+        "drop.bpf.o",
+        "netfilter.bpf.o",
+    }
+
+
+def test_helper_reading_builds_see_the_same_hops(lab: topology.Topology, tmp_path: Path) -> None:
+    """What a kernel without the read-only cast runs (the VM's 6.1 does), here."""
+    for built in probes_dir().glob("*.bpf.o"):
+        if ".compat." not in built.name:
+            compat = built.with_name(built.name.replace(".bpf.o", ".compat.bpf.o"))
+            (tmp_path / built.name).symlink_to(compat if compat.exists() else built)
+    tracer = Tracer(tag.new_run(), [lab.namespace(n) for n in lab.nodes], directory=tmp_path)
+    with tracer:
+        _ping_the_internet_hop_by_hop(Session(lab, tracer))
+        assert {s.family for s in tracer.used} >= {"device", "drop", "netfilter"}
+
+
+def _ping_the_internet_hop_by_hop(traced: Session) -> None:
     # No sleep after arming: the first packet must be seen (the readiness barrier).
     traced.send("container1", ping("8.8.8.8"))
     lab = traced.lab
@@ -243,6 +266,24 @@ def test_a_hook_refused_this_boot_is_not_asked_again(
             (s.family, s.via): s.reason for s in third.statuses if s.state == "failed"
         } == refused
     assert len(opened) == len(used) + len({family for family, _ in refused})
+
+
+def test_a_kernel_without_btf_is_one_clear_error(lab: topology.Topology) -> None:
+    # No mock: a private mount namespace where /sys/kernel/btf is an empty tmpfs,
+    # so neither pathtrace nor libbpf finds the kernel's BTF.
+    hidden = 'mount -t tmpfs none /sys/kernel/btf && exec "$@"'
+    argv = ["unshare", "-m", "sh", "-c", hidden, "sh", sys.executable, "-m", "pathtrace"]
+    run = subprocess.run(
+        [*argv, "run", "ping", "8.8.8.8", "-c", "1", "--topology", str(lab.source)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 6, run.stderr
+    assert run.stderr.count("\n") == 1 and "BTF" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
+    doctor = subprocess.run([*argv, "doctor", "--json"], capture_output=True, text=True, timeout=60)
+    assert json.loads(doctor.stdout)["btf"] is False
 
 
 def test_missing_probe_objects_is_one_clear_error(lab: topology.Topology, tmp_path: Path) -> None:
