@@ -197,6 +197,7 @@ class Run:
             self.options.dont_fragment,
         )
         ctx = DecodeContext(namespaces=names)
+        ctx.prefetch_symbols()
         events: list[Event] = []
         self.progress("arming probes")
         tracer = Tracer(
@@ -213,23 +214,34 @@ class Run:
                 self.on_armed(states, source_name)
             self.progress(f"sending {len(packets)} {self.options.kind} probes")
             send_errors: dict[int, str] = {}
-            with send.Sender(source) as sender:
-                for i, packet in enumerate(packets):
-                    if i:
-                        time.sleep(self.options.interval)
-                    try:
-                        sender.send(packet, self.options.target)
-                    except OSError as error:  # the source's own stack refused it
-                        send_errors[i] = error.strerror or str(error)
-            deadline = time.monotonic() + self.options.timeout
-            while True:
+
+            def take_events() -> None:
                 assert tracer.layout is not None
                 for raw in tracer.drain():
                     event = decode(tracer.layout.unpack(raw), ctx)
                     events.append(event)
                     if self.on_event is not None:
                         self.on_event(event)
-                if self._complete(events, source_name) or time.monotonic() > deadline:
+
+            with send.Sender(source) as sender:
+                for i, packet in enumerate(packets):
+                    if i:
+                        time.sleep(self.options.interval)
+                        take_events()  # live views see hops while probes still go out
+                    try:
+                        sender.send(packet, self.options.target)
+                    except OSError as error:  # the source's own stack refused it
+                        send_errors[i] = error.strerror or str(error)
+            deadline = time.monotonic() + self.options.timeout
+            while True:
+                take_events()
+                if self._complete(events, source_name):
+                    # The last reply's own end (delivered, freed) comes just after
+                    # it is received: without it the last probe's path looks short.
+                    time.sleep(0.03)
+                    take_events()
+                    break
+                if time.monotonic() > deadline:
                     break
                 time.sleep(0.005)
             lost = {HOOKS.get(k, str(k)): v for k, v in tracer.lost().items()}

@@ -35,7 +35,7 @@ from pathtrace.kernel.engine import Tracer
 from pathtrace.lab import build, netns, topology
 from tests.bench.bench_probes import PREFIX, _lab
 
-INTERVAL, HOLD, MARGIN, CYCLES = 0.2, 1.0, 0.1, 40
+INTERVAL, HOLD, MARGIN, CYCLES = 0.2, 1.0, 0.1, 60
 PATHS = (
     ("container1 -> container2", "container2", "192.168.100.3"),
     ("container1 -> wan (NAT)", "wan", "8.8.8.8"),  # wan owns 8.8.8.8

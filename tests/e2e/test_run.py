@@ -325,3 +325,13 @@ def test_the_hosts_own_namespace_is_never_a_source(topology_file: Path) -> None:
     assert "host's own network namespace" in result.stderr
     with pytest.raises(Exception, match="host's own network namespace"):
         Run(RunOptions("ping", IPv4Address("10.0.0.1"), source="/proc/self/ns/net"), None).execute()
+
+
+def test_events_reach_live_views_while_probes_still_go_out(lab: topology.Topology) -> None:
+    run = Run(RunOptions("ping", IPv4Address("192.168.100.3"), count=20, interval=0.05), lab)
+    marks: dict[str, float] = {}
+    run.on_armed = lambda states, source: marks.setdefault("armed", time.monotonic())
+    run.on_event = lambda event: marks.setdefault("first event", time.monotonic())
+    assert run.execute().delivered
+    # 20 probes 50 ms apart take a second to send; the first hops come long before.
+    assert marks["first event"] - marks["armed"] < 0.5, marks
