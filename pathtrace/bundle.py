@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from pathtrace import __version__
-from pathtrace.capture.correlate import correlate
 from pathtrace.capture.sniffer import Captured
 from pathtrace.errors import PathtraceError
 from pathtrace.events.event import EVENT_FORMAT_VERSION, Event
-from pathtrace.run import RunOptions, RunResult, build_probes
+from pathtrace.run import RunOptions, RunResult, trace_probes
 from pathtrace.trace.model import Hop
 from pathtrace.trace.state import NamespaceState
 
@@ -259,21 +258,17 @@ def _load(path: Path) -> tuple[RunResult, dict[str, Any]]:
         options = RunOptions(**{**o, "target": IPv4Address(o["target"])})
         states = {ns: NamespaceState.from_json(s) for ns, s in state["namespaces"].items()}
         run_id = int(facts["run"], 16)
-        # As live: correlated whenever interfaces were captured, even if nothing came.
-        correlation = (
-            correlate(events, captures, run_id) if facts["capture"]["interfaces"] else None
-        )
-        lost = sum(facts["lost_events"].values())
         send_errors = {int(k): v for k, v in facts.get("send_errors", {}).items()}
-        probes = build_probes(
+        probes, correlation = trace_probes(
             events,
+            captures if facts["capture"]["interfaces"] else None,
+            run_id,
             states,
             facts["source_namespace"],
             str(options.target),
             options.count,
-            lost,
+            sum(facts["lost_events"].values()),
             send_errors,
-            correlation,
         )
         result = RunResult(
             options=options,

@@ -248,16 +248,16 @@ class Run:
             hooks = [s.to_json() for s in tracer.statuses]
         events.sort(key=lambda e: e.time_ns)
         captures = sorted(sniffer.packets, key=lambda c: c.time_ns)
-        correlation = correlate(events, captures, run_id) if sniffer.interfaces else None
-        probes = build_probes(
+        probes, correlation = trace_probes(
             events,
+            captures if sniffer.interfaces else None,
+            run_id,
             states,
             source_name,
             str(self.options.target),
             self.options.count,
             sum(lost.values()),
             send_errors,
-            correlation,
         )
         return self._result(
             run_id,
@@ -346,6 +346,25 @@ class Run:
             if node is not None:
                 return node
         return namespace
+
+
+def trace_probes(
+    events: list[Event],
+    captures: list[Captured] | None,
+    run_id: int,
+    states: dict[str, NamespaceState],
+    source: str,
+    target: str,
+    count: int,
+    lost: int,
+    send_errors: dict[int, str],
+) -> tuple[list[ProbeTrace], Correlation | None]:
+    """A finished run's probes, and its events matched to its captures. ``captures``
+    is None when nothing was captured; an empty list (interfaces captured, no
+    packet came) is still correlated. Live runs and bundles both come here."""
+    correlation = correlate(events, captures, run_id) if captures is not None else None
+    probes = build_probes(events, states, source, target, count, lost, send_errors, correlation)
+    return probes, correlation
 
 
 def build_probes(

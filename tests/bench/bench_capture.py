@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import statistics
 import subprocess
-import sys
 import time
 
 from pathtrace.capture.filter import compile_filter, expression
 from pathtrace.capture.sniffer import Capture
 from pathtrace.lab import build, netns
-from tests.bench.bench_probes import SENDER, _iperf, _lab
+from tests.bench.common import PREFIX, iperf, lab, tagged_burst
 
 PATH_INTERFACES = [
     ("container1", "veth-cont1"),
@@ -31,19 +30,12 @@ PATH_INTERFACES = [
 
 def bursts(topo) -> None:  # type: ignore[no-untyped-def]
     interfaces = [(topo.namespace(n), i) for n, i in PATH_INTERFACES]
-    c1 = topo.namespace("container1")
     print("bursts of tagged pings container1 -> container2, 1 s each, the run's capture")
     for rate in (2000, 5000, 10000, 20000, 30000):
         run = rate
         with Capture(interfaces, compile_filter(expression(run))) as capture:
-            out = subprocess.run(
-                netns.command(c1, [sys.executable, "-c", SENDER, c1, str(run), str(rate), "1"]),
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.split()
+            sent, seconds = tagged_burst(topo, run, rate)
             time.sleep(0.3)
-        sent, seconds = int(out[0]), float(out[1])
         expected = sent * 2 * len(interfaces)  # request and reply on each interface
         print(
             f"  {sent / seconds:7.0f} probes/s: captured {len(capture.packets)} of "
@@ -61,7 +53,7 @@ def throughput(topo, pairs: int = 5) -> None:  # type: ignore[no-untyped-def]
     ):
         ratios = []
         for _ in range(pairs):
-            off = _iperf(topo, "container2", "192.168.100.3")
+            off = iperf(topo, "container2", "192.168.100.3")
             if label.startswith("tcpdump"):
                 dumps = [
                     netns.popen(
@@ -78,14 +70,14 @@ def throughput(topo, pairs: int = 5) -> None:  # type: ignore[no-untyped-def]
                     for line in d.stderr:
                         if "listening" in line:
                             break
-                on = _iperf(topo, "container2", "192.168.100.3")
+                on = iperf(topo, "container2", "192.168.100.3")
                 for d in dumps:
                     d.terminate()
                     d.communicate()
             else:
                 keep = program if "run filter" in label else None
                 with Capture(interfaces, keep) as capture:
-                    on = _iperf(topo, "container2", "192.168.100.3")
+                    on = iperf(topo, "container2", "192.168.100.3")
                 drops = capture.drops
             ratios.append(on / off)
         extra = f", capture drops in the last pair {drops}" if not label.startswith("tcp") else ""
@@ -96,12 +88,12 @@ def throughput(topo, pairs: int = 5) -> None:  # type: ignore[no-untyped-def]
 
 
 def main() -> int:
-    topo = _lab()
+    topo = lab()
     try:
         bursts(topo)
         throughput(topo)
     finally:
-        build.down(None, prefix="ptbp-")
+        build.down(None, prefix=PREFIX)
     return 0
 
 

@@ -18,17 +18,10 @@ import tempfile
 import time
 
 from pathtrace.kernel.engine import Tracer
-from pathtrace.lab import build, netns, topology
+from pathtrace.lab import build, topology
+from tests.bench.common import PREFIX, lab, tagged_burst
 
-PREFIX = "ptbp-"
 ROUNDS = 5
-
-
-def _lab() -> topology.Topology:
-    text = topology.reference_text().replace('prefix = "pt-"', f'prefix = "{PREFIX}"', 1)
-    topo = topology.parse(text)
-    build.up(topo, text)
-    return topo
 
 
 def arm_time(topo: topology.Topology) -> None:
@@ -84,30 +77,8 @@ def _until_armed(argv: list[str]) -> float:
     return elapsed
 
 
-SENDER = """
-import sys, time
-from ipaddress import IPv4Address
-from pathtrace.inject import send
-ns, run, rate, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-dst = IPv4Address("192.168.100.3")
-src = send.source_address(ns, dst)
-probe = send.Probe("ping", dst)
-count = int(rate * seconds)
-packets = [send.build(probe, src, run, i) for i in range(count)]
-with send.Sender(ns) as s:
-    start = time.perf_counter()
-    for i, p in enumerate(packets):
-        due = start + i / rate
-        while time.perf_counter() < due:
-            pass
-        s.send(p, dst)
-print(count, time.perf_counter() - start, flush=True)
-"""
-
-
 def event_rate(topo: topology.Topology) -> None:
     namespaces = [topo.namespace(n) for n in topo.nodes]
-    c1 = topo.namespace("container1")
     best = 0.0
     print("event rate delivered to Python (tagged pings container1 -> container2, 1 s each)")
     for rate in (2000, 5000, 10000, 15000, 20000, 30000):
@@ -120,13 +91,7 @@ def event_rate(topo: topology.Topology) -> None:
 
         tracer.on_record = count
         with tracer:
-            out = subprocess.run(
-                netns.command(c1, [sys.executable, "-c", SENDER, c1, str(rate), str(rate), "1"]),
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.split()
-            sent, seconds = int(out[0]), float(out[1])
+            sent, seconds = tagged_burst(topo, rate, rate)
             time.sleep(0.3)
             lost = sum(tracer.lost().values())
         events_per_s = received / seconds
@@ -146,7 +111,7 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown part(s) {', '.join(sorted(unknown))}; choose from {', '.join(parts)}")
         return 2
-    topo = _lab()
+    topo = lab()
     try:
         for name in chosen:
             parts[name](topo)

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathtrace.kernel import libbpf
 from pathtrace.kernel.engine import Tracer
 from pathtrace.lab import build, netns, topology
-from tests.bench.bench_probes import PREFIX, _lab
+from tests.bench.common import PREFIX, lab
 
 INTERVAL, HOLD, MARGIN, CYCLES = 0.2, 1.0, 0.1, 60
 PATHS = (
@@ -212,7 +212,7 @@ def probes_share(
 
 def main() -> int:
     os.sched_setaffinity(0, {1})  # iperf3 has CPU 0
-    topo = _lab()
+    topo = lab()
     try:
         throughput(topo)
     finally:

@@ -110,6 +110,11 @@ def key_latency() -> None:
     )
 
 
-if __name__ == "__main__":
+def main() -> int:
     open_time()
     key_latency()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

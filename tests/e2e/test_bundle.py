@@ -131,12 +131,27 @@ def test_capture_matches_tcpdump_on_every_interface(
         assert result.correlation.captures_without_event == []
 
 
+def _ping_and_save(
+    topology_file: Path, folder: Path, count: int = 1
+) -> subprocess.CompletedProcess[str]:
+    """`pathtrace run ping 8.8.8.8` on the test lab, saved as a bundle in ``folder``."""
+    return pathtrace(
+        "run",
+        "ping",
+        "8.8.8.8",
+        "-c",
+        str(count),
+        "--topology",
+        str(topology_file),
+        "--save",
+        str(folder),
+    )
+
+
 @pytest.fixture
 def saved(lab: topology.Topology, topology_file: Path, tmp_path: Path) -> tuple[Path, str]:
     folder = tmp_path / "b"
-    live = pathtrace(
-        "run", "ping", "8.8.8.8", "-c", "2", "--topology", str(topology_file), "--save", str(folder)
-    )
+    live = _ping_and_save(topology_file, folder, count=2)
     assert live.returncode == 0, live.stderr
     return folder, live.stdout
 
@@ -216,30 +231,10 @@ def test_bundle_diff_before_and_after_fix(
     lab: topology.Topology, topology_file: Path, tmp_path: Path
 ) -> None:
     scenarios.apply(lab, "forward-drop")
-    broken = pathtrace(
-        "run",
-        "ping",
-        "8.8.8.8",
-        "-c",
-        "1",
-        "--topology",
-        str(topology_file),
-        "--save",
-        str(tmp_path / "broken"),
-    )
+    broken = _ping_and_save(topology_file, tmp_path / "broken")
     assert broken.returncode == 1
     assert pathtrace("lab", "fix", "--topology", str(topology_file)).returncode == 0
-    fixed = pathtrace(
-        "run",
-        "ping",
-        "8.8.8.8",
-        "-c",
-        "1",
-        "--topology",
-        str(topology_file),
-        "--save",
-        str(tmp_path / "fixed"),
-    )
+    fixed = _ping_and_save(topology_file, tmp_path / "fixed")
     assert fixed.returncode == 0
     diff = pathtrace("bundle", "diff", str(tmp_path / "broken"), str(tmp_path / "fixed"))
     assert diff.returncode == 0
@@ -286,17 +281,7 @@ def test_unsent_probes_read_back_as_they_were_judged(
     """No packet left the source, so no event exists: the verdict must come from the
     saved state, not from the live run alone."""
     scenarios.apply(lab, "no-default-route")
-    live = pathtrace(
-        "run",
-        "ping",
-        "8.8.8.8",
-        "-c",
-        "1",
-        "--topology",
-        str(topology_file),
-        "--save",
-        str(tmp_path / "unsent"),
-    )
+    live = _ping_and_save(topology_file, tmp_path / "unsent")
     assert live.returncode == 1 and "container1 has no route to 8.8.8.8" in live.stdout
     shown = pathtrace("bundle", "show", str(tmp_path / "unsent"))
     assert shown.returncode == 1
