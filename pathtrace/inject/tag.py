@@ -30,13 +30,3 @@ def tcp_isn(run: int, index: int) -> int:
     if not 0 <= index <= 0xFFFF:
         raise ValueError("a TCP probe index fits in 16 bits")
     return (run & 0xFFFF) << 16 | index
-
-
-def parse_payload(data: bytes) -> tuple[int, int, bool] | None:
-    """(run, index, is_reply) of a tagged payload, or None."""
-    if len(data) < TAG_SIZE:
-        return None
-    magic, run, index = struct.unpack(">III", data[:TAG_SIZE])
-    if magic not in (MAGIC, MAGIC_REPLY):
-        return None
-    return run, index, magic == MAGIC_REPLY

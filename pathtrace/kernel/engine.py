@@ -271,11 +271,6 @@ class Tracer:
         while not self._stopping.is_set():
             self._ring.poll(50)
 
-    def flush(self) -> None:
-        """Takes in what the kernel has written so far (call before `drain` to be sure)."""
-        if self._ring is not None and self._thread is None:
-            self._ring.consume()
-
     def drain(self) -> list[bytes]:
         """The raw records received since the last drain."""
         with self._lock:

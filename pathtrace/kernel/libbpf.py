@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 from pathtrace.errors import EnvironmentProblem
 
-BTF_KIND_INT, BTF_KIND_ARRAY, BTF_KIND_STRUCT, BTF_KIND_ENUM = 1, 3, 4, 6
-BTF_KIND_TYPEDEF, BTF_KIND_FUNC, BTF_KIND_VAR = 8, 12, 14
+BTF_KIND_STRUCT, BTF_KIND_ENUM, BTF_KIND_TYPEDEF, BTF_KIND_FUNC = 4, 6, 8, 12
 BTF_KIND_DATASEC, BTF_KIND_ENUM64 = 15, 19
 
 _vp = ctypes.c_void_p

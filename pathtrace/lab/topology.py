@@ -144,13 +144,6 @@ class Topology:
                 pairs.append((iface, other))
         return pairs
 
-    def find_address(self, address: IPv4Address) -> Interface | None:
-        for node in self.nodes.values():
-            for iface in node.interfaces.values():
-                if any(a.ip == address for a in iface.addresses):
-                    return iface
-        return None
-
 
 def reference_text() -> str:
     return (Path(__file__).parent / "reference.toml").read_text()
