@@ -196,8 +196,6 @@ class Run:
             self.options.ttl,
             self.options.dont_fragment,
         )
-        ctx = DecodeContext(namespaces=names)
-        ctx.prefetch_symbols()
         events: list[Event] = []
         self.progress("arming probes")
         tracer = Tracer(
@@ -208,6 +206,9 @@ class Run:
         )
         sniffer = self._capture(states, run_id)
         with sniffer, tracer:
+            assert tracer.facts is not None
+            ctx = DecodeContext(namespaces=names, drop_reasons=tracer.facts.drop_reasons)
+            ctx.prefetch_symbols()
             importer.join()
             packets = [send.build(probe, src, run_id, i) for i in range(self.options.count)]
             if self.on_armed is not None:

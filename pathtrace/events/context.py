@@ -48,10 +48,15 @@ class KernelClock:
 
 class DecodeContext:
     def __init__(
-        self, clock: KernelClock | None = None, namespaces: dict[int, str] | None = None
+        self,
+        clock: KernelClock | None = None,
+        namespaces: dict[int, str] | None = None,
+        drop_reasons: dict[int, str] | None = None,
     ) -> None:
         self.clock = clock or KernelClock()
         self.namespaces = namespaces if namespaces is not None else namespace_names()
+        if drop_reasons is not None:  # the tracer has them (KernelFacts): no second read
+            self._drop_reasons = drop_reasons
 
     def namespace_name(self, inode: int) -> str:
         if inode not in self.namespaces:

@@ -80,6 +80,7 @@ class Tracer:
         self.directory = directory or probes_dir()
         self.statuses: list[HookStatus] = []
         self.layout: EventLayout | None = None
+        self.facts: hooks.KernelFacts | None = None  # read by start()
         self._objects: list[libbpf.BpfObject] = []
         self._links: list[libbpf.Link] = []
         self._nf_fds: list[int] = []
@@ -95,7 +96,7 @@ class Tracer:
 
     def start(self) -> Tracer:
         privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="tracing")
-        facts = hooks.KernelFacts.read()
+        self.facts = facts = hooks.KernelFacts.read()
         if not facts.btf:
             raise KernelUnsupported(
                 "this kernel has no BTF (/sys/kernel/btf/vmlinux): build it with "

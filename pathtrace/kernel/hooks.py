@@ -126,6 +126,7 @@ class KernelFacts:
     config: dict[str, str]
     symbols: set[str] = field(default_factory=set)
     btf_types: dict[str, bool] = field(default_factory=dict)
+    drop_reasons: dict[int, str] = field(default_factory=dict)  # enum skb_drop_reason
 
     @classmethod
     def read(cls) -> KernelFacts:
@@ -141,6 +142,7 @@ class KernelFacts:
             pass
         symbols: set[str] = set()
         btf_types: dict[str, bool] = {}
+        drop_reasons: dict[int, str] = {}
         has_btf = os.path.exists(KernelBtf.PATH)
         if has_btf:
             kbtf = KernelBtf()
@@ -160,9 +162,14 @@ class KernelFacts:
                 btf_types["BPF_NETFILTER"] = (
                     "BPF_NETFILTER" in kbtf.enum("bpf_attach_type").values()
                 )
+                # Read here, where the kernel's BTF is open anyway, for the decoder.
+                drop_reasons = {
+                    value: name.removeprefix("SKB_DROP_REASON_")
+                    for value, name in kbtf.enum("skb_drop_reason").items()
+                }
             finally:
                 kbtf.close()
-        return cls(release, has_btf, config, symbols, btf_types)
+        return cls(release, has_btf, config, symbols, btf_types, drop_reasons)
 
     def configured(self, option: str) -> bool | None:
         """True or False when /proc/config.gz says; None when the kernel does not say."""
