@@ -148,7 +148,7 @@ def _facts(result: RunResult) -> dict[str, Any]:
 
 def _conntrack(result: RunResult) -> dict[str, list[str]]:
     """Each namespace's conntrack entries that involve the run's addresses."""
-    from pathtrace.lab import netns
+    from pathtrace.system import netns
 
     addresses = {e.src for e in result.events} | {e.dst for e in result.events}
     entries: dict[str, list[str]] = {}

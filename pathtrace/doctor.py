@@ -74,7 +74,7 @@ def diagnose() -> Diagnosis:
 
 def _try_hooks() -> list[Any]:
     from pathtrace.kernel.engine import Tracer
-    from pathtrace.lab import netns
+    from pathtrace.system import netns
 
     privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="pathtrace doctor")
     scratch = f"pt-doctor-{os.getpid()}"

@@ -23,8 +23,9 @@ from pathtrace.errors import UsageError
 from pathtrace.events.context import DecodeContext, namespace_names
 from pathtrace.events.event import HOOKS, Event, decode
 from pathtrace.inject import send, tag
-from pathtrace.lab import netns, record
+from pathtrace.lab import record
 from pathtrace.lab.topology import Topology
+from pathtrace.system import netns
 from pathtrace.trace.hops import HopBuilder
 from pathtrace.trace.model import ProbeTrace
 from pathtrace.trace.state import NamespaceState, capture

@@ -18,7 +18,8 @@ import pytest
 
 from pathtrace.inject import tag
 from pathtrace.kernel.engine import Tracer
-from pathtrace.lab import build, netns, topology
+from pathtrace.lab import build, topology
+from pathtrace.system import netns
 from tests.rootns import snapshot
 from tests.tracing import Session
 

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pathtrace.lab import netns
+from pathtrace.system import netns
 
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26

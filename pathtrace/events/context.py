@@ -125,7 +125,7 @@ class KernelSymbols:
 
 def namespace_names() -> dict[int, str]:
     """Inode -> name of every named namespace, and of the root namespace."""
-    from pathtrace.lab import netns
+    from pathtrace.system import netns
 
     names = {netns.root_inode(): "root"}
     for name in netns.names():

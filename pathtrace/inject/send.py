@@ -14,7 +14,7 @@ from ipaddress import IPv4Address
 from typing import Any, Literal
 
 from pathtrace.inject import tag
-from pathtrace.lab import netns
+from pathtrace.system import netns
 
 Kind = Literal["ping", "udp", "tcp"]
 

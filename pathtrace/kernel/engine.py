@@ -296,7 +296,7 @@ def with_rules(namespaces: Sequence[str]) -> list[str]:
     The nft listings run side by side: one process each, ~7 ms apiece."""
     import subprocess
 
-    from pathtrace.lab import netns
+    from pathtrace.system import netns
     from pathtrace.trace.state import legacy_tables
 
     legacy = {n for n in namespaces if legacy_tables(n).strip()}

@@ -13,6 +13,7 @@ import ctypes.util
 import errno
 import os
 import platform
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -102,9 +103,17 @@ def _collect(level: int, fmt: bytes | None, args: int | None) -> int:
 
 
 _print_fn = _PrintFn(_collect)
+_lib_lock = threading.Lock()
 
 
 def lib() -> ctypes.CDLL:
+    if _lib is not None:
+        return _lib
+    with _lib_lock:  # the print callback is process-wide: set it once
+        return _load()
+
+
+def _load() -> ctypes.CDLL:
     global _lib
     if _lib is None:
         name = ctypes.util.find_library("bpf") or "libbpf.so.1"

@@ -11,7 +11,7 @@ import ctypes
 import os
 import struct
 
-from pathtrace.lab import netns
+from pathtrace.system import netns
 
 BPF_PROG_TYPE_NETFILTER = 32
 BPF_NETFILTER = 45

@@ -18,8 +18,9 @@ from typing import Any
 
 from pathtrace import privileges
 from pathtrace.errors import ConflictError
-from pathtrace.lab import firewall, netns, record
+from pathtrace.lab import firewall, record
 from pathtrace.lab.topology import Interface, Node, Route, Topology, reference_text
+from pathtrace.system import netns
 
 # Every lab namespace runs IPv4 only: IPv6 autoconfiguration would put router
 # solicitations and DAD probes on every link, noise in each trace and capture.
@@ -55,6 +56,7 @@ def up(
     text = topology_text if topology_text is not None else reference_text()
     wanted = [topology.namespace(n) for n in topology.nodes]
     previous = record.read_record(topology.prefix)
+    record.require_separate(wanted)  # fail closed, before the first change
     _check_conflicts(topology, wanted, previous, text)
 
     result = UpResult()
@@ -70,9 +72,12 @@ def up(
                 progress(f"creating namespace {ns}")
                 sockets[node.name] = netns.create(ns)
                 result.created_namespaces.append(ns)
+            netns.require_not_host(ns)  # the socket was opened in it: check before marking
             record.set_mark(sockets[node.name], topology.prefix)
             for key, value in BASELINE_SYSCTLS.items():
                 _ensure_sysctl(ns, key, value, result)
+        # Links are deleted and changed only in namespaces this lab made and marked.
+        record.require_marked(wanted, topology.prefix)
         _Converger(topology, sockets, result, progress).run()
     finally:
         for ipr in sockets.values():
@@ -397,6 +402,8 @@ def down(
         candidates.update(previous.namespaces)
     # Marked namespaces whose record was lost.
     candidates.update(n for n in netns.names() if n.startswith(prefix))
+    # A lab file bound to the host would make "remove the lab" end host processes.
+    record.require_separate(sorted(candidates))
     result = DownResult()
     for ns in sorted(candidates):
         if not netns.exists(ns):

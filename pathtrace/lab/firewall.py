@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 
 from pathtrace.errors import EnvironmentProblem
-from pathtrace.lab import netns
 from pathtrace.lab.topology import CHAIN_HOOKS, Node
+from pathtrace.system import netns
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,7 @@ def render(node: Node) -> str:
 
 
 def apply(namespace: str, script: str) -> None:
+    netns.require_not_host(namespace)  # the lab's rules never go into the host
     result = netns.run(namespace, ["nft", "-f", "-"], input=script, check=False)
     if result.returncode != 0:
         raise EnvironmentProblem(

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pathtrace.lab import netns
+from pathtrace.errors import ConflictError
+from pathtrace.system import netns
 
 RECORD_DIR = Path("/run/pathtrace/labs")
 MARK = "pathtrace lab "
@@ -99,3 +101,37 @@ def is_ours(namespace: str, prefix: str, record: LabRecord | None) -> bool:
         return True
     # Made by an `up` that died before marking it: the record names it.
     return record is not None and namespace in record.namespaces and not mark
+
+
+def require_separate(namespaces: Iterable[str]) -> dict[str, int]:
+    """Fails closed unless each existing namespace is apart from the host and the others.
+
+    Checked before the lab changes anything: a namespace file bound to the
+    host's namespace (or two lab nodes bound to one namespace) would turn "build
+    the lab" into "rewire the machine". Returns each existing namespace's inode.
+    """
+    seen: dict[int, str] = {}
+    for ns in namespaces:
+        if not netns.exists(ns):
+            continue
+        number = netns.require_not_host(ns)
+        if number in seen:
+            raise ConflictError(
+                f"{netns.path(ns)} and {netns.path(seen[number])} are one namespace "
+                f"(net:[{number}]); pathtrace changed nothing. Run `pathtrace lab down` "
+                "(or remove those files) and try again"
+            )
+        seen[number] = ns
+    return {ns: number for number, ns in seen.items()}
+
+
+def require_marked(namespaces: Iterable[str], prefix: str) -> None:
+    """Every namespace apart (above) and carrying this lab's mark: safe to change."""
+    wanted = list(namespaces)
+    require_separate(wanted)
+    for ns in wanted:
+        if mark_of(ns) != MARK + prefix:
+            raise ConflictError(
+                f"namespace {ns} does not carry the mark of lab {prefix!r}; "
+                "pathtrace changes nothing in it. Run `pathtrace lab up` first"
+            )

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pathtrace.errors import UsageError
-from pathtrace.lab import firewall, netns
+from pathtrace.lab import firewall, record
 from pathtrace.lab.topology import Topology
+from pathtrace.system import netns
 
 
 @dataclass(frozen=True)
@@ -192,5 +193,6 @@ def apply(topo: Topology, name: str) -> Scenario:
     missing = [n for n in topo.nodes if not netns.exists(topo.namespace(n))]
     if missing:
         raise UsageError("the lab is not up: run `pathtrace lab up` first")
+    record.require_marked([topo.namespace(n) for n in topo.nodes], topo.prefix)
     scenario.apply(topo)
     return scenario

@@ -7,9 +7,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pathtrace import privileges
-from pathtrace.lab import firewall, netns, record
+from pathtrace.lab import firewall, record
 from pathtrace.lab.build import BASELINE_SYSCTLS, DEFAULT_MTU, gateway_routes, live_route
 from pathtrace.lab.topology import Node, Topology
+from pathtrace.system import netns
 
 STATUS_SCHEMA_VERSION = 1
 

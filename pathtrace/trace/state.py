@@ -104,7 +104,7 @@ class NamespaceState:
 
 
 def capture(namespace: str, node: str) -> NamespaceState:
-    from pathtrace.lab import netns
+    from pathtrace.system import netns
 
     state = NamespaceState(namespace, node)
     ipr = netns.iproute(namespace)
@@ -161,7 +161,7 @@ def capture(namespace: str, node: str) -> NamespaceState:
 
 
 def legacy_tables(namespace: str) -> str:
-    from pathtrace.lab import netns
+    from pathtrace.system import netns
 
     with netns.entered(namespace):
         try:

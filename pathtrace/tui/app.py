@@ -6,6 +6,7 @@ that post messages; the screen never waits on the kernel.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from textual import work
@@ -13,6 +14,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Static
+from textual.worker import Worker, WorkerState
 
 from pathtrace.errors import PathtraceError
 from pathtrace.events.event import Event
@@ -27,6 +29,8 @@ from pathtrace.tui.widgets.packet_view import ExplainView, PacketView
 from pathtrace.tui.widgets.probe_form import ProbeForm
 from pathtrace.tui.widgets.timeline import HopTimeline
 from pathtrace.tui.widgets.topology import TopologyPane
+
+SAID_FOR = 3.0  # seconds a message stays before live progress may replace it
 
 
 class PathtraceApp(App[None]):
@@ -63,6 +67,8 @@ class PathtraceApp(App[None]):
         self.result: RunResult | None = None
         self.probe_index = 0
         self.busy = False
+        self.lab_busy: str | None = None  # the lab job under way, if any
+        self.said_at = float("-inf")
         # What a run under way has seen so far (written by the worker, read by a timer).
         self.live_events: list[Event] = []
         self.live_context: tuple[dict[str, NamespaceState], str, str, int] | None = None
@@ -101,7 +107,13 @@ class PathtraceApp(App[None]):
 
     # -- status -------------------------------------------------------------
 
-    def say(self, text: str) -> None:
+    def say(self, text: str, *, progress: bool = False) -> None:
+        """The status line; a progress count never hides a message said just before."""
+        now = time.monotonic()
+        if progress and now - self.said_at < SAID_FOR:
+            return
+        if not progress:
+            self.said_at = now
         self.query_one("#status", Static).update(text)
 
     def say_from_thread(self, text: str) -> None:
@@ -109,7 +121,7 @@ class PathtraceApp(App[None]):
 
     # -- the lab ------------------------------------------------------------
 
-    @work(thread=True, exclusive=True, group="lab")
+    @work(thread=True, exclusive=True, group="lab", exit_on_error=False)
     def refresh_lab(self) -> None:
         from pathtrace.lab import status
 
@@ -131,6 +143,7 @@ class PathtraceApp(App[None]):
             pane.show(topology, problems, note)
 
     def on_lab_changed(self, message: LabChanged) -> None:
+        self.lab_busy = None
         self.say(message.what)
         self.refresh_lab()
 
@@ -138,18 +151,34 @@ class PathtraceApp(App[None]):
         if self.topology is None:
             self.say("no lab here: a bundle is open (pathtrace tui without --bundle)")
             return
+        if self.busy:
+            self.say(f"{verb} refused: a run is tracing; try again when it ends")
+            return
+        if self.lab_busy:
+            self.say(f"{verb} refused: {self.lab_busy} is under way")
+            return
+        self.lab_busy = verb
         self.lab_worker(verb, job)
 
-    @work(thread=True, exclusive=True, group="lab")
+    @work(thread=True, exclusive=True, group="lab", exit_on_error=False)
     def lab_worker(self, verb: str, job: object) -> None:
         self.say_from_thread(f"{verb}...")
         try:
             assert callable(job)
             job()
-        except PathtraceError as error:
-            self.say_from_thread(f"{verb} failed: {error}")
+        except Exception as error:  # shown, never fatal: the lab may be half made
+            self.post_message(LabChanged(f"{verb} failed: {one_line(error)}"))
             return
         self.post_message(LabChanged(f"{verb}: done"))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker that died of an unexpected error: one line on screen, the app goes on."""
+        if event.state != WorkerState.ERROR:
+            return
+        if event.worker.group == "run":
+            self.busy = False
+        what = "the run" if event.worker.group == "run" else event.worker.name
+        self.say(f"{what} failed: {one_line(event.worker.error)}")
 
     def action_lab_up(self) -> None:
         from pathtrace.lab import build
@@ -187,6 +216,9 @@ class PathtraceApp(App[None]):
         if self.busy:
             self.say("a run is under way")
             return
+        if self.lab_busy:
+            self.say(f"run refused: {self.lab_busy} is under way")
+            return
         if self.topology is None and self.bundle_path is not None:
             self.say("a bundle is open: runs need the live lab (pathtrace tui)")
             return
@@ -195,7 +227,7 @@ class PathtraceApp(App[None]):
         self.say(f"running {kind} {target} from {source}...")
         self.run_probe(kind, source, target, count)
 
-    @work(thread=True, exclusive=True, group="run")
+    @work(thread=True, exclusive=True, group="run", exit_on_error=False)
     def run_probe(self, kind: str, source: str, target: str, count: str) -> None:
         from pathtrace.run import Run, RunOptions, parse_target
 
@@ -237,7 +269,7 @@ class PathtraceApp(App[None]):
         states, source, target, count = self.live_context
         probes = build_probes(events, states, source, target, count, 0)
         self.query_one(HopTimeline).show(probes[min(self.probe_index, count - 1)])
-        self.say(f"tracing: {len(events)} events so far")
+        self.say(f"tracing: {len(events)} events so far", progress=True)
 
     def on_run_finished(self, message: RunFinished) -> None:
         self.busy = False
@@ -290,9 +322,13 @@ class PathtraceApp(App[None]):
         if self.result is None:
             self.say("nothing to save: run a probe first")
             return
-        path = bundle.save(
-            self.result, self.bundles_dir / bundle.default_name(self.result), self.topology_text
-        )
+        try:
+            path = bundle.save(
+                self.result, self.bundles_dir / bundle.default_name(self.result), self.topology_text
+            )
+        except Exception as error:  # a full disk, a read-only folder: said, not fatal
+            self.say(f"save failed: {one_line(error)}")
+            return
         self.say(f"saved: {path}")
 
     def action_open(self) -> None:
@@ -310,7 +346,7 @@ class PathtraceApp(App[None]):
 
         self.push_screen(PickScreen("open a saved run", choices), picked)
 
-    @work(thread=True, exclusive=True, group="run")
+    @work(thread=True, exclusive=True, group="run", exit_on_error=False)
     def open_bundle(self, path: Path) -> None:
         from pathtrace import bundle
 
@@ -333,3 +369,11 @@ class PathtraceApp(App[None]):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
+
+
+def one_line(error: BaseException | None) -> str:
+    """An error as the status line shows it: what it is, on one line."""
+    if isinstance(error, PathtraceError):
+        return str(error)
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -17,7 +17,8 @@ import time
 
 from pathtrace.capture.filter import compile_filter, expression
 from pathtrace.capture.sniffer import Capture
-from pathtrace.lab import build, netns
+from pathtrace.lab import build
+from pathtrace.system import netns
 from tests.bench.common import PREFIX, iperf, lab, tagged_burst
 
 PATH_INTERFACES = [

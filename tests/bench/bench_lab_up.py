@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pathtrace.lab import build, netns, topology
+from pathtrace.lab import build, topology
+from pathtrace.system import netns
 
 ROUNDS = 9
 SCRIPT_PREFIX = "ptbs-"

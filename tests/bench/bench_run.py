@@ -13,7 +13,8 @@ import statistics
 import sys
 import time
 
-from pathtrace.lab import build, netns, topology
+from pathtrace.lab import build, topology
+from pathtrace.system import netns
 
 ROUNDS = 7
 PREFIX = "ptbr-"

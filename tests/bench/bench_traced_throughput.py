@@ -32,7 +32,8 @@ from collections.abc import Callable
 
 from pathtrace.kernel import libbpf
 from pathtrace.kernel.engine import Tracer
-from pathtrace.lab import build, netns, topology
+from pathtrace.lab import build, topology
+from pathtrace.system import netns
 from tests.bench.common import PREFIX, lab
 
 INTERVAL, HOLD, MARGIN, CYCLES = 0.2, 1.0, 0.1, 60

@@ -7,7 +7,8 @@ import subprocess
 import sys
 import time
 
-from pathtrace.lab import netns, topology
+from pathtrace.lab import topology
+from pathtrace.system import netns
 
 PREFIX = "ptbp-"
 

@@ -15,8 +15,9 @@ import pytest
 
 from pathtrace import bundle
 from pathtrace.capture.filter import expression
-from pathtrace.lab import netns, scenarios, topology
+from pathtrace.lab import scenarios, topology
 from pathtrace.run import Run, RunOptions
+from pathtrace.system import netns
 from tests.conftest import pathtrace
 from tests.matchers import tshark_rows
 

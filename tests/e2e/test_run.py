@@ -14,11 +14,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from pathtrace.lab import netns, scenarios, topology
+from pathtrace.lab import scenarios, topology
 from pathtrace.report.json_report import to_json
 from pathtrace.report.markdown import markdown, mermaid
 from pathtrace.report.text import render
 from pathtrace.run import Run, RunOptions, RunResult
+from pathtrace.system import netns
 from pathtrace.trace.model import ProbeTrace
 from tests.conftest import pathtrace
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pathtrace.lab import netns, status, topology
+from pathtrace.lab import status, topology
+from pathtrace.system import netns
 from tests.conftest import pathtrace
 
 pytestmark = pytest.mark.root

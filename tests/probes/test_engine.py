@@ -18,7 +18,8 @@ from pathtrace.inject import send, tag
 from pathtrace.kernel import libbpf
 from pathtrace.kernel.engine import Tracer, probes_dir
 from pathtrace.kernel.refusals import Refusals
-from pathtrace.lab import netns, topology
+from pathtrace.lab import topology
+from pathtrace.system import netns
 from tests.conftest import pathtrace
 from tests.matchers import assert_ordered_subset
 from tests.tracing import Session, ping

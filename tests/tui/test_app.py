@@ -28,7 +28,8 @@ async def wait_until(pilot: object, check: Callable[[], bool], timeout: float = 
     deadline = loop.time() + timeout
     while not check():
         if loop.time() > deadline:
-            raise AssertionError("the app did not get there in time")
+            status = text_of(pilot.app.query_one("#status"))  # type: ignore[attr-defined]
+            raise AssertionError(f"the app did not get there in time; status: {status}")
         await pilot.pause(0.05)  # type: ignore[attr-defined]
 
 
@@ -130,3 +131,84 @@ def test_live_lab_run_break_fix_save_reopen(
             assert "answered by wan" in text_of(app.query_one(DiagnosisPane))
 
     asyncio.run(scenario())
+
+
+# The live TUI in a scratch host (tests/scratch.py), starting with no lab at all:
+# its thread workers build, trace, break, fix and remove the lab, and the host's
+# fingerprint is the same at the end. Worker errors stay on screen.
+SCRATCH_TUI = """
+import asyncio, json, os, subprocess
+from pathtrace.lab import topology
+from pathtrace.system import netns
+from pathtrace.tui import make_app
+from pathtrace.tui.widgets.diagnosis import DiagnosisPane
+from tests.rootns import snapshot
+from tests.tui.test_app import text_of, wait_until
+
+HOST = os.stat("/proc/self/ns/net").st_ino
+topo = topology.parse(topology.reference_text())
+before = snapshot()
+out = {"steps": []}
+
+def status(app):
+    return text_of(app.query_one("#status"))
+
+async def scenario():
+    app = make_app(topo, topology.reference_text(), bundles_dir="/tmp")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("u")
+        await wait_until(pilot, lambda: "lab up: done" in status(app), 60)
+        out["inodes"] = sorted(netns.inode(topo.namespace(n)) for n in topo.nodes)
+        out["host_links"] = subprocess.run(["ip", "-o", "link"], capture_output=True,
+                                           text=True).stdout.count("\\n")
+        app.query_one("#count").value = "400"  # 4 s of probes: time to press a lab key
+        await pilot.press("r")
+        await wait_until(pilot, lambda: app.busy, 10)
+        await pilot.press("u")  # lab keys wait while a run traces
+        out["refused"] = status(app)
+        await wait_until(pilot, lambda: app.result is not None and not app.busy, 60)
+        out["delivered"] = app.result.delivered
+        await pilot.press("b")
+        await pilot.pause()
+        picker = app.screen.query_one("OptionList")
+        names = [picker.get_option_at_index(i).id for i in range(picker.option_count)]
+        picker.highlighted = names.index("forward-drop")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "break forward-drop: done" in status(app), 60)
+        first = app.result
+        await pilot.press("r")
+        await wait_until(pilot, lambda: app.result is not first and not app.busy, 60)
+        out["broken"] = "FORWARD" in text_of(app.query_one(DiagnosisPane))
+        await pilot.press("f")
+        await wait_until(pilot, lambda: "lab up: done" in status(app), 60)
+        await pilot.press("x")
+        await wait_until(pilot, lambda: "lab down: done" in status(app), 60)
+        # An error no one planned for (a read-only /run/netns): said, and the app goes on.
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "ro", "/run/netns"], check=True)
+        await pilot.press("u")
+        await wait_until(pilot, lambda: "lab up failed" in status(app), 60)
+        out["error"] = status(app)
+        out["running"] = app.is_running
+        subprocess.run(["umount", "/run/netns"], check=True)
+
+asyncio.run(scenario())
+after = snapshot()
+out["changed"] = sorted(k for k in before if before[k] != after[k])
+out["host"] = HOST
+out["left"] = netns.names()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.root
+def test_live_tui_in_a_scratch_host_builds_nothing_in_the_host() -> None:
+    from tests import scratch
+
+    seen = scratch.result(SCRATCH_TUI, timeout=300)
+    assert len(set(seen["inodes"])) == 4 and seen["host"] not in seen["inodes"]
+    assert seen["host_links"] == 1  # lo alone: no bridge or veth made in the host
+    assert "refused" in seen["refused"] and "run is tracing" in seen["refused"]
+    assert seen["delivered"] and seen["broken"]
+    assert seen["error"].startswith("lab up failed: ") and "Read-only" in seen["error"]
+    assert seen["running"]
+    assert seen["changed"] == [] and seen["left"] == []

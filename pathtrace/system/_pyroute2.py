@@ -12,11 +12,19 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import threading
 import types
 from typing import Any
 
+_LOCK = threading.Lock()  # threads open their first netlink socket at once
+
 
 def install() -> None:
+    with _LOCK:
+        _install()
+
+
+def _install() -> None:
     if "pyroute2" in sys.modules:
         return
     spec = importlib.util.find_spec("pyroute2")

@@ -1,0 +1,1 @@
+"""The system layer: namespaces and netlink, knowing nothing of the lab."""
