@@ -71,4 +71,4 @@ examples: setup
 	bash captures/examples/make.sh
 
 clean:
-	rm -rf $(STAMPS) probes/.output probes/vmlinux.h
+	rm -rf $(STAMPS) pathtrace/kernel/bpf probes/vmlinux.h

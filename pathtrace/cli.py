@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pathtrace.errors import PathtraceError, TopologyError, UsageError
+from pathtrace.lab import DEFAULT_PREFIX, DEFAULT_SOURCE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,9 +53,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--from",
         dest="source",
-        default="container1",
+        default=DEFAULT_SOURCE,
         metavar="NODE",
-        help="a lab node, a namespace name, a pid or a namespace path (default: container1)",
+        help="a lab node, a namespace name, a pid or a namespace path (default: %(default)s)",
     )
     run.add_argument("-c", "--count", type=int, default=3)
     run.add_argument("-i", "--interval", type=float, default=0.01, help="seconds between probes")
@@ -114,6 +115,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _lab_break(args: argparse.Namespace) -> int:
+    # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
     from pathtrace.lab import scenarios
 
     if args.list or not args.scenario:
@@ -130,6 +132,7 @@ def _lab_break(args: argparse.Namespace) -> int:
 
 
 def _lab_fix(args: argparse.Namespace) -> int:
+    # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
     from pathtrace.lab import build
 
     topo, text = _topology_for(args)
@@ -139,14 +142,13 @@ def _lab_fix(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pathtrace.run import Run, RunOptions, parse_target
+    # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
+    from pathtrace.model.options import RunOptions
+    from pathtrace.session import Run
 
-    target, port = parse_target(args.kind, args.target)
-    topo, text = _topology_for(args)
-    options = RunOptions(
-        kind=args.kind,
-        target=target,
-        port=port,
+    options = RunOptions.parse(
+        args.kind,
+        args.target,
         source=args.source,
         count=args.count,
         interval=args.interval,
@@ -156,12 +158,14 @@ def _run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         capture=args.capture,
     )
+    topo, text = _topology_for(args)
     result = Run(options, topo, text, progress=_progress).execute()
     _print_result(result, args.format)
     if args.save is not None:
         from pathlib import Path
 
-        from pathtrace import bundle
+        # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
+        from pathtrace.output import bundle
 
         saved = bundle.save(result, Path(args.save) if args.save else None, text)
         print(f"saved: {saved}", file=sys.stderr)
@@ -170,19 +174,23 @@ def _run(args: argparse.Namespace) -> int:
 
 def _print_result(result: Any, form: str) -> None:
     if form == "json":
-        from pathtrace.report.json_report import to_json
+        # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
+        from pathtrace.output.json_report import to_json
 
         print(json.dumps(to_json(result), indent=1))
     elif form == "markdown":
-        from pathtrace.report.markdown import markdown
+        # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
+        from pathtrace.output.markdown import markdown
 
         print(markdown(result))
     elif form == "mermaid":
-        from pathtrace.report.markdown import mermaid
+        # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
+        from pathtrace.output.markdown import mermaid
 
         print(mermaid(result))
     else:
-        from pathtrace.report.text import render
+        # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
+        from pathtrace.output.text import render
 
         render(result)
 
@@ -190,7 +198,8 @@ def _print_result(result: Any, form: str) -> None:
 def _bundle_list(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pathtrace import bundle
+    # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
+    from pathtrace.output import bundle
 
     found = bundle.find(Path(args.folder))
     for path in found:
@@ -211,7 +220,8 @@ def _bundle_list(args: argparse.Namespace) -> int:
 def _bundle_show(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pathtrace import bundle
+    # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
+    from pathtrace.output import bundle
 
     result, _ = bundle.load(Path(args.path))
     _print_result(result, args.format)
@@ -221,8 +231,9 @@ def _bundle_show(args: argparse.Namespace) -> int:
 def _bundle_diff(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pathtrace import bundle
-    from pathtrace.report.diff import diff
+    # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
+    from pathtrace.output import bundle
+    from pathtrace.output.diff import diff
 
     a, _ = bundle.load(Path(args.a))
     b, _ = bundle.load(Path(args.b))
@@ -233,10 +244,12 @@ def _bundle_diff(args: argparse.Namespace) -> int:
 def _tui(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
     from pathtrace.tui import make_app
 
     if args.bundle:
-        from pathtrace import bundle
+        # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
+        from pathtrace.output import bundle
 
         bundle.load(Path(args.bundle))  # a bad bundle: one line, before the screen opens
         make_app(bundle=Path(args.bundle)).run()
@@ -247,6 +260,7 @@ def _tui(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
     from pathtrace import doctor
 
     diagnosis = doctor.diagnose()
@@ -260,6 +274,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 def _topology_for(args: argparse.Namespace) -> tuple[Any, str | None]:
     """The topology named by --topology, else that of the running lab, else the reference."""
+    # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
     from pathtrace.lab import record, topology
 
     if args.topology:
@@ -269,7 +284,7 @@ def _topology_for(args: argparse.Namespace) -> tuple[Any, str | None]:
         except OSError as error:
             raise TopologyError(args.topology, f"cannot read it ({error.strerror})") from None
         return topology.parse(text, source=args.topology), text
-    running = record.read_record("pt-")
+    running = record.read_record(DEFAULT_PREFIX)
     prefixes = record.recorded_prefixes()
     if running is None and len(prefixes) == 1:
         running = record.read_record(prefixes[0])
@@ -284,6 +299,7 @@ def _progress(message: str) -> None:
 
 
 def _lab_up(args: argparse.Namespace) -> int:
+    # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
     from pathtrace.lab import build
 
     topo, text = _topology_for(args)
@@ -294,6 +310,7 @@ def _lab_up(args: argparse.Namespace) -> int:
 
 
 def _lab_down(args: argparse.Namespace) -> int:
+    # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
     from pathtrace.lab import build
 
     topo = _topology_for(args)[0] if args.topology else None
@@ -308,6 +325,7 @@ def _lab_down(args: argparse.Namespace) -> int:
 
 
 def _lab_status(args: argparse.Namespace) -> int:
+    # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
     from pathtrace.lab import status
 
     topo, _ = _topology_for(args)
@@ -320,6 +338,7 @@ def _lab_status(args: argparse.Namespace) -> int:
 
 
 def _lab_show(args: argparse.Namespace) -> int:
+    # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
     from pathtrace.lab import show
 
     topo, _ = _topology_for(args)

@@ -13,8 +13,10 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
-from pathtrace import privileges
 from pathtrace.errors import PathtraceError
+from pathtrace.kernel import engine, libbpf
+from pathtrace.kernel.engine import Tracer
+from pathtrace.system import netns, privileges
 
 TOOLS = ("ip", "nft", "nsenter", "tcpdump", "tshark", "conntrack", "ping", "clang", "bpftool")
 
@@ -38,7 +40,6 @@ class Diagnosis:
 
 
 def diagnose() -> Diagnosis:
-    from pathtrace.kernel import engine, libbpf
 
     try:
         lib_version: str | None = libbpf.version()
@@ -73,11 +74,9 @@ def diagnose() -> Diagnosis:
 
 
 def _try_hooks() -> list[Any]:
-    from pathtrace.kernel.engine import Tracer
-    from pathtrace.system import netns
 
     privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="pathtrace doctor")
-    scratch = f"pt-doctor-{os.getpid()}"
+    scratch = f"{netns.SCRATCH_PREFIX}{os.getpid()}"
     netns.create(scratch).close()
     # Links into the scratch namespace even though it has no rules: the doctor
     # must see the kernel accept a netfilter link, not only the program.

@@ -9,7 +9,7 @@
     ├── ConflictError         5      the machine holds something in the way (a namespace
     │                                pathtrace did not create)
     └── BundleError           8      a bundle that is missing, corrupt, truncated, foreign
-                                     or of a newer format (pathtrace/bundle.py)
+                                     or of a newer format (pathtrace/output/bundle.py)
 
 Exit code 1 is kept for "the packet was not delivered" (a diagnosis, not an error).
 The CLI prints ``str(error)`` on one line and exits with ``error.exit_code``.
@@ -49,3 +49,7 @@ class TopologyError(PathtraceError):
 
 class ConflictError(PathtraceError):
     exit_code = 5
+
+
+class BundleError(PathtraceError):
+    exit_code = 8

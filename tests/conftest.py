@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from pathtrace.inject import tag
 from pathtrace.kernel.engine import Tracer
 from pathtrace.lab import build, topology
+from pathtrace.model import tag
 from pathtrace.system import netns
 from tests.rootns import snapshot
 from tests.tracing import Session

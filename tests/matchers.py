@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pathtrace.events.event import Event
+from pathtrace.model.event import Event
 
 
 def matches(event: Event, pattern: dict[str, Any]) -> bool:

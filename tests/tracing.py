@@ -6,11 +6,11 @@ import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
-from pathtrace.events.context import DecodeContext
-from pathtrace.events.event import Event, decode
 from pathtrace.inject import send
+from pathtrace.kernel.decode import DecodeContext, decode
 from pathtrace.kernel.engine import Tracer
 from pathtrace.lab import topology
+from pathtrace.model.event import Event
 
 
 class Session:

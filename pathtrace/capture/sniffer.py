@@ -14,8 +14,8 @@ import socket
 import struct
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from pathtrace.model.capture import Captured
 from pathtrace.system import netns
 
 ETH_P_ALL = 0x0003
@@ -26,16 +26,6 @@ SOL_PACKET = 263
 PACKET_STATISTICS = 6
 PACKET_OUTGOING = 4
 SNAPLEN = 262144
-
-
-@dataclass(frozen=True)
-class Captured:
-    namespace: str
-    ifname: str
-    direction: str  # in, out
-    time_ns: int
-    wirelen: int
-    data: bytes
 
 
 class Capture:

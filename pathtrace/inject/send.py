@@ -11,12 +11,11 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import Any, Literal
+from typing import Any
 
-from pathtrace.inject import tag
+from pathtrace.model import tag
+from pathtrace.model.options import Kind
 from pathtrace.system import netns
-
-Kind = Literal["ping", "udp", "tcp"]
 
 
 @dataclass(frozen=True)

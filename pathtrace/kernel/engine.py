@@ -15,22 +15,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pathtrace import privileges
 from pathtrace.errors import KernelUnsupported, ProbesMissing
 from pathtrace.kernel import hooks, libbpf, nflink
 from pathtrace.kernel.layout import EventLayout
 from pathtrace.kernel.refusals import Refusals
+from pathtrace.model.event import HOOK_MAX
+from pathtrace.system import observe, privileges
 
 SHARED_MAPS = ("pt_events", "pt_tracked", "pt_lost", "pt_ids")
-HOOK_COUNT = 12  # PT_HOOK_MAX
 
 
 def probes_dir() -> Path:
-    """Where `make probes` puts the objects (PATHTRACE_PROBES overrides)."""
+    """The probe objects: package data beside this module, where `make probes` puts
+    them (PATHTRACE_PROBES overrides)."""
     env = os.environ.get("PATHTRACE_PROBES")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "probes" / ".output"
+    return Path(__file__).resolve().with_name("bpf")
 
 
 @dataclass
@@ -69,7 +70,7 @@ class Tracer:
         self.netfilter_namespaces = (
             list(netfilter_namespaces)
             if netfilter_namespaces is not None
-            else with_rules(namespaces)
+            else observe.with_rules(namespaces)
         )
         self.index_limit = index_limit
         # What this boot's kernel refused before is not asked again, unless told
@@ -282,40 +283,12 @@ class Tracer:
         """Events lost to a full ring buffer, per hook number."""
         if "pt_lost" not in self._shared:
             return {}
-        counts = {h: libbpf.percpu_u64_sum(self._shared["pt_lost"], h) for h in range(HOOK_COUNT)}
+        counts = {h: libbpf.percpu_u64_sum(self._shared["pt_lost"], h) for h in range(HOOK_MAX)}
         return {h: n for h, n in counts.items() if n}
 
     @property
     def used(self) -> list[HookStatus]:
         return [s for s in self.statuses if s.state == "used"]
-
-
-def with_rules(namespaces: Sequence[str]) -> list[str]:
-    """Those of ``namespaces`` with netfilter rules (nftables, or iptables-legacy).
-
-    The nft listings run side by side: one process each, ~7 ms apiece."""
-    import subprocess
-
-    from pathtrace.system import netns
-    from pathtrace.trace.state import legacy_tables
-
-    legacy = {n for n in namespaces if legacy_tables(n).strip()}
-    listings = {
-        n: subprocess.Popen(
-            netns.command(n, ["nft", "list", "tables"]),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        for n in namespaces
-        if n not in legacy
-    }
-    found = set(legacy)
-    for n, proc in listings.items():
-        out, _ = proc.communicate(timeout=30)
-        if proc.returncode != 0 or out.strip():
-            found.add(n)
-    return [n for n in namespaces if n in found]
 
 
 def _first_line(error: BaseException) -> str:

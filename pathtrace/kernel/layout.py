@@ -11,6 +11,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from pathtrace.errors import ProbesMissing
+from pathtrace.kernel import libbpf
+
 # The fields user space reads, with the size each must have in the C struct.
 FIELDS: dict[str, int] = {
     "time_ns": 8,
@@ -106,7 +109,6 @@ class EventLayout:
 
     @classmethod
     def from_btf(cls, btf: int) -> EventLayout:
-        from pathtrace.kernel import libbpf
 
         try:
             size, members = libbpf.struct_members(btf, "pt_event")
@@ -124,5 +126,10 @@ class EventLayout:
         return values
 
 
-class LayoutError(Exception):
-    pass
+class LayoutError(ProbesMissing):
+    """The probe objects do not carry the event this pathtrace reads: rebuild them."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(
+            f"{problem}: the probe objects do not match this pathtrace; run `make probes`"
+        )

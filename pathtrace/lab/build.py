@@ -16,11 +16,11 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
-from pathtrace import privileges
 from pathtrace.errors import ConflictError
-from pathtrace.lab import firewall, record
+from pathtrace.lab import DEFAULT_PREFIX, firewall, record
 from pathtrace.lab.topology import Interface, Node, Route, Topology, reference_text
-from pathtrace.system import netns
+from pathtrace.model.ruleset import Ruleset
+from pathtrace.system import netns, privileges
 
 # Every lab namespace runs IPv4 only: IPv6 autoconfiguration would put router
 # solicitations and DAD probes on every link, noise in each trace and capture.
@@ -76,8 +76,7 @@ def up(
             record.set_mark(sockets[node.name], topology.prefix)
             for key, value in BASELINE_SYSCTLS.items():
                 _ensure_sysctl(ns, key, value, result)
-        # Links are deleted and changed only in namespaces this lab made and marked.
-        record.require_marked(wanted, topology.prefix)
+        record.require_separate(wanted)
         _Converger(topology, sockets, result, progress).run()
     finally:
         for ipr in sockets.values():
@@ -219,7 +218,7 @@ def _ensure_sysctl(ns: str, key: str, value: str, result: UpResult) -> None:
         result.changes.append(f"{ns}: {key}={value}")
 
 
-def _firewall_differs(node: Node, live: firewall.Ruleset) -> bool:
+def _firewall_differs(node: Node, live: Ruleset) -> bool:
     wanted_chains = firewall.used_chains(node)
     for table, chain in wanted_chains:
         found = live.chain(table, chain)
@@ -245,6 +244,12 @@ class _Converger:
         self.fresh = {topology.node_of_namespace(ns) for ns in result.created_namespaces}
 
     def run(self) -> None:
+        # Links are deleted and changed only in namespaces this lab made and marked:
+        # asked through the very sockets that will change them (their first dump).
+        for name in self.topology.nodes:
+            lo = self.link(name, "lo")
+            if lo is None or lo.get("ifalias") != record.MARK + self.topology.prefix:
+                record.unmarked(self.topology.namespace(name), self.topology.prefix)
         for node in self.topology.nodes.values():
             for iface in node.interfaces.values():
                 if iface.kind == "bridge":
@@ -393,7 +398,7 @@ def down(
 ) -> DownResult:
     """Removes every namespace of the lab; succeeds when there is nothing to remove."""
     privileges.require("CAP_SYS_ADMIN", doing="pathtrace lab down")
-    prefix = topology.prefix if topology is not None else (prefix or "pt-")
+    prefix = topology.prefix if topology is not None else (prefix or DEFAULT_PREFIX)
     previous = record.read_record(prefix)
     candidates: set[str] = set()
     if topology is not None:

@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pathtrace.errors import ConflictError
 from pathtrace.system import netns
@@ -131,7 +131,11 @@ def require_marked(namespaces: Iterable[str], prefix: str) -> None:
     require_separate(wanted)
     for ns in wanted:
         if mark_of(ns) != MARK + prefix:
-            raise ConflictError(
-                f"namespace {ns} does not carry the mark of lab {prefix!r}; "
-                "pathtrace changes nothing in it. Run `pathtrace lab up` first"
-            )
+            unmarked(ns, prefix)
+
+
+def unmarked(namespace: str, prefix: str) -> NoReturn:
+    raise ConflictError(
+        f"namespace {namespace} does not carry the mark of lab {prefix!r}; "
+        "pathtrace changes nothing in it. Run `pathtrace lab up` first"
+    )

@@ -16,8 +16,8 @@ import socket
 import struct
 import sys
 
-MAGIC = 0x50545243  # "PTRC": pathtrace.inject.tag.MAGIC
-MAGIC_REPLY = 0x50545252  # "PTRR": pathtrace.inject.tag.MAGIC_REPLY
+MAGIC = 0x50545243  # "PTRC": pathtrace.model.tag.MAGIC
+MAGIC_REPLY = 0x50545252  # "PTRR": pathtrace.model.tag.MAGIC_REPLY
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Python < 3.12 lacks the name
 
 

@@ -6,11 +6,17 @@ import socket
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pathtrace import privileges
 from pathtrace.lab import firewall, record
-from pathtrace.lab.build import BASELINE_SYSCTLS, DEFAULT_MTU, gateway_routes, live_route
+from pathtrace.lab.build import (
+    BASELINE_SYSCTLS,
+    DEFAULT_MTU,
+    gateway_routes,
+    live_route,
+    responders,
+)
 from pathtrace.lab.topology import Node, Topology
-from pathtrace.system import netns
+from pathtrace.model.ruleset import Ruleset
+from pathtrace.system import netns, privileges
 
 STATUS_SCHEMA_VERSION = 1
 
@@ -137,8 +143,6 @@ def _observe_node(node: Node, ns: str, status: NodeStatus) -> None:
         status.add("sysctl", key, value, netns.read_sysctl(ns, key) or "missing")
     _observe_firewall(node, firewall.read(ns), status)
     if node.services:
-        from pathtrace.lab.build import responders
-
         running = responders(ns)
         serving = next(
             (f"running (pid {pid})" for pid, ports in running.items() if ports == node.services),
@@ -153,7 +157,7 @@ def _observe_node(node: Node, ns: str, status: NodeStatus) -> None:
         )
 
 
-def _observe_firewall(node: Node, ruleset: firewall.Ruleset, status: NodeStatus) -> None:
+def _observe_firewall(node: Node, ruleset: Ruleset, status: NodeStatus) -> None:
     for table, chain_name in firewall.used_chains(node):
         chain = ruleset.chain(table, chain_name)
         policy = node.policies.get((table, chain_name), "accept")

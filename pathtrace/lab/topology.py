@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pathtrace.errors import TopologyError
+from pathtrace.lab import DEFAULT_PREFIX
 
 InterfaceKind = Literal["veth", "bridge", "loopback"]
 
@@ -199,7 +200,7 @@ class _Parser:
 
     def topology(self, data: dict[str, Any]) -> Topology:
         data = self.table(data, "", {"prefix", "nodes"})
-        prefix = data.get("prefix", "pt-")
+        prefix = data.get("prefix", DEFAULT_PREFIX)
         if not isinstance(prefix, str) or (prefix and not _NAME.match(prefix)) or len(prefix) > 20:
             raise self.fail("prefix", "must be a short name (letters, digits, _.-)")
         if not prefix:

@@ -24,11 +24,14 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from pathtrace.errors import ConflictError, EnvironmentProblem
+from pathtrace.system import _pyroute2
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
 
 NETNS_DIR = "/run/netns"
+# pathtrace's own short-lived namespaces (doctor's test): never a run's to trace.
+SCRATCH_PREFIX = "pt-doctor-"
 THREAD_NS = "/proc/thread-self/ns/net"
 _CLONE_NEWNET = 0x40000000
 _MS_BIND, _MS_REC, _MS_SHARED = 0x1000, 0x4000, 0x100000
@@ -182,8 +185,6 @@ def entered(name: str) -> Iterator[None]:
 
 
 def _iproute_here() -> IPRoute:
-    from pathtrace.system import _pyroute2
-
     _pyroute2.install()
     from pyroute2.iproute.linux import IPRoute
 
@@ -265,3 +266,14 @@ def holders(name: str) -> list[int]:
             except OSError:
                 continue
     return pids
+
+
+def namespace_names() -> dict[int, str]:
+    """Inode -> name of every named namespace, and of the root namespace."""
+    found = {root_inode(): "root"}
+    for name in names():
+        try:
+            found[os.stat(path(name)).st_ino] = name
+        except OSError:
+            continue
+    return found

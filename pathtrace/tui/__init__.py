@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    # lazy: Textual loads only when the TUI is asked for
     from pathtrace.lab.topology import Topology
     from pathtrace.tui.app import PathtraceApp
 
@@ -17,6 +18,7 @@ def make_app(
     bundles_dir: Path = Path("captures"),
 ) -> PathtraceApp:
     """The one way the CLI and the tests build the app."""
+    # lazy: Textual loads only when the TUI is asked for
     from pathtrace.tui.app import PathtraceApp
 
     return PathtraceApp(topology, topology_text, bundle, bundles_dir)

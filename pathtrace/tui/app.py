@@ -16,11 +16,10 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
-from pathtrace.errors import PathtraceError
-from pathtrace.events.event import Event
+from pathtrace.errors import PathtraceError, UsageError
 from pathtrace.lab.topology import Topology
-from pathtrace.run import RunResult
-from pathtrace.trace.state import NamespaceState
+from pathtrace.model.event import Event
+from pathtrace.model.result import RunResult, Setting
 from pathtrace.tui.messages import LabChanged, RunFailed, RunFinished
 from pathtrace.tui.screens.help import HelpScreen
 from pathtrace.tui.screens.pick import PickScreen
@@ -69,9 +68,10 @@ class PathtraceApp(App[None]):
         self.busy = False
         self.lab_busy: str | None = None  # the lab job under way, if any
         self.said_at = float("-inf")
+        self.save_pending = False  # `s` pressed while a run traces
         # What a run under way has seen so far (written by the worker, read by a timer).
         self.live_events: list[Event] = []
-        self.live_context: tuple[dict[str, NamespaceState], str, str, int] | None = None
+        self.live_setting: Setting | None = None
         self.live_shown = 0
 
     def compose(self) -> ComposeResult:
@@ -123,6 +123,7 @@ class PathtraceApp(App[None]):
 
     @work(thread=True, exclusive=True, group="lab", exit_on_error=False)
     def refresh_lab(self) -> None:
+        # lazy: the screen comes up before the lab, the tracer and scapy load
         from pathtrace.lab import status
 
         problems: list[str] | None = None
@@ -181,6 +182,7 @@ class PathtraceApp(App[None]):
         self.say(f"{what} failed: {one_line(event.worker.error)}")
 
     def action_lab_up(self) -> None:
+        # lazy: the screen comes up before the lab, the tracer and scapy load
         from pathtrace.lab import build
 
         topo, text = self.topology, self.topology_text
@@ -190,6 +192,7 @@ class PathtraceApp(App[None]):
             self._lab_job("lab up", None)
 
     def action_lab_down(self) -> None:
+        # lazy: the screen comes up before the lab, the tracer and scapy load
         from pathtrace.lab import build
 
         topo = self.topology
@@ -199,6 +202,7 @@ class PathtraceApp(App[None]):
         self.action_lab_up()
 
     def action_break_lab(self) -> None:
+        # lazy: the screen comes up before the lab, the tracer and scapy load
         from pathtrace.lab import scenarios
 
         choices = [(s.name, f"{s.name}: {s.explains}") for s in scenarios.SCENARIOS.values()]
@@ -229,26 +233,19 @@ class PathtraceApp(App[None]):
 
     @work(thread=True, exclusive=True, group="run", exit_on_error=False)
     def run_probe(self, kind: str, source: str, target: str, count: str) -> None:
-        from pathtrace.run import Run, RunOptions, parse_target
+        # lazy: the screen comes up before the lab, the tracer and scapy load
+        from pathtrace.model.options import RunOptions
+        from pathtrace.session import Run
 
         try:
-            address, port = parse_target(kind, target)
             if not count.isdigit():
-                raise PathtraceError(f"count {count!r} is not a number")
-            if kind not in ("ping", "udp", "tcp"):
-                raise PathtraceError(f"unknown probe kind {kind!r}")
-            options = RunOptions(
-                kind=kind,  # type: ignore[arg-type]  # checked just above
-                target=address,
-                port=port,
-                source=source,
-                count=int(count),
-            )
+                raise UsageError(f"count: {count!r} is not a number")
+            options = RunOptions.parse(kind, target, source=source, count=int(count))
             run = Run(options, self.topology, self.topology_text, progress=self.say_from_thread)
-            self.live_events, self.live_context, self.live_shown = [], None, 0
+            self.live_events, self.live_setting, self.live_shown = [], None, 0
 
-            def armed(states: dict[str, NamespaceState], source: str) -> None:
-                self.live_context = (states, source, str(options.target), options.count)
+            def armed(setting: Setting) -> None:
+                self.live_setting = setting
 
             run.on_armed = armed
             run.on_event = self.live_events.append
@@ -258,17 +255,18 @@ class PathtraceApp(App[None]):
 
     def show_live(self) -> None:
         """While a run traces: the hops of the events so far."""
-        from pathtrace.run import build_probes
+        # lazy: the screen comes up before the lab, the tracer and scapy load
+        from pathtrace.analyze.probes import build_probes
 
-        if not self.busy or self.live_context is None:
+        setting = self.live_setting
+        if not self.busy or setting is None:
             return
         events = sorted(self.live_events[:], key=lambda e: e.time_ns)
         if len(events) == self.live_shown:
             return
         self.live_shown = len(events)
-        states, source, target, count = self.live_context
-        probes = build_probes(events, states, source, target, count, 0)
-        self.query_one(HopTimeline).show(probes[min(self.probe_index, count - 1)])
+        probes = build_probes(events, setting)
+        self.query_one(HopTimeline).show(probes[min(self.probe_index, setting.count - 1)])
         self.say(f"tracing: {len(events)} events so far", progress=True)
 
     def on_run_finished(self, message: RunFinished) -> None:
@@ -278,9 +276,13 @@ class PathtraceApp(App[None]):
             f"{message.result.options.label}: {message.result.answered}/"
             f"{len(message.result.probes)} answered"
         )
+        if self.save_pending:
+            self.save_pending = False
+            self.save_bundle(message.result)
 
     def on_run_failed(self, message: RunFailed) -> None:
         self.busy = False
+        self.save_pending = False
         self.say(f"run failed: {message.error}")
 
     def show_result(self, result: RunResult) -> None:
@@ -302,7 +304,8 @@ class PathtraceApp(App[None]):
             self._show_probe()
 
     def on_hop_timeline_hop_selected(self, message: HopTimeline.HopSelected) -> None:
-        from pathtrace.report.packet import view
+        # lazy: the screen comes up before the lab, the tracer and scapy load
+        from pathtrace.output.packet import view
 
         if self.result is None:
             return
@@ -317,22 +320,33 @@ class PathtraceApp(App[None]):
     # -- bundles ------------------------------------------------------------
 
     def action_save(self) -> None:
-        from pathtrace import bundle
-
+        if self.busy:
+            self.save_pending = True
+            self.say("a run is tracing: it will be saved when it ends")
+            return
         if self.result is None:
             self.say("nothing to save: run a probe first")
             return
+        self.save_bundle(self.result)
+
+    @work(thread=True, group="save", exit_on_error=False)
+    def save_bundle(self, result: RunResult) -> None:
+        """Writes the bundle (pcapng included) off the screen's thread; says where."""
+        # lazy: the screen comes up before the lab, the tracer and scapy load
+        from pathtrace.output import bundle
+
         try:
             path = bundle.save(
-                self.result, self.bundles_dir / bundle.default_name(self.result), self.topology_text
+                result, self.bundles_dir / bundle.default_name(result), self.topology_text
             )
         except Exception as error:  # a full disk, a read-only folder: said, not fatal
-            self.say(f"save failed: {one_line(error)}")
+            self.say_from_thread(f"save failed: {one_line(error)}")
             return
-        self.say(f"saved: {path}")
+        self.say_from_thread(f"saved {result.options.label}: {path.resolve()}")
 
     def action_open(self) -> None:
-        from pathtrace import bundle
+        # lazy: the screen comes up before the lab, the tracer and scapy load
+        from pathtrace.output import bundle
 
         found = bundle.find(self.bundles_dir)
         if not found:
@@ -348,7 +362,8 @@ class PathtraceApp(App[None]):
 
     @work(thread=True, exclusive=True, group="run", exit_on_error=False)
     def open_bundle(self, path: Path) -> None:
-        from pathtrace import bundle
+        # lazy: the screen comes up before the lab, the tracer and scapy load
+        from pathtrace.output import bundle
 
         try:
             result, _ = bundle.load(path)
@@ -357,6 +372,7 @@ class PathtraceApp(App[None]):
             return
         saved_topology = None
         if (path / "topology.toml").exists():
+            # lazy: the screen comes up before the lab, the tracer and scapy load
             from pathtrace.lab import topology
 
             try:

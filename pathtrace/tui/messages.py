@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from pathtrace.run import RunResult
+from pathtrace.model.result import RunResult
 
 
 @dataclass

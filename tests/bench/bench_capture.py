@@ -15,9 +15,10 @@ import statistics
 import subprocess
 import time
 
-from pathtrace.capture.filter import compile_filter, expression
+from pathtrace.capture.filter import compile_filter
 from pathtrace.capture.sniffer import Capture
 from pathtrace.lab import build
+from pathtrace.model.tag import capture_filter
 from pathtrace.system import netns
 from tests.bench.common import PREFIX, iperf, lab, tagged_burst
 
@@ -34,7 +35,7 @@ def bursts(topo) -> None:  # type: ignore[no-untyped-def]
     print("bursts of tagged pings container1 -> container2, 1 s each, the run's capture")
     for rate in (2000, 5000, 10000, 20000, 30000):
         run = rate
-        with Capture(interfaces, compile_filter(expression(run))) as capture:
+        with Capture(interfaces, compile_filter(capture_filter(run))) as capture:
             sent, seconds = tagged_burst(topo, run, rate)
             time.sleep(0.3)
         expected = sent * 2 * len(interfaces)  # request and reply on each interface
@@ -46,7 +47,7 @@ def bursts(topo) -> None:  # type: ignore[no-untyped-def]
 
 def throughput(topo, pairs: int = 5) -> None:  # type: ignore[no-untyped-def]
     interfaces = [(topo.namespace(n), i) for n, i in PATH_INTERFACES]
-    program = compile_filter(expression(0x12345678))
+    program = compile_filter(capture_filter(0x12345678))
     for label in (
         "pathtrace capture (run filter)",
         "pathtrace capture --capture all",

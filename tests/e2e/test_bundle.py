@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from pathtrace import bundle
-from pathtrace.capture.filter import expression
 from pathtrace.lab import scenarios, topology
-from pathtrace.run import Run, RunOptions
+from pathtrace.model.options import RunOptions
+from pathtrace.model.tag import capture_filter
+from pathtrace.output import bundle
+from pathtrace.session import Run
 from pathtrace.system import netns
 from tests.conftest import pathtrace
 from tests.matchers import tshark_rows
@@ -97,7 +98,7 @@ def test_capture_matches_tcpdump_on_every_interface(
     lab: topology.Topology, tmp_path: Path, mode: str
 ) -> None:
     run_id = 0x5A5A0000 | (hash(mode) & 0xFFFF)
-    started = _tcpdumps(lab, expression(run_id) if mode == "run" else None, tmp_path)
+    started = _tcpdumps(lab, capture_filter(run_id) if mode == "run" else None, tmp_path)
     try:
         result = Run(
             RunOptions("ping", IPv4Address("8.8.8.8"), count=3, capture=mode), lab, run_id=run_id

@@ -15,17 +15,19 @@ import jsonschema
 import pytest
 
 from pathtrace.lab import scenarios, topology
-from pathtrace.report.json_report import to_json
-from pathtrace.report.markdown import markdown, mermaid
-from pathtrace.report.text import render
-from pathtrace.run import Run, RunOptions, RunResult
+from pathtrace.model.options import RunOptions
+from pathtrace.model.result import RunResult
+from pathtrace.model.trace import ProbeTrace
+from pathtrace.output.json_report import to_json
+from pathtrace.output.markdown import markdown, mermaid
+from pathtrace.output.text import render
+from pathtrace.session import Run
 from pathtrace.system import netns
-from pathtrace.trace.model import ProbeTrace
 from tests.conftest import pathtrace
 
 pytestmark = pytest.mark.root
 SCHEMA = json.loads(
-    (Path(__file__).resolve().parents[2] / "pathtrace" / "report" / "schema.json").read_text()
+    (Path(__file__).resolve().parents[2] / "pathtrace" / "output" / "schema.json").read_text()
 )
 
 
@@ -331,7 +333,7 @@ def test_the_hosts_own_namespace_is_never_a_source(topology_file: Path) -> None:
 def test_events_reach_live_views_while_probes_still_go_out(lab: topology.Topology) -> None:
     run = Run(RunOptions("ping", IPv4Address("192.168.100.3"), count=20, interval=0.05), lab)
     marks: dict[str, float] = {}
-    run.on_armed = lambda states, source: marks.setdefault("armed", time.monotonic())
+    run.on_armed = lambda setting: marks.setdefault("armed", time.monotonic())
     run.on_event = lambda event: marks.setdefault("first event", time.monotonic())
     assert run.execute().delivered
     # 20 probes 50 ms apart take a second to send; the first hops come long before.

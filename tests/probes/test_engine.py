@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from pathtrace.errors import ProbesMissing
-from pathtrace.inject import send, tag
+from pathtrace.inject import send
 from pathtrace.kernel import libbpf
 from pathtrace.kernel.engine import Tracer, probes_dir
 from pathtrace.kernel.refusals import Refusals
 from pathtrace.lab import topology
+from pathtrace.model import tag
 from pathtrace.system import netns
 from tests.conftest import pathtrace
 from tests.matchers import assert_ordered_subset
@@ -336,5 +337,9 @@ def test_doctor_reports_every_hook(lab: topology.Topology) -> None:
     assert not [n for n in netns.names() if n.startswith("pt-doctor")]
 
 
-def test_probes_dir_is_the_build_output() -> None:
-    assert probes_dir().name == ".output"
+def test_probes_are_package_data() -> None:
+    """Found beside the package's own modules, not by climbing out of it."""
+    import pathtrace.kernel.engine as engine
+
+    assert probes_dir() == Path(engine.__file__).resolve().parent / "bpf"
+    assert (probes_dir() / "device.bpf.o").exists()

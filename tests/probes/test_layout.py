@@ -71,3 +71,46 @@ def test_network_order_fields_decode_big_endian() -> None:
     saddr_at = dict((n, o) for n, o, _ in members)["saddr"]
     raw[saddr_at : saddr_at + 4] = bytes([192, 168, 100, 2])  # as the kernel stores it
     assert layout.unpack(bytes(raw))["saddr"] == 0xC0A86402
+
+
+def _c_values(tmp_path: Path, names: list[str]) -> dict[str, int]:
+    """What the C compiler makes of ``names`` (enumerators, macros) in pathtrace.h."""
+    source = tmp_path / "values.c"
+    source.write_text(
+        "#include <stdio.h>\n#include <linux/types.h>\n"
+        f'#include "{HEADER}"\nint main(void) {{\n'
+        + "\n".join(f'printf("{n} %lld\\n", (long long)({n}));' for n in names)
+        + "\nreturn 0;}\n"
+    )
+    binary = tmp_path / "values"
+    subprocess.run(["cc", "-o", str(binary), str(source)], check=True)
+    out = subprocess.run([str(binary)], capture_output=True, text=True, check=True).stdout
+    return {n: int(v) for n, v in (line.split() for line in out.splitlines())}
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+def test_hook_via_and_tag_enums_match_the_header(tmp_path: Path) -> None:
+    import re
+
+    from pathtrace.model import tag
+    from pathtrace.model.event import HOOK_CODES, HOOK_MAX, TAG_KIND_CODES, VIA_CODES
+
+    header = HEADER.read_text()
+    tables = {"PT_HOOK_": HOOK_CODES, "PT_VIA_": VIA_CODES, "PT_TAG_": TAG_KIND_CODES}
+    expected: dict[str, int] = {"PT_HOOK_MAX": HOOK_MAX}
+    for prefix, codes in tables.items():
+        for code, member in codes.items():
+            expected[prefix + member.name] = code
+    expected |= {"PT_TAG_MAGIC": tag.MAGIC, "PT_TAG_MAGIC_REPLY": tag.MAGIC_REPLY}
+    assert _c_values(tmp_path, sorted(expected)) == expected
+    # ... and the header has no enumerator the Python side lacks.
+    declared = set(re.findall(r"^\s*(PT_(?:HOOK|VIA|TAG)_\w+)\s*=", header, re.M))
+    assert declared <= set(expected), declared - set(expected)
+
+
+def test_the_responder_echoes_the_tag_format() -> None:
+    """The lab's responder runs without pathtrace (python -I -S): its copy must agree."""
+    from pathtrace.lab import responder
+    from pathtrace.model import tag
+
+    assert (responder.MAGIC, responder.MAGIC_REPLY) == (tag.MAGIC, tag.MAGIC_REPLY)

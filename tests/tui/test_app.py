@@ -121,7 +121,8 @@ def test_live_lab_run_break_fix_save_reopen(
             assert app.result is not None and app.result.delivered
 
             await pilot.press("s")
-            await pilot.pause()
+            await wait_until(pilot, lambda: "saved " in text_of(app.query_one("#status")))
+            assert str(tmp_path) in text_of(app.query_one("#status"))  # the absolute path
             saved = list(tmp_path.glob("*/bundle.json"))
             assert len(saved) == 1
             await pilot.press("o")
@@ -138,6 +139,7 @@ def test_live_lab_run_break_fix_save_reopen(
 # fingerprint is the same at the end. Worker errors stay on screen.
 SCRATCH_TUI = """
 import asyncio, json, os, subprocess
+from pathlib import Path
 from pathtrace.lab import topology
 from pathtrace.system import netns
 from pathtrace.tui import make_app
@@ -154,7 +156,7 @@ def status(app):
     return text_of(app.query_one("#status"))
 
 async def scenario():
-    app = make_app(topo, topology.reference_text(), bundles_dir="/tmp")
+    app = make_app(topo, topology.reference_text(), bundles_dir=Path("/run/pt-tui-saved"))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("u")
         await wait_until(pilot, lambda: "lab up: done" in status(app), 60)
@@ -166,8 +168,12 @@ async def scenario():
         await wait_until(pilot, lambda: app.busy, 10)
         await pilot.press("u")  # lab keys wait while a run traces
         out["refused"] = status(app)
+        await pilot.press("s")  # saved when the run ends
+        out["save_later"] = status(app)
         await wait_until(pilot, lambda: app.result is not None and not app.busy, 60)
         out["delivered"] = app.result.delivered
+        await wait_until(pilot, lambda: "saved ping" in status(app), 30)
+        out["saved"] = [p.parent.name for p in Path("/run/pt-tui-saved").glob("*/bundle.json")]
         await pilot.press("b")
         await pilot.pause()
         picker = app.screen.query_one("OptionList")
@@ -208,6 +214,7 @@ def test_live_tui_in_a_scratch_host_builds_nothing_in_the_host() -> None:
     assert len(set(seen["inodes"])) == 4 and seen["host"] not in seen["inodes"]
     assert seen["host_links"] == 1  # lo alone: no bridge or veth made in the host
     assert "refused" in seen["refused"] and "run is tracing" in seen["refused"]
+    assert "saved when it ends" in seen["save_later"] and len(seen["saved"]) == 1
     assert seen["delivered"] and seen["broken"]
     assert seen["error"].startswith("lab up failed: ") and "Read-only" in seen["error"]
     assert seen["running"]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pathtrace import bundle
-from pathtrace.report.diff import diff
-from pathtrace.report.text import render
+from pathtrace.output import bundle
+from pathtrace.output.diff import diff
+from pathtrace.output.text import render
 from tests.matchers import tshark_rows
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "captures" / "examples"
@@ -70,8 +70,8 @@ def test_packet_view_dissects_ip_in_a_fresh_process() -> None:
     """Layers bound by scapy's inet module must not depend on what ran before."""
     code = (
         "from pathlib import Path\n"
-        "from pathtrace import bundle\n"
-        "from pathtrace.report.packet import view\n"
+        "from pathtrace.output import bundle\n"
+        "from pathtrace.output.packet import view\n"
         f"r, _ = bundle.load(Path({str(EXAMPLES / 'ping-answered')!r}))\n"
         "hop = r.probes[0].request.hops[0]\n"
         "print('\\n'.join(view(r, hop, None).lines))\n"

@@ -136,7 +136,7 @@ table ip filter { # handle 2
 
 
 def test_the_responder_repeats_the_tag_magic_exactly() -> None:
-    from pathtrace.inject import tag
     from pathtrace.lab import responder
+    from pathtrace.model import tag
 
     assert (responder.MAGIC, responder.MAGIC_REPLY) == (tag.MAGIC, tag.MAGIC_REPLY)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from pathtrace.run import RunResult
+from pathtrace.model.result import RunResult
 
 _STYLE = {
     "answered": "bold green",

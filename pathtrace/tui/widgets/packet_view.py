@@ -5,8 +5,9 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from pathtrace.report.explain import explain
-from pathtrace.report.packet import PacketView as View
+from pathtrace.model.trace import Hop
+from pathtrace.output.explain import explain
+from pathtrace.output.packet import PacketView as View
 
 
 class PacketView(Static):
@@ -48,6 +49,5 @@ class ExplainView(Static):
     DEFAULT_CSS = "ExplainView { height: 1fr; padding: 0 1; }"
 
     def show_hop(self, hop: object) -> None:
-        from pathtrace.trace.model import Hop
 
         self.update(explain(hop) if isinstance(hop, Hop) else "")

@@ -6,6 +6,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Input, Label, Select
 
+from pathtrace.lab import DEFAULT_SOURCE
+
 
 class ProbeForm(Horizontal):
     DEFAULT_CSS = """
@@ -25,7 +27,7 @@ class ProbeForm(Horizontal):
             id="kind",
         )
         yield Label("from")
-        yield Input("container1", id="source")
+        yield Input(DEFAULT_SOURCE, id="source")
         yield Label("to")
         yield Input("8.8.8.8", id="target", placeholder="ADDR or ADDR:PORT")
         yield Label("count")

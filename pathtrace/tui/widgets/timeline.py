@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
 
-from pathtrace.trace.model import Hop, ProbeTrace
+from pathtrace.model.trace import Hop, ProbeTrace
 
 _DIRECTION = {"request": "req", "reply": "reply", "icmp_error": "error"}
 _STYLE = {"translate": "bold cyan", "drop": "bold red", "deliver": "green", "end": "red"}

@@ -3,9 +3,9 @@ like the tutorial's section 6.1, but of what was measured."""
 
 from __future__ import annotations
 
-from pathtrace.report.text import hooks_line
-from pathtrace.run import RunResult
-from pathtrace.trace.model import ProbeTrace
+from pathtrace.model.result import RunResult
+from pathtrace.model.trace import ProbeTrace
+from pathtrace.output.text import hooks_line
 
 
 def _cell(text: str) -> str:

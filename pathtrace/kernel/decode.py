@@ -1,13 +1,32 @@
-"""What decoding needs from the machine: the clock, namespace names, kernel names."""
+"""Decoding: a raw record (``EventLayout.unpack``) -> the stable ``Event``.
+
+And what decoding needs from the machine: the clock, namespace names, the
+kernel's drop reasons and symbols.
+"""
 
 from __future__ import annotations
 
 import bisect
-import os
 import re
+import socket
 import threading
 import time
 from functools import cached_property
+from typing import Any
+
+from pathtrace.kernel.libbpf import KernelBtf
+from pathtrace.model.event import (
+    HOOK_CODES,
+    NAT_TYPES,
+    NF_HOOKS,
+    PROTOCOLS,
+    TAG_KIND_CODES,
+    VIA_CODES,
+    Conntrack,
+    Event,
+    Tuple,
+)
+from pathtrace.system import netns
 
 CLOCK_TAI, CLOCK_BOOTTIME = 1, 2
 
@@ -54,19 +73,17 @@ class DecodeContext:
         drop_reasons: dict[int, str] | None = None,
     ) -> None:
         self.clock = clock or KernelClock()
-        self.namespaces = namespaces if namespaces is not None else namespace_names()
+        self.namespaces = namespaces if namespaces is not None else netns.namespace_names()
         if drop_reasons is not None:  # the tracer has them (KernelFacts): no second read
             self._drop_reasons = drop_reasons
 
     def namespace_name(self, inode: int) -> str:
         if inode not in self.namespaces:
-            self.namespaces.update(namespace_names())  # one made since we started
+            self.namespaces.update(netns.namespace_names())  # one made since we started
         return self.namespaces.get(inode, f"netns:{inode}" if inode else "")
 
     @cached_property
     def _drop_reasons(self) -> dict[int, str]:
-        from pathtrace.kernel.libbpf import KernelBtf
-
         btf = KernelBtf()
         try:
             return {
@@ -123,14 +140,66 @@ class KernelSymbols:
         return f"{names[i].decode()}+{address - start:#x}"
 
 
-def namespace_names() -> dict[int, str]:
-    """Inode -> name of every named namespace, and of the root namespace."""
-    from pathtrace.system import netns
+def _ip(value: int) -> str:
+    return socket.inet_ntoa(value.to_bytes(4, "big"))
 
-    names = {netns.root_inode(): "root"}
-    for name in netns.names():
-        try:
-            names[os.stat(netns.path(name)).st_ino] = name
-        except OSError:
-            continue
-    return names
+
+def decode(raw: dict[str, Any], ctx: DecodeContext) -> Event:
+    """The stable form of one raw record (fields as ``EventLayout.unpack`` gives them)."""
+    hook = str(HOOK_CODES.get(raw["hook"], f"hook{raw['hook']}"))
+    nf_hook = None
+    if hook.startswith("nf_"):
+        nf_hook = NF_HOOKS.get(raw["nf_hook"])
+    elif hook.startswith("nat_") and raw["via"] != 6:
+        nf_hook = NAT_TYPES.get(raw["nf_hook"])
+    protocol = raw["protocol"]
+    ct = None
+    if raw["ct"]:
+        ct = Conntrack(
+            id=f"{raw['ct']:#x}",
+            original=Tuple(
+                _ip(raw["ct_orig_src"]),
+                _ip(raw["ct_orig_dst"]),
+                raw["ct_orig_sport"],
+                raw["ct_orig_dport"],
+            ),
+            reply=Tuple(
+                _ip(raw["ct_reply_src"]),
+                _ip(raw["ct_reply_dst"]),
+                raw["ct_reply_sport"],
+                raw["ct_reply_dport"],
+            ),
+            status=raw["ct_status"],
+        )
+    is_drop = hook == "drop"
+    return Event(
+        time_ns=ctx.clock.to_wall_ns(raw["time_ns"], raw["clock"]),
+        hook=hook,
+        via=str(VIA_CODES.get(raw["via"], raw["via"])),
+        netns=raw["netns"],
+        namespace=ctx.namespace_name(raw["netns"]),
+        ifname=raw["ifname"].split(b"\0", 1)[0].decode(errors="replace"),
+        ifindex=raw["ifindex"],
+        skb_id=raw["skb_id"],
+        skb=f"{raw['skb']:#x}",
+        run=raw["run"],
+        index=raw["index"],
+        tag=str(TAG_KIND_CODES.get(raw["tag_kind"], "unknown")),
+        followed=bool(raw["followed"]),
+        protocol=PROTOCOLS.get(protocol, str(protocol)),
+        src=_ip(raw["saddr"]),
+        dst=_ip(raw["daddr"]),
+        sport=raw["sport"],
+        dport=raw["dport"],
+        ttl=raw["ttl"],
+        length=raw["len"],
+        mark=raw["mark"],
+        ip_id=raw["ip_id"],
+        nf_hook=nf_hook,
+        icmp_type=raw["icmp_type"] if protocol == 1 else None,
+        icmp_code=raw["icmp_code"] if protocol == 1 else None,
+        tcp_flags=raw["tcp_flags"] if protocol == 6 else None,
+        drop_reason=ctx.drop_reason(raw["drop_reason"]) if is_drop else None,
+        location=ctx.symbol(raw["location"]) if is_drop else None,
+        conntrack=ct,
+    )

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from pathtrace.events.event import Event
-from pathtrace.trace.model import Hop, Series, Verdict
-from pathtrace.trace.state import NamespaceState
+from pathtrace.model.event import Event, Hook, TagKind
+from pathtrace.model.state import NamespaceState
+from pathtrace.model.trace import Hop, Series, Verdict
 
 ICMP_ERRORS = {
     (3, 0): "network unreachable",
@@ -34,12 +34,19 @@ class Judge:
         source_namespace: str,
         target: str,
         lost_events: int,
+        restore: str | None = None,
     ) -> None:
+        """``restore``: the command that puts the network back as described, when one
+        exists (a lab's); fixes mention it."""
+        self.restore = restore
         self.states = states
         self.source_state = states.get(source_namespace)
         self.source_node = self.source_state.node if self.source_state else source_namespace
         self.target = target
         self.lost_events = lost_events
+
+    def _fix(self, text: str) -> str:
+        return f"{text} ({self.restore})" if self.restore else text
 
     def settle_reply(self, reply: Series | None) -> Series | None:
         """The answer reaching the prober and freed there is delivered, not dropped."""
@@ -96,7 +103,7 @@ class Judge:
     ) -> Verdict:
         if self._reached_source(reply):
             assert reply is not None
-            rst = any(e.tag == "reply" and e.tcp_flags and e.tcp_flags & 0x04 for e in events)
+            rst = any(e.tag == TagKind.REPLY and e.tcp_flags and e.tcp_flags & 0x04 for e in events)
             responder = reply.hops[0].node
             if rst:
                 return Verdict(
@@ -149,7 +156,7 @@ class Judge:
                 cause=f"{node} has no route to {self.target}"
                 + ("" if has_default else " (it has no default route)")
                 + f"; its routes: {routes}",
-                fix=f"add a route (a default route via the gateway) in {node} (pathtrace lab fix)",
+                fix=self._fix(f"add a route (a default route via the gateway) in {node}"),
             )
         return Verdict(
             "lost",
@@ -160,7 +167,7 @@ class Judge:
         )
 
     def _icmp_error(self, error: Series, events: Sequence[Event]) -> Verdict:
-        first = next(e for e in events if e.tag == "icmp_error")
+        first = next(e for e in events if e.tag == TagKind.ICMP_ERROR)
         code = (first.icmp_type or 0, first.icmp_code or 0)
         what = ICMP_ERRORS.get(code, f"ICMP type {code[0]} code {code[1]}")
         sender = error.hops[0].node
@@ -173,14 +180,14 @@ class Judge:
                 f"{sender} must send the packet on a link whose MTU is smaller than the "
                 "packet, and DF forbids fragmenting it"
             )
-            fix = "send smaller packets, clear DF, or raise the MTU (pathtrace lab fix)"
+            fix = self._fix("send smaller packets, clear DF, or raise the MTU")
         elif code == (11, 0):
             cause = f"the TTL reached 0 at {sender}"
-            fix = "raise the TTL, or look for a rule that rewrites it (pathtrace lab fix)"
+            fix = self._fix("raise the TTL, or look for a rule that rewrites it")
         elif code[0] == 3 and code[1] in (9, 10, 13):
             rule = self._rule_like(sender, ("reject",))
             cause = f"a reject rule in {sender}" + (f": {rule}" if rule else "")
-            fix = "remove the reject rule (pathtrace lab fix)"
+            fix = self._fix("remove the reject rule")
         return Verdict(
             "rejected", f"{sender} answered with ICMP {what}", where=sender, cause=cause, fix=fix
         )
@@ -199,7 +206,7 @@ class Judge:
                 cause += f": rule {rule}"
             elif policy == "drop":
                 cause += ": the chain's policy is drop and no rule accepts it"
-            fix = "accept it in that chain, or remove the drop (pathtrace lab fix)"
+            fix = self._fix("accept it in that chain, or remove the drop")
             # Dropped on a bridge port, or after a bridge forward: it was bridged, not routed.
             port = state.link(drop.interface) if state and drop.interface else None
             bridged = any(h.action == "bridge-forward" for h in series.hops) or bool(
@@ -236,7 +243,7 @@ class Judge:
             and drop.node != self.source_node
         ):
             cause = f"{drop.node} does not forward: net.ipv4.ip_forward is 0 ({reason})"
-            fix = f"set net.ipv4.ip_forward=1 in {drop.node} (pathtrace lab fix)"
+            fix = self._fix(f"set net.ipv4.ip_forward=1 in {drop.node}")
         elif "NO_ROUTE" in reason or "NOROUTES" in reason or "UNREACHABLE" in reason:
             packet = drop.packet
             cause = f"{drop.node} has no route to {packet.dst} ({reason})"
@@ -245,7 +252,10 @@ class Judge:
                     f"; the request reached {series.hops[0].node} with its private source "
                     f"{packet.dst}: no SNAT on the way out"
                 )
-                fix = "masquerade the containers' subnet on the uplink (pathtrace lab fix)"
+                fix = self._fix(
+                    f"masquerade (SNAT) the private source {packet.dst} where it leaves "
+                    "for the uplink"
+                )
             else:
                 fix = f"add a route to {packet.dst} in {drop.node}"
         elif reason in ("NO_SOCKET",) and series.direction == "request":
@@ -273,9 +283,8 @@ class Judge:
                         ": the request arrived with its private source address; "
                         "nothing translated it on the way out"
                     )
-                    fix = (
-                        "masquerade (SNAT) the private subnet where it leaves for "
-                        f"{last.node} (pathtrace lab fix)"
+                    fix = self._fix(
+                        f"masquerade (SNAT) the private subnet where it leaves for {last.node}"
                     )
                 return Verdict(
                     "lost",
@@ -305,7 +314,7 @@ class Judge:
             link = state.link(last.interface)
             if link is not None and (not link.up or not link.carrier):
                 peer = "its peer is down" if link.up else "it is down"
-                return f"{last.node}/{last.interface} has no carrier: {peer} (pathtrace lab fix)"
+                return self._fix(f"{last.node}/{last.interface} has no carrier: {peer}")
         if state is not None and last.action in ("route", "send"):
             route = state.route_for(last.packet.dst)
             if route is None:
@@ -325,8 +334,8 @@ class Judge:
             return None
         seen: dict[str | None, int] = {}
         for e in events:
-            if e.namespace == state.namespace and e.hook in ("nf_before", "nf_after"):
-                seen[e.nf_hook] = seen.get(e.nf_hook, 0) + (1 if e.hook == "nf_before" else -1)
+            if e.namespace == state.namespace and e.hook in (Hook.NF_BEFORE, Hook.NF_AFTER):
+                seen[e.nf_hook] = seen.get(e.nf_hook, 0) + (1 if e.hook == Hook.NF_BEFORE else -1)
         open_chains = [chain for chain, n in seen.items() if n > 0]
         return open_chains[-1] if open_chains else None
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import struct
 from dataclasses import asdict
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
@@ -28,20 +27,22 @@ from pathlib import Path
 from typing import Any
 
 from pathtrace import __version__
-from pathtrace.capture.sniffer import Captured
-from pathtrace.errors import PathtraceError
-from pathtrace.events.event import EVENT_FORMAT_VERSION, Event
-from pathtrace.run import RunOptions, RunResult, trace_probes
-from pathtrace.trace.model import Hop
-from pathtrace.trace.state import NamespaceState
+from pathtrace.analyze.probes import trace_probes
+from pathtrace.errors import BundleError, UsageError
+from pathtrace.model.capture import Captured
+from pathtrace.model.event import EVENT_FORMAT_VERSION, Event
+from pathtrace.model.options import RunOptions
+from pathtrace.model.result import RunResult
+from pathtrace.model.state import NamespaceState
+from pathtrace.output import pcapng
+from pathtrace.output.json_report import to_json
+from pathtrace.output.markdown import markdown
+from pathtrace.output.text import render
 
 FORMAT = "pathtrace.bundle"
+_LAB_FIX = "pathtrace lab fix"  # what bundles of lab runs said before they saved it
 VERSION = 1
 DEFAULT_DIR = Path("captures")
-
-
-class BundleError(PathtraceError):
-    exit_code = 8
 
 
 def default_name(result: RunResult) -> str:
@@ -54,13 +55,9 @@ def default_name(result: RunResult) -> str:
 def save(
     result: RunResult, directory: Path | None = None, topology_text: str | None = None
 ) -> Path:
-    from pathtrace.report.json_report import to_json
-    from pathtrace.report.markdown import markdown
-    from pathtrace.report.text import render
-
     path = directory or DEFAULT_DIR / default_name(result)
     path.mkdir(parents=True, exist_ok=True)
-    _write_pcapng(path / "trace.pcapng", result)
+    pcapng.write(path / "trace.pcapng", result)
     with open(path / "events.jsonl", "w") as f:
         f.write(json.dumps({"format": "pathtrace.events", "version": EVENT_FORMAT_VERSION}) + "\n")
         for event in result.events:
@@ -87,9 +84,8 @@ def save(
     (path / "report.md").write_text(markdown(result))
     (path / "facts.json").write_text(json.dumps(_facts(result), indent=1))
     state = {ns: s.to_json() for ns, s in result.states.items()}
-    conntrack = _conntrack(result)
     (path / "state.json").write_text(
-        json.dumps({"namespaces": state, "conntrack": conntrack}, indent=1)
+        json.dumps({"namespaces": state, "conntrack": result.conntrack}, indent=1)
     )
     if topology_text:
         (path / "topology.toml").write_text(topology_text)
@@ -110,20 +106,6 @@ def save(
 
 
 def _facts(result: RunResult) -> dict[str, Any]:
-    from importlib.metadata import version
-
-    from pathtrace.kernel import libbpf
-
-    versions = {"pathtrace": __version__}
-    for package in ("scapy", "pyroute2"):
-        try:
-            versions[package] = version(package)
-        except Exception:  # noqa: BLE001 - a fact we could not read is left out
-            pass
-    try:
-        versions["libbpf"] = libbpf.version()
-    except PathtraceError:
-        pass
     o = result.options
     return {
         "run": f"{result.run_id:08x}",
@@ -135,7 +117,8 @@ def _facts(result: RunResult) -> dict[str, Any]:
         "hooks": result.hooks,
         "lost_events": result.lost,
         "send_errors": {str(k): v for k, v in result.send_errors.items()},
-        "versions": versions,
+        "restore": result.restore,
+        "versions": result.versions,
         "clock": "events: CLOCK_TAI converted to UTC; captures: kernel SO_TIMESTAMPNS (UTC)",
         "capture": {
             "mode": o.capture,
@@ -144,74 +127,6 @@ def _facts(result: RunResult) -> dict[str, Any]:
             "dropped": result.capture_drops,
         },
     }
-
-
-def _conntrack(result: RunResult) -> dict[str, list[str]]:
-    """Each namespace's conntrack entries that involve the run's addresses."""
-    from pathtrace.system import netns
-
-    addresses = {e.src for e in result.events} | {e.dst for e in result.events}
-    entries: dict[str, list[str]] = {}
-    for ns in result.states:
-        try:
-            out = netns.run(ns, ["conntrack", "-L"], check=False).stdout
-        except PathtraceError:
-            continue
-        lines = [line for line in out.splitlines() if any(f"={a} " in line for a in addresses)]
-        if lines:
-            entries[ns] = lines
-    return entries
-
-
-def _comment(hop: Hop | None, event: Event | None, probe_index: int | None, direction: str) -> str:
-    if hop is None or event is None:
-        return "no event matched this packet"
-    text = f"probe {probe_index} {direction}: {hop.text}"
-    if hop.translation:
-        text += f" | {hop.translation.describe()}"
-    if hop.drop_reason:
-        text += f" | dropped: {hop.drop_reason}"
-    return text
-
-
-def _write_pcapng(path: Path, result: RunResult) -> None:
-    from scapy.layers.l2 import Ether
-    from scapy.utils import PcapNgWriter
-
-    hop_of_event: dict[int, tuple[Hop, int, str, str | None]] = {}
-    for probe in result.probes:
-        for series in (s for s in (probe.request, probe.reply, *probe.errors) if s):
-            translated = None  # what this packet has been through so far
-            for hop in series.hops:
-                if hop.translation:
-                    translated = hop.translation.describe()
-                for position in hop.events:
-                    hop_of_event[position] = (hop, probe.index, series.direction, translated)
-    event_of_capture = (
-        {c: e for e, c in result.correlation.matched.items()} if result.correlation else {}
-    )
-    writer = PcapNgWriter(str(path))
-    try:
-        for n, captured in enumerate(result.captures):
-            at: int | None
-            packet = Ether(captured.data)
-            node = result.namespaces.get(captured.namespace, captured.namespace)
-            packet.sniffed_on = f"{node}/{captured.ifname}"
-            packet.direction = 2 if captured.direction == "out" else 1
-            packet.time = captured.time_ns / 1e9
-            at = event_of_capture.get(n)
-            found = hop_of_event.get(at) if at is not None else None
-            if found is not None and at is not None:
-                hop, index, direction, translated = found
-                comment = _comment(hop, result.events[at], index, direction)
-                if translated and not hop.translation:
-                    comment += f" | after {translated}"
-            else:
-                comment = _comment(None, None, None, "")
-            packet.comments = [comment.encode()]
-            writer.write(packet)
-    finally:
-        writer.close()
 
 
 # --- reading -------------------------------------------------------------------
@@ -257,22 +172,9 @@ def _load(path: Path) -> tuple[RunResult, dict[str, Any]]:
         o = facts["options"]
         options = RunOptions(**{**o, "target": IPv4Address(o["target"])})
         states = {ns: NamespaceState.from_json(s) for ns, s in state["namespaces"].items()}
-        run_id = int(facts["run"], 16)
-        send_errors = {int(k): v for k, v in facts.get("send_errors", {}).items()}
-        probes, correlation = trace_probes(
-            events,
-            captures if facts["capture"]["interfaces"] else None,
-            run_id,
-            states,
-            facts["source_namespace"],
-            str(options.target),
-            options.count,
-            sum(facts["lost_events"].values()),
-            send_errors,
-        )
         result = RunResult(
             options=options,
-            run_id=run_id,
+            run_id=int(facts["run"], 16),
             started=facts["started"],
             kernel=facts["kernel"],
             version=facts["versions"].get("pathtrace", "?"),
@@ -281,17 +183,28 @@ def _load(path: Path) -> tuple[RunResult, dict[str, Any]]:
             hooks=facts["hooks"],
             lost=facts["lost_events"],
             events=events,
-            probes=probes,
+            probes=[],
             states=states,
-            send_errors=send_errors,
+            send_errors={int(k): v for k, v in facts.get("send_errors", {}).items()},
             captures=captures,
-            correlation=correlation,
             capture_drops=facts["capture"]["dropped"],
             capture_interfaces=facts["capture"]["interfaces"],
+            conntrack={ns: list(lines) for ns, lines in state.get("conntrack", {}).items()},
+            versions=dict(facts["versions"]),
+            # Bundles before "restore" was saved: a lab run is one with its topology.
+            restore=facts.get("restore", _LAB_FIX if (path / "topology.toml").exists() else None),
+        )
+        # Judged again by the same analysis as a live run: the same hops and verdicts.
+        result.probes, result.correlation = trace_probes(
+            events,
+            captures if result.capture_interfaces else None,
+            result.setting,
+            sum(result.lost.values()),
+            result.send_errors,
         )
     except BundleError:
         raise
-    except (KeyError, TypeError, ValueError, IndexError) as error:
+    except (KeyError, TypeError, ValueError, IndexError, UsageError) as error:
         raise BundleError(
             f"{path}: corrupt or truncated bundle ({type(error).__name__}: {error})"
         ) from None
@@ -321,7 +234,7 @@ def _read_captures(path: Path) -> list[Captured]:
     if not path.exists():
         return []
     meta = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    frames = _read_pcapng_frames(path.parent / "trace.pcapng")
+    frames = pcapng.read_frames(path.parent / "trace.pcapng")
     if len(frames) != len(meta):
         raise BundleError(
             f"{path.parent}: trace.pcapng holds {len(frames)} packets, "
@@ -331,30 +244,6 @@ def _read_captures(path: Path) -> list[Captured]:
         Captured(m["namespace"], m["ifname"], m["direction"], m["time_ns"], m["wirelen"], frame)
         for m, frame in zip(meta, frames, strict=True)
     ]
-
-
-def _read_pcapng_frames(path: Path) -> list[bytes]:
-    import logging
-
-    from scapy.error import Scapy_Exception
-    from scapy.utils import RawPcapNgReader
-
-    # scapy logs its own warning about a damaged file; ours is the one line.
-    scapy_log = logging.getLogger("scapy")
-    level = scapy_log.level
-    scapy_log.setLevel(logging.ERROR)
-    frames = []
-    try:
-        # An open file, not a path: given a path, scapy tries gzip first and leaks a handle.
-        with open(path, "rb") as f:
-            reader = RawPcapNgReader(f)  # type: ignore[arg-type]
-            for data, _meta in reader:
-                frames.append(bytes(data))
-    except (Scapy_Exception, EOFError, ValueError, struct.error) as error:
-        raise BundleError(f"{path}: truncated or corrupt pcapng ({error})") from None
-    finally:
-        scapy_log.setLevel(level)
-    return frames
 
 
 def find(root: Path = DEFAULT_DIR) -> list[Path]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathtrace.trace.model import Hop
+from pathtrace.model.trace import Hop
 
 _TEXT = {
     "send": (

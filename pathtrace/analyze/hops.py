@@ -14,10 +14,10 @@ from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import Literal
 
-from pathtrace.events.event import Event
-from pathtrace.lab.firewall import LiveRule
-from pathtrace.trace.model import Direction, Hop, Packet, Series, Translation
-from pathtrace.trace.state import NamespaceState
+from pathtrace.model.event import Event, Hook
+from pathtrace.model.ruleset import LiveRule
+from pathtrace.model.state import NamespaceState
+from pathtrace.model.trace import Direction, Hop, Packet, Series, Translation
 
 _CHAIN_OF_HOOK = {
     "PREROUTING": "PREROUTING",
@@ -26,7 +26,7 @@ _CHAIN_OF_HOOK = {
     "INPUT": "INPUT",
 }
 # Hooks seen at the same moment as a device transmit, or inside the bridge.
-_ALIASES = {"veth_xmit", "br_handle_frame", "br_forward"}
+_ALIASES = {Hook.VETH_XMIT, Hook.BR_HANDLE_FRAME, Hook.BR_FORWARD}
 
 
 def packet_of(event: Event) -> Packet:
@@ -66,12 +66,12 @@ class HopBuilder:
             final = n == len(events) - 1
             hop: tuple[str, str] | None = None
             translation = None
-            if e.hook in ("nf_before", "nat_before"):
+            if e.hook in (Hook.NF_BEFORE, Hook.NAT_BEFORE):
                 pending_nf[(e.namespace, e.nf_hook)] = (position, e)
                 continue
-            if e.hook in ("nf_after", "nat_after"):
+            if e.hook in (Hook.NF_AFTER, Hook.NAT_AFTER):
                 before = pending_nf.pop((e.namespace, e.nf_hook), None)
-                if e.hook == "nat_after" and before is None:
+                if e.hook == Hook.NAT_AFTER and before is None:
                     before = next(
                         ((p, b) for (ns, _), (p, b) in pending_nf.items() if ns == e.namespace),
                         None,
@@ -83,22 +83,22 @@ class HopBuilder:
                     continue
             elif e.hook in _ALIASES:
                 hooks_here.append(_hook_name(e))
-                if e.hook == "br_forward":
+                if e.hook == Hook.BR_FORWARD:
                     bridge = self._bridge(e.namespace, e.ifname) or "the bridge"
                     hop = ("bridge-forward", f"{bridge} forwards it to {e.ifname}")
                 else:
                     continue
-            elif e.hook == "dev_xmit":
+            elif e.hook == Hook.DEV_XMIT:
                 hop = self._xmit(e, previous, first=series.hops == [], direction=direction)
-            elif e.hook == "dev_recv":
+            elif e.hook == Hook.DEV_RECV:
                 hop = self._recv(e, previous)
-            elif e.hook == "drop":
+            elif e.hook == Hook.DROP:
                 hop = (
                     "drop",
                     f"{self.node(e.namespace)} drops it: {e.drop_reason}"
                     + (f" (in {e.location})" if e.location else ""),
                 )
-            elif e.hook == "consume":
+            elif e.hook == Hook.CONSUME:
                 if not final or (series.hops and series.hops[-1].action in ("drop", "deliver")):
                     continue  # a clone (a tap, a raw socket's copy) at work
                 if not e.namespace and previous is not None:
@@ -128,7 +128,7 @@ class HopBuilder:
                     hooks=tuple(dict.fromkeys([*hooks_here, _hook_name(e)])),
                     packet=packet_of(e),
                     translation=translation,
-                    drop_reason=e.drop_reason if e.hook == "drop" else None,
+                    drop_reason=e.drop_reason if e.hook == Hook.DROP else None,
                     events=(position,),
                     captured=self._seen(position, e),
                 )
@@ -140,7 +140,7 @@ class HopBuilder:
 
     def _seen(self, position: int, e: Event) -> bool | None:
         """Whether the capture saw this hop; None where no capture could (not a device)."""
-        if self.captured is None or e.hook not in ("dev_xmit", "dev_recv"):
+        if self.captured is None or e.hook not in (Hook.DEV_XMIT, Hook.DEV_RECV):
             return None
         return position in self.captured
 
@@ -164,7 +164,10 @@ class HopBuilder:
                 verb = "reports an error"
             return ("send", f"{node} {verb} on {e.ifname}")
         if previous is not None and previous.namespace == e.namespace and bridge:
-            if previous.hook == "dev_recv" and self._bridge(e.namespace, previous.ifname) == bridge:
+            if (
+                previous.hook == Hook.DEV_RECV
+                and self._bridge(e.namespace, previous.ifname) == bridge
+            ):
                 return (
                     "bridge-forward",
                     f"{bridge} forwards it from {previous.ifname} to {e.ifname}",
@@ -180,7 +183,7 @@ class HopBuilder:
         node = self.node(e.namespace)
         if (
             previous is not None
-            and previous.hook == "dev_xmit"
+            and previous.hook == Hook.DEV_XMIT
             and previous.namespace != e.namespace
         ):
             return (
@@ -234,16 +237,16 @@ class HopBuilder:
 
 
 def _hook_name(e: Event) -> str:
-    names = {
-        "dev_xmit": "net_dev_start_xmit",
-        "dev_recv": "netif_receive_skb",
-        "drop": "kfree_skb",
-        "consume": "consume_skb",
-        "veth_xmit": "veth_xmit",
-        "br_forward": "br_forward",
-        "br_handle_frame": "br_handle_frame",
-        "nat_before": "nf_nat_manip_pkt",
-        "nat_after": "nf_nat_manip_pkt",
+    names: dict[str, str] = {
+        Hook.DEV_XMIT: "net_dev_start_xmit",
+        Hook.DEV_RECV: "netif_receive_skb",
+        Hook.DROP: "kfree_skb",
+        Hook.CONSUME: "consume_skb",
+        Hook.VETH_XMIT: "veth_xmit",
+        Hook.BR_FORWARD: "br_forward",
+        Hook.BR_HANDLE_FRAME: "br_handle_frame",
+        Hook.NAT_BEFORE: "nf_nat_manip_pkt",
+        Hook.NAT_AFTER: "nf_nat_manip_pkt",
     }
     if e.hook.startswith("nf_"):
         return f"netfilter/{e.nf_hook}"

@@ -7,12 +7,11 @@ be explained later, elsewhere, from its files alone.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from pathtrace.lab import firewall
+from pathtrace.model.ruleset import Ruleset, parse_listing
 
 SYSCTLS = (
     "net.ipv4.ip_forward",
@@ -78,8 +77,8 @@ class NamespaceState:
         matching = [r for r in self.routes if address in r.network()]
         return max(matching, key=lambda r: r.network().prefixlen, default=None)
 
-    def rules(self) -> firewall.Ruleset:
-        return firewall.parse_listing(self.ruleset)
+    def rules(self) -> Ruleset:
+        return parse_listing(self.ruleset)
 
     def owns(self, address: str) -> bool:
         return any(a.split("/")[0] == address for link in self.links for a in link.addresses)
@@ -101,71 +100,3 @@ class NamespaceState:
             ruleset=data["ruleset"],
             legacy_tables=data.get("legacy_tables", ""),
         )
-
-
-def capture(namespace: str, node: str) -> NamespaceState:
-    from pathtrace.system import netns
-
-    state = NamespaceState(namespace, node)
-    ipr = netns.iproute(namespace)
-    try:
-        names = {}
-        raw_links = ipr.get_links()
-        for link in raw_links:
-            names[link["index"]] = link.get("ifname")
-        for link in raw_links:
-            addresses = tuple(
-                f"{a.get('address')}/{a['prefixlen']}"
-                for a in ipr.get_addr(family=socket.AF_INET, index=link["index"])
-            )
-            kind = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or (
-                "loopback" if link.get("ifname") == "lo" else "other"
-            )
-            state.links.append(
-                Link(
-                    name=link.get("ifname"),
-                    index=link["index"],
-                    kind=str(kind),
-                    up=bool(link["flags"] & 1),
-                    carrier=bool(link.get("carrier")),
-                    mtu=int(link.get("mtu") or 0),
-                    master=names.get(link.get("master")) if link.get("master") else None,
-                    addresses=addresses,
-                )
-            )
-        for route in ipr.get_routes(family=socket.AF_INET, table=254):
-            dst = route.get("dst")
-            state.routes.append(
-                RouteEntry(
-                    dst=f"{dst}/{route['dst_len']}" if dst else "default",
-                    gateway=route.get("gateway"),
-                    dev=names.get(route.get("oif")),
-                    prefsrc=route.get("prefsrc"),
-                )
-            )
-        for neigh in ipr.get_neighbours(family=socket.AF_INET):
-            state.neighbours.append(
-                f"{neigh.get('dst')} lladdr {neigh.get('lladdr')} dev "
-                f"{names.get(neigh['ifindex'])} state {neigh['state']}"
-            )
-    finally:
-        ipr.close()
-    for key in SYSCTLS:
-        value = netns.read_sysctl(namespace, key)
-        if value is not None:
-            state.sysctls[key] = value
-    result = netns.run(namespace, ["nft", "-a", "list", "ruleset"], check=False)
-    state.ruleset = result.stdout if result.returncode == 0 else ""
-    state.legacy_tables = legacy_tables(namespace)
-    return state
-
-
-def legacy_tables(namespace: str) -> str:
-    from pathtrace.system import netns
-
-    with netns.entered(namespace):
-        try:
-            with open("/proc/thread-self/net/ip_tables_names") as f:
-                return f.read()
-        except OSError:
-            return ""

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pathtrace.run import RunResult
-from pathtrace.trace.model import Hop
+from pathtrace.model.result import RunResult
+from pathtrace.model.trace import Hop
 
 # skb->len is left out: it counts the Ethernet header at device hooks only.
 FIELDS = ("src", "dst", "sport", "dport", "ttl")

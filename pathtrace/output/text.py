@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from pathtrace.run import RunResult
-from pathtrace.trace.model import Hop, ProbeTrace, Series
+from pathtrace.model.result import RunResult
+from pathtrace.model.trace import Hop, ProbeTrace, Series
 
 _OUTCOME_STYLE = {
     "answered": "green",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pathtrace.run import RunResult
-from pathtrace.trace.model import Hop, ProbeTrace
+from pathtrace.model.result import RunResult
+from pathtrace.model.trace import Hop, ProbeTrace
 
 
 def _path(probe: ProbeTrace) -> list[Hop]:

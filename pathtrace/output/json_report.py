@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from pathtrace.run import RunResult
+from pathtrace.model.result import RunResult
 
 SCHEMA = "pathtrace.run/1"
 

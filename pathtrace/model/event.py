@@ -1,0 +1,144 @@
+"""Events: the raw record decoded into a stable, versioned, serialisable form.
+
+Three layers, as in retis: the C struct (probes/include/pathtrace.h), its
+decoding (``decode``, with the layout read from BTF), and ``Event``, which is
+what everything after collection works on, live or read back from a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+EVENT_FORMAT_VERSION = 1
+
+
+class Hook(StrEnum):
+    """``enum pt_hook`` (probes/include/pathtrace.h), in its order: codes from 1."""
+
+    DEV_XMIT = "dev_xmit"  # a device starts transmitting
+    DEV_RECV = "dev_recv"  # a device receives (after the driver)
+    DROP = "drop"  # kfree_skb: freed as a drop, with a reason
+    CONSUME = "consume"  # consume_skb: freed after normal use
+    NF_BEFORE = "nf_before"  # netfilter, just before NAT (or filter)
+    NF_AFTER = "nf_after"  # netfilter, just after NAT (or filter)
+    VETH_XMIT = "veth_xmit"
+    BR_HANDLE_FRAME = "br_handle_frame"  # a bridge port receives
+    BR_FORWARD = "br_forward"  # the bridge forwards to a port
+    NAT_BEFORE = "nat_before"  # nf_nat_manip_pkt entry
+    NAT_AFTER = "nat_after"  # nf_nat_manip_pkt exit
+
+
+class Via(StrEnum):
+    """``enum pt_via``: how the hook was attached."""
+
+    TP_BTF = "tp_btf"
+    NETFILTER = "netfilter"
+    FENTRY = "fentry"
+    FEXIT = "fexit"
+    KPROBE = "kprobe"
+    KRETPROBE = "kretprobe"
+
+
+class TagKind(StrEnum):
+    """``enum pt_tag_kind``: how a packet carries a run's tag."""
+
+    REQUEST = "request"  # the injected packet itself
+    REPLY = "reply"  # the answer that echoes its tag
+    ICMP_ERROR = "icmp_error"  # an ICMP error quoting a tagged packet
+
+
+# The C enums' values: each enum counts from 1 in declaration order (checked
+# against the header by tests/probes/test_layout.py).
+HOOK_CODES: dict[int, Hook] = dict(enumerate(Hook, start=1))
+HOOK_MAX = len(Hook) + 1  # PT_HOOK_MAX: the size of per-hook arrays
+VIA_CODES: dict[int, Via] = dict(enumerate(Via, start=1))
+TAG_KIND_CODES: dict[int, TagKind] = dict(enumerate(TagKind, start=1))
+NF_HOOKS = {0: "PREROUTING", 1: "INPUT", 2: "FORWARD", 3: "OUTPUT", 4: "POSTROUTING"}
+NAT_TYPES = {0: "SNAT", 1: "DNAT"}
+PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp"}
+
+
+@dataclass(frozen=True)
+class Tuple:
+    src: str
+    dst: str
+    sport: int
+    dport: int
+
+
+@dataclass(frozen=True)
+class Conntrack:
+    id: str
+    original: Tuple
+    reply: Tuple
+    status: int
+
+    @property
+    def snat(self) -> bool:
+        return bool(self.status & (1 << 4))
+
+    @property
+    def dnat(self) -> bool:
+        return bool(self.status & (1 << 5))
+
+
+@dataclass(frozen=True)
+class Event:
+    """One observation of one tagged packet by one hook."""
+
+    time_ns: int  # wall clock (UTC), nanoseconds since the epoch
+    hook: str
+    via: str
+    netns: int
+    namespace: str
+    ifname: str
+    ifindex: int
+    skb_id: int
+    skb: str
+    run: int
+    index: int
+    tag: str  # request, reply, icmp_error
+    followed: bool
+    protocol: str
+    src: str
+    dst: str
+    sport: int  # ICMP: id
+    dport: int  # ICMP: sequence
+    ttl: int
+    length: int
+    mark: int
+    ip_id: int
+    nf_hook: str | None = None  # netfilter hooks: the chain; NAT hooks: SNAT or DNAT
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    tcp_flags: int | None = None
+    drop_reason: str | None = None
+    location: str | None = None
+    conntrack: Conntrack | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["v"] = EVENT_FORMAT_VERSION
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Event:
+        version = data.get("v")
+        if version != EVENT_FORMAT_VERSION:
+            raise ValueError(
+                f"event format version {version!r}, this pathtrace reads {EVENT_FORMAT_VERSION}"
+            )
+        body = {k: v for k, v in data.items() if k != "v"}
+        ct = body.get("conntrack")
+        if ct is not None:
+            body["conntrack"] = Conntrack(
+                ct["id"], Tuple(**ct["original"]), Tuple(**ct["reply"]), ct["status"]
+            )
+        return cls(**body)
+
+    @property
+    def where(self) -> str:
+        return f"{self.namespace}/{self.ifname}" if self.ifname else self.namespace

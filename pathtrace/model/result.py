@@ -1,0 +1,75 @@
+"""A finished run: everything a report, a bundle or a screen shows.
+
+Built by the session from a live run, or read back from a bundle's files; the
+outputs only read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pathtrace.model.capture import Captured, Correlation
+from pathtrace.model.event import Event
+from pathtrace.model.options import RunOptions
+from pathtrace.model.state import NamespaceState
+from pathtrace.model.trace import ProbeTrace
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What a run's events are read against: the run, where it started, the state."""
+
+    run_id: int
+    source: str  # the source namespace, named as events name it
+    target: str
+    count: int
+    states: dict[str, NamespaceState]
+    restore: str | None = None  # the command that restores the network (a lab's)
+
+
+@dataclass
+class RunResult:
+    options: RunOptions
+    run_id: int
+    started: str  # UTC, ISO 8601
+    kernel: str
+    version: str
+    source_namespace: str
+    namespaces: dict[str, str]  # namespace -> node
+    probes: list[ProbeTrace]
+    states: dict[str, NamespaceState]
+    hooks: list[dict[str, Any]] = field(default_factory=list)
+    lost: dict[str, int] = field(default_factory=dict)  # hook name -> events lost
+    events: list[Event] = field(default_factory=list)
+    send_errors: dict[int, str] = field(default_factory=dict)  # probe -> why it was not sent
+    captures: list[Captured] = field(default_factory=list)
+    correlation: Correlation | None = None
+    capture_drops: int = 0
+    capture_interfaces: int = 0
+    # Taken while the run's namespaces were there, so saving never goes back to them.
+    conntrack: dict[str, list[str]] = field(default_factory=dict)  # namespace -> entries
+    versions: dict[str, str] = field(default_factory=dict)  # pathtrace, libbpf, scapy, ...
+    restore: str | None = None  # the command that puts the network back (a lab's), if any
+
+    @property
+    def answered(self) -> int:
+        return sum(p.verdict.outcome == "answered" for p in self.probes)
+
+    @property
+    def delivered(self) -> bool:
+        """Exit status 0: every probe got where it was going (a ping or a tcp probe
+        only when answered; udp when it reached its destination)."""
+        ok = ("answered", "delivered") if self.options.kind == "udp" else ("answered",)
+        return all(p.verdict.outcome in ok for p in self.probes)
+
+    @property
+    def setting(self) -> Setting:
+        return Setting(
+            self.run_id,
+            self.source_namespace,
+            str(self.options.target),
+            self.options.count,
+            self.states,
+            self.restore,
+        )

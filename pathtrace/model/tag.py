@@ -1,0 +1,112 @@
+"""The tag an injected packet carries (layout: probes/include/pathtrace.h).
+
+ICMP echo and UDP carry it in the first 12 payload bytes, which NAT never
+rewrites and which echo replies and ICMP errors bring back; a TCP SYN carries
+it in its initial sequence number, which the SYN-ACK or RST acknowledges.
+
+The one Python home of the format: writing it (``payload``, ``tcp_isn``),
+recognising it in a frame (``classify``) and selecting it in a capture
+(``capture_filter``, a pcap expression). The kernel's matcher is
+probes/common.bpf.h; the lab's standalone responder keeps its own copy of the
+two magics; tests check both against this module.
+"""
+
+from __future__ import annotations
+
+import secrets
+import struct
+
+MAGIC = 0x50545243  # "PTRC"
+MAGIC_REPLY = 0x50545252  # "PTRR": what the lab's echo services answer with
+TAG_SIZE = 12
+
+
+def new_run() -> int:
+    """A run id: random, so two runs (or two users) never claim each other's packets."""
+    return secrets.randbits(32) or 1
+
+
+def payload(run: int, index: int, size: int = 0) -> bytes:
+    """The tag, padded to ``size`` bytes."""
+    tag = struct.pack(">III", MAGIC, run & 0xFFFFFFFF, index)
+    return tag + bytes(max(0, size - TAG_SIZE))
+
+
+def tcp_isn(run: int, index: int) -> int:
+    if not 0 <= index <= 0xFFFF:
+        raise ValueError("a TCP probe index fits in 16 bits")
+    return (run & 0xFFFF) << 16 | index
+
+
+def classify(frame: bytes, run: int) -> tuple[int, str] | None:
+    """(probe index, tag kind) of an Ethernet frame carrying ``run``'s tag, else None."""
+    if len(frame) < 34 or frame[12:14] != b"\x08\x00":
+        return None
+    ip = frame[14:]
+    ihl = (ip[0] & 0x0F) * 4
+    proto, l4 = ip[9], ip[ihl:]
+    run &= 0xFFFFFFFF
+
+    def payload_tag(at: bytes, kind: str) -> tuple[int, str] | None:
+        if len(at) < 12:
+            return None
+        magic, tag_run, index = struct.unpack(">III", at[:12])
+        if tag_run != run or magic not in (MAGIC, MAGIC_REPLY):
+            return None
+        return index, ("reply" if magic == MAGIC_REPLY else kind)
+
+    def seq_tag(value: int, kind: str) -> tuple[int, str] | None:
+        value &= 0xFFFFFFFF
+        return (value & 0xFFFF, kind) if value >> 16 == run & 0xFFFF else None
+
+    if proto == 1 and len(l4) >= 8:
+        if l4[0] in (0, 8):
+            return payload_tag(l4[8:], "reply" if l4[0] == 0 else "request")
+        if l4[0] in (3, 11, 12) and len(l4) >= 28:
+            inner = l4[8:]
+            inner_l4 = inner[(inner[0] & 0x0F) * 4 :]
+            if inner[9] in (1, 17):
+                found = payload_tag(inner_l4[8:], "icmp_error")
+                return (found[0], "icmp_error") if found else None
+            if inner[9] == 6 and len(inner_l4) >= 8:
+                return seq_tag(struct.unpack(">I", inner_l4[4:8])[0], "icmp_error")
+        return None
+    if proto == 17:
+        return payload_tag(l4[8:], "request")
+    if proto == 6 and len(l4) >= 14:
+        seq, ack = struct.unpack(">II", l4[4:12])
+        flags = l4[13]
+        if flags & 0x12 == 0x02:
+            return seq_tag(seq, "request")
+        if flags & 0x12 == 0x12 or flags & 0x14 == 0x14:
+            return seq_tag(ack - 1, "reply")
+        if flags & 0x04:
+            return seq_tag(seq - 1, "request")
+    return None
+
+
+def capture_filter(run: int) -> str:
+    """The pcap expression that keeps what the probes' tag matcher keeps: tagged ICMP
+    echo and UDP (request or answer), the handshake segments of a tagged TCP probe,
+    and ICMP errors quoting a tagged packet (quoted IP header without options)."""
+    run &= 0xFFFFFFFF
+    run16 = run & 0xFFFF
+    magic = f"(icmp[8:4] = {MAGIC:#x} or icmp[8:4] = {MAGIC_REPLY:#x})"
+    icmp = f"(icmp and (icmp[0] = 8 or icmp[0] = 0) and {magic} and icmp[12:4] = {run:#x})"
+    udp = (
+        f"(udp and (udp[8:4] = {MAGIC:#x} or udp[8:4] = {MAGIC_REPLY:#x}) and udp[12:4] = {run:#x})"
+    )
+    tcp = (
+        "(tcp and ("
+        f"(tcp[13] & 0x12 = 0x02 and tcp[4:2] = {run16:#x}) or "
+        f"(tcp[13] & 0x12 = 0x12 and (tcp[8:4] - 1) >> 16 = {run16:#x}) or "
+        f"(tcp[13] & 0x14 = 0x14 and (tcp[8:4] - 1) >> 16 = {run16:#x}) or "
+        f"(tcp[13] & 0x14 = 0x04 and (tcp[4:4] - 1) >> 16 = {run16:#x})))"
+    )
+    error = (
+        "(icmp and (icmp[0] = 3 or icmp[0] = 11 or icmp[0] = 12) and ("
+        f"((icmp[36:4] = {MAGIC:#x} or icmp[36:4] = {MAGIC_REPLY:#x}) "
+        f"and icmp[40:4] = {run:#x}) or "
+        f"(icmp[17] = 6 and icmp[32:2] = {run16:#x})))"
+    )
+    return f"ip and ({icmp} or {udp} or {tcp} or {error})"

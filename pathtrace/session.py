@@ -1,0 +1,310 @@
+"""The session: a run from start to end (prepare, arm, send, collect, judge).
+
+The library API behind the CLI and the TUI: ``Run(options).execute()`` gives a
+``RunResult`` that holds everything a report, a bundle or a screen shows.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from ipaddress import IPv4Address
+
+from pathtrace import __version__
+from pathtrace.analyze.probes import build_probes, trace_probes
+from pathtrace.capture.filter import compile_filter
+from pathtrace.capture.sniffer import Capture
+from pathtrace.errors import PathtraceError, UsageError
+from pathtrace.inject import send
+from pathtrace.kernel import libbpf
+from pathtrace.kernel.decode import DecodeContext, decode
+from pathtrace.kernel.engine import Tracer
+from pathtrace.lab import DEFAULT_SOURCE, RESTORE_COMMAND, build, record
+from pathtrace.lab.topology import Topology
+from pathtrace.model import tag
+from pathtrace.model.event import HOOK_CODES, Event, Hook, TagKind
+from pathtrace.model.options import RunOptions
+from pathtrace.model.result import RunResult, Setting
+from pathtrace.model.state import NamespaceState
+from pathtrace.model.tag import capture_filter
+from pathtrace.system import netns, observe, privileges
+
+Progress = Callable[[str], None]
+
+
+def resolve_source(source: str, topology: Topology | None) -> tuple[str, bool]:
+    """(namespace path or name, whether it is a lab node) for --from."""
+    namespace, is_lab = _find_source(source, topology)
+    # The host's own namespace is never a source: its packets could leave the machine.
+    if not is_lab and os.stat(netns.path(namespace)).st_ino == netns.root_inode():
+        raise UsageError(
+            f"--from {source} is the host's own network namespace: pathtrace "
+            "sends and traces only in other namespaces"
+        )
+    return namespace, is_lab
+
+
+def _find_source(source: str, topology: Topology | None) -> tuple[str, bool]:
+    if topology is not None and source in topology.nodes:
+        return topology.namespace(source), True
+    if source in netns.names():
+        return source, False
+    if source.isdigit():
+        path = f"/proc/{source}/ns/net"
+        if not os.path.exists(path):
+            raise UsageError(f"no process {source}")
+        return path, False
+    if source.startswith("/") and os.path.exists(source):
+        return source, False
+    nodes = ", ".join(topology.nodes) if topology else "none (no lab)"
+    raise UsageError(
+        f"unknown node {source!r}: lab nodes are {nodes}; or give a namespace "
+        "name, a pid or a namespace path"
+    )
+
+
+class Run:
+    def __init__(
+        self,
+        options: RunOptions,
+        topology: Topology | None,
+        topology_text: str | None = None,
+        progress: Progress | None = None,
+        run_id: int | None = None,
+    ) -> None:
+        if not options.source:
+            options = replace(options, source=DEFAULT_SOURCE)
+        self.options = options
+        self.topology = topology
+        self.topology_text = topology_text
+        self.progress = progress or (lambda _: None)
+        self.on_event: Callable[[Event], None] | None = None
+        self.run_id = run_id  # chosen at random when None
+        # Called once the probes are armed (a live view rebuilds hops from the
+        # events so far against the run's setting).
+        self.on_armed: Callable[[Setting], None] | None = None
+
+    def execute(self) -> RunResult:
+        privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="pathtrace run")
+        # scapy takes a while to import, and package versions to read: both happen
+        # while libbpf loads the probes.
+        versions: dict[str, str] = {}
+        importer = threading.Thread(target=_in_background, args=(versions,), daemon=True)
+        importer.start()
+        source, is_lab_node = resolve_source(self.options.source, self.topology)
+        if is_lab_node:
+            self._ensure_lab()
+        states = self._observe(source)
+        names = {**netns.namespace_names(), **{_inode(n): n for n in states}}
+        source_name = names.get(_inode(source), source)
+        run_id = self.run_id or tag.new_run()
+        restore = RESTORE_COMMAND if is_lab_node else None
+        setting = Setting(
+            run_id, source_name, str(self.options.target), self.options.count, states, restore
+        )
+        result = RunResult(
+            options=self.options,
+            run_id=run_id,
+            started=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            kernel=os.uname().release,
+            version=__version__,
+            source_namespace=source_name,
+            namespaces={ns: self._node_name(ns) for ns in states},
+            probes=[],
+            states=states,
+            versions=versions,  # filled by the importer, joined before the run ends
+            restore=restore,
+        )
+        try:
+            src = send.source_address(source, self.options.target)
+        except send.NoRoute:
+            # Nothing can leave the source: the verdict comes from its routing table.
+            result.probes = build_probes([], setting)
+            importer.join()
+            return result
+        self._trace(result, setting, source, src, names, importer)
+        return result
+
+    def _observe(self, source: str) -> dict[str, NamespaceState]:
+        """The state of every namespace the run traces, as it is before the run."""
+        states: dict[str, NamespaceState] = {}
+        for ns in self._traced_namespaces(source):
+            try:
+                states[ns] = observe.state(ns, self._node_name(ns))
+            except OSError:
+                if ns == source:
+                    raise
+                # gone since we listed it: not ours to trace
+        return states
+
+    def _trace(
+        self,
+        result: RunResult,
+        setting: Setting,
+        source: str,
+        src: IPv4Address,
+        names: dict[int, str],
+        importer: threading.Thread,
+    ) -> None:
+        """Arm, send, collect, judge: fills ``result`` with what the run saw."""
+        o = self.options
+        probe = send.Probe(o.kind, o.target, o.port, o.size, o.ttl, o.dont_fragment)
+        states = setting.states
+        self.progress("arming probes")
+        tracer = Tracer(
+            setting.run_id,
+            list(states),
+            index_limit=o.count,
+            netfilter_namespaces=[ns for ns, state in states.items() if state.has_rules],
+        )
+        sniffer = self._capture(states, setting.run_id)
+        with sniffer, tracer:
+            assert tracer.facts is not None and tracer.layout is not None
+            layout = tracer.layout
+            ctx = DecodeContext(namespaces=names, drop_reasons=tracer.facts.drop_reasons)
+            ctx.prefetch_symbols()
+            importer.join()
+            packets = [send.build(probe, src, setting.run_id, i) for i in range(o.count)]
+            if self.on_armed is not None:
+                self.on_armed(setting)
+            self.progress(f"sending {len(packets)} {o.kind} probes")
+
+            def take_events() -> None:
+                for raw in tracer.drain():
+                    event = decode(layout.unpack(raw), ctx)
+                    result.events.append(event)
+                    if self.on_event is not None:
+                        self.on_event(event)
+
+            result.send_errors = self._send(source, packets, take_events)
+            self._collect(result.events, setting.source, take_events)
+            # Taken now, while the namespaces are surely there: a bundle saved later
+            # (or elsewhere) writes what the result holds and reads nothing live.
+            # Conntrack tracks only where netfilter hooks need it: where rules are.
+            conntrack = observe.ConntrackListing(
+                [ns for ns, state in states.items() if state.has_rules]
+            )
+            result.lost = {str(HOOK_CODES.get(k, k)): v for k, v in tracer.lost().items()}
+            result.hooks = [s.to_json() for s in tracer.statuses]
+        result.events.sort(key=lambda e: e.time_ns)
+        result.conntrack = conntrack.entries(
+            {e.src for e in result.events} | {e.dst for e in result.events}
+        )
+        result.captures = sorted(sniffer.packets, key=lambda c: c.time_ns)
+        result.capture_drops = sniffer.drops
+        result.capture_interfaces = len(sniffer.interfaces)
+        result.probes, result.correlation = trace_probes(
+            result.events,
+            result.captures if sniffer.interfaces else None,
+            setting,
+            sum(result.lost.values()),
+            result.send_errors,
+        )
+
+    def _send(
+        self, source: str, packets: list[bytes], take_events: Callable[[], None]
+    ) -> dict[int, str]:
+        """Sends the probes; returns why any was not sent."""
+        errors: dict[int, str] = {}
+        with send.Sender(source) as sender:
+            for i, packet in enumerate(packets):
+                if i:
+                    time.sleep(self.options.interval)
+                    take_events()  # live views see hops while probes still go out
+                try:
+                    sender.send(packet, self.options.target)
+                except OSError as error:  # the source's own stack refused it
+                    errors[i] = error.strerror or str(error)
+        return errors
+
+    def _collect(self, events: list[Event], source: str, take_events: Callable[[], None]) -> None:
+        """Takes events until every probe is answered, or the timeout."""
+        deadline = time.monotonic() + self.options.timeout
+        while True:
+            take_events()
+            if self._complete(events, source):
+                # The last reply's own end (delivered, freed) comes just after
+                # it is received: without it the last probe's path looks short.
+                time.sleep(0.03)
+                take_events()
+                return
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.005)
+
+    def _capture(self, states: dict[str, NamespaceState], run_id: int) -> Capture:
+        if self.options.capture == "off":
+            return Capture([], None)
+        interfaces = [
+            (ns, link.name) for ns, state in states.items() for link in state.links if link.up
+        ]
+        program = None if self.options.capture == "all" else compile_filter(capture_filter(run_id))
+        return Capture(interfaces, program)
+
+    def _complete(self, events: list[Event], source: str) -> bool:
+        done = {
+            e.index
+            for e in events
+            if e.namespace == source
+            and e.tag in (TagKind.REPLY, TagKind.ICMP_ERROR)
+            and e.hook in (Hook.DEV_RECV, Hook.NF_BEFORE, Hook.NAT_BEFORE)
+        }
+        return len(done) >= self.options.count
+
+    def _ensure_lab(self) -> None:
+        assert self.topology is not None
+        missing = [n for n in self.topology.nodes if not netns.exists(self.topology.namespace(n))]
+        if missing:
+            self.progress("bringing the lab up")
+            build.up(self.topology, self.topology_text)
+
+    def _traced_namespaces(self, source: str) -> list[str]:
+        if self.topology is not None and record.read_record(self.topology.prefix) is not None:
+            lab = [self.topology.namespace(n) for n in self.topology.nodes]
+            if source in lab:
+                return lab
+        # A topology pathtrace did not build: every named namespace, and the source;
+        # never the host's own, even under another name.
+        root = netns.root_inode()
+        found = [
+            n for n in netns.names() if not n.startswith(netns.SCRATCH_PREFIX) and _inode(n) != root
+        ]
+        return found if source in found else [source, *found]
+
+    def _node_name(self, namespace: str) -> str:
+        if self.topology is not None:
+            node = self.topology.node_of_namespace(namespace)
+            if node is not None:
+                return node
+        return namespace
+
+
+def _inode(namespace: str) -> int:
+    return os.stat(netns.path(namespace)).st_ino
+
+
+def _in_background(versions: dict[str, str]) -> None:
+    import scapy.layers.inet  # noqa: F401
+
+    versions.update(_versions())
+
+
+def _versions() -> dict[str, str]:
+    """The versions a bundle records: pathtrace, libbpf, and the Python packages."""
+    from importlib.metadata import version
+
+    found = {"pathtrace": __version__}
+    for package in ("scapy", "pyroute2"):
+        try:
+            found[package] = version(package)
+        except Exception:  # noqa: BLE001 - a fact we could not read is left out
+            pass
+    try:
+        found["libbpf"] = libbpf.version()
+    except PathtraceError:
+        pass
+    return found
