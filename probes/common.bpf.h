@@ -104,7 +104,7 @@ static __always_inline int pt_read(__u32 *dst, __u32 words, const void *src)
 
 struct pt_pkt {
 	__u32 saddr, daddr, run, index;
-	__u16 sport, dport, ip_id;
+	__u16 sport, dport, ip_id, tot_len;
 	__u8 protocol, ttl, icmp_type, icmp_code, tcp_flags, tag_kind;
 };
 
@@ -115,7 +115,8 @@ static __always_inline int pt_tag_words(const __u32 *tag, struct pt_pkt *p, __u8
 	if (tag[0] == bpf_htonl(PT_TAG_MAGIC))
 		p->tag_kind = kind;
 	else if (tag[0] == bpf_htonl(PT_TAG_MAGIC_REPLY))
-		p->tag_kind = PT_TAG_REPLY;
+		/* An answer, or an ICMP error quoting one: still an ICMP error. */
+		p->tag_kind = kind == PT_TAG_ICMP_ERROR ? PT_TAG_ICMP_ERROR : PT_TAG_REPLY;
 	else
 		return 0;
 	p->run = pt_run;
@@ -171,6 +172,7 @@ static __always_inline int pt_parse(const unsigned char *l3, struct pt_pkt *p)
 	p->protocol = iph.protocol;
 	p->ttl = iph.ttl;
 	p->ip_id = iph.id;
+	p->tot_len = bpf_ntohs(iph.tot_len);
 	if (iph.frag_off & bpf_htons(0x1fff))
 		return 0; /* a later fragment: no L4 header here */
 	const unsigned char *l4 = l3 + iph.ihl * 4;
@@ -362,7 +364,9 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	e->via = w->via;
 	e->nf_hook = w->nf_hook;
 	e->followed = followed;
-	e->len = PT_SKB(skb, len);
+	/* The packet's own length, the same at every hop: skb->len depends on
+	 * which headers the layer at hand has pushed or pulled. */
+	e->len = p.tot_len;
 	e->mark = PT_SKB(skb, mark);
 	e->pkt_type = BPF_CORE_READ_BITFIELD_PROBED(skb, pkt_type);
 	e->run = p.run;

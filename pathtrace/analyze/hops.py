@@ -29,6 +29,16 @@ _CHAIN_OF_HOOK = {
 _ALIASES = {Hook.VETH_XMIT, Hook.BR_HANDLE_FRAME, Hook.BR_FORWARD}
 
 
+# How a packet's end at its destination reads (consume_skb there), by series.
+_TAKES: dict[str, str] = {
+    "request": "consumes it (delivered)",
+    "reply": "takes the answer in (delivered)",
+    "icmp_error": "takes the ICMP error in (delivered to its ICMP layer)",
+    "source_rst": "takes the RST in",
+    "source_icmp_error": "takes the ICMP error in",
+}
+
+
 def packet_of(event: Event) -> Packet:
     return Packet(
         event.protocol, event.src, event.dst, event.sport, event.dport, event.ttl, event.length
@@ -53,12 +63,13 @@ class HopBuilder:
         origin: int | None = None,
     ) -> Series:
         """``events``: (position in the run, event) of one packet and direction, in time
-        order; offsets count from ``origin`` (the probe's first event) or the series' start."""
+        order; offsets count from ``origin`` (the request's first hop) or, for the
+        request itself, from its own first hop: a probe starts at +0.0."""
         series = Series(index, direction)
         if not events:
             return series
-        start = origin if origin is not None else events[0][1].time_ns
-        last_time = events[0][1].time_ns
+        start = origin
+        last_time: int | None = None
         previous: Event | None = None
         pending_nf: dict[tuple[str, str | None], tuple[int, Event]] = {}
         hooks_here: list[str] = []
@@ -106,7 +117,7 @@ class HopBuilder:
                     e = replace(e, namespace=previous.namespace, ifname=previous.ifname)
                 state = self.states.get(e.namespace)
                 if state is None or state.owns(e.dst):
-                    hop = ("deliver", f"{self.node(e.namespace)} consumes it (delivered)")
+                    hop = ("deliver", f"{self.node(e.namespace)} {_TAKES[direction]}")
                 else:
                     hop = (
                         "end",
@@ -116,11 +127,13 @@ class HopBuilder:
             if hop is None:
                 continue
             action, text = hop
+            if start is None:
+                start = e.time_ns
             series.hops.append(
                 Hop(
                     time_ns=e.time_ns,
                     offset_us=(e.time_ns - start) / 1000,
-                    latency_us=(e.time_ns - last_time) / 1000,
+                    latency_us=(e.time_ns - last_time) / 1000 if last_time is not None else 0.0,
                     node=self.node(e.namespace),
                     interface=e.ifname,
                     action=action,
@@ -212,6 +225,9 @@ class HopBuilder:
                 if rule
                 else None
             )
+        elif direction in ("source_rst", "source_icmp_error"):
+            # The request's way again, in its connection: conntrack, not a rule.
+            rule_text = "conntrack (the request's translation, for the same connection)"
         else:
             kind = "un-DNAT" if source_changed else "un-SNAT"
             rule_text = "conntrack (the reverse of the request's translation)"

@@ -7,14 +7,16 @@ verdicts.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 
 from pathtrace.analyze.correlate import correlate
 from pathtrace.analyze.hops import HopBuilder
 from pathtrace.analyze.verdict import Judge
 from pathtrace.model.capture import Captured, Correlation
-from pathtrace.model.event import Event
+from pathtrace.model.event import Event, TagKind
 from pathtrace.model.result import Setting
-from pathtrace.model.trace import ProbeTrace
+from pathtrace.model.state import NamespaceState
+from pathtrace.model.trace import Direction, ProbeTrace, Series
 
 
 def trace_probes(
@@ -40,25 +42,74 @@ def build_probes(
 ) -> list[ProbeTrace]:
     """Events (time order) -> one ProbeTrace per injected packet (also for a live
     view of a run under way, from the events so far)."""
-    by_probe: dict[int, dict[str, list[tuple[int, Event]]]] = defaultdict(lambda: defaultdict(list))
+    by_probe: dict[int, list[tuple[int, Event]]] = defaultdict(list)
     for position, event in enumerate(events):
-        by_probe[event.index][event.tag].append((position, event))
+        by_probe[event.index].append((position, event))
     builder = HopBuilder(setting.states, set(correlation.matched) if correlation else None)
     judge = Judge(setting.states, setting.source, setting.target, lost, setting.restore)
+    source = setting.states.get(setting.source)
     probes = []
     for index in range(setting.count):
-        groups = by_probe.get(index, {})
-        request = builder.build(index, "request", groups.get("request", []))
+        groups = sort_series(by_probe.get(index, []), setting.source, source)
+        request = builder.build(index, "request", groups["request"])
         origin = request.hops[0].time_ns if request.hops else None
-        reply = judge.settle_reply(
-            builder.build(index, "reply", groups["reply"], origin) if groups.get("reply") else None
-        )
-        errors = (
-            [builder.build(index, "icmp_error", groups["icmp_error"], origin)]
-            if groups.get("icmp_error")
-            else []
-        )
-        own = [e for group in groups.values() for _, e in group]
+        # Every series counts from the request's first hop: +0.0 is the send.
+        built = {
+            direction: builder.build(index, direction, found, origin)
+            for direction, found in groups.items()
+            if found and direction != "request"
+        }
+        reply = judge.settle_reply(built.get("reply"))
+        request = settle_request(request, reply)
+        errors = [built[d] for d in ("icmp_error",) if d in built]
+        others = [built[d] for d in ("source_rst", "source_icmp_error") if d in built]
+        own = [e for _, e in by_probe.get(index, [])]
         verdict = judge.judge(request, reply, errors, own, (send_errors or {}).get(index))
-        probes.append(ProbeTrace(index, request, reply, errors, verdict))
+        probes.append(ProbeTrace(index, request, reply, errors, verdict, others))
     return probes
+
+
+def sort_series(
+    events: list[tuple[int, Event]], source: str, state: NamespaceState | None
+) -> dict[Direction, list[tuple[int, Event]]]:
+    """One probe's events by the packet they saw: the request, its answer, ICMP errors
+    about it, and what the source itself sends back (a TCP RST to an answer it never
+    asked for, an ICMP error about an answer nobody waits for), which the tag alone
+    files under request or ICMP error."""
+    groups: dict[Direction, list[tuple[int, Event]]] = {
+        "request": [], "reply": [], "icmp_error": [], "source_rst": [], "source_icmp_error": [],
+    }  # fmt: skip
+    first_of_packet: dict[int, Event] = {}
+    for position, e in events:
+        if not e.namespace and e.skb_id not in first_of_packet:
+            # A copy freed where no device or namespace is known, of an skb never
+            # seen on the path: a capture socket's (or a tap's) clone, not a hop.
+            continue
+        first = first_of_packet.setdefault(e.skb_id, e)
+        if e.tag == TagKind.REQUEST:
+            flags = e.tcp_flags or 0
+            reset = e.protocol == "tcp" and flags & 0x04 and not flags & 0x02
+            groups["source_rst" if reset else "request"].append((position, e))
+        elif e.tag == TagKind.REPLY and not _icmp_error(e):
+            groups["reply"].append((position, e))
+        elif e.tag in (TagKind.ICMP_ERROR, TagKind.REPLY):
+            # (Probes before 2026-11-28 filed an error quoting an answer as "reply".)
+            # Made by the source and addressed away from it: about the answer.
+            from_source = first.namespace == source and not (state and state.owns(first.dst))
+            groups["source_icmp_error" if from_source else "icmp_error"].append((position, e))
+    return groups
+
+
+def settle_request(request: Series, reply: Series | None) -> Series:
+    """The request's buffer freed where it arrived after the answer had left: said so."""
+    if not (reply and reply.hops and request.hops):
+        return request
+    last = request.hops[-1]
+    if last.action != "deliver" or last.time_ns <= reply.hops[0].time_ns:
+        return request
+    text = f"{last.node} frees it after answering (delivered)"
+    return replace(request, hops=[*request.hops[:-1], replace(last, text=text)])
+
+
+def _icmp_error(e: Event) -> bool:
+    return e.protocol == "icmp" and e.icmp_type in (3, 11, 12)

@@ -107,7 +107,7 @@ class Event:
     sport: int  # ICMP: id
     dport: int  # ICMP: sequence
     ttl: int
-    length: int
+    length: int  # the IP header's total length (bundles before 2026-11-28: skb->len)
     mark: int
     ip_id: int
     nf_hook: str | None = None  # netfilter hooks: the chain; NAT hooks: SNAT or DNAT

@@ -9,7 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Direction = Literal["request", "reply", "icmp_error"]
+# What a series is: the injected packet, its answer, an ICMP error about it, or a
+# packet of the conversation that is neither: the source's own RST to an answer,
+# or the source's ICMP error about an answer nobody waits for.
+Direction = Literal["request", "reply", "icmp_error", "source_rst", "source_icmp_error"]
+TITLES: dict[str, str] = {
+    "request": "request",
+    "reply": "reply",
+    "icmp_error": "ICMP error",
+    "source_rst": "the source's RST",
+    "source_icmp_error": "the source's ICMP error",
+}
 Outcome = Literal["answered", "delivered", "rejected", "dropped", "lost"]
 
 
@@ -71,6 +81,10 @@ class Series:
     direction: Direction
     hops: list[Hop] = field(default_factory=list)
 
+    @property
+    def title(self) -> str:
+        return TITLES[self.direction]
+
 
 @dataclass
 class Verdict:
@@ -86,8 +100,20 @@ class Verdict:
 class ProbeTrace:
     """One injected packet: its way out, the answer's way back, the verdict."""
 
-    index: int
+    index: int  # 0-based, as in the tag; people read it as probe index + 1
     request: Series
     reply: Series | None
     errors: list[Series]
     verdict: Verdict
+    others: list[Series] = field(default_factory=list)  # the source's RST, its ICMP errors
+
+    @property
+    def number(self) -> int:
+        """How people count probes: from 1 (the CLI, the TUI, reports, captures)."""
+        return self.index + 1
+
+    @property
+    def series(self) -> list[Series]:
+        """Every series of the probe, in reading order."""
+        found = [self.request, self.reply, *self.errors, *self.others]
+        return [s for s in found if s is not None]

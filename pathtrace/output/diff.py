@@ -7,7 +7,7 @@ from pathtrace.model.trace import Hop, ProbeTrace
 
 
 def _path(probe: ProbeTrace) -> list[Hop]:
-    return [h for s in (probe.request, probe.reply, *probe.errors) if s for h in s.hops]
+    return [h for s in probe.series for h in s.hops]
 
 
 def diff(a: RunResult, b: RunResult, names: tuple[str, str] = ("A", "B")) -> list[str]:

@@ -17,7 +17,7 @@ def capture_summary(result: RunResult) -> dict[str, Any]:
 
     def event_text(n: int) -> str:
         e = events[n]
-        return f"{e.hook} {e.where} probe {e.index} {e.tag}"
+        return f"{e.hook} {e.where} probe {e.index + 1} {e.tag}"
 
     def capture_text(n: int) -> str:
         p = captures[n]

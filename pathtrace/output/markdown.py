@@ -24,7 +24,7 @@ def markdown(result: RunResult) -> str:
     ]
     for probe in result.probes:
         lines += [
-            f"## probe {probe.index}: {probe.verdict.outcome}",
+            f"## probe {probe.number}: {probe.verdict.outcome}",
             "",
             f"{probe.verdict.summary}",
             "",
@@ -34,10 +34,10 @@ def markdown(result: RunResult) -> str:
         if probe.verdict.fix:
             lines += [f"- fix: {probe.verdict.fix}"]
         lines += ["", "| direction | +us | node | interface | what |", "|---|---:|---|---|---|"]
-        for series in (s for s in (probe.request, probe.reply, *probe.errors) if s):
+        for series in probe.series:
             for hop in series.hops:
                 lines.append(
-                    f"| {series.direction} | {hop.offset_us:.1f} | {hop.node} | "
+                    f"| {series.title} | {hop.offset_us:.1f} | {hop.node} | "
                     f"{hop.interface or '-'} | {_cell(hop.text)} |"
                 )
         lines.append("")
@@ -49,7 +49,7 @@ def mermaid(result: RunResult, probe: ProbeTrace | None = None) -> str:
     """A sequenceDiagram of one probe (the first by default)."""
     probe = probe or result.probes[0]
     nodes: list[str] = []
-    series_list = [s for s in (probe.request, probe.reply, *probe.errors) if s is not None]
+    series_list = probe.series
     for series in series_list:
         for hop in series.hops:
             if hop.node not in nodes:

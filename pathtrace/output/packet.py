@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathtrace.model.result import RunResult
 from pathtrace.model.trace import Hop
 
-# skb->len is left out: it counts the Ethernet header at device hooks only.
-FIELDS = ("src", "dst", "sport", "dport", "ttl")
+# What a hop can change in a packet (length: the IP header's, the same at every hop).
+FIELDS = ("src", "dst", "sport", "dport", "ttl", "length")
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,26 @@ class PacketView:
     lines: list[str]
     changed: list[str]  # fields that differ from the previous hop's packet
     captured: bool | None
+    diff: str = ""  # the changes in one line: "src 192.168.100.2 -> 198.51.100.2, ttl 64 -> 63"
+
+    @property
+    def layers(self) -> list[tuple[str, list[str]]]:
+        """(layer, its field lines), as scapy's show() lists them."""
+        found: list[tuple[str, list[str]]] = []
+        for line in self.lines:
+            if line.startswith("###[") or line.strip().startswith("###["):
+                found.append((line.strip().strip("#[] "), []))
+            elif found:
+                found[-1][1].append(line.strip())
+        return found
+
+    def is_changed(self, field_line: str) -> bool:
+        """Whether a field line of ``lines`` shows a field that changed."""
+        name = field_line.strip().split(" ", 1)[0]
+        return any(name == _SHOWN_AS.get(c, c) for c in self.changed)
+
+
+_SHOWN_AS = {"length": "len"}
 
 
 def frame_of(result: RunResult, hop: Hop) -> bytes | None:
@@ -35,6 +55,11 @@ def view(result: RunResult, hop: Hop, previous: Hop | None) -> PacketView:
         for f in FIELDS
         if previous is not None and getattr(previous.packet, f) != getattr(hop.packet, f)
     ]
+    diff = ", ".join(
+        f"{f} {getattr(previous.packet, f)} -> {getattr(hop.packet, f)}"
+        for f in changed
+        if previous is not None
+    )
     frame = frame_of(result, hop)
     if frame is not None:
         # inet binds IP (and ICMP, UDP, TCP) under Ether: without it scapy shows Raw.
@@ -54,4 +79,4 @@ def view(result: RunResult, hop: Hop, previous: Hop | None) -> PacketView:
             f"  {'id' if p.protocol == 'icmp' else 'sport':<9} = {p.sport}",
             f"  {'seq' if p.protocol == 'icmp' else 'dport':<9} = {p.dport}",
         ]
-    return PacketView(lines, changed, hop.captured)
+    return PacketView(lines, changed, hop.captured, diff)

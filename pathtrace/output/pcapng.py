@@ -11,10 +11,10 @@ from pathtrace.model.result import RunResult
 from pathtrace.model.trace import Hop
 
 
-def _comment(hop: Hop | None, event: Event | None, probe_index: int | None, direction: str) -> str:
+def _comment(hop: Hop | None, event: Event | None, number: int | None, title: str) -> str:
     if hop is None or event is None:
         return "no event matched this packet"
-    text = f"probe {probe_index} {direction}: {hop.text}"
+    text = f"probe {number} {title}: {hop.text}"
     if hop.translation:
         text += f" | {hop.translation.describe()}"
     if hop.drop_reason:
@@ -29,13 +29,13 @@ def write(path: Path, result: RunResult) -> None:
 
     hop_of_event: dict[int, tuple[Hop, int, str, str | None]] = {}
     for probe in result.probes:
-        for series in (s for s in (probe.request, probe.reply, *probe.errors) if s):
+        for series in probe.series:
             translated = None  # what this packet has been through so far
             for hop in series.hops:
                 if hop.translation:
                     translated = hop.translation.describe()
                 for position in hop.events:
-                    hop_of_event[position] = (hop, probe.index, series.direction, translated)
+                    hop_of_event[position] = (hop, probe.number, series.title, translated)
     event_of_capture = (
         {c: e for e, c in result.correlation.matched.items()} if result.correlation else {}
     )

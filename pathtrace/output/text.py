@@ -6,11 +6,15 @@ Probes that took the same path as the one before are summarised in a line, so
 
 from __future__ import annotations
 
+import io
+import re
+import shutil
 import sys
+import textwrap
 from typing import Any, TextIO
 
 from pathtrace.model.result import RunResult
-from pathtrace.model.trace import Hop, ProbeTrace, Series
+from pathtrace.model.trace import Hop, ProbeTrace
 
 _OUTCOME_STYLE = {
     "answered": "green",
@@ -19,6 +23,8 @@ _OUTCOME_STYLE = {
     "dropped": "red",
     "lost": "red",
 }
+# Spaces at a line's end, before any closing colour codes.
+_TRAILING = re.compile(r" +((?:\x1b\[[0-9;]*m)*)$", re.M)
 _ACTION_STYLE = {"translate": "cyan", "drop": "bold red", "deliver": "green"}
 
 
@@ -36,10 +42,9 @@ def hooks_line(result: RunResult) -> str:
 
 
 def _path_signature(probe: ProbeTrace) -> tuple[Any, ...]:
-    series = [probe.request, probe.reply, *probe.errors]
     return (
         probe.verdict.outcome,
-        tuple((h.node, h.interface, h.action) for s in series if s for h in s.hops),
+        tuple((s.direction, h.node, h.interface, h.action) for s in probe.series for h in s.hops),
     )
 
 
@@ -49,27 +54,41 @@ def render(result: RunResult, out: TextIO | None = None, width: int | None = Non
     from rich.table import Table
 
     stream = out or sys.stdout
+    tty = stream.isatty()
+    width = width or (shutil.get_terminal_size().columns if tty else 100)
+    # Rendered aside, then written without the padding rich gives table cells:
+    # no line of the report ends in spaces.
+    buffer = io.StringIO()
     console = Console(
-        file=stream,
-        width=width or (None if stream.isatty() else 100),
-        highlight=False,
-        soft_wrap=False,
+        file=buffer, width=width, force_terminal=tty, highlight=False, soft_wrap=False
     )
+
+    def note(text: str) -> None:
+        """A long line wrapped at words, continued under its first word's end."""
+        label, _, rest = text.partition(": ")
+        wrapped = textwrap.fill(
+            text,
+            width,
+            subsequent_indent=" " * (len(label) + 2),
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        console.print(f"[dim]{escape(wrapped)}[/]", soft_wrap=True)
+
     o = result.options
     console.print(
         f"[bold]pathtrace run {escape(o.label)}[/]  ({o.count} probes, "
         f"run {result.run_id:08x}, kernel {result.kernel})"
     )
-    console.print(f"[dim]hooks: {escape(hooks_line(result))}[/]")
+    note(f"hooks: {hooks_line(result)}")
     if result.capture_interfaces:
         c = result.correlation
         disagree = (len(c.events_without_capture) + len(c.captures_without_event)) if c else 0
-        console.print(
-            f"[dim]capture: {len(result.captures)} packets on "
+        note(
+            f"capture: {len(result.captures)} packets on "
             f"{result.capture_interfaces} interfaces ({result.options.capture}), "
             f"{result.capture_drops} dropped; hops marked * were seen by it"
-            + (f"; [red]{disagree} disagreements (see --json)[/]" if disagree else "")
-            + "[/]"
+            + (f"; {disagree} disagreements (see --json)" if disagree else "")
         )
     lost = sum(result.lost.values())
     if lost:
@@ -80,13 +99,13 @@ def render(result: RunResult, out: TextIO | None = None, width: int | None = Non
         style = _OUTCOME_STYLE[probe.verdict.outcome]
         if signature == previous:
             console.print(
-                f"probe {probe.index}: same path, [{style}]{escape(probe.verdict.summary)}[/]"
+                f"probe {probe.number}: same path, [{style}]{escape(probe.verdict.summary)}[/]"
             )
             continue
         previous = signature
         console.print()
-        console.print(f"[bold]probe {probe.index}[/]: [{style}]{escape(probe.verdict.summary)}[/]")
-        for series in (probe.request, probe.reply, *probe.errors):
+        console.print(f"[bold]probe {probe.number}[/]: [{style}]{escape(probe.verdict.summary)}[/]")
+        for series in probe.series:
             if series is None or not series.hops:
                 continue
             table = Table(box=None, pad_edge=False, show_header=False, expand=False)
@@ -96,7 +115,7 @@ def render(result: RunResult, out: TextIO | None = None, width: int | None = Non
             table.add_column("if", no_wrap=True)
             table.add_column("what", overflow="fold")
             console.print(
-                f"  [bold]{_title(series)}[/]  {escape(series.hops[0].packet.describe())}"
+                f"  [bold]{escape(series.title)}[/]  {escape(series.hops[0].packet.describe())}"
             )
             for hop in series.hops:
                 mark = {True: "*", False: "[red]![/]", None: ""}[hop.captured]
@@ -109,10 +128,7 @@ def render(result: RunResult, out: TextIO | None = None, width: int | None = Non
     answered = result.answered
     colour = "green" if result.delivered else "red"
     console.print(f"[{colour}]{answered}/{len(result.probes)} answered[/]")
-
-
-def _title(series: Series) -> str:
-    return {"request": "request", "reply": "reply", "icmp_error": "ICMP error"}[series.direction]
+    stream.write("".join(_TRAILING.sub(r"\1", line) for line in buffer.getvalue().splitlines(True)))
 
 
 def _what(hop: Hop) -> str:

@@ -7,13 +7,17 @@ that post messages; the screen never waits on the kernel.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from textual import work
-from textual.app import App, ComposeResult
+from textual import events, work
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Header, Static
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static
 from textual.worker import Worker, WorkerState
 
 from pathtrace.errors import PathtraceError, UsageError
@@ -21,6 +25,7 @@ from pathtrace.lab.topology import Topology
 from pathtrace.model.event import Event
 from pathtrace.model.result import RunResult, Setting
 from pathtrace.tui.messages import LabChanged, RunFailed, RunFinished
+from pathtrace.tui.screens.detail import DetailScreen
 from pathtrace.tui.screens.help import HelpScreen
 from pathtrace.tui.screens.pick import PickScreen
 from pathtrace.tui.widgets.diagnosis import DiagnosisPane
@@ -37,6 +42,7 @@ class PathtraceApp(App[None]):
     TITLE = "pathtrace"
     BINDINGS = [
         Binding("r", "run", "run"),
+        Binding("ctrl+r", "run", "run", show=False, priority=True),  # also from a field
         Binding("n", "probe(1)", "next probe", show=False),
         Binding("p", "probe(-1)", "previous probe", show=False),
         Binding("u", "lab_up", "lab up"),
@@ -46,6 +52,7 @@ class PathtraceApp(App[None]):
         Binding("s", "save", "save"),
         Binding("o", "open", "open"),
         Binding("t", "toggle_topology", "topology", show=False),
+        Binding("l", "refresh_lab", "refresh lab", show=False),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
@@ -88,9 +95,37 @@ class PathtraceApp(App[None]):
         yield Static("", id="status")
         yield Footer()
 
-    def on_resize(self) -> None:
+    def on_resize(self, event: events.Resize) -> None:
         # Below 100 columns the timeline needs the room; `t` shows the lab anyway.
-        self.query_one(TopologyPane).display = self.size.width >= 100
+        # The event's size: the app's own is still the old one while it is handled.
+        self.query_one(TopologyPane).display = event.size.width >= 100
+
+    # What needs a live lab: hidden (and off) while a bundle is open without one.
+    LIVE_ACTIONS = frozenset({"run", "lab_up", "lab_down", "break_lab", "fix_lab", "refresh_lab"})
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.LIVE_ACTIONS and self.topology is None:
+            return False
+        return True
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """pathtrace's actions in the command palette (ctrl+p)."""
+        yield from super().get_system_commands(screen)
+        commands = [
+            ("Run the probe", "send the form's probe and trace it", "run"),
+            ("Save the run", "write the run as a bundle under the captures folder", "save"),
+            ("Open a saved run", "a bundle, or any folder holding bundles", "open"),
+            ("Lab up", "build the reference lab (or restore it)", "lab_up"),
+            ("Lab down", "remove the lab", "lab_down"),
+            ("Break the lab", "pick a fault scenario", "break_lab"),
+            ("Fix the lab", "back to its description", "fix_lab"),
+            ("Refresh the lab pane", "read the lab's live state again", "refresh_lab"),
+            ("Show or hide the lab pane", "", "toggle_topology"),
+            ("Keys", "every key of pathtrace", "help"),
+        ]
+        for title, help_text, action in commands:
+            if self.check_action(action, ()):
+                yield SystemCommand(title, help_text, getattr(self, f"action_{action}"))
 
     def action_toggle_topology(self) -> None:
         pane = self.query_one(TopologyPane)
@@ -142,6 +177,18 @@ class PathtraceApp(App[None]):
         # On the app's own thread: workers hand results here, never query widgets.
         for pane in self.query(TopologyPane):
             pane.show(topology, problems, note)
+
+    def action_refresh_lab(self) -> None:
+        self.refresh_lab()
+        self.say("lab pane: read again")
+
+    def on_app_focus(self) -> None:
+        # The lab may have changed outside (another terminal): read it again.
+        if self.topology is not None:
+            self.refresh_lab()
+
+    def on_topology_pane_detail_asked(self, message: TopologyPane.DetailAsked) -> None:
+        self.push_screen(DetailScreen(message.text))
 
     def on_lab_changed(self, message: LabChanged) -> None:
         self.lab_busy = None
@@ -234,12 +281,21 @@ class PathtraceApp(App[None]):
     @work(thread=True, exclusive=True, group="run", exit_on_error=False)
     def run_probe(self, kind: str, source: str, target: str, count: str) -> None:
         # lazy: the screen comes up before the lab, the tracer and scapy load
-        from pathtrace.model.options import RunOptions
-        from pathtrace.session import Run
+        from pathtrace.model.options import RunOptions, parse_target
+        from pathtrace.session import Run, resolve_source
 
         try:
-            if not count.isdigit():
-                raise UsageError(f"count: {count!r} is not a number")
+            # Each mistake named by the field the form calls it.
+            with field_named("to"):
+                parse_target(kind, target)
+            with field_named("count"):
+                if not count.isdigit():
+                    raise UsageError("a number of probes, from 1 to 1000")
+                RunOptions.parse(kind, target, count=int(count))
+            with field_named("from"):
+                if not source:
+                    raise UsageError("a lab node, a namespace name, a pid or a namespace path")
+                resolve_source(source, self.topology)
             options = RunOptions.parse(kind, target, source=source, count=int(count))
             run = Run(options, self.topology, self.topology_text, progress=self.say_from_thread)
             self.live_events, self.live_setting, self.live_shown = [], None, 0
@@ -295,8 +351,16 @@ class PathtraceApp(App[None]):
         probe = result.probes[self.probe_index] if result and result.probes else None
         timeline = self.query_one(HopTimeline)
         timeline.show(probe)
+        if not timeline.hops:  # nothing to select: no stale packet or explanation
+            self.query_one(PacketView).show(None)
+            self.query_one(ExplainView).show_hop(None)
         timeline.focus()
         self.query_one(DiagnosisPane).show(result, self.probe_index)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in a field of the form runs the probe."""
+        if event.input.parent is self.query_one(ProbeForm):
+            self.action_run()
 
     def action_probe(self, step: int) -> None:
         if self.result and self.result.probes:
@@ -346,19 +410,18 @@ class PathtraceApp(App[None]):
 
     def action_open(self) -> None:
         # lazy: the screen comes up before the lab, the tracer and scapy load
-        from pathtrace.output import bundle
+        from pathtrace.tui.screens.open import OpenScreen
 
-        found = bundle.find(self.bundles_dir)
-        if not found:
-            self.say(f"no bundles under {self.bundles_dir}")
-            return
-        choices = [(str(p), str(p)) for p in found]
+        roots = [self.bundles_dir]
+        examples = Path("captures/examples")  # the project's own, made by the tool
+        if examples.is_dir() and not examples.resolve().is_relative_to(self.bundles_dir.resolve()):
+            roots.append(examples)
 
-        def picked(path: str | None) -> None:
-            if path:
-                self.open_bundle(Path(path))
+        def picked(path: Path | None) -> None:
+            if path is not None:
+                self.open_bundle(path)
 
-        self.push_screen(PickScreen("open a saved run", choices), picked)
+        self.push_screen(OpenScreen(roots), picked)
 
     @work(thread=True, exclusive=True, group="run", exit_on_error=False)
     def open_bundle(self, path: Path) -> None:
@@ -379,9 +442,12 @@ class PathtraceApp(App[None]):
                 saved_topology = topology.load(path / "topology.toml")
             except PathtraceError:
                 saved_topology = None
+        o = result.options
+        target = f"{o.target}:{o.port}" if o.kind != "ping" else str(o.target)
         self.call_from_thread(self.show_result, result)
+        self.call_from_thread(self.query_one(ProbeForm).fill, o.kind, o.source, target, o.count)
         self.call_from_thread(self._show_topology, saved_topology, None, "as saved in the bundle")
-        self.say_from_thread(f"bundle {path.name}")
+        self.say_from_thread(f"bundle {path.name}: {path.resolve()}")
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
@@ -393,3 +459,12 @@ def one_line(error: BaseException | None) -> str:
         return str(error)
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+@contextmanager
+def field_named(name: str) -> Iterator[None]:
+    """A usage error inside, said as the form's field ``name``."""
+    try:
+        yield
+    except UsageError as error:
+        raise UsageError(f"{name}: {error}") from None

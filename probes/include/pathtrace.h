@@ -58,7 +58,7 @@ struct pt_event {
 	__u64 ct;       /* address of the conntrack entry, 0 if none */
 	__u32 netns;    /* inode number of the network namespace */
 	__u32 ifindex;
-	__u32 len;      /* skb->len */
+	__u32 len;      /* the IP header's total length */
 	__u32 mark;
 	__u32 drop_reason; /* enum skb_drop_reason */
 	__u32 run;      /* the tag: run id and packet index */

@@ -159,7 +159,7 @@ def test_reports(lab: topology.Topology) -> None:
     lines = out.getvalue().splitlines()
     assert max(len(line.rstrip()) for line in lines) <= 100
     assert "SNAT by rule masquerade" in out.getvalue()
-    assert "probe 1: same path" in out.getvalue()
+    assert "probe 2: same path" in out.getvalue()
     assert "| request |" in markdown(result)
     diagram = mermaid(result)
     assert diagram.startswith("sequenceDiagram") and "container1->>host" in diagram
@@ -338,3 +338,40 @@ def test_events_reach_live_views_while_probes_still_go_out(lab: topology.Topolog
     assert run.execute().delivered
     # 20 probes 50 ms apart take a second to send; the first hops come long before.
     assert marks["first event"] - marks["armed"] < 0.5, marks
+
+
+@pytest.mark.parametrize(
+    ("kind", "target", "port", "source", "others"),
+    [
+        ("ping", "8.8.8.8", 0, "container1", set()),
+        ("udp", "8.8.8.8", 53, "container1", {"source_icmp_error"}),  # nobody waits for it
+        ("udp", "8.8.8.8", 54, "container1", set()),  # port unreachable: an ICMP error
+        ("tcp", "8.8.8.8", 443, "container1", {"source_rst"}),
+        ("tcp", "198.51.100.2", 8080, "wan", {"source_rst"}),  # through the DNAT
+        ("ping", "192.168.100.3", 0, "container1", set()),  # bridged
+    ],
+)
+def test_every_series_is_in_time_order_and_holds_one_packet(
+    lab: topology.Topology, kind: str, target: str, port: int, source: str, others: set[str]
+) -> None:
+    result = run(lab, kind, target, port, source=source, count=2)
+    events = result.events
+    for probe in result.probes:
+        assert probe.request.hops[0].offset_us == 0  # a probe starts at +0.0
+        for series in probe.series:
+            times = [h.time_ns for h in series.hops]
+            assert times == sorted(times), (series.direction, [h.text for h in series.hops])
+        # The request series: the injected packet alone (its SYN, its echo request).
+        mine = {events[p].skb_id for h in probe.request.hops for p in h.events}
+        flags = {events[p].tcp_flags for h in probe.request.hops for p in h.events}
+        assert len(mine) == 1, [h.text for h in probe.request.hops]
+        if kind == "tcp":
+            assert flags == {0x02}
+        assert {s.direction for s in probe.others} == others
+        if probe.verdict.outcome == "answered":
+            assert probe.reply is not None  # answered in what its answer's last hop says
+            shown = f"{probe.reply.hops[-1].offset_us:.0f}"
+            assert f"in {shown} us" in probe.verdict.summary, probe.verdict.summary
+        for series in probe.series:
+            # A hop shows the packet's own length (the IP header's): one per series.
+            assert len({h.packet.length for h in series.hops}) == 1, series.direction

@@ -44,7 +44,7 @@ def test_tui_in_tmux() -> None:
         for text in ("answered by wan", "container1 sends on veth-cont1", "q quit"):
             _wait_for(session, text)
         subprocess.run(["tmux", "send-keys", "-t", session, "?"], check=True)
-        _wait_for(session, "show or hide the lab")
+        _wait_for(session, "close this help")
         subprocess.run(["tmux", "send-keys", "-t", session, "Escape"], check=True)
         time.sleep(0.3)
         subprocess.run(["tmux", "send-keys", "-t", session, "C-c"], check=True)  # like q

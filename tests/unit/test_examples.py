@@ -56,7 +56,8 @@ def test_cli_show_without_privileges() -> None:
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="no tshark")
 def test_tshark_reads_the_example() -> None:
     rows = tshark_rows(EXAMPLES / "tcp-dnat" / "trace.pcapng")
-    assert ("wan/eth0", "probe 0 request: wan sends on eth0") in rows
+    assert ("wan/eth0", "probe 1 request: wan sends on eth0") in rows
+    assert ("wan/eth0", "probe 1 the source's RST: wan sends on eth0") in rows
     out = "\n".join(comment for _, comment in rows)
     assert "after DNAT by rule dnat-8080" in out
 

@@ -8,22 +8,37 @@ from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
 HELP = """\
-# pathtrace
+# pathtrace keys
+
+Esc, q or ? close this help.
 
 | key | what |
 |---|---|
-| r | run the probe in the form (kind, from, to, count) |
+| r, ctrl+r | run the probe in the form (ctrl+r also from inside a field) |
+| Enter | in a field of the form: run; on a lab difference: show it whole |
+| Esc | leave the form (back to the timeline) |
+| Tab / shift+Tab | next / previous pane or field |
+| ↑ ↓, PgUp PgDn | move in the timeline; scroll the focused pane |
+| Home / End | first / last hop of the timeline |
+| ← → | scroll the timeline's columns |
 | n / p | next / previous probe of the run |
 | u / x | lab up / lab down |
 | b / f | break the lab (pick a scenario) / fix it |
-| s / o | save the run as a bundle / open a saved bundle |
-| t | show or hide the lab (hidden below 100 columns) |
-| ? / q | this help / quit |
+| l | read the lab's live state again (also when the window regains focus) |
+| s | save the run as a bundle (during a run: when it ends) |
+| o | open a saved run: type a path, or pick one |
+| t | show or hide the lab pane (hidden below 100 columns) |
+| ctrl+p | the command palette: every action by name |
+| ? | this help |
+| q, ctrl+c | quit |
 
-The timeline shows every hop of the selected probe; `*` marks hops the
+The timeline shows every hop of the selected probe, by series: `req` the
+request, `reply` its answer, `error` an ICMP error about it, `rst` and
+`src err` what the source sent back to an answer. `*` marks hops the
 per-interface capture saw, `!` hops it did not. Select a hop to see the packet
-there (what changed since the previous hop is highlighted) and what the kernel
-did, in the tutorial's terms.
+there: what changed since the previous hop on one line, then its layers (Enter
+folds a layer), and what the kernel did, in the tutorial's terms. Keys that
+need a live lab are hidden while a bundle is open without one.
 """
 
 

@@ -26,7 +26,7 @@ class DiagnosisPane(Static):
         probe = result.probes[min(index, len(result.probes) - 1)]
         v = probe.verdict
         text = Text()
-        text.append(f"probe {probe.index + 1} of {len(result.probes)}: ", style="bold")
+        text.append(f"probe {probe.number} of {len(result.probes)}: ", style="bold")
         text.append(v.summary, style=_STYLE[v.outcome])
         text.append(
             f"   ({result.answered}/{len(result.probes)} answered; {result.options.label})\n",

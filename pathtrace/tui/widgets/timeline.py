@@ -5,17 +5,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
 from pathtrace.model.trace import Hop, ProbeTrace
 
-_DIRECTION = {"request": "req", "reply": "reply", "icmp_error": "error"}
+_DIRECTION = {
+    "request": "req",
+    "reply": "reply",
+    "icmp_error": "error",
+    "source_rst": "rst",
+    "source_icmp_error": "src err",
+}
 _STYLE = {"translate": "bold cyan", "drop": "bold red", "deliver": "green", "end": "red"}
 
 
 class HopTimeline(DataTable[Text]):
     DEFAULT_CSS = "HopTimeline { height: 1fr; }"
+    BINDINGS = [
+        Binding("home", "first_hop", "first hop", show=False),
+        Binding("end", "last_hop", "last hop", show=False),
+    ]
+
+    def action_first_hop(self) -> None:
+        if self.hops:
+            self.move_cursor(row=0)
+
+    def action_last_hop(self) -> None:
+        if self.hops:
+            self.move_cursor(row=len(self.hops) - 1)
 
     @dataclass
     class HopSelected(Message):
@@ -34,7 +53,7 @@ class HopTimeline(DataTable[Text]):
         self.hops = []
         if probe is None:
             return
-        for series in (s for s in (probe.request, probe.reply, *probe.errors) if s):
+        for series in probe.series:
             for hop in series.hops:
                 self.hops.append(hop)
                 mark = {True: "*", False: "!", None: ""}[hop.captured]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
+from textual.message import Message
 from textual.widgets import Tree
 
 from pathtrace.lab.topology import Topology
@@ -9,6 +11,17 @@ from pathtrace.lab.topology import Topology
 
 class TopologyPane(Tree[str]):
     DEFAULT_CSS = "TopologyPane { width: 34; border-right: solid $primary; }"
+
+    class DetailAsked(Message):
+        """A line too long for the pane was selected: show it whole."""
+
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected[str]) -> None:
+        if event.node.data:
+            self.post_message(self.DetailAsked(event.node.data))
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__("lab", **kwargs)  # type: ignore[arg-type]
@@ -36,6 +49,9 @@ class TopologyPane(Tree[str]):
                 branch.add_leaf(f"route {route.describe()}")
             for rule in node.rules:
                 branch.add_leaf(f"{rule.where}: {rule.name}")
-        for problem in (problems or [])[:6]:
-            self.root.add_leaf(f"[red]{problem}[/red]")
+        if problems:
+            differences = self.root.add(f"[red]{len(problems)} differences[/red]", expand=True)
+            for problem in problems:
+                # Cut to the pane's width here; Enter on it shows it whole.
+                differences.add_leaf(f"[red]{escape(problem)}[/red]", data=problem)
         self.root.expand()

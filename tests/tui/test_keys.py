@@ -1,0 +1,265 @@
+"""The TUI's keys, panes and modes, driven by Pilot (no root: bundles, and a lab
+description that is never brought up)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+
+from textual.widgets import Input, Select, Tree
+
+from pathtrace.lab import topology
+from pathtrace.output import bundle
+from pathtrace.tui import make_app
+from pathtrace.tui.app import PathtraceApp
+from pathtrace.tui.screens.detail import DetailScreen
+from pathtrace.tui.screens.help import HelpScreen
+from pathtrace.tui.widgets.packet_view import ExplainView, PacketView
+from pathtrace.tui.widgets.timeline import HopTimeline
+from pathtrace.tui.widgets.topology import TopologyPane
+from tests.tui.test_app import text_of, wait_until
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "captures" / "examples"
+Scenario = Callable[[PathtraceApp, object], Awaitable[None]]
+
+
+def drive(app: PathtraceApp, scenario: Scenario, size: tuple[int, int] = (120, 40)) -> None:
+    async def main() -> None:
+        async with app.run_test(size=size) as pilot:
+            await scenario(app, pilot)
+
+    asyncio.run(main())
+
+
+def status(app: PathtraceApp) -> str:
+    return text_of(app.query_one("#status"))
+
+
+def lab_app() -> PathtraceApp:
+    """A lab described but not up: every key is live, nothing reaches the kernel."""
+    text = topology.reference_text().replace('prefix = "pt-"', 'prefix = "ptkeys-"', 1)
+    return make_app(topology.parse(text), text)
+
+
+def test_the_layout_follows_a_resize_both_ways() -> None:
+    async def scenario(app: PathtraceApp, pilot: object) -> None:
+        pane = app.query_one(TopologyPane)
+        assert pane.display
+        await pilot.resize_terminal(80, 24)  # type: ignore[attr-defined]
+        assert not pane.display  # the timeline needs the room
+        assert app.query_one(HopTimeline).size.width > 60
+        await pilot.resize_terminal(120, 40)  # type: ignore[attr-defined]
+        assert pane.display
+
+    drive(make_app(bundle=EXAMPLES / "ping-answered"), scenario)
+
+
+def test_bundle_mode_shows_the_runs_probe_and_hides_lab_keys() -> None:
+    async def scenario(app: PathtraceApp, pilot: object) -> None:
+        await wait_until(pilot, lambda: "bundle tcp-dnat" in status(app))  # all shown
+        assert app.query_one("#kind", Select).value == "tcp"
+        values = [app.query_one(f"#{f}", Input).value for f in ("source", "target", "count")]
+        assert values == ["wan", "198.51.100.2:8080", "1"]
+        for action in ("run", "lab_up", "lab_down", "break_lab", "fix_lab"):
+            assert not app.check_action(action, ())
+        footer = {b.binding.key for b in app.active_bindings.values() if b.binding.show}
+        assert {"s", "o"} <= footer and not {"r", "u", "b", "f"} & footer
+        before = status(app)
+        await pilot.press("u")  # type: ignore[attr-defined]
+        await pilot.pause()  # type: ignore[attr-defined]
+        assert status(app) == before  # nothing happened, nothing to say
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Open a saved run" in titles and "Run the probe" not in titles
+
+    drive(make_app(bundle=EXAMPLES / "tcp-dnat"), scenario)
+
+
+def test_open_takes_a_typed_path() -> None:
+    async def scenario(app: PathtraceApp, pilot: object) -> None:
+        await wait_until(pilot, lambda: bool(app.query_one(HopTimeline).hops))
+        await pilot.press("o")  # type: ignore[attr-defined]
+        await pilot.pause()  # type: ignore[attr-defined]
+        field = app.screen.query_one("#open-path", Input)
+        field.value = str(EXAMPLES)  # a folder: its bundles are listed
+        await pilot.press("enter")  # type: ignore[attr-defined]
+        await pilot.pause()  # type: ignore[attr-defined]
+        assert "3 bundles under" in text_of(app.screen.query_one("#open-said"))
+        field.value = str(EXAMPLES / "forward-drop")  # a bundle: opened
+        field.focus()
+        await pilot.press("enter")  # type: ignore[attr-defined]
+        await wait_until(pilot, lambda: "bundle forward-drop" in status(app))
+        assert str(EXAMPLES / "forward-drop") in status(app)  # said with its absolute path
+
+    drive(make_app(bundle=EXAMPLES / "ping-answered"), scenario)
+
+
+def test_timeline_end_and_home_go_to_the_last_and_first_hop() -> None:
+    async def scenario(app: PathtraceApp, pilot: object) -> None:
+        timeline = app.query_one(HopTimeline)
+        await wait_until(pilot, lambda: bool(timeline.hops))
+        timeline.focus()
+        await pilot.press("end")  # type: ignore[attr-defined]
+        assert timeline.cursor_row == len(timeline.hops) - 1
+        assert timeline.cursor_column == 0
+        await pilot.press("home")  # type: ignore[attr-defined]
+        assert timeline.cursor_row == 0
+
+    drive(make_app(bundle=EXAMPLES / "tcp-dnat"), scenario)
+
+
+def test_the_rst_has_its_own_series_in_the_timeline() -> None:
+    async def scenario(app: PathtraceApp, pilot: object) -> None:
+        timeline = app.query_one(HopTimeline)
+        await wait_until(pilot, lambda: bool(timeline.hops))
+        result = app.result
+        assert result is not None
+        probe = result.probes[0]
+        assert [s.direction for s in probe.others] == ["source_rst"]
+        assert probe.request.hops[-1].node == "container1"  # the SYN's way ends there
+        assert "drops" not in probe.request.hops[-1].text
+
+    drive(make_app(bundle=EXAMPLES / "tcp-dnat"), scenario)
+
+
+def test_panes_take_focus_and_show_the_change_first() -> None:
+    async def scenario(app: PathtraceApp, pilot: object) -> None:
+        timeline = app.query_one(HopTimeline)
+        await wait_until(pilot, lambda: bool(timeline.hops))
+        snat = next(i for i, h in enumerate(timeline.hops) if h.translation)
+        timeline.move_cursor(row=snat)
+        await pilot.pause()  # type: ignore[attr-defined]
+        packet = text_of(app.query_one(PacketView))
+        first_lines = packet.splitlines()[:3]
+        assert any(
+            line.startswith("changed since the previous hop: src 192.168.100.2 -> 198.51.100.2")
+            for line in first_lines
+        ), first_lines
+        timeline.focus()
+        await pilot.press("tab")  # type: ignore[attr-defined]
+        assert isinstance(app.focused, ExplainView)
+        await pilot.press("tab")  # type: ignore[attr-defined]
+        layers = app.focused
+        assert isinstance(layers, Tree) and layers.id == "layers"
+        labels = [str(n.label) for n in layers.root.children]
+        assert len(labels) >= 2 and labels[0].startswith(("Ethernet", "IP")), labels
+        layers.move_cursor(layers.root.children[0])
+        await pilot.press("enter")  # type: ignore[attr-defined]  # folds the layer
+        assert not layers.root.children[0].is_expanded
+        # A run with no hops clears the panes: nothing stale stays on screen.
+        assert app.result is not None
+        empty = replace(
+            app.result,
+            probes=[
+                replace(p, request=replace(p.request, hops=[]), reply=None)
+                for p in app.result.probes
+            ],
+        )
+        app.show_result(empty)
+        await pilot.pause()  # type: ignore[attr-defined]
+        assert text_of(app.query_one(PacketView)).startswith("select a hop")
+        assert text_of(app.query_one(ExplainView)) == ""
+
+    drive(make_app(bundle=EXAMPLES / "ping-answered"), scenario)  # fmt: skip
+
+
+def test_the_form_enter_escape_digits_and_field_named_errors() -> None:
+    async def scenario(app: PathtraceApp, pilot: object) -> None:
+        target = app.query_one("#target", Input)
+        target.focus()
+        target.value = "not-an-address"
+        await pilot.press("enter")  # type: ignore[attr-defined]  # Enter runs
+        await wait_until(pilot, lambda: "run failed" in status(app))
+        assert "to: 'not-an-address' is not an IPv4 address" in status(app)
+        target.value = "8.8.8.8"
+        count = app.query_one("#count", Input)
+        count.focus()
+        count.value = ""
+        await pilot.press("1", "a", "x", "2")  # type: ignore[attr-defined]
+        assert count.value == "12"  # digits only
+        count.value = "0"
+        await pilot.press("ctrl+r")  # type: ignore[attr-defined]  # runs from inside a field
+        await wait_until(pilot, lambda: "count:" in status(app))
+        count.value = "1"
+        source = app.query_one("#source", Input)
+        source.value = "no-such-node"
+        await pilot.press("ctrl+r")  # type: ignore[attr-defined]
+        await wait_until(pilot, lambda: "from: unknown node 'no-such-node'" in status(app))
+        await pilot.press("escape")  # type: ignore[attr-defined]
+        assert isinstance(app.focused, HopTimeline)
+        # A long field shows its start once left.
+        target.value = "192.168.100.1:8080"
+        target.focus()
+        target.cursor_position = len(target.value)
+        app.query_one(HopTimeline).focus()
+        await pilot.pause()  # type: ignore[attr-defined]
+        assert target.cursor_position == 0
+
+    drive(lab_app(), scenario, size=(100, 30))
+
+
+def test_a_long_lab_difference_opens_whole() -> None:
+    long = "host: nat POSTROUTING rule masquerade is missing " + "(and a long tail) " * 8
+
+    async def scenario(app: PathtraceApp, pilot: object) -> None:
+        pane = app.query_one(TopologyPane)
+        # The pane's first reading of the lab (not up here) comes first.
+        await wait_until(pilot, lambda: "not up" in str(pane.root.label))
+        app._show_topology(app.topology, [long], "")
+        await pilot.pause()  # type: ignore[attr-defined]  # the tree lays its lines out
+        leaf = next(n for n in pane.root.children[-1].children if n.data == long)
+        pane.focus()
+        pane.move_cursor(leaf)
+        await pilot.pause()  # type: ignore[attr-defined]
+        await pilot.press("enter")  # type: ignore[attr-defined]
+        await pilot.pause()  # type: ignore[attr-defined]
+        assert isinstance(app.screen, DetailScreen) and app.screen.text == long
+        await pilot.press("escape")  # type: ignore[attr-defined]
+        assert not isinstance(app.screen, DetailScreen)
+
+    drive(lab_app(), scenario)
+
+
+def test_help_lists_every_key_and_how_to_close_it() -> None:
+    async def scenario(app: PathtraceApp, pilot: object) -> None:
+        await pilot.press("question_mark")  # type: ignore[attr-defined]
+        await pilot.pause()  # type: ignore[attr-defined]
+        assert isinstance(app.screen, HelpScreen)
+        from pathtrace.tui.screens.help import HELP
+
+        for key in (
+            "Esc",
+            "Enter",
+            "Tab",
+            "Home / End",
+            "↑ ↓",
+            "ctrl+r",
+            "ctrl+p",
+            "n / p",
+            "u / x",
+            "b / f",
+            "| l |",
+            "| s |",
+            "| o |",
+            "| t |",
+            "q, ctrl+c",
+        ):
+            assert key in HELP, key
+        assert "Esc, q or ? close this help" in HELP
+        await pilot.press("escape")  # type: ignore[attr-defined]
+        assert not isinstance(app.screen, HelpScreen)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert {"Run the probe", "Lab up", "Break the lab", "Save the run"} <= set(titles)
+
+    drive(lab_app(), scenario)  # fmt: skip
+
+
+def test_every_example_reads_back_with_series_in_time_order() -> None:
+    for path in bundle.find(EXAMPLES):
+        result, _ = bundle.load(path)
+        for probe in result.probes:
+            assert probe.request.hops[0].offset_us == 0
+            for series in probe.series:
+                times = [h.time_ns for h in series.hops]
+                assert times == sorted(times), (path.name, series.direction)
