@@ -31,7 +31,7 @@ from pathtrace.model.options import RunOptions
 from pathtrace.model.result import RunResult, Setting
 from pathtrace.model.state import NamespaceState
 from pathtrace.model.tag import capture_filter
-from pathtrace.system import netns, observe, privileges
+from pathtrace.system import discover, netns, observe, privileges
 
 Progress = Callable[[str], None]
 
@@ -49,7 +49,33 @@ def resolve_source(source: str, topology: Topology | None) -> tuple[str, bool]:
 
 
 def _find_source(source: str, topology: Topology | None) -> tuple[str, bool]:
-    if topology is not None and source in topology.nodes:
+    nodes = ", ".join(topology.nodes) if topology else "none (no lab)"
+    kind, colon, name = source.partition(":")
+    if colon and kind == "lab":
+        if topology is None or name not in topology.nodes:
+            raise UsageError(f"--from {source}: no lab node {name!r}; lab nodes are {nodes}")
+        return topology.namespace(name), True
+    if colon and kind == "netns":
+        if name not in netns.names():
+            raise UsageError(f"--from {source}: no namespace {name!r} in {netns.NETNS_DIR}")
+        return name, False
+    is_node = topology is not None and source in topology.nodes
+    # A namespace of that very name that is not the lab's own: the user's (the
+    # tutorial's container1, say). It is never shadowed by a lab made for the run.
+    theirs = source in netns.names() and not (
+        topology is not None and topology.namespace(source) == source
+    )
+    if is_node and theirs:
+        assert topology is not None
+        if _lab_is_up(topology):
+            raise UsageError(
+                f"--from {source} is both a node of the lab ({topology.namespace(source)}) "
+                f"and a namespace pathtrace did not make ({netns.path(source)}): "
+                f"say --from lab:{source} or --from netns:{source}"
+            )
+        return source, False
+    if is_node:
+        assert topology is not None
         return topology.namespace(source), True
     if source in netns.names():
         return source, False
@@ -60,10 +86,15 @@ def _find_source(source: str, topology: Topology | None) -> tuple[str, bool]:
         return path, False
     if source.startswith("/") and os.path.exists(source):
         return source, False
-    nodes = ", ".join(topology.nodes) if topology else "none (no lab)"
     raise UsageError(
         f"unknown node {source!r}: lab nodes are {nodes}; or give a namespace "
         "name, a pid or a namespace path"
+    )
+
+
+def _lab_is_up(topology: Topology) -> bool:
+    return record.read_record(topology.prefix) is not None or any(
+        netns.exists(topology.namespace(n)) for n in topology.nodes
     )
 
 
@@ -267,20 +298,16 @@ class Run:
             lab = [self.topology.namespace(n) for n in self.topology.nodes]
             if source in lab:
                 return lab
-        # A topology pathtrace did not build: every named namespace, and the source;
-        # never the host's own, even under another name.
-        root = netns.root_inode()
-        found = [
-            n for n in netns.names() if not n.startswith(netns.SCRATCH_PREFIX) and _inode(n) != root
-        ]
-        return found if source in found else [source, *found]
+        # A network pathtrace did not build: the namespaces its packets can reach
+        # from the source through veth pairs, the host's own included; no other.
+        return discover.reachable(source, discover.candidates())
 
     def _node_name(self, namespace: str) -> str:
         if self.topology is not None:
             node = self.topology.node_of_namespace(namespace)
             if node is not None:
                 return node
-        return namespace
+        return discover.name_of(namespace)
 
 
 def _inode(namespace: str) -> int:

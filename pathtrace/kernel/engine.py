@@ -20,7 +20,7 @@ from pathtrace.kernel import hooks, libbpf, nflink
 from pathtrace.kernel.layout import EventLayout
 from pathtrace.kernel.refusals import Refusals
 from pathtrace.model.event import HOOK_MAX
-from pathtrace.system import observe, privileges
+from pathtrace.system import discover, observe, privileges
 
 SHARED_MAPS = ("pt_events", "pt_tracked", "pt_lost", "pt_ids")
 
@@ -147,7 +147,7 @@ class Tracer:
             notes = [f"packet reads by helper calls, plain loads refused: {why}"] if why else []
             if mechanism.via == "netfilter":  # say where the links went, if anywhere
                 notes.append(
-                    "in " + ", ".join(self.netfilter_namespaces)
+                    "in " + ", ".join(discover.name_of(n) for n in self.netfilter_namespaces)
                     if self.netfilter_namespaces
                     else "loaded, but no traced namespace has rules to link into"
                 )

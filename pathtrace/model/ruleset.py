@@ -75,6 +75,7 @@ class Ruleset:
 _TABLE = re.compile(r"^table (\w+) (\S+) \{ # handle (\d+)$")
 _CHAIN = re.compile(r"^chain (\S+) \{ # handle (\d+)$")
 _BASE = re.compile(r"^type \w+ hook (\w+) .*?; (?:policy (\w+);)?")
+_COUNTS = re.compile(r"counter packets \d+ bytes \d+")
 _RULE = re.compile(r'^(.*?)(?: comment "([^"]*)")? # handle (\d+)$')
 
 
@@ -98,5 +99,6 @@ def parse_listing(text: str) -> Ruleset:
             chains.append(LiveChain(family, table, chain, hook, policy, chain_handle))
             chain = ""
         elif chain and (m := _RULE.match(line)):
-            rules.append(LiveRule(family, table, chain, int(m.group(3)), m.group(1), m.group(2)))
+            text = _COUNTS.sub("counter", m.group(1))  # what the rule is, not how often it ran
+            rules.append(LiveRule(family, table, chain, int(m.group(3)), text, m.group(2)))
     return Ruleset(tuple(chains), tuple(rules))
