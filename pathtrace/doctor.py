@@ -16,7 +16,7 @@ from typing import Any
 from pathtrace.errors import PathtraceError
 from pathtrace.kernel import engine, libbpf
 from pathtrace.kernel.engine import Tracer
-from pathtrace.system import netns, privileges
+from pathtrace.system import discover, netns, observe, privileges
 
 TOOLS = ("ip", "nft", "nsenter", "tcpdump", "tshark", "conntrack", "ping", "clang", "bpftool")
 
@@ -34,6 +34,8 @@ class Diagnosis:
     tools: dict[str, bool]
     hooks: list[dict[str, Any]] = field(default_factory=list)
     problem: str | None = None
+    # iptables-legacy tables in use in the namespace pathtrace runs in: nft cannot list them.
+    legacy_iptables: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -65,6 +67,7 @@ def diagnose() -> Diagnosis:
             for f in ("device", "drop", "netfilter", "veth", "bridge", "nat")
         ),
         tools={tool: shutil.which(tool) is not None for tool in TOOLS},
+        legacy_iptables=observe.legacy_tables(discover.host_path()).split(),
     )
     try:
         result.hooks = [s.to_json() for s in _try_hooks()]
@@ -114,6 +117,14 @@ def print_diagnosis(d: Diagnosis) -> None:
     )
     missing = [t for t, ok in d.tools.items() if not ok]
     line("tools", not missing, "all present" if not missing else "missing: " + " ".join(missing))
+    line(
+        "iptables",
+        not d.legacy_iptables,
+        "no iptables-legacy tables here"
+        if not d.legacy_iptables
+        else f"iptables-legacy tables {' '.join(d.legacy_iptables)} in use: nft cannot list "
+        "their rules, so runs show their translations and drops without the rule",
+    )
     if d.problem:
         line("hooks", False, d.problem)
     for hook in d.hooks:

@@ -219,12 +219,10 @@ class HopBuilder:
         side: Literal["src", "dst"] = "src" if source_changed else "dst"
         rule_text = None
         if direction == "request":
-            rule = self.attribute(after, kind, pb)
-            rule_text = (
-                f"rule {rule.comment or 'handle ' + str(rule.handle)} ({rule.cited})"
-                if rule
-                else None
-            )
+            found = self.attribute(after, kind, before)
+            if found is not None:
+                rule, path = found
+                rule_text = f"rule {rule.name} ({rule.cited_via(path)})"
         elif direction in ("source_rst", "source_icmp_error"):
             # The request's way again, in its connection: conntrack, not a rule.
             rule_text = "conntrack (the request's translation, for the same connection)"
@@ -235,8 +233,12 @@ class HopBuilder:
             kind, pb.endpoint(side), pa.endpoint(side), rule_text, self.node(after.namespace)
         )
 
-    def attribute(self, after: Event, kind: str, before: Packet) -> LiveRule | None:
-        """The first rule of the chain that does this kind of NAT and matches the packet."""
+    def attribute(
+        self, after: Event, kind: str, before_event: Event
+    ) -> tuple[LiveRule, tuple[LiveRule, ...]] | None:
+        """The rule that did this kind of NAT to the packet, with the jumps that led
+        there: evaluated as the kernel would, jumps taken only when their own matches
+        accept the packet, and a matching accept or return ending the chain."""
         state = self.states.get(after.namespace)
         if state is None:
             return None
@@ -244,11 +246,19 @@ class HopBuilder:
             "POSTROUTING" if kind == "SNAT" else "PREROUTING"
         )
         actions = ("masquerade", "snat") if kind == "SNAT" else ("dnat", "redirect")
-        for rule in state.rules().rules_at(chain):
-            if not any(a in rule.text for a in actions):
+        before, mark = packet_of(before_event), before_event.mark
+        returned: set[tuple[LiveRule, ...]] = set()  # chains left by a matching return
+        for rule, path in state.rules().walk(chain):
+            if any(path[:i] in returned for i in range(1, len(path) + 1)):
                 continue
-            if _rule_matches(rule.text, before, after.ifname):
-                return rule
+            if not all(_rule_matches(r.text, before, after.ifname, mark) for r in (*path, rule)):
+                continue
+            if any(a in rule.text for a in actions):
+                return rule, path
+            if rule.verdict == "return":
+                returned.add(path)
+            elif rule.verdict is not None:
+                return None  # accepted (or dropped) before any translation
         return None
 
 
@@ -269,10 +279,11 @@ def _hook_name(e: Event) -> str:
     return f"{e.via}/{names.get(e.hook, e.hook)}"
 
 
+_MARK = re.compile(r"meta mark (?:& (0x[0-9a-f]+) == )?(0x[0-9a-f]+)")
 _Test = Callable[[str, Packet, str], bool] | None
 _MATCHERS: list[tuple[re.Pattern[str], _Test]] = [
-    (re.compile(r"ip saddr (\S+)"), lambda v, p, _: _in(p.src, v)),
-    (re.compile(r"ip daddr (\S+)"), lambda v, p, _: _in(p.dst, v)),
+    (re.compile(r"ip saddr ((?:!= )?\S+)"), lambda v, p, _: _in(p.src, v)),
+    (re.compile(r"ip daddr ((?:!= )?\S+)"), lambda v, p, _: _in(p.dst, v)),
     (re.compile(r'oifname "?([\w.-]+)"?'), lambda v, _, out: out == v),
     (re.compile(r"(tcp|udp) dport (\d+)"), None),
     (re.compile(r"ip protocol (\w+)"), lambda v, p, _: p.protocol == v),
@@ -282,14 +293,19 @@ _MATCHERS: list[tuple[re.Pattern[str], _Test]] = [
 def _in(address: str, spec: str) -> bool:
     negate = spec.startswith("!=")
     try:
-        inside = IPv4Address(address) in IPv4Network(spec.lstrip("!="), strict=False)
+        inside = IPv4Address(address) in IPv4Network(spec.lstrip("!= "), strict=False)
     except ValueError:
         return True  # a set or a map: we cannot tell, so do not rule it out
     return inside != negate
 
 
-def _rule_matches(text: str, packet: Packet, out_ifname: str) -> bool:
+def _rule_matches(text: str, packet: Packet, out_ifname: str, mark: int = 0) -> bool:
     """Whether the simple matches of an nft rule accept the packet (others are assumed to)."""
+    m = _MARK.search(text)
+    if m is not None:  # meta mark & MASK == VALUE, or meta mark VALUE (as portmap writes)
+        mask = int(m.group(1), 16) if m.group(1) else 0xFFFFFFFF
+        if mark & mask != int(m.group(2), 16):
+            return False
     for pattern, test in _MATCHERS:
         m = pattern.search(text)
         if not m:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from pathtrace.model.event import Event, Hook, TagKind
+from pathtrace.model.ruleset import LiveRule
 from pathtrace.model.state import NamespaceState
 from pathtrace.model.trace import Hop, Series, Verdict
 
@@ -186,8 +187,11 @@ class Judge:
             fix = self._fix("raise the TTL, or look for a rule that rewrites it")
         elif code[0] == 3 and code[1] in (9, 10, 13):
             rule = self._rule_like(sender, ("reject",))
-            cause = f"a reject rule in {sender}" + (f": {rule}" if rule else "")
-            fix = self._fix("remove the reject rule")
+            cause = f"a reject rule in {sender}" + (f": {rule.name} ({rule.cited})" if rule else "")
+            if self.restore or rule is None:
+                fix = self._fix("remove the reject rule")
+            else:
+                fix = f"remove the rule: {self._run_in(sender)}{rule.delete_command}"
         return Verdict(
             "rejected", f"{sender} answered with ICMP {what}", where=sender, cause=cause, fix=fix
         )
@@ -203,10 +207,13 @@ class Judge:
             policy = self._policy(drop.node, chain)
             cause = f"netfilter dropped it in {chain or 'a chain'} of {drop.node}"
             if rule:
-                cause += f": rule {rule}"
+                cause += f": rule {rule.name} ({rule.cited})"
             elif policy == "drop":
                 cause += ": the chain's policy is drop and no rule accepts it"
-            fix = self._fix("accept it in that chain, or remove the drop")
+            if self.restore or rule is None:
+                fix = self._fix("accept it in that chain, or remove the drop")
+            else:  # a network with no one command to restore it: the rule's own removal
+                fix = f"remove the rule: {self._run_in(drop.node)}{rule.delete_command}"
             # Dropped on a bridge port, or after a bridge forward: it was bridged, not routed.
             port = state.link(drop.interface) if state and drop.interface else None
             bridged = any(h.action == "bridge-forward" for h in series.hops) or bool(
@@ -244,6 +251,8 @@ class Judge:
         ):
             cause = f"{drop.node} does not forward: net.ipv4.ip_forward is 0 ({reason})"
             fix = self._fix(f"set net.ipv4.ip_forward=1 in {drop.node}")
+            if not self.restore:
+                fix += f": {self._run_in(drop.node)}sysctl -w net.ipv4.ip_forward=1"
         elif "NO_ROUTE" in reason or "NOROUTES" in reason or "UNREACHABLE" in reason:
             packet = drop.packet
             cause = f"{drop.node} has no route to {packet.dst} ({reason})"
@@ -339,15 +348,29 @@ class Judge:
         open_chains = [chain for chain, n in seen.items() if n > 0]
         return open_chains[-1] if open_chains else None
 
-    def _rule_like(self, node: str, words: tuple[str, ...], chain: str | None = None) -> str | None:
+    def _rule_like(
+        self, node: str, words: tuple[str, ...], chain: str | None = None
+    ) -> LiveRule | None:
         state = self._state_of(node)
         if state is None:
             return None
         ruleset = state.rules()
         for rule in ruleset.rules_at(chain) if chain else ruleset.rules:
             if any(w in rule.text.split() for w in words):
-                return f"{rule.comment or 'handle ' + str(rule.handle)} ({rule.cited})"
+                return rule
         return None
+
+    def _run_in(self, node: str) -> str:
+        """How a command is run in ``node``'s namespace from a shell on the host."""
+        state = self._state_of(node)
+        namespace = state.namespace if state else node
+        if node == "host" or not namespace:
+            return ""
+        if namespace.startswith("/proc/"):
+            return f"nsenter -t {namespace.split('/')[2]} -n "
+        if namespace.startswith("/"):
+            return f"nsenter --net={namespace} "
+        return f"ip netns exec {namespace} "
 
     def _policy(self, node: str, chain: str | None) -> str | None:
         state = self._state_of(node)

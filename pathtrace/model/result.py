@@ -64,6 +64,20 @@ class RunResult:
         return all(p.verdict.outcome in ok for p in self.probes)
 
     @property
+    def notes(self) -> list[str]:
+        """What the reader must know to trust the run: rules pathtrace cannot see."""
+        found = []
+        for state in self.states.values():
+            tables = state.legacy_tables.split()
+            if tables:
+                found.append(
+                    f"{state.node} uses iptables-legacy (tables {', '.join(tables)}): nft does "
+                    "not list those rules, so their translations and drops are shown "
+                    "without the rule that did them (iptables-legacy-save lists them)"
+                )
+        return found
+
+    @property
     def setting(self) -> Setting:
         return Setting(
             self.run_id,

@@ -1,13 +1,16 @@
 """A namespace's nftables ruleset as pathtrace reads it: chains and rules with handles.
 
 Parsed from ``nft -a list ruleset`` (whoever wrote the rules: the lab, iptables-nft,
-a CNI plugin); reports cite rules from it and the analysis finds chains by hook.
+a CNI plugin); reports cite rules from it and the analysis finds chains by hook,
+following jumps into user chains (CNI's ``CNI-...``, Docker's ``DOCKER``). Tables
+that iptables-nft manages are also read in iptables' own words (``iptables-save``),
+matched rule for rule by chain and position: nft does not print their comments.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -28,11 +31,47 @@ class LiveRule:
     handle: int
     text: str  # as nft prints it, without comment and handle
     comment: str | None
+    iptables: str | None = None  # "-A CHAIN ..." as iptables-save shows it, if iptables made it
 
     @property
     def cited(self) -> str:
-        """How a report names the rule: where, handle and text."""
-        return f"{self.table} {self.chain} handle {self.handle}: {self.text}"
+        """How a report names the rule: where, handle and text (and iptables' form)."""
+        return self.cited_via(())
+
+    def cited_via(self, path: tuple[LiveRule, ...]) -> str:
+        """The rule named with the chains a packet went through to meet it:
+        ``nat POSTROUTING -> CNI-1a2b handle 3: ...``."""
+        chains = " -> ".join([*(step.chain for step in path), self.chain])
+        said = f"{self.table} {chains} handle {self.handle}: {self.text}"
+        if not self.iptables:
+            return said
+        comment = f"comment: {self.comment}; " if self.comment else ""
+        return f"{said} ({comment}iptables: {self.iptables})"
+
+    @property
+    def delete_command(self) -> str:
+        """The command that removes this rule, in the tool that made it."""
+        if self.iptables and self.iptables.startswith("-A "):
+            return f"iptables -t {self.table} -D {self.iptables[3:]}"
+        return f"nft delete rule {self.family} {self.table} {self.chain} handle {self.handle}"
+
+    @property
+    def name(self) -> str:
+        """What the rule is called: its own comment (the lab names its rules so),
+        else its handle (an iptables comment names who made it, not the rule)."""
+        return self.comment if self.comment and not self.iptables else f"handle {self.handle}"
+
+    @property
+    def jump(self) -> str | None:
+        """The user chain this rule jumps or goes to, if it does."""
+        m = _JUMP.search(self.text)
+        return m.group(1) if m else None
+
+    @property
+    def verdict(self) -> str | None:
+        """accept, drop, reject or return: where evaluation stops for a packet it matches."""
+        m = _VERDICT.search(self.text)
+        return m.group(1) if m else None
 
 
 @dataclass(frozen=True)
@@ -47,14 +86,34 @@ class Ruleset:
         return None
 
     def rules_at(self, hook: str) -> list[LiveRule]:
-        """Rules of the ip chains hooked at ``hook`` (PREROUTING, FORWARD, ...), whatever
-        their chains are called, in the order nft lists them."""
-        names = {
-            (c.table, c.name)
-            for c in self.chains
-            if c.family == "ip" and (c.hook or "").upper() == hook.upper()
-        }
-        return [r for r in self.rules if (r.table, r.chain) in names]
+        """Rules a packet can meet at ``hook`` (PREROUTING, FORWARD, ...) in the ip
+        chains hooked there, whatever they are called, and in the user chains they
+        jump to, in the order they are evaluated."""
+        return [rule for rule, _ in self.walk(hook)]
+
+    def walk(self, hook: str) -> list[tuple[LiveRule, tuple[LiveRule, ...]]]:
+        """Each rule met at ``hook`` with the jumps that lead to it (base chain first)."""
+        found: list[tuple[LiveRule, tuple[LiveRule, ...]]] = []
+        for chain in self.chains:
+            if chain.family == "ip" and (chain.hook or "").upper() == hook.upper():
+                self._enter(chain.table, chain.name, (), found)
+        return found
+
+    def _enter(
+        self,
+        table: str,
+        chain: str,
+        path: tuple[LiveRule, ...],
+        found: list[tuple[LiveRule, tuple[LiveRule, ...]]],
+    ) -> None:
+        if len(path) > 16 or any(step.jump == chain for step in path[:-1]):
+            return  # a loop nft itself would refuse; never follow one
+        for rule in self.rules:
+            if (rule.family, rule.table, rule.chain) != ("ip", table, chain):
+                continue
+            found.append((rule, path))
+            if rule.jump is not None:
+                self._enter(table, rule.jump, (*path, rule), found)
 
     def policy_at(self, hook: str) -> str | None:
         """drop if any base chain at ``hook`` drops by policy, else its policy."""
@@ -76,20 +135,28 @@ _TABLE = re.compile(r"^table (\w+) (\S+) \{ # handle (\d+)$")
 _CHAIN = re.compile(r"^chain (\S+) \{ # handle (\d+)$")
 _BASE = re.compile(r"^type \w+ hook (\w+) .*?; (?:policy (\w+);)?")
 _COUNTS = re.compile(r"counter packets \d+ bytes \d+")
+_JUMP = re.compile(r"\b(?:jump|goto) (\S+)")
+_VERDICT = re.compile(r"\b(accept|drop|reject|return)\b\s*$")
+_MANAGED = re.compile(r"^# Warning: table (\w+) (\S+) is managed by iptables-nft")
 _RULE = re.compile(r'^(.*?)(?: comment "([^"]*)")? # handle (\d+)$')
 
 
-def parse_listing(text: str) -> Ruleset:
-    """Chains and rules from ``nft -a list ruleset`` (tables of sets and maps are skipped)."""
+def parse_listing(text: str, iptables_save: str = "") -> Ruleset:
+    """Chains and rules from ``nft -a list ruleset`` (tables of sets and maps are
+    skipped); with ``iptables-save``'s output, rules of the tables iptables-nft
+    manages carry their iptables form."""
     chains: list[LiveChain] = []
     rules: list[LiveRule] = []
+    managed: set[tuple[str, str]] = set()
     family = table = chain = ""
     chain_handle = 0
     hook: str | None = None
     policy: str | None = None
     for raw in text.splitlines():
         line = raw.strip()
-        if m := _TABLE.match(line):
+        if m := _MANAGED.match(line):
+            managed.add((m.group(1), m.group(2)))
+        elif m := _TABLE.match(line):
             family, table = m.group(1), m.group(2)
         elif m := _CHAIN.match(line):
             chain, chain_handle, hook, policy = m.group(1), int(m.group(2)), None, None
@@ -99,6 +166,41 @@ def parse_listing(text: str) -> Ruleset:
             chains.append(LiveChain(family, table, chain, hook, policy, chain_handle))
             chain = ""
         elif chain and (m := _RULE.match(line)):
-            text = _COUNTS.sub("counter", m.group(1))  # what the rule is, not how often it ran
+            # What the rule is, not how often it ran; one space between words.
+            text = " ".join(_COUNTS.sub("counter", m.group(1)).split())
             rules.append(LiveRule(family, table, chain, int(m.group(3)), text, m.group(2)))
+    if managed and iptables_save:
+        rules = _with_iptables_lines(rules, managed, iptables_save)
     return Ruleset(tuple(chains), tuple(rules))
+
+
+def _with_iptables_lines(
+    rules: list[LiveRule], managed: set[tuple[str, str]], save: str
+) -> list[LiveRule]:
+    """Each rule of an iptables-managed table with its iptables-save line, where both
+    list the chain's rules alike (same count); a chain that differs is left as is."""
+    lines: dict[tuple[str, str], list[str]] = {}
+    table = ""
+    for line in save.splitlines():
+        if line.startswith("*"):
+            table = line[1:].strip()
+        elif line.startswith("-A ") and table:
+            chain = line.split()[1]
+            lines.setdefault((table, chain), []).append(line)
+    by_chain: dict[tuple[str, str], list[int]] = {}
+    for i, rule in enumerate(rules):
+        if (rule.family, rule.table) in managed:
+            by_chain.setdefault((rule.table, rule.chain), []).append(i)
+    result = list(rules)
+    for key, positions in by_chain.items():
+        theirs = lines.get(key, [])
+        if len(theirs) != len(positions):
+            continue  # not the same rules: no guess
+        for i, line in zip(positions, theirs, strict=True):
+            found = _IPT_COMMENT.search(line)
+            comment = found.group(1).replace('\\"', '"') if found else None
+            result[i] = replace(result[i], iptables=line, comment=result[i].comment or comment)
+    return result
+
+
+_IPT_COMMENT = re.compile(r'--comment "((?:[^"\\]|\\.)*)"')

@@ -58,6 +58,7 @@ class NamespaceState:
     sysctls: dict[str, str] = field(default_factory=dict)
     ruleset: str = ""
     legacy_tables: str = ""  # iptables-legacy tables, which nft does not list
+    iptables: str = ""  # iptables-save, where iptables-nft manages tables (their comments)
 
     @property
     def has_rules(self) -> bool:
@@ -78,7 +79,7 @@ class NamespaceState:
         return max(matching, key=lambda r: r.network().prefixlen, default=None)
 
     def rules(self) -> Ruleset:
-        return parse_listing(self.ruleset)
+        return parse_listing(self.ruleset, self.iptables)
 
     def owns(self, address: str) -> bool:
         return any(a.split("/")[0] == address for link in self.links for a in link.addresses)
@@ -99,4 +100,5 @@ class NamespaceState:
             sysctls=dict(data["sysctls"]),
             ruleset=data["ruleset"],
             legacy_tables=data.get("legacy_tables", ""),
+            iptables=data.get("iptables", ""),
         )

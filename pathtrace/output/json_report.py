@@ -59,6 +59,7 @@ def to_json(result: RunResult, with_events: bool = True) -> dict[str, Any]:
         "lost_events": result.lost,
         "capture": capture_summary(result),
         "namespaces": result.namespaces,
+        "notes": result.notes,
         "summary": {
             "count": len(result.probes),
             "answered": result.answered,

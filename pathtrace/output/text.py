@@ -90,6 +90,8 @@ def render(result: RunResult, out: TextIO | None = None, width: int | None = Non
             f"{result.capture_drops} dropped; hops marked * were seen by it"
             + (f"; {disagree} disagreements (see --json)" if disagree else "")
         )
+    for text in result.notes:
+        note(f"note: {text}")
     lost = sum(result.lost.values())
     if lost:
         console.print(f"[red]{lost} events were lost (ring buffer full): hops may be missing[/]")

@@ -67,6 +67,8 @@ def state(namespace: str, node: str) -> NamespaceState:
         if value is not None:
             state.sysctls[key] = value
     state.ruleset = ruleset(namespace)
+    if "is managed by iptables-nft" in state.ruleset:
+        state.iptables = iptables_save(namespace)
     state.legacy_tables = legacy_tables(namespace)
     return state
 
@@ -86,7 +88,9 @@ def ruleset(namespace: str, strict: bool = False) -> str:
     unless ``strict``)."""
     result = netns.run(namespace, ["nft", "-a", "list", "ruleset"], check=False)
     if result.returncode == 0:
-        return result.stdout
+        # nft says on stderr which tables iptables-nft manages: kept with the listing.
+        warnings = [w for w in result.stderr.splitlines() if w.startswith("# Warning: table")]
+        return "".join(f"{w}\n" for w in warnings) + result.stdout
     if strict:
         raise EnvironmentProblem(f"cannot list the ruleset of {namespace}: {result.stderr.strip()}")
     return ""
@@ -141,3 +145,13 @@ def with_rules(namespaces: Sequence[str]) -> list[str]:
         if proc.returncode != 0 or out.strip():
             found.add(n)
     return [n for n in namespaces if n in found]
+
+
+def iptables_save(namespace: str) -> str:
+    """The iptables-nft rules in iptables' own words (comments included: nft
+    does not print them), or '' where the tool is missing."""
+    try:
+        result = netns.run(namespace, ["iptables-nft-save"], check=False)
+    except EnvironmentProblem:
+        return ""
+    return result.stdout if result.returncode == 0 else ""

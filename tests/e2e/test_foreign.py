@@ -155,3 +155,138 @@ print(json.dumps({"code": done.returncode, "report": json.loads(done.stdout or "
     verdict = report["probes"][0]["verdict"]
     assert verdict["outcome"] == "answered" and verdict["where"] == "host"
     assert "pathtrace lab" not in str(report)  # no lab advice on a network it did not build
+
+
+CNI = r"""
+import json, os, re, subprocess, sys, time
+from pathtrace.system import netns
+
+def sh(command, **kw):
+    return subprocess.run(["bash", "-c", command], check=True, capture_output=True, text=True, **kw)
+
+def pathtrace(*argv):
+    done = subprocess.run([sys.executable, "-m", "pathtrace", *argv], capture_output=True,
+                          text=True, timeout=60)
+    return done.returncode, json.loads(done.stdout) if done.stdout else done.stderr
+
+def cni(plugin, pod, conf, command="ADD"):
+    env = {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": pod,
+           "CNI_NETNS": f"/run/netns/{pod}", "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni"}
+    done = subprocess.run([f"/usr/lib/cni/{plugin}"], input=json.dumps(conf), env=env,
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout or "{}")
+
+def counters():
+    # handle -> packets, from the host's own ruleset: which rule matched, as the kernel counts.
+    text = sh("nft -a list ruleset").stdout
+    return {int(h): int(p) for p, h in re.findall(r"packets (\d+) .*# handle (\d+)", text)}
+
+os.makedirs("/run/cni", exist_ok=True)
+bridge = {"cniVersion": "1.0.0", "name": "testnet", "type": "bridge", "bridge": "cni0",
+          "isGateway": True, "ipMasq": True,
+          "ipam": {"type": "host-local", "subnet": "10.22.0.0/24",
+                   "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "/run/cni"}}
+results = {}
+for pod in ("pod1", "pod2"):
+    sh(f"ip netns add {pod}")
+    results[pod] = cni("bridge", pod, bridge)
+cni("portmap", "pod1", {"cniVersion": "1.0.0", "name": "testnet", "type": "portmap",
+                        "capabilities": {"portMappings": True},
+                        "runtimeConfig": {"portMappings": [
+                            {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]},
+                        "prevResult": results["pod1"]})
+sh("ip netns add wan && ip link add eth0 type veth peer name eth0 netns wan && "
+   "ip addr add 198.51.100.2/24 dev eth0 && ip link set eth0 up && "
+   "ip -n wan addr add 198.51.100.1/24 dev eth0 && ip -n wan link set eth0 up && "
+   "ip -n wan link set lo up && ip -n wan addr add 8.8.8.8/32 dev lo && "
+   "ip route add default via 198.51.100.1")
+listener = subprocess.Popen(["nsenter", "--net=/run/netns/pod1", sys.executable, "-c",
+    "import socket, time; s = socket.socket(); s.bind(('0.0.0.0', 80)); s.listen(); "
+    "print('ready', flush=True); time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+listener.stdout.readline()
+pod1 = results["pod1"]["ips"][0]["address"].split("/")[0]
+pod2 = results["pod2"]["ips"][0]["address"].split("/")[0]
+out = {"pod1": pod1, "pod2": pod2}
+before = counters()
+out["internet"] = pathtrace("run", "ping", "8.8.8.8", "--from", "pod1", "-c", "1", "--json")
+out["internet_counted"] = [h for h, n in counters().items() if n > before.get(h, 0)]
+out["pods"] = pathtrace("run", "ping", pod2, "--from", "pod1", "-c", "1", "--json")
+before = counters()
+out["hostport"] = pathtrace("run", "tcp", "198.51.100.2:8080", "--from", "wan", "-c", "1",
+                            "--json")
+out["hostport_counted"] = [h for h, n in counters().items() if n > before.get(h, 0)]
+listener.kill()
+for pod in ("pod2", "pod1"):
+    cni("bridge", pod, bridge, "DEL")
+print(json.dumps(out))
+"""
+
+
+def test_a_cni_network_is_traced_with_its_rules() -> None:
+    if not Path("/usr/lib/cni/bridge").exists():
+        pytest.fail("the CNI plugins are not installed: make setup installs them")
+    seen = scratch.result(CNI)
+
+    def hops(name: str, series: str = "request") -> list[dict[str, object]]:
+        code, report = seen[name]
+        assert code == 0, report
+        return report["probes"][0][series]["hops"]  # type: ignore[no-any-return]
+
+    # pod -> internet: the CNI chain's masquerade, reached by a jump from POSTROUTING.
+    snat = next(h for h in hops("internet") if h["translation"])
+    rule = snat["translation"]["rule"]  # type: ignore[index]
+    assert snat["node"] == "host" and "nat POSTROUTING -> CNI-" in rule, rule
+    assert "masquerade" in rule and 'comment: name: "testnet" id: "pod1"' in rule, rule
+    assert "iptables: -A CNI-" in rule and "-j MASQUERADE" in rule, rule
+    handle = int(re.search(r"CNI-\w+ handle (\d+)", rule).group(1))  # type: ignore[union-attr]
+    assert handle in seen["internet_counted"]  # the kernel's own count agrees
+    # pod -> pod: bridged by cni0, no translation (the CNI chain accepts its subnet).
+    texts = [str(h["text"]) for h in hops("pods")]
+    assert any(t.startswith("cni0 forwards it from veth") for t in texts), texts
+    assert not any(h["translation"] for h in hops("pods"))
+    # wan -> the hostPort: portmap's DNAT, through its chains.
+    dnat = next(h for h in hops("hostport") if h["translation"])
+    rule = dnat["translation"]["rule"]  # type: ignore[index]
+    assert dnat["translation"]["kind"] == "DNAT" and "CNI-HOSTPORT-DNAT" in rule, rule  # type: ignore[index]
+    assert str(dnat["translation"]["after"]).startswith(f"{seen['pod1']}:80")  # type: ignore[index]
+    handle = int(re.findall(r"handle (\d+)", rule)[0])
+    assert handle in seen["hostport_counted"], (rule, seen["hostport_counted"])
+    assert seen["hostport"][1]["probes"][0]["verdict"]["outcome"] == "answered"
+    nodes = set(seen["internet"][1]["namespaces"].values())
+    assert {"pod1", "host", "wan"} <= nodes
+
+
+def test_legacy_iptables_rules_are_said_to_be_invisible() -> None:
+    seen = scratch.result(
+        r"""
+import json, subprocess, sys
+
+def sh(command):
+    subprocess.run(["bash", "-c", command], check=True, capture_output=True)
+
+sh("ip netns add c && ip link add v0 type veth peer name v1 netns c && "
+   "ip addr add 10.7.0.1/24 dev v0 && ip link set v0 up && "
+   "ip -n c addr add 10.7.0.2/24 dev v1 && ip -n c link set v1 up && "
+   "ip -n c route add default via 10.7.0.1 && sysctl -qw net.ipv4.ip_forward=1 && "
+   "ip netns add wan && ip link add eth0 type veth peer name eth0 netns wan && "
+   "ip addr add 198.51.100.2/24 dev eth0 && ip link set eth0 up && "
+   "ip -n wan addr add 198.51.100.1/24 dev eth0 && ip -n wan link set eth0 up && "
+   "ip -n wan link set lo up && ip -n wan addr add 8.8.8.8/32 dev lo && "
+   "ip route add default via 198.51.100.1 && "
+   "iptables-legacy -t nat -A POSTROUTING -s 10.7.0.0/24 -o eth0 -j MASQUERADE")
+run = subprocess.run([sys.executable, "-m", "pathtrace", "run", "ping", "8.8.8.8", "--from", "c",
+                      "-c", "1", "--json"], capture_output=True, text=True)
+doctor = subprocess.run([sys.executable, "-m", "pathtrace", "doctor", "--json"],
+                        capture_output=True, text=True)
+sh("iptables-legacy -t nat -F")
+print(json.dumps({"run": json.loads(run.stdout or "null"), "err": run.stderr,
+                  "doctor": json.loads(doctor.stdout or "null")}))
+"""
+    )
+    report = seen["run"]
+    assert report is not None, seen["err"]
+    assert report["probes"][0]["verdict"]["outcome"] == "answered"
+    assert any("host uses iptables-legacy (tables nat)" in n for n in report["notes"])
+    snat = next(h for h in report["probes"][0]["request"]["hops"] if h["translation"])
+    assert snat["translation"]["kind"] == "SNAT" and snat["translation"]["rule"] is None
+    assert seen["doctor"]["legacy_iptables"] == ["nat"]
