@@ -65,6 +65,7 @@ bench: setup
 	$(PY) -m tests.bench.bench_run
 	$(PY) -m tests.bench.bench_capture
 	$(PY) -m tests.bench.bench_tui
+	$(PY) -m tests.bench.bench_scale
 
 # The example bundles in captures/examples, made by the tool itself.
 examples: setup

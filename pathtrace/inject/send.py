@@ -15,7 +15,7 @@ from typing import Any
 
 from pathtrace.model import tag
 from pathtrace.model.options import Kind
-from pathtrace.system import netns
+from pathtrace.system import netns, scapy_setup
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ def source_address(namespace: str, dst: IPv4Address) -> IPv4Address:
 
 def build(probe: Probe, src: IPv4Address, run: int, index: int) -> bytes:
     """The whole IPv4 packet, checksums done by scapy."""
+    scapy_setup.prepare()
     from scapy.layers.inet import ICMP, IP, TCP, UDP
     from scapy.packet import Raw
 

@@ -73,12 +73,14 @@ class DecodeContext:
         drop_reasons: dict[int, str] | None = None,
     ) -> None:
         self.clock = clock or KernelClock()
+        self._asked: set[int] = set()
         self.namespaces = namespaces if namespaces is not None else netns.namespace_names()
         if drop_reasons is not None:  # the tracer has them (KernelFacts): no second read
             self._drop_reasons = drop_reasons
 
     def namespace_name(self, inode: int) -> str:
-        if inode not in self.namespaces:
+        if inode not in self.namespaces and inode not in self._asked:
+            self._asked.add(inode)  # once each: events from unnamed namespaces are many
             self.namespaces.update(netns.namespace_names())  # one made since we started
         return self.namespaces.get(inode, f"netns:{inode}" if inode else "")
 

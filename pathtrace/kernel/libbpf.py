@@ -15,6 +15,7 @@ import os
 import platform
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pathtrace.errors import EnvironmentProblem
@@ -124,11 +125,26 @@ def _load() -> ctypes.CDLL:
                 "libbpf is not installed (libbpf1); run `make setup`"
             ) from None
         _signatures(_lib)
-        if platform.machine() == "x86_64":
-            _lib.libbpf_set_print(ctypes.cast(_print_fn, _vp))
-        else:
-            _lib.libbpf_set_print(None)
+        # Silent by default: a load prints thousands of debug lines, each a call
+        # into Python that waits for the interpreter lock while another thread
+        # (the scapy import) holds it. Failures are loaded again, printing.
+        _lib.libbpf_set_print(None)
     return _lib
+
+
+@contextmanager
+def _printing() -> Iterator[None]:
+    """libbpf's messages collected for the duration (x86-64: va_list is a pointer)."""
+    if platform.machine() != "x86_64":
+        yield
+        return
+    library = lib()  # loaded before the lock: lib() takes it the first time
+    with _lib_lock:
+        library.libbpf_set_print(ctypes.cast(_print_fn, _vp))
+        try:
+            yield
+        finally:
+            library.libbpf_set_print(None)
 
 
 def version() -> str:
@@ -253,7 +269,6 @@ class BpfObject:
                 buf = ctypes.create_string_buffer(self.LOG_SIZE)
                 self._log_bufs[prog.name] = buf
                 lib().bpf_program__set_log_buf(prog.ptr, buf, self.LOG_SIZE)
-        _messages.clear()  # so a failure quotes this object's messages only
         ctypes.set_errno(0)
         err = lib().bpf_object__load(self.ptr)
         if err:
@@ -262,11 +277,27 @@ class BpfObject:
                 for name, buf in self._log_bufs.items()
                 if buf.value
             )
-            libbpf_says = "\n".join(recent_messages())
+            # A refusal (EPERM) needs no second load: errno says it all.
+            libbpf_says = "" if -err == errno.EPERM else "\n".join(self._libbpf_words())
             raise BpfError(
                 "load", os.path.basename(self.path), -err, log=(logs + "\n" + libbpf_says).strip()
             )
         self._log_bufs.clear()
+
+    def _libbpf_words(self) -> list[str]:
+        """libbpf's own account of this object's failed load: the same file opened
+        and loaded again (same programs on) with its messages collected."""
+        wanted = {prog.name: prog.autoload for prog in self.programs()}
+        again = BpfObject(self.path)
+        try:
+            for prog in again.programs():
+                prog.autoload = wanted.get(prog.name, prog.autoload)
+            _messages.clear()
+            with _printing():
+                lib().bpf_object__load(again.ptr)
+            return recent_messages()
+        finally:
+            again.close()
 
     def close(self) -> None:
         if self.ptr:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from pathtrace.model.result import RunResult
 from pathtrace.model.trace import Hop
+from pathtrace.system import scapy_setup
 
 # What a hop can change in a packet (length: the IP header's, the same at every hop).
 FIELDS = ("src", "dst", "sport", "dport", "ttl", "length")
@@ -63,6 +64,7 @@ def view(result: RunResult, hop: Hop, previous: Hop | None) -> PacketView:
     frame = frame_of(result, hop)
     if frame is not None:
         # inet binds IP (and ICMP, UDP, TCP) under Ether: without it scapy shows Raw.
+        scapy_setup.prepare()
         import scapy.layers.inet  # noqa: F401
         from scapy.layers.l2 import Ether
 

@@ -9,6 +9,7 @@ from pathtrace.errors import BundleError
 from pathtrace.model.event import Event
 from pathtrace.model.result import RunResult
 from pathtrace.model.trace import Hop
+from pathtrace.system import scapy_setup
 
 
 def _comment(hop: Hop | None, event: Event | None, number: int | None, title: str) -> str:
@@ -24,6 +25,7 @@ def _comment(hop: Hop | None, event: Event | None, number: int | None, title: st
 
 def write(path: Path, result: RunResult) -> None:
     """Every captured packet, an interface block per node/interface, a comment naming its hop."""
+    scapy_setup.prepare()
     from scapy.layers.l2 import Ether
     from scapy.utils import PcapNgWriter
 
@@ -67,6 +69,7 @@ def read_frames(path: Path) -> list[bytes]:
     """The frames of a bundle's trace.pcapng, in order."""
     import logging
 
+    scapy_setup.prepare()
     from scapy.error import Scapy_Exception
     from scapy.utils import RawPcapNgReader
 

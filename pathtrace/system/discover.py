@@ -10,9 +10,11 @@ alone: no netfilter link, no capture socket goes there. Only reads.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from pathtrace.system import netns
+from pathtrace.system import netns, observe
 
 HOST = "host"  # what reports call the namespace pathtrace runs in
 
@@ -51,11 +53,26 @@ def candidates() -> list[str]:
     return found
 
 
-def reachable(source: str, among: Sequence[str]) -> list[str]:
+@dataclass
+class Reach:
+    """What a run traces: the namespaces, and in each the links that lead away
+    from them (to namespaces left alone): no capture socket goes on those."""
+
+    namespaces: list[str]
+    beside: dict[str, set[str]] = field(default_factory=dict)
+
+
+def reachable(source: str, among: Sequence[str], target: str | None = None) -> Reach:
     """``source`` and the namespaces of ``among`` that links lead to from it, in
     the order found. A link to another namespace carries that namespace's id as
     its own namespace numbers it (IFLA_LINK_NETNSID); each candidate's id there is
-    asked of the kernel (RTM_GETNSID), so no guess is made from names or indexes."""
+    asked of the kernel (RTM_GETNSID), so no guess is made from names or indexes.
+
+    With a ``target``, only namespaces that can carry the run's packets: those
+    that forward (ip_forward, or a bridge: the way through), and those that own
+    the target or an address a forwarding namespace translates it to (DNAT);
+    the search goes on only through the ones that forward. A pod beside the
+    path on the same bridge is neither, and is left alone."""
     fds: dict[str, int] = {}
     try:
         for candidate in among:
@@ -64,31 +81,90 @@ def reachable(source: str, among: Sequence[str]) -> list[str]:
             except OSError:
                 continue
         found = [source]
-        numbers = {netns.inode(source)}
+        beside: dict[str, set[str]] = {}
+        traced, left = {netns.inode(source)}, set()
+        wanted = {target} if target else set()
         queue = [source]
         while queue:
             here = queue.pop(0)
+            if target is not None:
+                wanted |= _translated_to(here)
             ipr = netns.iproute(here)
             try:
-                peers = {link.get("IFLA_LINK_NETNSID") for link in ipr.get_links()} - {None}
+                by_id: dict[int, set[str]] = {}
+                for link in ipr.get_links():
+                    nsid = link.get("IFLA_LINK_NETNSID")
+                    if nsid is not None:
+                        by_id.setdefault(nsid, set()).add(str(link.get("ifname")))
+                peers = set(by_id)
                 for candidate, fd in fds.items():
                     if not peers:
                         break
-                    number = os.fstat(fd).st_ino
-                    if number in numbers:
-                        continue
                     answer = ipr.get_netnsid(fd=fd)
-                    if answer and answer.get("nsid") in peers:
-                        peers.discard(answer["nsid"])
-                        numbers.add(number)
-                        found.append(candidate)
-                        queue.append(candidate)
+                    nsid = answer.get("nsid") if answer else None
+                    if nsid not in peers:
+                        continue
+                    peers.discard(nsid)
+                    number = os.fstat(fd).st_ino
+                    if number in traced:
+                        continue  # a link back to a namespace already traced
+                    if number not in left:
+                        owns, forwards = (set(), True) if target is None else _glance(candidate)
+                        if forwards or owns & wanted:
+                            traced.add(number)
+                            found.append(candidate)
+                            if forwards:  # the way goes on through it
+                                queue.append(candidate)
+                            continue
+                        left.add(number)
+                    beside.setdefault(here, set()).update(by_id[nsid])
+                for nsid in peers:  # links to namespaces no candidate is: unknown, left alone
+                    beside.setdefault(here, set()).update(by_id[nsid])
             finally:
                 ipr.close()
-        return found
+        return Reach(found, beside)
     finally:
         for fd in fds.values():
             os.close(fd)
+
+
+def _glance(namespace: str) -> tuple[set[str], bool]:
+    """(its local IPv4 addresses, whether it forwards: ip_forward=1 or a bridge),
+    read from inside it through /proc (a netlink socket each costs a millisecond,
+    which a node with hundreds of pods would pay hundreds of times)."""
+    with netns.entered(namespace):
+        with open("/proc/thread-self/net/fib_trie") as f:
+            trie = f.read()
+        with open("/proc/thread-self/net/dev") as f:
+            devices = [line.split(":")[0].strip() for line in f.readlines()[2:]]
+        with open("/proc/sys/net/ipv4/ip_forward") as f:
+            forwards = f.read().strip() == "1"
+    owns = set(_LOCAL.findall(trie))
+    if not forwards and len([d for d in devices if d != "lo"]) > 1:
+        forwards = _has_bridge(namespace)  # more than one device: it may switch
+    return owns, forwards
+
+
+_LOCAL = re.compile(r"\|-- (\d+\.\d+\.\d+\.\d+)\n\s+/32 host LOCAL")
+
+
+def _has_bridge(namespace: str) -> bool:
+    ipr = netns.iproute(namespace)
+    try:
+        return any(
+            link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") == "bridge"
+            for link in ipr.get_links()
+        )
+    finally:
+        ipr.close()
+
+
+_DNAT = re.compile(r"\bdnat to (\d+\.\d+\.\d+\.\d+)")
+
+
+def _translated_to(namespace: str) -> set[str]:
+    """Addresses this namespace's rules send packets on to (DNAT destinations)."""
+    return set(_DNAT.findall(observe.ruleset(namespace)))
 
 
 def name_of(path: str) -> str:

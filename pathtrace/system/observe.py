@@ -25,11 +25,11 @@ def state(namespace: str, node: str) -> NamespaceState:
         raw_links = ipr.get_links()
         for link in raw_links:
             names[link["index"]] = link.get("ifname")
+        by_index: dict[int, list[str]] = {}  # one dump, not a request per link
+        for a in ipr.get_addr(family=socket.AF_INET):
+            by_index.setdefault(a["index"], []).append(f"{a.get('address')}/{a['prefixlen']}")
         for link in raw_links:
-            addresses = tuple(
-                f"{a.get('address')}/{a['prefixlen']}"
-                for a in ipr.get_addr(family=socket.AF_INET, index=link["index"])
-            )
+            addresses = tuple(by_index.get(link["index"], ()))
             kind = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or (
                 "loopback" if link.get("ifname") == "lo" else "other"
             )

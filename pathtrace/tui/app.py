@@ -24,6 +24,7 @@ from pathtrace.errors import PathtraceError, UsageError
 from pathtrace.lab.topology import Topology
 from pathtrace.model.event import Event
 from pathtrace.model.result import RunResult, Setting
+from pathtrace.system import discover
 from pathtrace.tui.messages import LabChanged, RunFailed, RunFinished
 from pathtrace.tui.screens.detail import DetailScreen
 from pathtrace.tui.screens.help import HelpScreen
@@ -53,6 +54,7 @@ class PathtraceApp(App[None]):
         Binding("o", "open", "open"),
         Binding("t", "toggle_topology", "topology", show=False),
         Binding("l", "refresh_lab", "refresh lab", show=False),
+        Binding("F", "pick_source", "pick source", show=False),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
@@ -101,7 +103,9 @@ class PathtraceApp(App[None]):
         self.query_one(TopologyPane).display = event.size.width >= 100
 
     # What needs a live lab: hidden (and off) while a bundle is open without one.
-    LIVE_ACTIONS = frozenset({"run", "lab_up", "lab_down", "break_lab", "fix_lab", "refresh_lab"})
+    LIVE_ACTIONS = frozenset(
+        {"run", "lab_up", "lab_down", "break_lab", "fix_lab", "refresh_lab", "pick_source"}
+    )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in self.LIVE_ACTIONS and self.topology is None:
@@ -120,6 +124,7 @@ class PathtraceApp(App[None]):
             ("Break the lab", "pick a fault scenario", "break_lab"),
             ("Fix the lab", "back to its description", "fix_lab"),
             ("Refresh the lab pane", "read the lab's live state again", "refresh_lab"),
+            ("Pick the source", "the lab's nodes and every namespace here", "pick_source"),
             ("Show or hide the lab pane", "", "toggle_topology"),
             ("Keys", "every key of pathtrace", "help"),
         ]
@@ -328,6 +333,9 @@ class PathtraceApp(App[None]):
     def on_run_finished(self, message: RunFinished) -> None:
         self.busy = False
         self.show_result(message.result)
+        if message.result.restore is None:  # not the lab: show what was traced
+            for pane in self.query(TopologyPane):
+                pane.show_traced(message.result.states)
         self.say(
             f"{message.result.options.label}: {message.result.answered}/"
             f"{len(message.result.probes)} answered"
@@ -371,8 +379,8 @@ class PathtraceApp(App[None]):
         # lazy: the screen comes up before the lab, the tracer and scapy load
         from pathtrace.output.packet import view
 
-        if self.result is None:
-            return
+        if self.result is None or not self.query(PacketView):
+            return  # no run, or the screen is closing
         hop = message.hop
         self.query_one(PacketView).show(
             view(self.result, hop, message.previous),
@@ -448,6 +456,28 @@ class PathtraceApp(App[None]):
         self.call_from_thread(self.query_one(ProbeForm).fill, o.kind, o.source, target, o.count)
         self.call_from_thread(self._show_topology, saved_topology, None, "as saved in the bundle")
         self.say_from_thread(f"bundle {path.name}: {path.resolve()}")
+
+    def action_pick_source(self) -> None:
+        """Where to send from: the lab's nodes and every namespace on the machine."""
+        nodes = list(self.topology.nodes) if self.topology else []
+        choices = [(f"lab:{n}", f"lab:{n}  the lab's {n}") for n in nodes]
+        for path in discover.candidates()[1:]:  # not the host: runs never start there
+            name = discover.name_of(path)
+            if self.topology is not None and self.topology.node_of_namespace(name):
+                continue  # the lab's own: listed above
+            if path.startswith("/"):  # held by a process: chosen by its pid
+                pid = path.split("/")[2]
+                choices.append((pid, f"{pid}  {name}"))
+            else:
+                choices.append((f"netns:{name}", f"netns:{name}"))
+
+        def chosen(value: str | None) -> None:
+            if value:
+                source = self.query_one("#source", Input)
+                source.value = value
+                source.cursor_position = 0
+
+        self.push_screen(PickScreen("send from: pick a source", choices), chosen)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

@@ -85,6 +85,8 @@ print(json.dumps(out))
         assert "packets" not in snat["translation"]["rule"]  # no live counters in citations
     # The surprise the tutorial's rule holds: no -o, so with br_netfilter the
     # bridged ping between the containers is masqueraded to the bridge's address.
+    assert set(seen["bridged"][1]["namespaces"].values()) == {"container1", "host", "container2"}
+    assert set(seen["internet"][1]["namespaces"].values()) == {"container1", "host", "wan"}
     bridged = seen["bridged"][1]["probes"][0]
     snat = next(h for h in bridged["request"]["hops"] if h["translation"])
     assert snat["translation"]["after"].startswith("192.168.100.1:")
@@ -253,7 +255,10 @@ def test_a_cni_network_is_traced_with_its_rules() -> None:
     assert handle in seen["hostport_counted"], (rule, seen["hostport_counted"])
     assert seen["hostport"][1]["probes"][0]["verdict"]["outcome"] == "answered"
     nodes = set(seen["internet"][1]["namespaces"].values())
-    assert {"pod1", "host", "wan"} <= nodes
+    assert nodes == {"pod1", "host", "wan"}  # pod2, beside the path, is left alone
+    assert set(seen["pods"][1]["namespaces"].values()) == {"pod1", "host", "pod2"}
+    # wan -> host:8080 reaches pod1 through the DNAT: pod1 is traced too.
+    assert set(seen["hostport"][1]["namespaces"].values()) == {"wan", "host", "pod1"}
 
 
 def test_legacy_iptables_rules_are_said_to_be_invisible() -> None:

@@ -114,3 +114,21 @@ def test_the_responder_echoes_the_tag_format() -> None:
     from pathtrace.model import tag
 
     assert (responder.MAGIC, responder.MAGIC_REPLY) == (tag.MAGIC, tag.MAGIC_REPLY)
+
+
+@pytest.mark.root
+def test_a_failed_load_carries_libbpfs_own_words() -> None:
+    """libbpf is silent while loads succeed (thousands of debug lines otherwise);
+    a load that fails is loaded again with its messages on, so the error says why:
+    here the netfilter programs, loaded without the program type set by hand."""
+    path = probes_dir() / "netfilter.bpf.o"
+    if not path.exists():
+        pytest.skip("probes not built")
+    obj = libbpf.BpfObject(str(path))
+    try:
+        with pytest.raises(libbpf.BpfError) as failed:
+            obj.load()
+    finally:
+        obj.close()
+    assert "Invalid argument" in str(failed.value)
+    assert "missing BPF prog type" in failed.value.log

@@ -85,7 +85,7 @@ def test_live_lab_run_break_fix_save_reopen(
         app: PathtraceApp = make_app(lab, topology_file.read_text(), bundles_dir=tmp_path)
         async with app.run_test(size=(120, 40)) as pilot:
             timeline = app.query_one(HopTimeline)
-            app.query_one("#count", Input).value = "100"  # 1 s of probes: long enough to watch
+            app.query_one("#count", Input).value = "300"  # 3 s of probes: long enough to watch
             await pilot.press("r")  # the form's default: ping 8.8.8.8 from container1
             # Hops appear while the run is still tracing, as events arrive.
             await wait_until(pilot, lambda: app.busy and bool(timeline.hops), timeout=20)

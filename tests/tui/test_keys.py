@@ -263,3 +263,34 @@ def test_every_example_reads_back_with_series_in_time_order() -> None:
             for series in probe.series:
                 times = [h.time_ns for h in series.hops]
                 assert times == sorted(times), (path.name, series.direction)
+
+
+def test_the_source_is_picked_among_lab_nodes_and_namespaces() -> None:
+    async def scenario(app: PathtraceApp, pilot: object) -> None:
+        await pilot.press("F")  # type: ignore[attr-defined]
+        await pilot.pause()  # type: ignore[attr-defined]
+        picker = app.screen.query_one("OptionList")
+        ids = [picker.get_option_at_index(i).id for i in range(picker.option_count)]
+        assert {"lab:container1", "lab:host", "lab:wan"} <= set(ids)
+        picker.highlighted = ids.index("lab:wan")
+        await pilot.press("enter")  # type: ignore[attr-defined]
+        await pilot.pause()  # type: ignore[attr-defined]
+        assert app.query_one("#source", Input).value == "lab:wan"
+
+    drive(lab_app(), scenario)
+
+
+def test_the_pane_shows_what_a_run_traced_when_no_lab_was_used() -> None:
+    result, _ = bundle.load(EXAMPLES / "ping-answered")
+
+    async def scenario(app: PathtraceApp, pilot: object) -> None:
+        pane = app.query_one(TopologyPane)
+        pane.show_traced(result.states)
+        await pilot.pause()  # type: ignore[attr-defined]
+        assert "traced: 4 namespaces (no lab)" in str(pane.root.label)
+        host = next(n for n in pane.root.children if "host" in str(n.label))
+        leaves = [str(leaf.label) for leaf in host.children]
+        assert any(leaf.startswith("br0 bridge 192.168.100.1/24") for leaf in leaves), leaves
+        assert any("veth-host1 veth" in leaf and "(port of br0)" in leaf for leaf in leaves)
+
+    drive(lab_app(), scenario)

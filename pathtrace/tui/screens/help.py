@@ -17,6 +17,7 @@ Esc, q or ? close this help.
 | r, ctrl+r | run the probe in the form (ctrl+r also from inside a field) |
 | Enter | in a field of the form: run; on a lab difference: show it whole |
 | Esc | leave the form (back to the timeline) |
+| F | pick the source: the lab's nodes, and every namespace on the machine |
 | Tab / shift+Tab | next / previous pane or field |
 | ↑ ↓, PgUp PgDn | move in the timeline; scroll the focused pane |
 | Home / End | first / last hop of the timeline |
@@ -37,8 +38,9 @@ request, `reply` its answer, `error` an ICMP error about it, `rst` and
 `src err` what the source sent back to an answer. `*` marks hops the
 per-interface capture saw, `!` hops it did not. Select a hop to see the packet
 there: what changed since the previous hop on one line, then its layers (Enter
-folds a layer), and what the kernel did, in the tutorial's terms. Keys that
-need a live lab are hidden while a bundle is open without one.
+folds a layer), and what the kernel did, in the tutorial's terms. After a run
+on a network pathtrace did not build, the left pane shows what was traced.
+Keys that need a live lab are hidden while a bundle is open without one.
 """
 
 

@@ -7,6 +7,7 @@ from textual.message import Message
 from textual.widgets import Tree
 
 from pathtrace.lab.topology import Topology
+from pathtrace.model.state import NamespaceState
 
 
 class TopologyPane(Tree[str]):
@@ -26,6 +27,25 @@ class TopologyPane(Tree[str]):
     def __init__(self, **kwargs: object) -> None:
         super().__init__("lab", **kwargs)  # type: ignore[arg-type]
         self.show_root = True
+
+    def show_traced(self, states: dict[str, NamespaceState]) -> None:
+        """The network a run traced, as the kernel had it: each namespace with its
+        interfaces (bridges with their ports, veths), addresses and routes."""
+        self.clear()
+        self.root.set_label(f"traced: {len(states)} namespaces (no lab)")
+        for state in states.values():
+            branch = self.root.add(f"[b]{escape(state.node)}[/b]", expand=True)
+            for link in state.links:
+                if link.name == "lo":
+                    continue
+                master = f" (port of {link.master})" if link.master else ""
+                kind = f" {link.kind}" if link.kind in ("bridge", "veth") else ""
+                addresses = " ".join(link.addresses)
+                down = "" if link.up else " DOWN"
+                branch.add_leaf(escape(f"{link.name}{kind} {addresses}{master}{down}".strip()))
+            for route in state.routes:
+                branch.add_leaf(escape(f"route {route.describe()}"))
+        self.root.expand()
 
     def show(self, topology: Topology | None, problems: list[str] | None, note: str = "") -> None:
         self.clear()
