@@ -35,6 +35,16 @@ async def wait_until(pilot: object, check: Callable[[], bool], timeout: float = 
         await pilot.pause(0.05)  # type: ignore[attr-defined]
 
 
+async def pick(pilot: object, key: str, option: str) -> None:
+    """Press ``key`` and choose ``option`` (by id) in the list it opens."""
+    await pilot.press(key)  # type: ignore[attr-defined]
+    await pilot.pause()  # type: ignore[attr-defined]
+    picker = pilot.app.screen.query_one("OptionList")  # type: ignore[attr-defined]
+    ids = [picker.get_option_at_index(i).id for i in range(picker.option_count)]
+    picker.highlighted = ids.index(option)
+    await pilot.press("enter")  # type: ignore[attr-defined]
+
+
 def test_bundle_shows_hops_packet_and_diagnosis() -> None:
     async def scenario() -> None:
         app = make_app(bundle=EXAMPLES / "ping-answered")
@@ -100,12 +110,7 @@ def test_live_lab_run_break_fix_save_reopen(
             await pilot.pause()
             assert "192.168.100.2:icmp/" in text_of(app.query_one(PacketView))
 
-            await pilot.press("b")
-            await pilot.pause()
-            picker = app.screen.query_one("OptionList")
-            names = [picker.get_option_at_index(i).id for i in range(picker.option_count)]
-            picker.highlighted = names.index("forward-drop")
-            await pilot.press("enter")
+            await pick(pilot, "b", "forward-drop")
             await wait_until(
                 pilot, lambda: "break forward-drop: done" in text_of(app.query_one("#status"))
             )
@@ -147,7 +152,7 @@ from pathtrace.system import netns
 from pathtrace.tui import make_app
 from pathtrace.tui.widgets.diagnosis import DiagnosisPane
 from tests.rootns import snapshot
-from tests.tui.test_app import text_of, wait_until
+from tests.tui.test_app import pick, text_of, wait_until
 
 HOST = os.stat("/proc/self/ns/net").st_ino
 topo = topology.parse(topology.reference_text())
@@ -178,12 +183,7 @@ async def scenario():
         out["delivered"] = app.result.delivered
         await wait_until(pilot, lambda: "saved ping" in status(app), 30)
         out["saved"] = [p.parent.name for p in Path("/run/pt-tui-saved").glob("*/bundle.json")]
-        await pilot.press("b")
-        await pilot.pause()
-        picker = app.screen.query_one("OptionList")
-        names = [picker.get_option_at_index(i).id for i in range(picker.option_count)]
-        picker.highlighted = names.index("forward-drop")
-        await pilot.press("enter")
+        await pick(pilot, "b", "forward-drop")
         await wait_until(pilot, lambda: "break forward-drop: done" in status(app), 60)
         first = app.result
         await pilot.press("r")

@@ -19,7 +19,7 @@ from pathtrace.tui.screens.help import HelpScreen
 from pathtrace.tui.widgets.packet_view import ExplainView, PacketView
 from pathtrace.tui.widgets.timeline import HopTimeline
 from pathtrace.tui.widgets.topology import TopologyPane
-from tests.tui.test_app import text_of, wait_until
+from tests.tui.test_app import pick, text_of, wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "captures" / "examples"
 Scenario = Callable[[PathtraceApp, object], Awaitable[None]]
@@ -267,13 +267,7 @@ def test_every_example_reads_back_with_series_in_time_order() -> None:
 
 def test_the_source_is_picked_among_lab_nodes_and_namespaces() -> None:
     async def scenario(app: PathtraceApp, pilot: object) -> None:
-        await pilot.press("F")  # type: ignore[attr-defined]
-        await pilot.pause()  # type: ignore[attr-defined]
-        picker = app.screen.query_one("OptionList")
-        ids = [picker.get_option_at_index(i).id for i in range(picker.option_count)]
-        assert {"lab:container1", "lab:host", "lab:wan"} <= set(ids)
-        picker.highlighted = ids.index("lab:wan")
-        await pilot.press("enter")  # type: ignore[attr-defined]
+        await pick(pilot, "F", "lab:wan")  # among lab:container1, lab:host, ...
         await pilot.pause()  # type: ignore[attr-defined]
         assert app.query_one("#source", Input).value == "lab:wan"
 

@@ -83,3 +83,23 @@ def test_bridge_forwarding_seen_by_br_forward(traced: Session) -> None:
             {"hook": "br_forward", "namespace": host, "ifname": "veth-host2", "tag": "request"},
         ],
     )
+
+
+# The same namespace tests as on this kernel, in the second one too: per-thread
+# namespaces (create, enter, leave from threads; the lab from a thread) and a
+# network pathtrace did not build, found through RTM_GETNSID and traced.
+from tests.e2e.test_foreign import (  # noqa: E402
+    test_a_namespace_only_a_process_holds_is_found_and_named as test_foreign_namespace_in_the_vm,
+)
+from tests.lab.test_threads import (  # noqa: E402
+    test_create_enter_leave_from_many_threads_at_once as test_threads_in_the_vm,
+)
+from tests.lab.test_threads import (  # noqa: E402
+    test_lab_up_and_down_from_a_thread_leave_the_host_as_it_was as test_lab_from_a_thread_in_the_vm,
+)
+
+__all__ = [
+    "test_foreign_namespace_in_the_vm",
+    "test_lab_from_a_thread_in_the_vm",
+    "test_threads_in_the_vm",
+]
