@@ -455,7 +455,7 @@ class PathtraceApp(App[None]):
         self.call_from_thread(self.show_result, result)
         self.call_from_thread(self.query_one(ProbeForm).fill, o.kind, o.source, target, o.count)
         self.call_from_thread(self._show_topology, saved_topology, None, "as saved in the bundle")
-        self.say_from_thread(f"bundle {path.name}: {path.resolve()}")
+        self.say_from_thread(f"bundle {path.name}")
 
     def action_pick_source(self) -> None:
         """Where to send from: the lab's nodes and every namespace on the machine."""
