@@ -120,6 +120,7 @@ class Run:
         self.on_armed: Callable[[Setting], None] | None = None
         # Per traced namespace, links that lead to namespaces the run leaves alone.
         self.beside: dict[str, set[str]] = {}
+        self.rulesets: dict[str, str] = {}  # nft listings discovery already read
 
     def execute(self) -> RunResult:
         privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="pathtrace run")
@@ -171,7 +172,7 @@ class Run:
         states: dict[str, NamespaceState] = {}
         for ns in namespaces:
             try:
-                states[ns] = observe.state(ns, self._node_name(ns))
+                states[ns] = observe.state(ns, self._node_name(ns), self.rulesets.get(ns))
             except OSError:
                 if ns == source:
                     raise
@@ -312,6 +313,7 @@ class Run:
         # from the source through veth pairs, the host's own included; no other.
         reach = discover.reachable(source, discover.candidates(), str(self.options.target))
         self.beside = reach.beside
+        self.rulesets = reach.rulesets
         return reach.namespaces
 
     def _node_name(self, namespace: str) -> str:

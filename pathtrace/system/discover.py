@@ -60,6 +60,7 @@ class Reach:
 
     namespaces: list[str]
     beside: dict[str, set[str]] = field(default_factory=dict)
+    rulesets: dict[str, str] = field(default_factory=dict)  # listed on the way: not twice
 
 
 def reachable(source: str, among: Sequence[str], target: str | None = None) -> Reach:
@@ -82,13 +83,15 @@ def reachable(source: str, among: Sequence[str], target: str | None = None) -> R
                 continue
         found = [source]
         beside: dict[str, set[str]] = {}
+        rulesets: dict[str, str] = {}
         traced, left = {netns.inode(source)}, set()
         wanted = {target} if target else set()
         queue = [source]
         while queue:
             here = queue.pop(0)
             if target is not None:
-                wanted |= _translated_to(here)
+                rulesets[here] = observe.ruleset(here)
+                wanted |= set(_DNAT.findall(rulesets[here]))
             ipr = netns.iproute(here)
             try:
                 by_id: dict[int, set[str]] = {}
@@ -122,7 +125,7 @@ def reachable(source: str, among: Sequence[str], target: str | None = None) -> R
                     beside.setdefault(here, set()).update(by_id[nsid])
             finally:
                 ipr.close()
-        return Reach(found, beside)
+        return Reach(found, beside, rulesets)
     finally:
         for fd in fds.values():
             os.close(fd)
@@ -160,11 +163,6 @@ def _has_bridge(namespace: str) -> bool:
 
 
 _DNAT = re.compile(r"\bdnat to (\d+\.\d+\.\d+\.\d+)")
-
-
-def _translated_to(namespace: str) -> set[str]:
-    """Addresses this namespace's rules send packets on to (DNAT destinations)."""
-    return set(_DNAT.findall(observe.ruleset(namespace)))
 
 
 def name_of(path: str) -> str:

@@ -16,8 +16,9 @@ from pathtrace.model.state import SYSCTLS, Link, NamespaceState, RouteEntry
 from pathtrace.system import netns
 
 
-def state(namespace: str, node: str) -> NamespaceState:
-    """What the namespace holds now: links, routes, neighbours, sysctls, rules."""
+def state(namespace: str, node: str, listing: str | None = None) -> NamespaceState:
+    """What the namespace holds now: links, routes, neighbours, sysctls, rules
+    (``listing``: its nft listing, when discovery has just read it)."""
     state = NamespaceState(namespace, node)
     ipr = netns.iproute(namespace)
     try:
@@ -66,7 +67,7 @@ def state(namespace: str, node: str) -> NamespaceState:
         value = netns.read_sysctl(namespace, key)
         if value is not None:
             state.sysctls[key] = value
-    state.ruleset = ruleset(namespace)
+    state.ruleset = listing if listing is not None else ruleset(namespace)
     if "is managed by iptables-nft" in state.ruleset:
         state.iptables = iptables_save(namespace)
     state.legacy_tables = legacy_tables(namespace)
