@@ -118,16 +118,13 @@ class Run:
         # Called once the probes are armed (a live view rebuilds hops from the
         # events so far against the run's setting).
         self.on_armed: Callable[[Setting], None] | None = None
-        # Per traced namespace, links that lead to namespaces the run leaves alone.
-        self.beside: dict[str, set[str]] = {}
-        self.rulesets: dict[str, str] = {}  # nft listings discovery already read
 
     def execute(self) -> RunResult:
         privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="pathtrace run")
         source, is_lab_node = resolve_source(self.options.source, self.topology)
         if is_lab_node:
             self._ensure_lab()
-        namespaces = self._traced_namespaces(source)
+        reach = self._reach(source)
         # scapy takes a while to import, and package versions to read: both happen
         # while the state is read and libbpf loads the probes (long waits outside
         # Python). Not during discovery: its many short system calls and the
@@ -136,7 +133,7 @@ class Run:
         versions: dict[str, str] = {}
         importer = threading.Thread(target=_in_background, args=(versions, source), daemon=True)
         importer.start()
-        states = self._observe(source, namespaces)
+        states = self._observe(source, reach)
         names = {**netns.namespace_names(), **{_inode(n): n for n in states}}
         source_name = names.get(_inode(source), source)
         run_id = self.run_id or tag.new_run()
@@ -164,15 +161,15 @@ class Run:
             result.probes = build_probes([], setting)
             importer.join()
             return result
-        self._trace(result, setting, source, src, names, importer)
+        self._trace(result, setting, source, src, names, importer, reach.beside)
         return result
 
-    def _observe(self, source: str, namespaces: list[str]) -> dict[str, NamespaceState]:
+    def _observe(self, source: str, reach: discover.Reach) -> dict[str, NamespaceState]:
         """The state of every namespace the run traces, as it is before the run."""
         states: dict[str, NamespaceState] = {}
-        for ns in namespaces:
+        for ns in reach.namespaces:
             try:
-                states[ns] = observe.state(ns, self._node_name(ns), self.rulesets.get(ns))
+                states[ns] = observe.state(ns, self._node_name(ns), reach.rulesets.get(ns))
             except OSError:
                 if ns == source:
                     raise
@@ -187,6 +184,7 @@ class Run:
         src: IPv4Address,
         names: dict[int, str],
         importer: threading.Thread,
+        beside: dict[str, set[str]],
     ) -> None:
         """Arm, send, collect, judge: fills ``result`` with what the run saw."""
         o = self.options
@@ -199,7 +197,7 @@ class Run:
             index_limit=o.count,
             netfilter_namespaces=[ns for ns, state in states.items() if state.has_rules],
         )
-        sniffer = self._capture(states, setting.run_id)
+        sniffer = self._capture(states, setting.run_id, beside)
         with sniffer, tracer:
             assert tracer.facts is not None and tracer.layout is not None
             layout = tracer.layout
@@ -274,7 +272,10 @@ class Run:
                 return
             time.sleep(0.005)
 
-    def _capture(self, states: dict[str, NamespaceState], run_id: int) -> Capture:
+    def _capture(
+        self, states: dict[str, NamespaceState], run_id: int, beside: dict[str, set[str]]
+    ) -> Capture:
+        """``beside``: per namespace, links that lead to namespaces the run leaves alone."""
         if self.options.capture == "off":
             return Capture([], None)
         # Every up interface of the traced namespaces but those leading away from them.
@@ -282,7 +283,7 @@ class Run:
             (ns, link.name)
             for ns, state in states.items()
             for link in state.links
-            if link.up and link.name not in self.beside.get(ns, ())
+            if link.up and link.name not in beside.get(ns, ())
         ]
         program = None if self.options.capture == "all" else compile_filter(capture_filter(run_id))
         return Capture(interfaces, program)
@@ -304,17 +305,15 @@ class Run:
             self.progress("bringing the lab up")
             build.up(self.topology, self.topology_text)
 
-    def _traced_namespaces(self, source: str) -> list[str]:
+    def _reach(self, source: str) -> discover.Reach:
+        """What the run traces."""
         if self.topology is not None and record.read_record(self.topology.prefix) is not None:
             lab = [self.topology.namespace(n) for n in self.topology.nodes]
             if source in lab:
-                return lab
+                return discover.Reach(lab)
         # A network pathtrace did not build: the namespaces its packets can reach
         # from the source through veth pairs, the host's own included; no other.
-        reach = discover.reachable(source, discover.candidates(), str(self.options.target))
-        self.beside = reach.beside
-        self.rulesets = reach.rulesets
-        return reach.namespaces
+        return discover.reachable(source, discover.candidates(), str(self.options.target))
 
     def _node_name(self, namespace: str) -> str:
         if self.topology is not None:

@@ -85,7 +85,8 @@ def sort_series(
             # A copy freed where no device or namespace is known, of an skb never
             # seen on the path: a capture socket's (or a tap's) clone, not a hop.
             continue
-        first = first_of_packet.setdefault(e.skb_id, e)
+        # An event with no skb id (not followed by address) is a packet of its own.
+        first = first_of_packet.setdefault(e.skb_id, e) if e.skb_id else e
         if e.tag == TagKind.REQUEST:
             flags = e.tcp_flags or 0
             reset = e.protocol == "tcp" and flags & 0x04 and not flags & 0x02

@@ -169,9 +169,27 @@ def parse_listing(text: str, iptables_save: str = "") -> Ruleset:
             # What the rule is, not how often it ran; one space between words.
             text = " ".join(_COUNTS.sub("counter", m.group(1)).split())
             rules.append(LiveRule(family, table, chain, int(m.group(3)), text, m.group(2)))
-    if managed and iptables_save:
-        rules = _with_iptables_lines(rules, managed, iptables_save)
+    if iptables_save:
+        rules = _with_iptables_lines(rules, managed | _uncommented(rules), iptables_save)
     return Ruleset(tuple(chains), tuple(rules))
+
+
+def iptables_made(listing: str) -> bool:
+    """Whether some table of ``listing`` may be iptables': nft says so (it does not
+    always), or a table's rules carry no nft comment (iptables' comments are
+    invisible to nft; the lab, and most nft users, name their rules)."""
+    if "is managed by iptables-nft" in listing:
+        return True
+    return bool(_uncommented(list(parse_listing(listing).rules)))
+
+
+def _uncommented(rules: list[LiveRule]) -> set[tuple[str, str]]:
+    """(family, table) of the tables none of whose rules has an nft comment."""
+    tables: dict[tuple[str, str], bool] = {}
+    for rule in rules:
+        key = (rule.family, rule.table)
+        tables[key] = tables.get(key, False) or rule.comment is not None
+    return {key for key, commented in tables.items() if not commented}
 
 
 def _with_iptables_lines(

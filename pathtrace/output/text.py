@@ -64,16 +64,7 @@ def render(result: RunResult, out: TextIO | None = None, width: int | None = Non
     )
 
     def note(text: str) -> None:
-        """A long line wrapped at words, continued under its first word's end."""
-        label, _, rest = text.partition(": ")
-        wrapped = textwrap.fill(
-            text,
-            width,
-            subsequent_indent=" " * (len(label) + 2),
-            break_long_words=False,
-            break_on_hyphens=False,
-        )
-        console.print(f"[dim]{escape(wrapped)}[/]", soft_wrap=True)
+        _hanging(console, text, style="dim")
 
     o = result.options
     console.print(
@@ -147,11 +138,26 @@ def _verdict(console: Any, probe: ProbeTrace) -> None:
     v = probe.verdict
     if v.outcome == "answered":
         return
-    if v.where:
-        console.print(f"  where: {escape(v.where)}")
-    if v.cause:
-        console.print(f"  why:   {escape(v.cause)}")
-    if v.fix:
-        console.print(f"  fix:   {escape(v.fix)}")
+    for label, text in (("where:", v.where), ("why:  ", v.cause), ("fix:  ", v.fix)):
+        if text:
+            _hanging(console, f"  {label} {text}")
     if v.confidence != "certain":
         console.print(f"  [yellow]{escape(v.confidence)}[/]")
+
+
+def _hanging(console: Any, text: str, style: str = "") -> None:
+    """A long line wrapped at words, continued under the start of its text, past
+    its label ("hooks: ...", "  why:   ...")."""
+    from rich.markup import escape
+
+    label = re.match(r"\s*\S+:\s+", text)
+    indent = len(label.group(0)) if label else 0
+    wrapped = textwrap.fill(
+        text,
+        console.width,
+        subsequent_indent=" " * indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    body = escape(wrapped)
+    console.print(f"[{style}]{body}[/]" if style else body, soft_wrap=True)

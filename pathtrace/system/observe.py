@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import Iterable, Sequence
 
 from pathtrace.errors import EnvironmentProblem
+from pathtrace.model.ruleset import iptables_made
 from pathtrace.model.state import SYSCTLS, Link, NamespaceState, RouteEntry
 from pathtrace.system import netns
 
@@ -68,7 +69,7 @@ def state(namespace: str, node: str, listing: str | None = None) -> NamespaceSta
         if value is not None:
             state.sysctls[key] = value
     state.ruleset = listing if listing is not None else ruleset(namespace)
-    if "is managed by iptables-nft" in state.ruleset:
+    if iptables_made(state.ruleset):
         state.iptables = iptables_save(namespace)
     state.legacy_tables = legacy_tables(namespace)
     return state

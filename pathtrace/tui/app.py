@@ -184,12 +184,15 @@ class PathtraceApp(App[None]):
             pane.show(topology, problems, note)
 
     def action_refresh_lab(self) -> None:
+        if self.lab_busy:  # one worker group: a refresh would cancel the job
+            self.say(f"lab pane: read again when {self.lab_busy} ends")
+            return
         self.refresh_lab()
         self.say("lab pane: read again")
 
     def on_app_focus(self) -> None:
         # The lab may have changed outside (another terminal): read it again.
-        if self.topology is not None:
+        if self.topology is not None and not self.lab_busy:
             self.refresh_lab()
 
     def on_topology_pane_detail_asked(self, message: TopologyPane.DetailAsked) -> None:

@@ -295,3 +295,31 @@ print(json.dumps({"run": json.loads(run.stdout or "null"), "err": run.stderr,
     snat = next(h for h in report["probes"][0]["request"]["hops"] if h["translation"])
     assert snat["translation"]["kind"] == "SNAT" and snat["translation"]["rule"] is None
     assert seen["doctor"]["legacy_iptables"] == ["nat"]
+
+
+def test_the_advised_fix_for_someone_elses_rule_works() -> None:
+    """A drop by a rule the user made with iptables (no nft comment, and no warning
+    from nft for that table): cited in iptables' words, and the fix, run as printed,
+    makes the same probe answered."""
+    seen = scratch.result(
+        program(
+            r"""
+sh("iptables -I FORWARD -d 192.168.100.3 -j DROP")
+code, before, _ = pathtrace("run", "ping", "192.168.100.3", "--from", "container1", "-c", "1")
+verdict = json.loads(pathtrace("run", "ping", "192.168.100.3", "--from", "container1", "-c",
+                               "1", "--json")[1])["probes"][0]["verdict"]
+command = verdict["fix"].split("remove the rule: ", 1)[1]
+sh(command)
+after = pathtrace("run", "ping", "192.168.100.3", "--from", "container1", "-c", "1")[0]
+print(json.dumps({"code": code, "text": before, "verdict": verdict, "command": command,
+                  "after": after}))
+"""
+        )
+    )
+    assert seen["code"] == 1 and seen["verdict"]["outcome"] == "dropped"
+    assert "iptables: -A FORWARD -d 192.168.100.3/32 -j DROP" in seen["verdict"]["cause"]
+    assert seen["command"] == "iptables -t filter -D FORWARD -d 192.168.100.3/32 -j DROP"
+    assert seen["after"] == 0  # the fix, as printed, fixed it
+    # The text report wraps the cause under itself, never back at column 0.
+    why = seen["text"].split("  why:   ", 1)[1].split("\n  fix:")[0].splitlines()
+    assert len(why) > 1 and all(line.startswith(" " * 9) for line in why[1:]), why

@@ -288,3 +288,19 @@ def test_the_pane_shows_what_a_run_traced_when_no_lab_was_used() -> None:
         assert any("veth-host1 veth" in leaf and "(port of br0)" in leaf for leaf in leaves)
 
     drive(lab_app(), scenario)
+
+
+def test_refreshing_the_lab_pane_waits_for_a_lab_job() -> None:
+    """A refresh shares the lab jobs' worker group: it must not cancel one under way."""
+
+    async def scenario(app: PathtraceApp, pilot: object) -> None:
+        await wait_until(pilot, lambda: "not up" in str(app.query_one(TopologyPane).root.label))
+        app.lab_busy = "lab up"  # as while `u` builds the lab
+        await pilot.press("l")  # type: ignore[attr-defined]
+        assert status(app) == "lab pane: read again when lab up ends"
+        assert not [w for w in app.workers if w.group == "lab" and w.is_running]
+        app.lab_busy = None
+        await pilot.press("l")  # type: ignore[attr-defined]
+        assert status(app) == "lab pane: read again"
+
+    drive(lab_app(), scenario)
