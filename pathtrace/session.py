@@ -224,6 +224,9 @@ class Run:
             conntrack = observe.ConntrackListing(
                 [ns for ns, state in states.items() if state.has_rules]
             )
+            # What neighbour resolution came to: a packet held for ARP shows here.
+            for ns, state in states.items():
+                state.neighbours_after = observe.neighbours_now(ns)
             result.lost = {str(HOOK_CODES.get(k, k)): v for k, v in tracer.lost().items()}
             result.hooks = [s.to_json() for s in tracer.statuses]
         result.events.sort(key=lambda e: e.time_ns)

@@ -1,8 +1,12 @@
-"""Verdicts: answered, delivered, rejected, dropped or lost, with cause and fix.
+"""Verdicts: answered, delivered, rejected, dropped or lost, with place, cause, fix
+and the evidence for them.
 
 Decided from the whole series, never from one event: a kfree_skb of the
 answer in the prober's own namespace (no socket waits for an injected
-packet's reply) is the end of a successful trip, not a loss.
+packet's reply) is the end of a successful trip, not a loss. Where the
+kernel's reason is generic, the cause comes from where it happened and the
+saved state (``drops``, ``links``, ``routing``); where neither tells, the
+verdict says so instead of guessing.
 """
 
 from __future__ import annotations
@@ -10,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from pathtrace.model.event import Event, Hook, TagKind
-from pathtrace.model.ruleset import LiveRule
+from pathtrace.analyze import drops, links
+from pathtrace.analyze.network import Network
+from pathtrace.model.event import Event, TagKind
 from pathtrace.model.state import NamespaceState
-from pathtrace.model.trace import Hop, Series, Verdict
+from pathtrace.model.trace import Hop, Packet, Series, Verdict
 
 ICMP_ERRORS = {
     (3, 0): "network unreachable",
@@ -26,6 +31,7 @@ ICMP_ERRORS = {
     (3, 13): "communication administratively prohibited",
     (11, 0): "TTL exceeded in transit",
 }
+NOT_TAKEN = ("OTHERHOST",)  # freed on arrival as not for this host: never "taken in"
 
 
 class Judge:
@@ -38,16 +44,12 @@ class Judge:
         restore: str | None = None,
     ) -> None:
         """``restore``: the command that puts the network back as described, when one
-        exists (a lab's); fixes mention it."""
-        self.restore = restore
-        self.states = states
+        exists (a lab's); fixes offer it beside their own command."""
+        self.net = Network(states, restore)
         self.source_state = states.get(source_namespace)
         self.source_node = self.source_state.node if self.source_state else source_namespace
         self.target = target
         self.lost_events = lost_events
-
-    def _fix(self, text: str) -> str:
-        return f"{text} ({self.restore})" if self.restore else text
 
     def settle_reply(self, reply: Series | None) -> Series | None:
         """The answer reaching the prober and freed there is delivered, not dropped."""
@@ -56,7 +58,12 @@ class Judge:
         hops = list(reply.hops)
         arrived = False
         for i, hop in enumerate(hops):
-            if hop.action == "drop" and hop.node == self.source_node and arrived:
+            if (
+                hop.action == "drop"
+                and hop.node == self.source_node
+                and arrived
+                and hop.drop_reason not in NOT_TAKEN
+            ):
                 hops[i] = replace(
                     hop,
                     action="deliver",
@@ -90,7 +97,9 @@ class Judge:
         return verdict
 
     def _reached_source(self, series: Series | None) -> bool:
-        return series is not None and any(
+        if series is None or any(h.drop_reason in NOT_TAKEN for h in series.hops):
+            return False
+        return any(
             h.node == self.source_node and h.action in ("cross", "receive", "deliver")
             for h in series.hops[1:]
         )
@@ -105,281 +114,245 @@ class Judge:
         if self._reached_source(reply):
             assert reply is not None
             rst = any(e.tag == TagKind.REPLY and e.tcp_flags and e.tcp_flags & 0x04 for e in events)
-            responder = reply.hops[0].node
             if rst:
-                return Verdict(
-                    "rejected",
-                    f"{responder} refused the connection (RST)",
-                    where=responder,
-                    cause=f"nothing listens on {request.hops[0].packet.dst} port "
-                    f"{request.hops[0].packet.dport} as it arrives there",
-                    fix="start a listener there, or probe a port that has one",
-                )
+                return self._refused(request, reply)
+            responder = reply.hops[0].node
             rtt = (reply.hops[-1].time_ns - request.hops[0].time_ns) / 1000
             return Verdict("answered", f"answered by {responder} in {rtt:.0f} us", where=responder)
         for error in errors:
             if error.hops:
-                return self._icmp_error(error, events)
+                return self._icmp_error(error, request, events)
         for series in (request, reply):
             if series is None:
                 continue
             drop = next((h for h in series.hops if h.action == "drop"), None)
             if drop is not None:
-                return self._dropped(series, drop, events)
+                return drops.explain(self.net, series, drop, events, self.source_node)
         return self._lost(request, reply)
 
+    # ---- the source did not send it ----
+
     def _unsent(self, send_error: str | None) -> Verdict:
-        """No hook saw the probe: the source did not send it, and the reason is here."""
         node, state = self.source_node, self.source_state
-        if send_error is not None:
-            cause = f"the source's own stack refused the packet ({send_error})"
-            fix = "see the error: the source's routes, neighbours and firewall"
-            if "too long" in send_error.lower():  # EMSGSIZE
-                cause += (
-                    "; it is larger than the path MTU the source knows for the "
-                    "destination, and DF forbids fragmenting it"
-                )
-                fix = "send smaller packets, or clear DF"
+        down = [
+            link
+            for link in (state.links if state else [])
+            if link.kind != "loopback" and link.addresses and not link.up
+        ]
+        if down:
+            link = down[0]
             return Verdict(
                 "dropped",
-                f"{node} could not send it: {send_error}",
-                where=node,
-                cause=cause,
-                fix=fix,
+                f"{node} could not send it: {link.name} is down",
+                where=f"{node}/{link.name}",
+                cause=f"{link.name} is down, so the routes through it are gone and "
+                f"{node} has no way to {self.target}",
+                fix=self.net.command(node, f"ip link set {link.name} up"),
+                evidence=[f"{node}: {link.name} is down (addresses {', '.join(link.addresses)})"],
             )
+        if send_error is not None:
+            return self._refused_at_source(send_error)
         if state is not None and state.route_for(self.target) is None:
-            has_default = any(r.dst == "default" for r in state.routes)
+            has_default = any(r.dst == "default" for r in state.routes if r.table == 254)
             routes = ", ".join(r.describe() for r in state.routes) or "none"
+            gateway = self.net.gateway_for(node) or "GATEWAY"
             return Verdict(
                 "dropped",
                 f"{node} has no route to {self.target}",
                 where=node,
                 cause=f"{node} has no route to {self.target}"
-                + ("" if has_default else " (it has no default route)")
-                + f"; its routes: {routes}",
-                fix=self._fix(f"add a route (a default route via the gateway) in {node}"),
+                + ("" if has_default else " (it has no default route)"),
+                fix=self.net.command(node, f"ip route add default via {gateway}"),
+                evidence=[f"{node}'s routes: {routes}"],
             )
         return Verdict(
             "lost",
             f"never seen leaving {node}",
             where=node,
-            cause="no hook saw the probe: it was not sent, or every event was lost",
+            cause="unknown: no hook saw the probe: it was not sent, or every event was lost",
             fix="check `pathtrace doctor` and the source's routes",
         )
 
-    def _icmp_error(self, error: Series, events: Sequence[Event]) -> Verdict:
+    def _refused_at_source(self, send_error: str) -> Verdict:
+        node = self.source_node
+        cause = f"the source's own stack refused the packet ({send_error})"
+        fix = "see the error: the source's routes, neighbours and firewall"
+        evidence = []
+        lookup = self.net.lookup(node, self.target)
+        link = self.net.link(node, lookup.route.dev if lookup and lookup.route else None)
+        if "too long" in send_error.lower() and link is not None:  # EMSGSIZE
+            cause = (
+                f"{send_error}: the packet is larger than the MTU of {link.name} "
+                f"({link.mtu}), the way to {self.target}, and DF forbids fragmenting it"
+            )
+            fix = f"send smaller packets (at most {link.mtu} bytes), or clear DF"
+            evidence.append(f"{node}/{link.name} mtu {link.mtu}")
+        return Verdict(
+            "dropped",
+            f"{node} could not send it: {send_error}",
+            where=node,
+            cause=cause,
+            fix=fix,
+            evidence=evidence,
+        )
+
+    # ---- answered with a refusal ----
+
+    def _refused(self, request: Series, reply: Series) -> Verdict:
+        responder = reply.hops[0].node
+        arrived = request.hops[-1].packet  # after any DNAT on the way
+        state = self.net.state(responder)
+        sockets = [s for s in (state.listeners if state else []) if s.startswith("tcp ")]
+        port = [s for s in sockets if s.endswith(f":{arrived.dport}")]
+        cause = f"nothing listens on {arrived.dst} port {arrived.dport} in {responder}"
+        fix = f"start a listener on {arrived.dst}:{arrived.dport} in {responder}, or probe a port that has one"
+        if port:
+            bound = ", ".join(p.split()[1] for p in port)
+            cause = (
+                f"{responder} listens on {bound} only, not on {arrived.dst}: "
+                f"nothing takes a connection to {arrived.dst} port {arrived.dport}"
+            )
+            fix = f"make the service in {responder} listen on 0.0.0.0:{arrived.dport} (or {arrived.dst}:{arrived.dport})"
+        if (
+            arrived.dst != request.hops[0].packet.dst
+            or arrived.dport != request.hops[0].packet.dport
+        ):
+            cause += f" (the probe was translated to {arrived.dst}:{arrived.dport} on the way)"
+        return Verdict(
+            "rejected",
+            f"{responder} refused the connection (RST)",
+            where=responder,
+            cause=cause,
+            fix=fix,
+            evidence=[f"{responder} listens on: {', '.join(sockets) or 'no tcp port'}"],
+        )
+
+    def _icmp_error(self, error: Series, request: Series, events: Sequence[Event]) -> Verdict:
         first = next(e for e in events if e.tag == TagKind.ICMP_ERROR)
         code = (first.icmp_type or 0, first.icmp_code or 0)
         what = ICMP_ERRORS.get(code, f"ICMP type {code[0]} code {code[1]}")
         sender = error.hops[0].node
-        cause, fix = what, None
-        if code == (3, 3):
-            cause = f"nothing listens on that port in {sender}"
-            fix = "start a listener, or check the port"
-        elif code == (3, 4):
-            cause = (
-                f"{sender} must send the packet on a link whose MTU is smaller than the "
-                "packet, and DF forbids fragmenting it"
-            )
-            fix = self._fix("send smaller packets, clear DF, or raise the MTU")
-        elif code == (11, 0):
-            cause = f"the TTL reached 0 at {sender}"
-            fix = self._fix("raise the TTL, or look for a rule that rewrites it")
-        elif code[0] == 3 and code[1] in (9, 10, 13):
-            rule = self._rule_like(sender, ("reject",))
-            cause = f"a reject rule in {sender}" + (f": {rule.name} ({rule.cited})" if rule else "")
-            if self.restore or rule is None:
-                fix = self._fix("remove the reject rule")
-            else:
-                fix = f"remove the rule: {self._run_in(sender)}{rule.delete_command}"
+        # The probe as the sender had it, and where it came in.
+        at = [h for h in request.hops if h.node == sender]
+        packet = at[-1].packet if at else request.hops[-1].packet
+        iif = next((h.interface for h in at if h.action in ("receive", "bridge-up", "cross")), None)
+        found = drops.refusal(self.net, sender, code, packet, iif, request)
+        cause, fix, evidence = found if found else (f"unknown: {sender} sent {what}", None, [])
         return Verdict(
-            "rejected", f"{sender} answered with ICMP {what}", where=sender, cause=cause, fix=fix
+            "rejected",
+            f"{sender} answered with ICMP {what}",
+            where=sender,
+            cause=cause,
+            fix=fix,
+            evidence=evidence,
         )
 
-    def _dropped(self, series: Series, drop: Hop, events: Sequence[Event]) -> Verdict:
-        where = f"{drop.node}/{drop.interface}" if drop.interface else drop.node
-        reason = drop.drop_reason or "unknown"
-        cause, fix = f"the kernel dropped it: {reason}", None
-        state = self._state_of(drop.node)
-        if reason == "NETFILTER_DROP":
-            chain = self._chain_without_after(drop.node, events)
-            rule = self._rule_like(drop.node, ("drop",), chain)
-            policy = self._policy(drop.node, chain)
-            cause = f"netfilter dropped it in {chain or 'a chain'} of {drop.node}"
-            if rule:
-                cause += f": rule {rule.name} ({rule.cited})"
-            elif policy == "drop":
-                cause += ": the chain's policy is drop and no rule accepts it"
-            if self.restore or rule is None:
-                fix = self._fix("accept it in that chain, or remove the drop")
-            else:  # a network with no one command to restore it: the rule's own removal
-                fix = f"remove the rule: {self._run_in(drop.node)}{rule.delete_command}"
-            # Dropped on a bridge port, or after a bridge forward: it was bridged, not routed.
-            port = state.link(drop.interface) if state and drop.interface else None
-            bridged = any(h.action == "bridge-forward" for h in series.hops) or bool(
-                port and port.master
-            )
-            if (
-                bridged
-                and state is not None
-                and state.sysctls.get("net.bridge.bridge-nf-call-iptables") == "1"
-            ):
-                cause += (
-                    f"; the packet was only bridged, but {drop.node} has "
-                    "net.bridge.bridge-nf-call-iptables=1, so bridged IPv4 traffic "
-                    "passes the ip FORWARD chain too"
-                )
-        elif reason == "IP_RPFILTER":
-            values = ", ".join(
-                f"{k.split('.')[-2]}.rp_filter={v}"
-                for k, v in (state.sysctls.items() if state else [])
-                if k.endswith("rp_filter")
-            )
-            cause = (
-                f"reverse-path filtering in {drop.node} ({values}): the source "
-                f"{drop.packet.src} is not routed back through {drop.interface}"
-            )
-            fix = (
-                f"route {drop.packet.src} back through {drop.interface}, or set rp_filter "
-                f"to 2 (loose) or 0 in {drop.node}"
-            )
-        elif (
-            state is not None
-            and state.sysctls.get("net.ipv4.ip_forward") == "0"
-            and not state.owns(series.hops[0].packet.dst)
-            and drop.node != self.source_node
-        ):
-            cause = f"{drop.node} does not forward: net.ipv4.ip_forward is 0 ({reason})"
-            fix = self._fix(f"set net.ipv4.ip_forward=1 in {drop.node}")
-            if not self.restore:
-                fix += f": {self._run_in(drop.node)}sysctl -w net.ipv4.ip_forward=1"
-        elif "NO_ROUTE" in reason or "NOROUTES" in reason or "UNREACHABLE" in reason:
-            packet = drop.packet
-            cause = f"{drop.node} has no route to {packet.dst} ({reason})"
-            if series.direction == "reply" and self._private(packet.dst):
-                cause += (
-                    f"; the request reached {series.hops[0].node} with its private source "
-                    f"{packet.dst}: no SNAT on the way out"
-                )
-                fix = self._fix(
-                    f"masquerade (SNAT) the private source {packet.dst} where it leaves "
-                    "for the uplink"
-                )
-            else:
-                fix = f"add a route to {packet.dst} in {drop.node}"
-        elif reason in ("NO_SOCKET",) and series.direction == "request":
-            cause = f"nothing in {drop.node} takes it ({reason})"
-        return Verdict("dropped", f"dropped in {where}", where=where, cause=cause, fix=fix)
+    # ---- nothing more was seen ----
 
     def _lost(self, request: Series, reply: Series | None) -> Verdict:
         last = reply.hops[-1] if reply and reply.hops else request.hops[-1]
         where = f"{last.node}/{last.interface}" if last.interface else last.node
         went = "the answer" if reply and reply.hops else "the probe"
-        state = self._state_of(last.node)
+        state = self.net.state(last.node)
         arrived = (
             state is not None
-            and state.owns(request.hops[0].packet.dst)
+            and state.owns(request.hops[-1].packet.dst)
             and last.action in ("deliver", "receive", "cross")
         )
         if not (reply and reply.hops) and arrived:
-            packet = request.hops[-1].packet  # as the destination saw it
             assert state is not None
-            if state.route_for(packet.src) is None:
-                cause = f"{last.node} has no route back to {packet.src}"
-                fix = f"give {last.node} a route to {packet.src}"
-                if self._private(packet.src):
-                    cause += (
-                        ": the request arrived with its private source address; "
-                        "nothing translated it on the way out"
-                    )
-                    fix = self._fix(
-                        f"masquerade (SNAT) the private subnet where it leaves for {last.node}"
-                    )
-                return Verdict(
-                    "lost",
-                    f"reached {last.node}, which cannot answer",
-                    where=last.node,
-                    cause=cause,
-                    fix=fix,
-                )
+            return self._unanswered(request, last, state)
+        found = drops.stalled(self.net, request if went == "the probe" else reply, last)
+        if found is not None:
+            place, cause, fix, evidence = found
             return Verdict(
-                "delivered",
-                f"delivered to {last.node}, no answer came back",
-                where=last.node,
-                cause="the destination took it but did not answer",
-                fix="check the service on the destination",
+                "lost",
+                f"{went} was last seen at {where} ({last.text})",
+                where=place,
+                cause=cause,
+                fix=fix,
+                evidence=evidence,
             )
         return Verdict(
             "lost",
             f"{went} was last seen at {where} ({last.text})",
             where=where,
-            cause="no hook saw it after that",
-            fix=self._what_next(last),
+            cause="unknown: no hook saw it after that, and the saved state shows no reason",
+            fix="look at the next hop's interfaces, routes and rules",
         )
 
-    def _what_next(self, last: Hop) -> str:
-        state = self._state_of(last.node)
-        if state is not None and last.interface:
-            link = state.link(last.interface)
-            if link is not None and (not link.up or not link.carrier):
-                peer = "its peer is down" if link.up else "it is down"
-                return self._fix(f"{last.node}/{last.interface} has no carrier: {peer}")
-        if state is not None and last.action in ("route", "send"):
-            route = state.route_for(last.packet.dst)
-            if route is None:
-                return f"{last.node} has no route to {last.packet.dst}"
-            return (
-                f"the neighbour {route.gateway or last.packet.dst} on {route.dev}: "
-                "does it answer ARP? (ip neigh)"
+    def _unanswered(self, request: Series, last: Hop, state: NamespaceState) -> Verdict:
+        """The request arrived where it was going and no answer came."""
+        node = last.node
+        packet: Packet = request.hops[-1].packet  # as the destination saw it
+        sent = request.hops[0].packet
+        if state.route_for(packet.src) is None:
+            routes = ", ".join(r.describe() for r in state.routes if r.table == 254) or "none"
+            evidence = [f"{node}'s routes: {routes}"]
+            cause = f"{node} has no route back to {packet.src}"
+            fix = self.net.command(node, f"ip route add {packet.src} via GATEWAY")
+            if packet.src == sent.src:
+                cause += (
+                    f": the request arrived with the source's own address {sent.src}; "
+                    "nothing translated it on the way"
+                )
+                fix = self.net.advice(
+                    f"masquerade (SNAT) {sent.src} where it leaves for {node}, or give "
+                    f"{node} a route to it"
+                )
+                chosen = self._chosen_source(sent.src)
+                if chosen is not None:
+                    route, plain = chosen
+                    cause += (
+                        f"; {self.source_node} chose {sent.src} as the source because its "
+                        f"route says so ({route})"
+                    )
+                    fix = self.net.command(self.source_node, f"ip route replace {plain}")
+                    evidence.append(f"{self.source_node}: route {route}")
+            else:
+                cause += f" (the request arrived translated to {packet.src})"
+                fix = self.net.command(node, f"ip route add {packet.src} via GATEWAY") + (
+                    f": give {node} a route to {packet.src}"
+                )
+            return Verdict(
+                "lost",
+                f"reached {node}, which cannot answer",
+                where=node,
+                cause=cause,
+                fix=fix,
+                evidence=evidence,
             )
-        return "the next hop's interfaces, routes and rules"
+        if packet.protocol == "icmp" and state.sysctl("net.ipv4.icmp_echo_ignore_all") == "1":
+            return Verdict(
+                "delivered",
+                f"delivered to {node}, no answer came back",
+                where=node,
+                cause=f"{node} ignores echo requests: net.ipv4.icmp_echo_ignore_all=1",
+                fix=self.net.command(node, "sysctl -w net.ipv4.icmp_echo_ignore_all=0"),
+                evidence=[f"{node}: net.ipv4.icmp_echo_ignore_all=1"],
+            )
+        return Verdict(
+            "delivered",
+            f"delivered to {node}, no answer came back",
+            where=node,
+            cause="unknown: the destination took it but did not answer, and its saved "
+            "state shows no reason",
+            fix="check the service on the destination",
+        )
 
-    def _state_of(self, node: str) -> NamespaceState | None:
-        return next((s for s in self.states.values() if s.node == node), None)
-
-    def _chain_without_after(self, node: str, events: Sequence[Event]) -> str | None:
-        state = self._state_of(node)
+    def _chosen_source(self, address: str) -> tuple[str, str] | None:
+        """The source's route that picked ``address`` (its ``src``), and that route
+        without it."""
+        state = self.source_state
         if state is None:
             return None
-        seen: dict[str | None, int] = {}
-        for e in events:
-            if e.namespace == state.namespace and e.hook in (Hook.NF_BEFORE, Hook.NF_AFTER):
-                seen[e.nf_hook] = seen.get(e.nf_hook, 0) + (1 if e.hook == Hook.NF_BEFORE else -1)
-        open_chains = [chain for chain, n in seen.items() if n > 0]
-        return open_chains[-1] if open_chains else None
-
-    def _rule_like(
-        self, node: str, words: tuple[str, ...], chain: str | None = None
-    ) -> LiveRule | None:
-        state = self._state_of(node)
-        if state is None:
+        route = state.route_for(self.target)
+        if route is None or route.prefsrc != address:
             return None
-        ruleset = state.rules()
-        for rule in ruleset.rules_at(chain) if chain else ruleset.rules:
-            if any(w in rule.text.split() for w in words):
-                return rule
-        return None
-
-    def _run_in(self, node: str) -> str:
-        """How a command is run in ``node``'s namespace from a shell on the host."""
-        state = self._state_of(node)
-        namespace = state.namespace if state else node
-        if node == "host" or not namespace:
-            return ""
-        if namespace.startswith("/proc/"):
-            return f"nsenter -t {namespace.split('/')[2]} -n "
-        if namespace.startswith("/"):
-            return f"nsenter --net={namespace} "
-        return f"ip netns exec {namespace} "
-
-    def _policy(self, node: str, chain: str | None) -> str | None:
-        state = self._state_of(node)
-        if state is None or chain is None:
-            return None
-        return state.rules().policy_at(chain)
-
-    @staticmethod
-    def _private(address: str) -> bool:
-        from ipaddress import IPv4Address
-
-        return IPv4Address(address).is_private
+        plain = replace(route, prefsrc=None).describe()
+        owner = links.owner([state], address)
+        if owner is not None and any(
+            a.split("/")[0] == address and a.endswith("/32") for a in owner[1].addresses
+        ):
+            return route.describe(), plain
+        return route.describe(), plain

@@ -124,6 +124,13 @@ class Ruleset:
         ]
         return "drop" if "drop" in policies else (policies[0] if policies else None)
 
+    def hook_of(self, rule: LiveRule) -> str | None:
+        """The hook of the base chain ``rule`` is in (None for a user chain)."""
+        for chain in self.chains:
+            if (chain.family, chain.table, chain.name) == (rule.family, rule.table, rule.chain):
+                return chain.hook.upper() if chain.hook else None
+        return None
+
     def chain(self, table: str, name: str) -> LiveChain | None:
         for chain in self.chains:
             if (chain.family, chain.table, chain.name) == ("ip", table, name):

@@ -17,8 +17,39 @@ SYSCTLS = (
     "net.ipv4.ip_forward",
     "net.ipv4.conf.all.rp_filter",
     "net.ipv4.conf.default.rp_filter",
+    "net.ipv4.conf.all.arp_ignore",
+    "net.ipv4.conf.all.forwarding",
+    "net.ipv4.icmp_echo_ignore_all",
     "net.bridge.bridge-nf-call-iptables",
 )
+# Read for each interface: net.ipv4.conf.IFNAME.KEY
+INTERFACE_SYSCTLS = ("forwarding", "rp_filter", "arp_ignore")
+
+
+@dataclass(frozen=True)
+class BridgePort:
+    """A bridge port's switches, as `bridge -d link` shows them."""
+
+    state: str  # disabled listening learning forwarding blocking
+    learning: bool = True
+    flood: bool = True  # unknown unicast
+    bcast_flood: bool = True
+    isolated: bool = False
+
+    def describe(self) -> str:
+        off = [
+            n
+            for n, on in (
+                ("learning", self.learning),
+                ("flood", self.flood),
+                ("bcast_flood", self.bcast_flood),
+            )
+            if not on
+        ]
+        return " ".join(
+            [f"state {self.state}", *(f"{n} off" for n in off)]
+            + (["isolated on"] if self.isolated else [])
+        )
 
 
 @dataclass(frozen=True)
@@ -31,6 +62,72 @@ class Link:
     mtu: int
     master: str | None
     addresses: tuple[str, ...]
+    mac: str = ""
+    peer_index: int | None = None  # a veth's peer's ifindex (in the peer's namespace)
+    port: BridgePort | None = None  # set on bridge ports
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A policy routing rule (`ip rule`)."""
+
+    priority: int
+    action: str  # lookup, blackhole, unreachable, prohibit, goto, nop
+    table: int = 0
+    src: str | None = None  # a network
+    dst: str | None = None
+    iif: str | None = None
+    oif: str | None = None
+    fwmark: int | None = None
+    fwmask: int | None = None
+
+    def describe(self) -> str:
+        words = [f"{self.priority}:"]
+        words.append(f"from {self.src}" if self.src else "from all")
+        if self.dst:
+            words.append(f"to {self.dst}")
+        if self.iif:
+            words.append(f"iif {self.iif}")
+        if self.oif:
+            words.append(f"oif {self.oif}")
+        if self.fwmark is not None:
+            mask = f"/{self.fwmark_mask:#x}" if self.fwmask not in (None, 0xFFFFFFFF) else ""
+            words.append(f"fwmark {self.fwmark:#x}{mask}")
+        words.append(
+            f"lookup {TABLE_NAMES.get(self.table, self.table)}"
+            if self.action == "lookup"
+            else self.action
+        )
+        return " ".join(words)
+
+    @property
+    def fwmark_mask(self) -> int:
+        return 0xFFFFFFFF if self.fwmask is None else self.fwmask
+
+
+TABLE_NAMES = {253: "default", 254: "main", 255: "local"}
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    dst: str
+    dev: str
+    lladdr: str | None
+    state: str  # REACHABLE STALE DELAY PROBE INCOMPLETE FAILED PERMANENT NOARP NONE
+
+    def describe(self) -> str:
+        ll = f" lladdr {self.lladdr}" if self.lladdr else ""
+        return f"{self.dst} dev {self.dev}{ll} {self.state}"
+
+    @classmethod
+    def parse(cls, text: str) -> Neighbour:
+        """From `describe()`'s words, or the older saved form
+        ("DST lladdr MAC dev DEV state N")."""
+        words = text.split()
+        values = dict(zip(words[1::2], words[2::2], strict=False))
+        if "state" in values:  # the older form
+            return cls(words[0], values.get("dev", ""), values.get("lladdr"), values["state"])
+        return cls(words[0], values.get("dev", ""), values.get("lladdr"), words[-1])
 
 
 @dataclass(frozen=True)
@@ -39,10 +136,16 @@ class RouteEntry:
     gateway: str | None
     dev: str | None
     prefsrc: str | None
+    table: int = 254
+    type: str = "unicast"  # unicast local broadcast blackhole unreachable prohibit throw
+    metric: int = 0
 
     def describe(self) -> str:
+        kind = f"{self.type} " if self.type not in ("unicast",) else ""
         via = f" via {self.gateway}" if self.gateway else ""
-        return f"{self.dst}{via}" + (f" dev {self.dev}" if self.dev else "")
+        table = f" table {TABLE_NAMES.get(self.table, self.table)}" if self.table != 254 else ""
+        src = f" src {self.prefsrc}" if self.prefsrc else ""
+        return f"{kind}{self.dst}{via}" + (f" dev {self.dev}" if self.dev else "") + table + src
 
     def network(self) -> IPv4Network:
         return IPv4Network("0.0.0.0/0" if self.dst == "default" else self.dst)
@@ -53,8 +156,13 @@ class NamespaceState:
     namespace: str
     node: str
     links: list[Link] = field(default_factory=list)
-    routes: list[RouteEntry] = field(default_factory=list)
-    neighbours: list[str] = field(default_factory=list)
+    routes: list[RouteEntry] = field(default_factory=list)  # every table but local
+    neighbours: list[str] = field(default_factory=list)  # Neighbour.describe(), before the run
+    neighbours_after: list[str] = field(default_factory=list)  # the same, once the run ended
+    route_rules: list[Rule] = field(default_factory=list)  # `ip rule`, by priority
+    fdb: list[str] = field(default_factory=list)  # bridge FDB: "MAC dev PORT master BR FLAGS"
+    listeners: list[str] = field(default_factory=list)  # "tcp 127.0.0.1:9000", "udp *:53"
+    tc: list[str] = field(default_factory=list)  # "DEV ingress|egress: FILTER"
     sysctls: dict[str, str] = field(default_factory=dict)
     ruleset: str = ""
     legacy_tables: str = ""  # iptables-legacy tables, which nft does not list
@@ -75,8 +183,17 @@ class NamespaceState:
     def route_for(self, dst: str) -> RouteEntry | None:
         """The longest-prefix match in the main table."""
         address = IPv4Address(dst)
-        matching = [r for r in self.routes if address in r.network()]
+        matching = [r for r in self.routes if r.table == 254 and address in r.network()]
         return max(matching, key=lambda r: r.network().prefixlen, default=None)
+
+    def neighbour_entries(self, after: bool = False) -> list[Neighbour]:
+        return [Neighbour.parse(n) for n in (self.neighbours_after if after else self.neighbours)]
+
+    def sysctl(self, key: str, interface: str | None = None) -> str | None:
+        """``key`` as net.ipv4.conf.IFNAME.KEY when ``interface`` is given."""
+        if interface is not None:
+            return self.sysctls.get(f"net.ipv4.conf.{interface}.{key}")
+        return self.sysctls.get(key)
 
     def rules(self) -> Ruleset:
         return parse_listing(self.ruleset, self.iptables)
@@ -92,13 +209,27 @@ class NamespaceState:
         return cls(
             namespace=data["namespace"],
             node=data["node"],
-            links=[
-                Link(**{**link, "addresses": tuple(link["addresses"])}) for link in data["links"]
-            ],
+            links=[_link(link) for link in data["links"]],
             routes=[RouteEntry(**r) for r in data["routes"]],
             neighbours=list(data.get("neighbours", [])),
+            neighbours_after=list(data.get("neighbours_after", [])),
+            route_rules=[Rule(**r) for r in data.get("route_rules", [])],
+            fdb=list(data.get("fdb", [])),
+            listeners=list(data.get("listeners", [])),
+            tc=list(data.get("tc", [])),
             sysctls=dict(data["sysctls"]),
             ruleset=data["ruleset"],
             legacy_tables=data.get("legacy_tables", ""),
             iptables=data.get("iptables", ""),
         )
+
+
+def _link(data: dict[str, Any]) -> Link:
+    port = data.get("port")
+    return Link(
+        **{
+            **data,
+            "addresses": tuple(data["addresses"]),
+            "port": BridgePort(**port) if port else None,
+        }
+    )

@@ -94,6 +94,7 @@ class Verdict:
     cause: str | None = None  # why, in the kernel's words and ours
     fix: str | None = None  # what to change
     confidence: str = "certain"  # or what lost events make it
+    evidence: list[str] = field(default_factory=list)  # the saved state that proves the cause
 
 
 @dataclass

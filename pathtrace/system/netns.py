@@ -207,6 +207,19 @@ def read_sysctl(name: str, key: str) -> str | None:
             return None
 
 
+def read_sysctls(name: str, keys: list[str]) -> dict[str, str]:
+    """Several net.* sysctls of namespace ``name`` at once (one switch); missing keys left out."""
+    found = {}
+    with entered(name):
+        for key in keys:
+            try:
+                with open(_sysctl_path(key)) as f:
+                    found[key] = f.read().strip()
+            except (FileNotFoundError, NotADirectoryError):
+                pass
+    return found
+
+
 def write_sysctl(name: str, key: str, value: str) -> None:
     # /proc/sys/net resolves against the opening thread's namespace, so this
     # writes the named namespace's copy; a name bound to the host is refused.

@@ -13,8 +13,44 @@ from collections.abc import Iterable, Sequence
 
 from pathtrace.errors import EnvironmentProblem
 from pathtrace.model.ruleset import iptables_made
-from pathtrace.model.state import SYSCTLS, Link, NamespaceState, RouteEntry
+from pathtrace.model.state import (
+    INTERFACE_SYSCTLS,
+    SYSCTLS,
+    BridgePort,
+    Link,
+    NamespaceState,
+    Neighbour,
+    RouteEntry,
+    Rule,
+)
 from pathtrace.system import netns
+
+# rtnetlink's numbers, as the kernel's headers give them.
+ROUTE_TYPES = {
+    1: "unicast",
+    2: "local",
+    3: "broadcast",
+    4: "anycast",
+    5: "multicast",
+    6: "blackhole",
+    7: "unreachable",
+    8: "prohibit",
+    9: "throw",
+    10: "nat",
+}
+RULE_ACTIONS = {1: "lookup", 2: "goto", 3: "nop", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
+NUD = {
+    0x01: "INCOMPLETE",
+    0x02: "REACHABLE",
+    0x04: "STALE",
+    0x08: "DELAY",
+    0x10: "PROBE",
+    0x20: "FAILED",
+    0x40: "NOARP",
+    0x80: "PERMANENT",
+}
+PORT_STATES = {0: "disabled", 1: "listening", 2: "learning", 3: "forwarding", 4: "blocking"}
+NTF_SELF = 0x02
 
 
 def state(namespace: str, node: str, listing: str | None = None) -> NamespaceState:
@@ -45,9 +81,15 @@ def state(namespace: str, node: str, listing: str | None = None) -> NamespaceSta
                     mtu=int(link.get("mtu") or 0),
                     master=names.get(link.get("master")) if link.get("master") else None,
                     addresses=addresses,
+                    mac=str(link.get("address") or ""),
+                    peer_index=link.get("link") if kind == "veth" else None,
+                    port=_bridge_port(link),
                 )
             )
-        for route in ipr.get_routes(family=socket.AF_INET, table=254):
+        for route in ipr.get_routes(family=socket.AF_INET):
+            table = route.get("RTA_TABLE") or route["table"]
+            if table == 255:
+                continue  # the local table: owns() answers for it
             dst = route.get("dst")
             state.routes.append(
                 RouteEntry(
@@ -55,24 +97,129 @@ def state(namespace: str, node: str, listing: str | None = None) -> NamespaceSta
                     gateway=route.get("gateway"),
                     dev=names.get(route.get("oif")),
                     prefsrc=route.get("prefsrc"),
+                    table=int(table),
+                    type=ROUTE_TYPES.get(route["type"], str(route["type"])),
+                    metric=int(route.get("priority") or 0),
                 )
             )
-        for neigh in ipr.get_neighbours(family=socket.AF_INET):
-            state.neighbours.append(
-                f"{neigh.get('dst')} lladdr {neigh.get('lladdr')} dev "
-                f"{names.get(neigh['ifindex'])} state {neigh['state']}"
+        for rule in ipr.get_rules(family=socket.AF_INET):
+            src, dst = rule.get("FRA_SRC"), rule.get("FRA_DST")
+            state.route_rules.append(
+                Rule(
+                    priority=int(rule.get("FRA_PRIORITY") or 0),
+                    action=RULE_ACTIONS.get(rule["action"], str(rule["action"])),
+                    table=int(rule.get("FRA_TABLE") or rule["table"]),
+                    src=f"{src}/{rule['src_len']}" if src else None,
+                    dst=f"{dst}/{rule['dst_len']}" if dst else None,
+                    iif=rule.get("FRA_IIFNAME"),
+                    oif=rule.get("FRA_OIFNAME"),
+                    fwmark=rule.get("FRA_FWMARK"),
+                    fwmask=rule.get("FRA_FWMASK"),
+                )
             )
+        state.neighbours = neighbours(ipr, names)
+        if any(link.kind == "bridge" for link in state.links):
+            for entry in ipr.get_neighbours(family=socket.AF_BRIDGE):
+                master = entry.get("NDA_MASTER")
+                if master is None or entry["flags"] & NTF_SELF:
+                    continue  # a device's own address list, not the bridge's table
+                flags = _nud(entry["state"]).lower()
+                state.fdb.append(
+                    f"{entry.get('NDA_LLADDR')} dev {names.get(entry['ifindex'])} "
+                    f"master {names.get(master)} {flags}"
+                )
+        clsact = [names[q["index"]] for q in ipr.get_qdiscs() if q.get("TCA_KIND") == "clsact"]
     finally:
         ipr.close()
-    for key in SYSCTLS:
-        value = netns.read_sysctl(namespace, key)
-        if value is not None:
-            state.sysctls[key] = value
+    keys = [*SYSCTLS] + [
+        f"net.ipv4.conf.{link.name}.{key}" for link in state.links for key in INTERFACE_SYSCTLS
+    ]
+    state.sysctls = netns.read_sysctls(namespace, keys)
+    state.listeners = listeners(namespace)
+    state.tc = [line for dev in clsact for line in tc_filters(namespace, dev)]
     state.ruleset = listing if listing is not None else ruleset(namespace)
     if iptables_made(state.ruleset):
         state.iptables = iptables_save(namespace)
     state.legacy_tables = legacy_tables(namespace)
     return state
+
+
+def neighbours(ipr: object, names: dict[int, str]) -> list[str]:
+    """The ARP table, as Neighbour.describe() words."""
+    return [
+        Neighbour(
+            n.get("dst"), names.get(n["ifindex"], "?"), n.get("lladdr"), _nud(n["state"])
+        ).describe()
+        for n in ipr.get_neighbours(family=socket.AF_INET)  # type: ignore[attr-defined]
+    ]
+
+
+def neighbours_now(namespace: str) -> list[str]:
+    """The ARP table now (read again once a run ends: what resolution came to)."""
+    ipr = netns.iproute(namespace)
+    try:
+        names = {link["index"]: link.get("ifname") for link in ipr.get_links()}
+        return neighbours(ipr, names)
+    finally:
+        ipr.close()
+
+
+def _nud(value: int) -> str:
+    return "|".join(name for bit, name in NUD.items() if value & bit) or "NONE"
+
+
+def _bridge_port(link: object) -> BridgePort | None:
+    get = link.get_nested  # type: ignore[attr-defined]
+    if get("IFLA_LINKINFO", "IFLA_INFO_SLAVE_KIND") != "bridge":
+        return None
+    data = get("IFLA_LINKINFO", "IFLA_INFO_SLAVE_DATA")
+    if not data:
+        return None
+    return BridgePort(
+        state=PORT_STATES.get(data.get("IFLA_BRPORT_STATE"), "?"),
+        learning=bool(data.get("IFLA_BRPORT_LEARNING", 1)),
+        flood=bool(data.get("IFLA_BRPORT_UNICAST_FLOOD", 1)),
+        bcast_flood=bool(data.get("IFLA_BRPORT_BCAST_FLOOD", 1)),
+        isolated=bool(data.get("IFLA_BRPORT_ISOLATED", 0)),
+    )
+
+
+def listeners(namespace: str) -> list[str]:
+    """Listening TCP and bound UDP sockets: "tcp 127.0.0.1:9000", "udp 0.0.0.0:53"."""
+    found = []
+    with netns.entered(namespace):
+        for protocol, wanted in (("tcp", "0A"), ("udp", "07")):
+            try:
+                with open(f"/proc/thread-self/net/{protocol}") as f:
+                    lines = f.read().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                fields = line.split()
+                if fields[3] == wanted:
+                    found.append(f"{protocol} {_address(fields[1])}")
+    return sorted(set(found))
+
+
+def _address(hex_pair: str) -> str:
+    """/proc/net/tcp's "0100007F:2328" as "127.0.0.1:9000"."""
+    address, port = hex_pair.split(":")
+    octets = bytes.fromhex(address)[::-1]
+    return f"{'.'.join(str(b) for b in octets)}:{int(port, 16)}"
+
+
+def tc_filters(namespace: str, device: str) -> list[str]:
+    """The tc filters on ``device``'s clsact hooks, one line each."""
+    found = []
+    for direction in ("ingress", "egress"):
+        result = netns.run(
+            namespace, ["tc", "filter", "show", "dev", device, direction], check=False
+        )
+        text = " ".join(result.stdout.split())
+        for part in text.split("filter ")[1:]:
+            if " handle " in part or "action" in part or " bpf " in part:
+                found.append(f"{device} {direction}: filter {part.strip()}")
+    return found
 
 
 def legacy_tables(namespace: str) -> str:

@@ -1,0 +1,571 @@
+"""Why a packet stopped: from the kernel's reason, where it happened, and saved state.
+
+Three questions, each answered with a place, a cause, a fix and the evidence:
+``explain`` (a drop the kernel reported), ``refusal`` (an ICMP error a node
+sent back), ``stalled`` (nothing more was seen: a link without carrier, a
+neighbour that never answered ARP, a bridge that would not pass the frame).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from pathtrace.analyze import links, routing
+from pathtrace.analyze.network import Network
+from pathtrace.model.event import Event, Hook
+from pathtrace.model.ruleset import LiveRule
+from pathtrace.model.trace import Hop, Packet, Series, Verdict
+
+Found = tuple[str, str | None, list[str]]  # cause, fix, evidence
+ROUTING_REASONS = (
+    "NOT_SPECIFIED",
+    "IP_INADDRERRORS",
+    "IP_INNOROUTES",
+    "IP_OUTNOROUTES",
+    "NO_ROUTE",
+    "IP_BLACKHOLE",
+    "UNREACHABLE",
+)
+
+
+def explain(
+    net: Network, series: Series, drop: Hop, events: Sequence[Event], source: str
+) -> Verdict:
+    node, reason = drop.node, drop.drop_reason or "NOT_SPECIFIED"
+    where = f"{node}/{drop.interface}" if drop.interface else node
+    location = _location(drop, events)
+    arrived_on = _arrived_on(series, drop)
+    packet = drop.packet
+    found: tuple[str | None, Found] | None = None  # (a better place, the finding)
+    if reason == "NETFILTER_DROP":
+        chain = _open_chain(net, node, events)
+        if not drop.interface:
+            where = f"{node} ({chain or 'netfilter'}, before any device)"
+        found = (None, _netfilter(net, series, drop, chain))
+    elif reason in links_reasons():
+        found = _wrong_mac(net, series, drop)
+    elif reason == "NO_TX_TARGET" or location.startswith("br_"):
+        found = _bridge_stop(net, series, drop)
+    elif reason == "IP_RPFILTER":
+        state = net.state(node)
+        values = ", ".join(
+            f"{k.removeprefix('net.ipv4.conf.')}={v}"
+            for k, v in (state.sysctls.items() if state else [])
+            if k.endswith("rp_filter") and v != "0"
+        )
+        lookup = net.lookup(node, packet.src)
+        back = lookup.describe() if lookup else "?"
+        found = (
+            None,
+            (
+                f"reverse-path filtering in {node} ({values}): the source {packet.src} "
+                f"is routed back through {lookup.route.dev if lookup and lookup.route else '?'}, "
+                f"not {drop.interface}",
+                net.command(node, "sysctl -w net.ipv4.conf.all.rp_filter=2")
+                + f": loose rp_filter, or route {packet.src} back through {drop.interface}",
+                [f"{node}: {values}", f"{node}: route to {packet.src}: {back}"],
+            ),
+        )
+    elif reason.startswith("TC_") or "tcf_" in location or "mirred" in location:
+        found = _tc(net, drop, reason)
+    elif "dev_forward_skb" in location or "veth" in location:
+        found = _veth_mtu(net, drop)
+    if found is None and reason in ROUTING_REASONS + ("IP_INHDR",):
+        found = _routing(net, series, drop, arrived_on, reason, source)
+    if found is None:
+        return Verdict(
+            "dropped",
+            f"dropped in {where}",
+            where=where,
+            cause=f"unknown: the kernel dropped it with reason {reason}"
+            + (f" in {location}" if location else "")
+            + "; the saved state does not show why",
+            fix=None,
+        )
+    better, (cause, fix, evidence) = found
+    return Verdict(
+        "dropped",
+        f"dropped in {better or where}",
+        where=better or where,
+        cause=cause,
+        fix=fix,
+        evidence=evidence,
+    )
+
+
+def links_reasons() -> tuple[str, ...]:
+    return ("OTHERHOST",)
+
+
+def _location(drop: Hop, events: Sequence[Event]) -> str:
+    for i in drop.events:
+        if 0 <= i < len(events) and events[i].location:
+            return (events[i].location or "").split("+")[0]
+    return ""
+
+
+def _arrived_on(series: Series, drop: Hop) -> str | None:
+    """The interface the packet came into the drop's node on."""
+    for hop in series.hops:
+        if hop.node == drop.node and hop.action in ("receive", "bridge-up", "cross"):
+            return hop.interface
+    return drop.interface or None
+
+
+# ---- netfilter ----
+
+
+def _open_chain(net: Network, node: str, events: Sequence[Event]) -> str | None:
+    """The chain the packet entered (a netfilter link before it) and never left."""
+    state = net.state(node)
+    if state is None:
+        return None
+    seen: dict[str | None, int] = {}
+    for e in events:
+        if e.namespace == state.namespace and e.hook in (Hook.NF_BEFORE, Hook.NF_AFTER):
+            seen[e.nf_hook] = seen.get(e.nf_hook, 0) + (1 if e.hook == Hook.NF_BEFORE else -1)
+    open_chains = [chain for chain, n in seen.items() if n > 0]
+    return open_chains[-1] if open_chains else None
+
+
+def _netfilter(net: Network, series: Series, drop: Hop, chain: str | None) -> Found:
+    node, packet = drop.node, drop.packet
+    state = net.state(node)
+    ruleset = state.rules() if state else None
+    rule: LiveRule | None = None
+    if ruleset is not None:
+        candidates = ruleset.rules_at(chain) if chain else []
+        rule = next((r for r in candidates if r.verdict == "drop"), None)
+        if rule is None:  # a chain pathtrace has no link in: a bridge table, a raw chain
+            rule = next((r for r in ruleset.rules if r.verdict == "drop"), None)
+    hook = (ruleset.hook_of(rule) if ruleset and rule else None) or chain
+    family = rule.family if rule else "ip"
+    at = f"{family} {rule.table} {rule.chain} (hook {hook})" if rule else (chain or "a chain")
+    cause = f"netfilter dropped it in {at} of {node}"
+    evidence = []
+    fix: str | None
+    if rule is not None:
+        cause += f": rule {rule.cited}"
+        evidence.append(f"{node}: {rule.cited}")
+        fix = net.command(node, rule.delete_command)
+    else:
+        policy = ruleset.policy_at(chain) if ruleset and chain else None
+        if policy == "drop":
+            cause += f": the chain's policy is drop and no rule accepts {packet.describe()}"
+            evidence.append(f"{node}: {chain} policy drop")
+            fix = net.advice(
+                f"accept it in {node}'s {chain} chain: {net.run_in(node)}nft add rule ip "
+                f"filter {chain} ip daddr {packet.dst} {packet.protocol} "
+                + (f"dport {packet.dport} accept" if packet.protocol != "icmp" else "accept")
+            )
+        else:
+            cause = f"unknown: netfilter dropped it in {at} of {node}, and no rule there drops"
+            fix = None
+    if packet.dst != series.hops[0].packet.dst:
+        cause += f" (the packet was already translated to {packet.dst})"
+    # A packet only bridged yet dropped by an ip rule: br_netfilter sent it there.
+    bridged = any(h.node == node and h.action == "bridge-forward" for h in series.hops)
+    if (
+        bridged
+        and family in ("ip", "inet")
+        and state is not None
+        and state.sysctls.get("net.bridge.bridge-nf-call-iptables") == "1"
+    ):
+        cause += (
+            f"; the packet was only bridged, but {node} has "
+            "net.bridge.bridge-nf-call-iptables=1, so bridged IPv4 traffic "
+            "passes the ip FORWARD chain too"
+        )
+    return cause, fix, evidence
+
+
+# ---- layer 2 ----
+
+
+def _sender_of(series: Series, drop: Hop) -> Hop | None:
+    """The hop that put the frame on the wire: the last send or route before ``drop``."""
+    before = series.hops[: series.hops.index(drop)]
+    return next((h for h in reversed(before) if h.action in ("send", "route")), None)
+
+
+def _wrong_mac(net: Network, series: Series, drop: Hop) -> tuple[str | None, Found] | None:
+    """A frame that reached a host which is not its destination (OTHERHOST): its
+    sender addressed it to a MAC that is not the next hop's."""
+    sent = _sender_of(series, drop)
+    if sent is None:
+        return None
+    state = net.state(sent.node)
+    if state is None:
+        return None
+    lookup = routing.route_get(state, sent.packet.dst)
+    route = lookup.route
+    hop_ip = (route.gateway if route and route.gateway else None) or sent.packet.dst
+    entry = links.neighbour(state, hop_ip, sent.interface) or links.neighbour(
+        state, hop_ip, sent.interface, after=True
+    )
+    owner = links.owner(net.all, hop_ip)
+    if entry is None or owner is None or not entry.lladdr:
+        return None
+    if entry.lladdr.lower() == owner[1].mac.lower():
+        return None
+    bridge = sent.interface if state.is_bridge(sent.interface) else _crossed_bridge(net, series)
+    place = f"{bridge[0]}/{bridge[1]}" if isinstance(bridge, tuple) else f"{sent.node}/{bridge}"
+    cause = (
+        f"{sent.node}'s neighbour entry for {hop_ip} says {entry.lladdr}, but {hop_ip} is "
+        f"{owner[0].node}/{owner[1].name} with MAC {owner[1].mac}: the frame goes to a MAC "
+        f"no one has, the bridge floods it, and each receiver drops it as not its own "
+        f"(OTHERHOST)"
+    )
+    fix = net.command(sent.node, f"ip neigh del {hop_ip} dev {sent.interface}")
+    evidence = [
+        f"{sent.node}: neighbour {entry.describe()}",
+        f"{owner[0].node}: {owner[1].name} has {hop_ip} and MAC {owner[1].mac}",
+    ]
+    return place, (cause, fix, evidence)
+
+
+def _crossed_bridge(net: Network, series: Series) -> tuple[str, str] | str:
+    for hop in series.hops:
+        if hop.action in ("bridge-forward", "bridge-up"):
+            link = net.link(hop.node, hop.interface)
+            if link is not None:
+                return hop.node, link.master or hop.interface
+    return "?"
+
+
+def _bridge_stop(net: Network, series: Series, drop: Hop) -> tuple[str | None, Found] | None:
+    """A bridge that had nowhere to send the frame: the port switches say why."""
+    state = net.state(drop.node)
+    ingress = net.link(drop.node, drop.interface)
+    if state is None or ingress is None or ingress.master is None:
+        return None
+    owner = links.owner(net.all, drop.packet.dst)
+    if owner is None:
+        return None
+    port = links.bridge_port_towards(net.all, owner[0], owner[1])
+    if port is None or port[0] is not state:
+        return None
+    blocked = links.bridge_blocks(state, ingress, port[1], owner[1].mac)
+    if blocked is None:
+        return None
+    evidence = [f"{drop.node}: {p.name} {p.port.describe()}" for p in (ingress, port[1]) if p.port]
+    evidence += [f"{drop.node}: fdb {line}" for line in state.fdb if owner[1].mac in line]
+    return f"{drop.node}/{ingress.master}", (
+        blocked.why,
+        net.command(drop.node, blocked.fix),
+        evidence,
+    )
+
+
+# ---- routing ----
+
+
+def _routing(
+    net: Network,
+    series: Series,
+    drop: Hop,
+    iif: str | None,
+    reason: str,
+    source: str,
+) -> tuple[str | None, Found] | None:
+    node, packet = drop.node, drop.packet
+    state = net.state(node)
+    if state is None:
+        return None
+    forwarding = not state.owns(series.hops[0].packet.dst) and node != source
+    if forwarding and state.sysctl("net.ipv4.ip_forward") == "0":
+        return None, (
+            f"{node} does not forward: net.ipv4.ip_forward is 0 ({reason})",
+            net.command(node, "sysctl -w net.ipv4.ip_forward=1"),
+            [f"{node}: net.ipv4.ip_forward=0"],
+        )
+    if forwarding and iif and state.sysctl("forwarding", iif) == "0":
+        key = f"net.ipv4.conf.{iif}.forwarding"
+        return None, (
+            f"{node} does not forward what arrives on {iif}: {key}=0 ({reason})",
+            net.command(node, f"sysctl -w {key}=1"),
+            [f"{node}: {key}=0"],
+        )
+    lookup = routing.route_get(state, packet.dst, packet.src if iif else None, iif)
+    if lookup.refused:
+        delete = routing.delete_command(lookup)
+        said = lookup.describe()
+        cause = (
+            f"{node}'s route lookup for {packet.dst} from {packet.src}"
+            + (f" (in on {iif})" if iif else "")
+            + f" ends in {lookup.kind}: {said}"
+        )
+        if lookup.kind == "none":
+            cause = f"{node} has no route to {packet.dst} ({reason})"
+            return None, (
+                cause,
+                net.command(node, f"ip route add {packet.dst} via GATEWAY"),
+                [f"{node}: {said}"],
+            )
+        return None, (cause, net.command(node, delete) if delete else None, [f"{node}: {said}"])
+    return None
+
+
+# ---- tc and MTU ----
+
+
+_REDIRECT = re.compile(r"Redirect to device (\S+)")
+
+
+def _tc(net: Network, drop: Hop, reason: str) -> tuple[str | None, Found] | None:
+    state = net.state(drop.node)
+    if state is None or not drop.interface:
+        return None
+    direction = "egress" if "EGRESS" in reason else "ingress"
+    filters = [f for f in state.tc if f.startswith(f"{drop.interface} ")]
+    if not filters:
+        return None
+    mine = [f for f in filters if f.startswith(f"{drop.interface} {direction}:")] or filters
+    direction = mine[0].split()[1].rstrip(":")
+    cause = f"a tc {direction} filter on {drop.interface} drops it"
+    m = _REDIRECT.search(mine[0])
+    if m:
+        target = state.link(m.group(1))
+        status = "down" if target is not None and not target.up else "not able to send"
+        cause = (
+            f"a tc {direction} filter on {drop.interface} redirects it (mirred: redirect dev "
+            f"{m.group(1)}) to {m.group(1)}, which is {status}: the redirect drops it"
+        )
+    return None, (
+        cause,
+        net.command(drop.node, f"tc filter del dev {drop.interface} {direction}"),
+        [f"{drop.node}: tc {f}" for f in mine],
+    )
+
+
+def _veth_mtu(net: Network, drop: Hop) -> tuple[str | None, Found] | None:
+    state = net.state(drop.node)
+    link = net.link(drop.node, drop.interface)
+    if state is None or link is None:
+        return None
+    big = links.veth_mtu(net.all, state, link, drop.packet.length)
+    if big is None:
+        return None
+    return None, (
+        f"{drop.node} sent a {drop.packet.length}-byte packet on {big.sender} (MTU "
+        f"{big.mtu}), but its peer {big.receiver} takes at most {big.peer_mtu} bytes: the "
+        "veth drops what the peer's MTU refuses",
+        net.command(drop.node, f"ip link set {big.sender} mtu {big.peer_mtu}"),
+        [f"{drop.node}/{big.sender} mtu {big.mtu}", f"{big.receiver} mtu {big.peer_mtu}"],
+    )
+
+
+# ---- ICMP errors a node sent back ----
+
+
+def refusal(
+    net: Network,
+    sender: str,
+    code: tuple[int, int],
+    packet: Packet,
+    iif: str | None,
+    request: Series,
+) -> Found | None:
+    state = net.state(sender)
+    if state is None:
+        return None
+    if code in ((3, 0), (3, 1), (3, 9), (3, 10), (3, 13)):
+        lookup = routing.route_get(state, packet.dst, packet.src if iif else None, iif)
+        if lookup.kind in routing.REFUSING:
+            delete = routing.delete_command(lookup)
+            return (
+                f"{sender}'s route lookup for {packet.dst} ends in {lookup.kind}: "
+                f"{lookup.describe()}",
+                net.command(sender, delete) if delete else None,
+                [f"{sender}: {lookup.describe()}"],
+            )
+        if iif and state.sysctl("forwarding", iif) == "0":
+            key = f"net.ipv4.conf.{iif}.forwarding"
+            return (
+                f"{sender} does not forward what arrives on {iif}: {key}=0",
+                net.command(sender, f"sysctl -w {key}=1"),
+                [f"{sender}: {key}=0"],
+            )
+    if code[0] == 3 and code[1] in (3, 9, 10, 13, 0, 1):
+        rule = next((r for r in state.rules().rules if r.verdict == "reject"), None)
+        if rule is not None:
+            return (
+                f"a reject rule in {sender}: {rule.cited}",
+                net.command(sender, rule.delete_command),
+                [f"{sender}: {rule.cited}"],
+            )
+    if code == (3, 3):
+        sockets = [s for s in state.listeners if s.startswith(f"{packet.protocol} ")]
+        return (
+            f"nothing listens on {packet.protocol} port {packet.dport} in {sender}",
+            f"start a listener on {packet.protocol} port {packet.dport} in {sender}, or "
+            "check the port",
+            [f"{sender} has open: {', '.join(sockets) or 'nothing'}"],
+        )
+    if code == (3, 4):
+        lookup = routing.route_get(state, packet.dst, packet.src if iif else None, iif)
+        link = state.link(lookup.route.dev) if lookup.route and lookup.route.dev else None
+        if link is None:
+            return None
+        return (
+            f"{sender} must send the {packet.length}-byte packet out of {link.name}, whose "
+            f"MTU is {link.mtu}, and DF forbids fragmenting it",
+            net.advice(
+                f"send smaller packets (at most {link.mtu} bytes), clear DF, or raise the MTU: "
+                f"{net.run_in(sender)}ip link set {link.name} mtu {packet.length}"
+            ),
+            [f"{sender}: {lookup.describe()}", f"{sender}/{link.name} mtu {link.mtu}"],
+        )
+    if code == (11, 0):
+        for hop in request.hops:
+            s = net.state(hop.node)
+            rule = next((r for r in s.rules().rules if "ttl set" in r.text), None) if s else None
+            if rule is not None and s is not None:
+                return (
+                    f"the TTL reached 0 at {sender}: a rule in {s.node} rewrites it: {rule.cited}",
+                    net.command(s.node, rule.delete_command),
+                    [f"{s.node}: {rule.cited}"],
+                )
+        return (
+            f"the TTL reached 0 at {sender}",
+            "raise the TTL (the path is longer than it allows)",
+            [],
+        )
+    return None
+
+
+# ---- nothing more was seen ----
+
+
+def stalled(
+    net: Network, series: Series | None, last: Hop
+) -> tuple[str, str, str | None, list[str]] | None:
+    """(place, cause, fix, evidence) for a packet last seen at ``last``."""
+    if series is None:
+        return None
+    node = last.node
+    state = net.state(node)
+    if state is None or not last.interface:
+        return None
+    link = state.link(last.interface)
+    if link is not None and (not link.up or not link.carrier):
+        if link.up:
+            other = links.peer(net.all, state, link)
+            peer_words = f"{other[1].name} in {other[0].node}" if other else "its peer"
+            fix = (
+                net.command(other[0].node, f"ip link set {other[1].name} up")
+                if other
+                else "bring its peer up"
+            )
+            return (
+                f"{node}/{link.name}",
+                f"{link.name} has no carrier: {peer_words} is down",
+                fix,
+                [f"{node}: {link.name} up, no carrier", f"{peer_words}: down"],
+            )
+        return (
+            f"{node}/{link.name}",
+            f"{link.name} is down",
+            net.command(node, f"ip link set {link.name} up"),
+            [f"{node}: {link.name} down"],
+        )
+    if last.action not in ("route", "send"):
+        return None
+    src = None if node == series.hops[0].node else series.hops[0].packet.src
+    iif = next(
+        (
+            h.interface
+            for h in series.hops
+            if h.node == node and h.action in ("receive", "bridge-up")
+        ),
+        None,
+    )
+    first = next((h for h in series.hops if h.node == node), last)
+    lookup = routing.route_get(state, first.packet.dst, src and first.packet.src, iif)
+    if lookup.route is None:
+        return None
+    hop_ip = lookup.route.gateway or last.packet.dst
+    entry = links.neighbour(state, hop_ip, last.interface, after=True)
+    if not links.unresolved(entry):
+        return None
+    assert entry is not None
+    cause = (
+        f"{node} asked for {hop_ip}'s MAC on {last.interface} (ARP) and got no answer: "
+        f"the neighbour entry is {entry.state}"
+    )
+    evidence = [f"{node}: neighbour {entry.describe()}", f"{node}: {lookup.describe()}"]
+    fix = f"make sure {hop_ip} is up and reachable on {last.interface}'s link"
+    if lookup.rule is not None and lookup.rule.table not in (254, 255):
+        cause += f"; the route came from {lookup.describe()}"
+        fix = net.command(node, f"ip rule del pref {lookup.rule.priority}") + (
+            f", or fix table {routing.table_name(lookup.rule.table)}'s route"
+        )
+    why = _no_arp_answer(net, state, link, hop_ip)
+    if why is not None:
+        said, why_fix, more = why
+        cause += f": {said}"
+        fix = why_fix or fix
+        evidence += more
+    elif links.owner(net.all, hop_ip) is None:
+        cause += f"; no traced namespace holds {hop_ip}"
+    return f"{node}/{last.interface}", cause, fix, evidence
+
+
+def _no_arp_answer(
+    net: Network, state: object, link: object, address: str
+) -> tuple[str, str | None, list[str]] | None:
+    """Why the owner of ``address`` did not answer ARP: its link, its sysctls, or a
+    bridge between the two that does not pass the request."""
+    from pathtrace.model.state import Link, NamespaceState  # lazy: types only
+
+    assert isinstance(state, NamespaceState) and isinstance(link, Link)
+    owner = links.owner(net.all, address)
+    if owner is None:
+        return None
+    o_state, o_link = owner
+    if not o_link.up:
+        return (
+            f"{address} is on {o_state.node}/{o_link.name}, which is down"
+            + _port_words(net, o_state, o_link),
+            net.command(o_state.node, f"ip link set {o_link.name} up"),
+            [f"{o_state.node}: {o_link.name} down"],
+        )
+    # The kernel uses the larger of the two; 8 answers no ARP request at all.
+    keys = ("net.ipv4.conf.all.arp_ignore", f"net.ipv4.conf.{o_link.name}.arp_ignore")
+    key, value = max(((k, o_state.sysctls.get(k, "0")) for k in keys), key=lambda kv: int(kv[1]))
+    if value == "8":
+        return (
+            f"{o_state.node} does not answer ARP for {address}: {key}={value}",
+            net.command(o_state.node, f"sysctl -w {key}=0"),
+            [f"{o_state.node}: {key}={value}"],
+        )
+    mine = links.bridge_port_towards(net.all, state, link)
+    theirs = links.bridge_port_towards(net.all, o_state, o_link)
+    if mine and theirs and mine[0] is theirs[0] and mine[1].master == theirs[1].master:
+        b_state = mine[0]
+        if not theirs[1].carrier or not theirs[1].up:
+            return (
+                f"{b_state.node}'s port {theirs[1].name} has no carrier",
+                None,
+                [f"{b_state.node}: {theirs[1].name} no carrier"],
+            )
+        blocked = links.bridge_blocks(b_state, mine[1], theirs[1], None)
+        if blocked is not None:
+            evidence = [
+                f"{b_state.node}: {p.name} {p.port.describe()}"
+                for p in (mine[1], theirs[1])
+                if p.port
+            ]
+            return blocked.why, net.command(b_state.node, blocked.fix), evidence
+    return None
+
+
+def _port_words(net: Network, state: object, link: object) -> str:
+    from pathtrace.model.state import Link, NamespaceState  # lazy: types only
+
+    assert isinstance(state, NamespaceState) and isinstance(link, Link)
+    port = links.bridge_port_towards(net.all, state, link)
+    if port is None:
+        return ""
+    return f" (so {port[0].node}'s bridge port {port[1].name} has no carrier)"

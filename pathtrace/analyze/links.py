@@ -1,0 +1,146 @@
+"""Layer 2 and links over saved state: veth peers, neighbours, MACs, bridge ports, MTU.
+
+Pure functions: each answers one question a diagnosis asks ("who owns this
+address?", "what does the sender believe its MAC is?", "will br0 pass a frame
+from this port to that one?") from the states a run saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pathtrace.model.state import Link, NamespaceState, Neighbour
+
+Place = tuple[NamespaceState, Link]
+
+
+def peer(states: Iterable[NamespaceState], state: NamespaceState, link: Link) -> Place | None:
+    """The other end of veth ``link``: the link whose index is its peer index and
+    whose peer index is its own (unique enough across namespaces)."""
+    if link.peer_index is None:
+        return None
+    for other in states:
+        for candidate in other.links:
+            if (
+                candidate.index == link.peer_index
+                and candidate.peer_index == link.index
+                and candidate.kind == "veth"
+                and (other is not state or candidate is not link)
+            ):
+                return other, candidate
+    return None
+
+
+def owner(states: Iterable[NamespaceState], address: str) -> Place | None:
+    """The namespace and interface that hold ``address``."""
+    for state in states:
+        for link in state.links:
+            if any(a.split("/")[0] == address for a in link.addresses):
+                return state, link
+    return None
+
+
+def neighbour(
+    state: NamespaceState, address: str, dev: str | None, after: bool = False
+) -> Neighbour | None:
+    """``state``'s ARP entry for ``address`` (on ``dev`` when given)."""
+    for entry in state.neighbour_entries(after):
+        if entry.dst == address and (dev is None or entry.dev == dev):
+            return entry
+    return None
+
+
+def unresolved(entry: Neighbour | None) -> bool:
+    return entry is not None and any(s in entry.state for s in ("INCOMPLETE", "FAILED"))
+
+
+def bridge_port_towards(
+    states: list[NamespaceState], state: NamespaceState, link: Link
+) -> Place | None:
+    """The bridge port that ``link`` (a veth) plugs into, if its peer is one."""
+    found = peer(states, state, link)
+    if found is not None and found[1].master is not None:
+        return found
+    return None
+
+
+@dataclass(frozen=True)
+class Blocked:
+    why: str  # in a person's words
+    fix: str  # a command for the bridge's node
+
+
+def bridge_blocks(
+    bridge_state: NamespaceState, ingress: Link, egress: Link, dst_mac: str | None
+) -> Blocked | None:
+    """Why the bridge would not pass a frame from port ``ingress`` to port ``egress``
+    (``dst_mac``: the frame's destination, None for a broadcast such as ARP)."""
+    bridge = ingress.master
+    for port in (ingress, egress):
+        if port.port is not None and port.port.state not in ("forwarding",):
+            return Blocked(
+                f"{bridge}'s port {port.name} is in state {port.port.state}, not forwarding",
+                f"bridge link set dev {port.name} state 3",
+            )
+        if not port.up or not port.carrier:
+            return None  # the link's own fault, said elsewhere
+    i, e = ingress.port, egress.port
+    if i is not None and e is not None and i.isolated and e.isolated:
+        return Blocked(
+            f"{bridge}'s ports {ingress.name} and {egress.name} are both isolated "
+            "(isolated on): an isolated port never sends to another",
+            f"bridge link set dev {egress.name} isolated off",
+        )
+    if dst_mac is None:
+        if e is not None and not e.bcast_flood:
+            return Blocked(
+                f"{bridge} does not flood broadcasts (such as ARP requests) to "
+                f"{egress.name}: bcast_flood off",
+                f"bridge link set dev {egress.name} bcast_flood on",
+            )
+        return None
+    known = fdb_port(bridge_state, dst_mac)
+    if known is None and e is not None and not e.flood:
+        off = "learning off, flood off" if not e.learning else "flood off"
+        return Blocked(
+            f"{bridge} has no FDB entry for {dst_mac} (the MAC behind {egress.name}, "
+            f"whose port has {off}: it never learns it), and does not flood unknown "
+            f"unicast to {egress.name}",
+            f"bridge link set dev {egress.name} learning on flood on",
+        )
+    if known is not None and known != egress.name:
+        return Blocked(
+            f"{bridge}'s FDB sends {dst_mac} to {known}, but that MAC is behind {egress.name}",
+            f"bridge fdb del {dst_mac} dev {known} master",
+        )
+    return None
+
+
+def fdb_port(state: NamespaceState, mac: str) -> str | None:
+    for line in state.fdb:
+        words = line.split()
+        if words and words[0].lower() == mac.lower():
+            return words[2]
+    return None
+
+
+@dataclass(frozen=True)
+class TooBig:
+    sender: str  # the interface whose MTU let it go
+    mtu: int
+    receiver: str  # the peer that refused it
+    peer_mtu: int
+
+
+def veth_mtu(
+    states: list[NamespaceState], state: NamespaceState, link: Link, length: int
+) -> TooBig | None:
+    """A packet of ``length`` bytes sent on veth ``link`` that its peer's MTU refuses."""
+    other = peer(states, state, link)
+    if other is None:
+        return None
+    peer_link = other[1]
+    if length > peer_link.mtu and link.mtu > peer_link.mtu:
+        return TooBig(link.name, link.mtu, f"{other[0].node}/{peer_link.name}", peer_link.mtu)
+    return None

@@ -1,0 +1,84 @@
+"""The saved states a verdict reasons over, and how its fixes are written.
+
+``Network`` answers questions about the traced namespaces by node name and
+turns a command into one a person can paste: ``ip netns exec NS CMD`` (or
+``nsenter``), with the lab's own restore command offered beside it.
+"""
+
+from __future__ import annotations
+
+from pathtrace.analyze import links, routing
+from pathtrace.model.state import Link, NamespaceState
+
+
+class Network:
+    def __init__(self, states: dict[str, NamespaceState], restore: str | None) -> None:
+        self.states = states
+        self.all = list(states.values())
+        self.restore = restore
+
+    def state(self, node: str) -> NamespaceState | None:
+        return next((s for s in self.all if s.node == node), None)
+
+    def link(self, node: str, name: str | None) -> Link | None:
+        state = self.state(node)
+        return state.link(name) if state and name else None
+
+    def run_in(self, node: str) -> str:
+        """How a command is run in ``node``'s namespace from a shell on the host."""
+        state = self.state(node)
+        namespace = state.namespace if state else node
+        if node == "host" or not namespace:
+            return ""
+        if namespace.startswith("/proc/"):
+            return f"nsenter -t {namespace.split('/')[2]} -n "
+        if namespace.startswith("/"):
+            return f"nsenter --net={namespace} "
+        return f"ip netns exec {namespace} "
+
+    def command(self, node: str, command: str) -> str:
+        """A concrete command for ``node``; the lab's restore offered beside it."""
+        text = f"{self.run_in(node)}{command}"
+        return f"{text} (or `{self.restore}`)" if self.restore else text
+
+    def advice(self, text: str) -> str:
+        """Advice that is not one command, with the lab's restore beside it."""
+        return f"{text} (or `{self.restore}`)" if self.restore else text
+
+    def peer_words(self, node: str, link: Link) -> str:
+        """ "veth-host1 in host": a veth's other end, as a person finds it."""
+        state = self.state(node)
+        found = links.peer(self.all, state, link) if state else None
+        if found is None:
+            return "its peer"
+        return f"{found[1].name} in {found[0].node}"
+
+    def lookup(
+        self, node: str, dst: str, src: str | None = None, iif: str | None = None, mark: int = 0
+    ) -> routing.Lookup | None:
+        state = self.state(node)
+        return routing.route_get(state, dst, src, iif, mark) if state else None
+
+    def gateway_for(self, node: str) -> str | None:
+        """The address, on one of ``node``'s own subnets, of a traced namespace that
+        forwards: what a default route there would go via."""
+        state = self.state(node)
+        if state is None:
+            return None
+        from ipaddress import IPv4Interface  # lazy: only for this question
+
+        subnets = [
+            IPv4Interface(a).network
+            for link in state.links
+            if link.kind != "loopback"
+            for a in link.addresses
+        ]
+        for other in self.all:
+            if other is state or other.sysctls.get("net.ipv4.ip_forward") != "1":
+                continue
+            for link in other.links:
+                for a in link.addresses:
+                    address = IPv4Interface(a)
+                    if any(address.ip in net for net in subnets):
+                        return str(address.ip)
+        return None

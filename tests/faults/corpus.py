@@ -1,0 +1,551 @@
+"""The fault corpus: ways a packet dies on the reference lab, each made with plain tools.
+
+Every fault is a few `ip`, `bridge`, `nft`, `iptables`, `tc` or `sysctl`
+commands run in the lab's namespaces (never `pathtrace lab break`), a probe,
+and the verdict a careful engineer would give: where it stopped, why, and the
+command that mends it. Expected causes and fixes are lists of words that must
+all appear; places are exact. The Judge never sees a fault's name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# In a fault's commands, @NODE is that node's namespace (`ip -n @host ...`).
+C1_MAC = "02:00:00:00:c1:01"  # container1's veth-cont1, set by faults that need it known
+C2_MAC = "02:00:00:00:c2:01"
+
+
+@dataclass(frozen=True)
+class Probe:
+    kind: str = "ping"
+    target: str = "8.8.8.8"
+    port: int = 0
+    source: str = "container1"
+    size: int = 56
+    dont_fragment: bool = False
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    layer: str
+    made: tuple[tuple[str, str], ...]  # (node, shell command run in its namespace)
+    probe: Probe
+    place: str  # the verdict's `where`, exactly
+    cause: tuple[str, ...]  # words the cause must contain
+    fix: tuple[str, ...]  # words the fix must contain
+    outcome: str = "dropped"
+    # A process the fault needs (node, argv): started before the probe, ended after.
+    runs: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
+
+
+def _nft(script: str) -> str:
+    """An nft table written on one line; nft wants the rule's end on a line of its own."""
+    body = script.replace("; } }", "\n}\n}")
+    return f"nft -f - <<'EOF'\n{body}\nEOF"
+
+
+LISTEN_LOCALHOST = (
+    "container1",
+    (
+        "python3",
+        "-c",
+        "import socket,time;s=socket.socket();s.setsockopt(1,2,1);"
+        "s.bind(('127.0.0.1',9000));s.listen();time.sleep(120)",
+    ),
+)
+
+FAULTS: list[Fault] = [
+    # ---- the ten `lab break` scenarios, made by hand ----
+    Fault(
+        "no-masquerade",
+        "netfilter",
+        (("host", "nft delete rule ip nat POSTROUTING handle $(nft -a list chain ip nat "
+          "POSTROUTING | awk '/masquerade/ {print $NF}')"),),
+        Probe(),
+        "wan",
+        ("no route back to 192.168.100.2", "private source"),
+        ("masquerade",),
+        outcome="lost",
+    ),
+    Fault(
+        "forward-drop",
+        "netfilter",
+        (("host", "nft add rule ip filter FORWARD ip saddr 192.168.100.0/24 drop"),),
+        Probe(),
+        "host/br0",
+        ("FORWARD", "ip saddr 192.168.100.0/24 drop", "handle"),
+        ("nft delete rule ip filter FORWARD handle",),
+    ),
+    Fault(
+        "ip-forward-off",
+        "sysctl",
+        (("host", "sysctl -qw net.ipv4.ip_forward=0"),),
+        Probe(),
+        "host/br0",
+        ("net.ipv4.ip_forward",),
+        ("sysctl -w net.ipv4.ip_forward=1",),
+    ),
+    Fault(
+        "no-default-route",
+        "routing",
+        (("container1", "ip route del default"),),
+        Probe(),
+        "container1",
+        ("no route to 8.8.8.8", "no default route"),
+        ("ip route add default",),
+    ),
+    Fault(
+        "port-down",
+        "link",
+        (("host", "ip link set veth-host1 down"),),
+        Probe(target="192.168.100.3"),
+        "container1/veth-cont1",
+        ("no carrier", "veth-host1", "down"),
+        ("ip link set veth-host1 up",),
+        outcome="lost",
+    ),
+    Fault(
+        "dnat-without-forward-accept",
+        "netfilter",
+        (
+            ("host", "nft delete rule ip filter FORWARD handle $(nft -a list chain ip filter "
+             "FORWARD | awk '/tcp dport 80 accept/ {print $NF}')"),
+            ("host", "nft add rule ip filter FORWARD ct state established,related accept"),
+            ("host", "nft add rule ip filter FORWARD iifname br0 accept"),
+            ("host", "nft 'chain ip filter FORWARD { policy drop; }'"),
+        ),
+        Probe("tcp", "198.51.100.2", 8080, source="wan"),
+        "host/eth0",
+        ("FORWARD", "policy is drop", "192.168.100.2"),
+        ("accept",),
+    ),
+    Fault(
+        "small-mtu-with-df",
+        "mtu",
+        (("host", "ip link set eth0 mtu 1280"), ("wan", "ip link set eth0 mtu 1280")),
+        Probe(size=1400, dont_fragment=True),
+        "host",
+        ("MTU", "1280", "eth0"),
+        ("smaller",),
+        outcome="rejected",
+    ),
+    Fault(
+        "ttl-expired",
+        "netfilter",
+        (("host", _nft("table ip t { chain p { type filter hook prerouting priority -150; "
+                       "ip saddr 192.168.100.0/24 ip ttl set 1; } }")),),
+        Probe(),
+        "host",
+        ("TTL", "ip ttl set 1"),
+        ("nft delete rule ip t p handle",),
+        outcome="rejected",
+    ),
+    Fault(
+        "udp-port-unreachable",
+        "delivery",
+        (("wan", _nft("table ip t { chain i { type filter hook input priority 0; "
+                      "udp dport 53 reject with icmp type port-unreachable; } }")),),
+        Probe("udp", "8.8.8.8", 53),
+        "wan",
+        ("reject", "udp dport 53", "handle"),
+        ("nft delete rule ip t i handle",),
+        outcome="rejected",
+    ),
+    Fault(
+        "reject-rule",
+        "netfilter",
+        (("host", "nft add rule ip filter FORWARD ip daddr 8.8.8.8 reject with icmp type "
+                  "admin-prohibited"),),
+        Probe(),
+        "host",
+        ("reject", "ip daddr 8.8.8.8", "handle"),
+        ("nft delete rule ip filter FORWARD handle",),
+        outcome="rejected",
+    ),
+    # ---- link ----
+    Fault(
+        "source-link-down",
+        "link",
+        (("container1", "ip link set veth-cont1 down"),),
+        Probe(),
+        "container1/veth-cont1",
+        ("veth-cont1 is down",),
+        ("ip link set veth-cont1 up",),
+    ),
+    Fault(
+        "uplink-peer-down",
+        "link",
+        (("wan", "ip link set eth0 down"),),
+        Probe(),
+        "host/eth0",
+        ("no carrier", "eth0", "down"),
+        ("ip link set eth0 up",),
+        outcome="lost",
+    ),
+    Fault(
+        "peer-gone",
+        "link",
+        (("host", "ip link del veth-host2"),),
+        Probe(target="192.168.100.3"),
+        "container1/veth-cont1",
+        ("ARP", "192.168.100.3", "no answer"),
+        ("192.168.100.3",),
+        outcome="lost",
+    ),
+    Fault(
+        "bridge-port-peer-down",
+        "link",
+        (("container2", "ip link set veth-cont2 down"),),
+        Probe(target="192.168.100.3"),
+        "container1/veth-cont1",
+        ("ARP", "192.168.100.3", "veth-host2", "no carrier"),
+        ("ip link set veth-cont2 up",),
+        outcome="lost",
+    ),
+    # ---- layer 2 ----
+    Fault(
+        "wrong-gateway-mac",
+        "l2",
+        (("container1", "ip neigh replace 192.168.100.1 lladdr 02:00:00:00:00:99 "
+                        "dev veth-cont1 nud permanent"),),
+        Probe(),
+        "host/br0",
+        ("02:00:00:00:00:99", "192.168.100.1", "container1"),
+        ("ip neigh del 192.168.100.1 dev veth-cont1",),
+        outcome="lost",
+    ),
+    Fault(
+        "wrong-container-mac",
+        "l2",
+        (("host", "ip neigh replace 192.168.100.2 lladdr 02:00:00:00:00:98 "
+                  "dev br0 nud permanent"),),
+        Probe(),
+        "host/br0",
+        ("02:00:00:00:00:98", "192.168.100.2", "host"),
+        ("ip neigh del 192.168.100.2 dev br0",),
+        outcome="lost",
+    ),
+    Fault(
+        "arp-ignore",
+        "l2",
+        (("container2", "sysctl -qw net.ipv4.conf.all.arp_ignore=8"),),
+        Probe(target="192.168.100.3"),
+        "container1/veth-cont1",
+        ("ARP", "192.168.100.3", "arp_ignore"),
+        ("arp_ignore=0",),
+        outcome="lost",
+    ),
+    Fault(
+        "port-isolated",
+        "l2",
+        (
+            ("host", "bridge link set dev veth-host1 isolated on"),
+            ("host", "bridge link set dev veth-host2 isolated on"),
+        ),
+        Probe(target="192.168.100.3"),
+        "host/br0",
+        ("isolated", "veth-host1", "veth-host2"),
+        ("isolated off",),
+        outcome="lost",
+    ),
+    Fault(
+        "port-flood-off",
+        "l2",
+        (
+            ("container2", f"ip link set veth-cont2 address {C2_MAC}"),
+            ("host", "bridge link set dev veth-host2 learning off flood off"),
+            ("host", f"bridge fdb del {C2_MAC} dev veth-host2 master 2>/dev/null || true"),
+        ),
+        Probe(target="192.168.100.3"),
+        "host/br0",
+        (C2_MAC, "veth-host2", "learning off", "flood off"),
+        ("bridge link set dev veth-host2 learning on flood on",),
+        outcome="lost",
+    ),
+    # ---- routing ----
+    Fault(
+        "blackhole-route",
+        "routing",
+        (("host", "ip route add blackhole 8.8.8.8"),),
+        Probe(),
+        "host/br0",
+        ("blackhole", "8.8.8.8"),
+        ("ip route del blackhole 8.8.8.8",),
+    ),
+    Fault(
+        "unreachable-route",
+        "routing",
+        (("host", "ip route add unreachable 8.8.8.8"),),
+        Probe(),
+        "host",
+        ("unreachable 8.8.8.8", "route"),
+        ("ip route del unreachable 8.8.8.8",),
+        outcome="rejected",
+    ),
+    Fault(
+        "prohibit-route",
+        "routing",
+        (("host", "ip route add prohibit 8.8.8.8"),),
+        Probe(),
+        "host",
+        ("prohibit 8.8.8.8", "route"),
+        ("ip route del prohibit 8.8.8.8",),
+        outcome="rejected",
+    ),
+    Fault(
+        "policy-rule-blackhole",
+        "routing",
+        (("host", "ip rule add from 192.168.100.0/24 iif br0 blackhole pref 100"),),
+        Probe(),
+        "host/br0",
+        ("rule 100", "blackhole"),
+        ("ip rule del pref 100",),
+    ),
+    Fault(
+        "policy-rule-wrong-table",
+        "routing",
+        (
+            ("host", "ip route add default via 198.51.100.9 table 100"),
+            ("host", "ip rule add from 192.168.100.0/24 lookup 100 pref 100"),
+        ),
+        Probe(),
+        "host/eth0",
+        ("rule 100", "table 100", "198.51.100.9", "ARP"),
+        ("ip rule del pref 100",),
+        outcome="lost",
+    ),
+    Fault(
+        "no-route-back",
+        "routing",
+        (("wan", "ip route del 198.51.100.0/24 dev eth0"),),
+        Probe(),
+        "wan",
+        ("no route back to 198.51.100.2",),
+        ("route to 198.51.100.2",),
+        outcome="lost",
+    ),
+    Fault(
+        "source-address-selection",
+        "routing",
+        (
+            ("container1", "ip address add 10.9.9.9/32 dev veth-cont1"),
+            ("container1", "ip route replace default via 192.168.100.1 src 10.9.9.9"),
+        ),
+        Probe(),
+        "wan",
+        ("no route back to 10.9.9.9", "src 10.9.9.9"),
+        ("ip route replace default via 192.168.100.1",),
+        outcome="lost",
+    ),
+    Fault(
+        "rp-filter",
+        "routing",
+        (
+            # container1 knows its gateway's MAC already: rp_filter also silences
+            # ARP, and this fault is about the IP packet.
+            ("container1", "ip neigh replace 192.168.100.1 dev veth-cont1 nud permanent "
+                           "lladdr $(ip -n @host -br link show br0 | awk '{print $3}')"),
+            ("host", "ip route add 192.168.100.2/32 via 198.51.100.1"),
+            ("host", "sysctl -qw net.ipv4.conf.all.rp_filter=1"),
+        ),
+        Probe(),
+        "host/br0",
+        ("rp_filter", "192.168.100.2"),
+        ("rp_filter",),
+    ),
+    # ---- MTU ----
+    Fault(
+        "veth-mtu-mismatch",
+        "mtu",
+        (("container1", "ip link set veth-cont1 mtu 9000"),),
+        Probe(size=3000),
+        "container1/veth-cont1",
+        ("9000", "1500", "veth-host1"),
+        ("ip link set veth-cont1 mtu 1500",),
+    ),
+    Fault(
+        "source-mtu-df",
+        "mtu",
+        (("container1", "ip link set veth-cont1 mtu 1280"),),
+        Probe(size=1400, dont_fragment=True),
+        "container1",
+        ("MTU", "1280"),
+        ("smaller",),
+    ),
+    # ---- netfilter, every table and hook ----
+    Fault(
+        "container-output-drop",
+        "netfilter",
+        (("container1", _nft("table ip f { chain o { type filter hook output priority 0; "
+                             "ip daddr 8.8.8.8 drop; } }")),),
+        Probe(),
+        "container1 (OUTPUT, before any device)",
+        ("OUTPUT", "ip daddr 8.8.8.8 drop", "handle"),
+        ("nft delete rule ip f o handle",),
+    ),
+    Fault(
+        "host-input-drop",
+        "netfilter",
+        (("host", _nft("table ip f { chain i { type filter hook input priority 0; "
+                       "ip protocol icmp drop; } }")),),
+        Probe(target="192.168.100.1"),
+        "host/br0",
+        ("INPUT", "ip protocol icmp drop", "handle"),
+        ("nft delete rule ip f i handle",),
+    ),
+    Fault(
+        "wan-raw-prerouting-drop",
+        "netfilter",
+        (("wan", _nft("table ip raw { chain p { type filter hook prerouting priority -300; "
+                      "ip saddr 198.51.100.2 drop; } }")),),
+        Probe(),
+        "wan/eth0",
+        ("PREROUTING", "ip saddr 198.51.100.2 drop", "handle"),
+        ("nft delete rule ip raw p handle",),
+    ),
+    Fault(
+        "host-postrouting-drop",
+        "netfilter",
+        (("host", _nft("table ip f { chain p { type filter hook postrouting priority 200; "
+                       'oifname "eth0" icmp type echo-request drop; } }')),),
+        Probe(),
+        "host/eth0",
+        ("POSTROUTING", "drop", "handle"),
+        ("nft delete rule ip f p handle",),
+    ),
+    Fault(
+        "ct-new-forward-drop",
+        "netfilter",
+        (("host", "nft insert rule ip filter FORWARD ct state new iifname br0 drop"),),
+        Probe("tcp", "8.8.8.8", 443),
+        "host/br0",
+        ("FORWARD", "ct state new", "handle"),
+        ("nft delete rule ip filter FORWARD handle",),
+    ),
+    Fault(
+        "reply-dropped",
+        "netfilter",
+        (("host", "nft insert rule ip filter FORWARD ct state established iifname eth0 drop"),),
+        Probe(),
+        "host/eth0",
+        ("FORWARD", "ct state established", "handle"),
+        ("nft delete rule ip filter FORWARD handle",),
+    ),
+    Fault(
+        "iptables-in-container",
+        "netfilter",
+        (("container2", "iptables -A INPUT -p icmp -j DROP"),),
+        Probe(target="192.168.100.3"),
+        "container2/veth-cont2",
+        ("INPUT", "-p icmp -j DROP"),
+        ("iptables -t filter -D INPUT -p icmp -j DROP",),
+    ),
+    Fault(
+        "bridge-family-drop",
+        "netfilter",
+        (("host", _nft("table bridge f { chain fw { type filter hook forward priority 0; "
+                       "ip daddr 192.168.100.3 drop; } }")),),
+        Probe(target="192.168.100.3"),
+        "host/veth-host2",
+        ("bridge", "ip daddr 192.168.100.3 drop", "handle"),
+        ("nft delete rule bridge f fw handle",),
+    ),
+    Fault(
+        "bridged-through-ip-forward",
+        "netfilter",
+        (
+            ("host", "sysctl -qw net.bridge.bridge-nf-call-iptables=1"),
+            ("host", "nft add rule ip filter FORWARD ip daddr 192.168.100.3 drop"),
+        ),
+        Probe(target="192.168.100.3"),
+        "host/veth-host2",
+        ("bridge-nf-call-iptables=1", "ip daddr 192.168.100.3 drop"),
+        ("nft delete rule ip filter FORWARD handle",),
+    ),
+    # ---- local delivery ----
+    Fault(
+        "no-listener",
+        "delivery",
+        (),
+        Probe("tcp", "8.8.8.8", 444),
+        "wan",
+        ("nothing listens on 8.8.8.8 port 444",),
+        ("listener",),
+        outcome="rejected",
+    ),
+    Fault(
+        "no-listener-after-dnat",
+        "delivery",
+        (("host", "nft add rule ip nat PREROUTING tcp dport 8081 dnat to 192.168.100.2:81"),
+         ("host", "nft add rule ip filter FORWARD tcp dport 81 accept")),
+        Probe("tcp", "198.51.100.2", 8081, source="wan"),
+        "container1",
+        ("nothing listens on 192.168.100.2 port 81",),
+        ("listener",),
+        outcome="rejected",
+    ),
+    Fault(
+        "listener-on-localhost",
+        "delivery",
+        (),
+        Probe("tcp", "192.168.100.2", 9000, source="container2"),
+        "container1",
+        ("127.0.0.1", "9000"),
+        ("0.0.0.0",),
+        outcome="rejected",
+        runs=(LISTEN_LOCALHOST,),
+    ),
+    # ---- sysctls ----
+    Fault(
+        "interface-forwarding-off",
+        "sysctl",
+        (("host", "sysctl -qw net.ipv4.conf.br0.forwarding=0"),),
+        Probe(),
+        "host/br0",
+        ("net.ipv4.conf.br0.forwarding",),
+        ("sysctl -w net.ipv4.conf.br0.forwarding=1",),
+    ),
+    Fault(
+        "echo-ignored",
+        "sysctl",
+        (("wan", "sysctl -qw net.ipv4.icmp_echo_ignore_all=1"),),
+        Probe(),
+        "wan",
+        ("icmp_echo_ignore_all",),
+        ("icmp_echo_ignore_all=0",),
+        outcome="delivered",
+    ),
+    # ---- tc ----
+    Fault(
+        "tc-ingress-redirect",
+        "tc",
+        (
+            ("host", "ip link add tcsink type veth peer name tcsink-peer"),
+            ("host", "tc qdisc add dev veth-host1 clsact"),
+            ("host", "tc filter add dev veth-host1 ingress u32 match u32 0 0 "
+                     "action mirred egress redirect dev tcsink"),
+        ),
+        Probe(),
+        "host/veth-host1",
+        ("tc", "ingress", "veth-host1", "redirect dev tcsink", "down"),
+        ("tc filter del dev veth-host1 ingress",),
+    ),
+    Fault(
+        "tc-egress-redirect",
+        "tc",
+        (
+            ("container1", "ip link add tcsink type veth peer name tcsink-peer"),
+            ("container1", "tc qdisc add dev veth-cont1 clsact"),
+            ("container1", "tc filter add dev veth-cont1 egress u32 match u32 0 0 "
+                           "action mirred egress redirect dev tcsink"),
+        ),
+        Probe(),
+        "container1/veth-cont1",
+        ("tc", "egress", "veth-cont1", "redirect dev tcsink", "down"),
+        ("tc filter del dev veth-cont1 egress",),
+    ),
+]
+
+BY_NAME = {fault.name: fault for fault in FAULTS}

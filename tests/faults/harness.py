@@ -1,0 +1,121 @@
+"""Making a fault on a fresh reference lab, running its probe, and scoring the verdict."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Literal
+
+from pathtrace.lab import build, topology
+from pathtrace.model.options import RunOptions
+from pathtrace.model.result import RunResult
+from pathtrace.model.trace import Verdict
+from pathtrace.session import Run
+from tests.faults.corpus import Fault
+
+Mark = Literal["right", "wrong", "unknown"]
+
+
+@dataclass(frozen=True)
+class Score:
+    fault: Fault
+    verdict: Verdict
+    outcome: bool
+    place: bool
+    cause: Mark
+    fix: bool
+
+    @property
+    def right(self) -> bool:
+        return self.outcome and self.place and self.cause == "right" and self.fix
+
+
+def _has(text: str | None, words: tuple[str, ...]) -> bool:
+    return text is not None and all(w.lower() in text.lower() for w in words)
+
+
+def score(fault: Fault, verdict: Verdict) -> Score:
+    if _has(verdict.cause, fault.cause):
+        cause: Mark = "right"
+    elif verdict.cause is None or verdict.cause.lower().startswith("unknown"):
+        cause = "unknown"  # an honest "cannot tell" is not a wrong cause
+    else:
+        cause = "wrong"
+    return Score(
+        fault,
+        verdict,
+        outcome=verdict.outcome == fault.outcome,
+        place=verdict.where == fault.place,
+        cause=cause,
+        fix=_has(verdict.fix, fault.fix),
+    )
+
+
+def make(fault: Fault, lab: topology.Topology) -> list[subprocess.Popen[bytes]]:
+    """The fault, made with the plain tools in the lab's namespaces; its processes."""
+    for node, command in fault.made:
+        for other in lab.nodes:
+            command = command.replace(f"@{other}", lab.namespace(other))
+        subprocess.run(
+            ["ip", "netns", "exec", lab.namespace(node), "sh", "-ec", command],
+            check=True,
+            capture_output=True,
+            timeout=20,
+        )
+    started = []
+    for node, argv in fault.runs:
+        started.append(
+            subprocess.Popen(["ip", "netns", "exec", lab.namespace(node), *argv])
+        )
+    if started:
+        _wait_listening(lab, fault)
+    return started
+
+
+def _wait_listening(lab: topology.Topology, fault: Fault) -> None:
+    for _ in range(100):
+        done = all(
+            subprocess.run(
+                ["ip", "netns", "exec", lab.namespace(node), "ss", "-Hltn"],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            for node, _argv in fault.runs
+        )
+        if done:
+            return
+        time.sleep(0.05)
+
+
+def options(fault: Fault) -> RunOptions:
+    p = fault.probe
+    return RunOptions(
+        p.kind,  # type: ignore[arg-type]
+        IPv4Address(p.target),
+        p.port,
+        source=p.source,
+        count=1,
+        size=p.size,
+        dont_fragment=p.dont_fragment,
+        timeout=1.5,
+    )
+
+
+def run_fault(fault: Fault, prefix: str | None = None) -> RunResult:
+    """A fresh lab under its own prefix, the fault, one probe; everything removed after."""
+    prefix = prefix or f"ptf{uuid.uuid4().hex[:6]}-"
+    text = topology.reference_text().replace('prefix = "pt-"', f'prefix = "{prefix}"', 1)
+    lab = topology.parse(text)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        build.up(lab, text)
+        processes = make(fault, lab)
+        return Run(options(fault), lab, topology_text=text).execute()
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=5)
+        build.down(None, prefix=prefix)
