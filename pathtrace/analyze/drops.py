@@ -35,14 +35,15 @@ def explain(
     node, reason = drop.node, drop.drop_reason or "NOT_SPECIFIED"
     where = f"{node}/{drop.interface}" if drop.interface else node
     location = _location(drop, events)
-    arrived_on = _arrived_on(series, drop)
+    arrived_on = _arrived_on(net, series, drop)
     packet = drop.packet
     found: tuple[str | None, Found] | None = None  # (a better place, the finding)
     if reason == "NETFILTER_DROP":
         chain = _open_chain(net, node, events)
+        cause, fix, evidence, hook = _netfilter(net, series, drop, chain)
         if not drop.interface:
-            where = f"{node} ({chain or 'netfilter'}, before any device)"
-        found = (None, _netfilter(net, series, drop, chain))
+            where = f"{node} ({hook or 'netfilter'}, before any device)"
+        found = (None, (cause, fix, evidence))
     elif reason in links_reasons():
         found = _wrong_mac(net, series, drop)
     elif reason == "NO_TX_TARGET" or location.startswith("br_"):
@@ -105,12 +106,18 @@ def _location(drop: Hop, events: Sequence[Event]) -> str:
     return ""
 
 
-def _arrived_on(series: Series, drop: Hop) -> str | None:
-    """The interface the packet came into the drop's node on."""
+def _arrived_on(net: Network, series: Series, drop: Hop) -> str | None:
+    """The interface the packet came into the drop's node on, as routing sees it
+    (a bridge port's bridge)."""
+    return arrival(net, series, drop.node) or drop.interface or None
+
+
+def arrival(net: Network, series: Series, node: str) -> str | None:
     for hop in series.hops:
-        if hop.node == drop.node and hop.action in ("receive", "bridge-up", "cross"):
-            return hop.interface
-    return drop.interface or None
+        if hop.node == node and hop.action in ("receive", "bridge-up", "cross"):
+            link = net.link(node, hop.interface)
+            return link.master if link is not None and link.master else hop.interface
+    return None
 
 
 # ---- netfilter ----
@@ -129,7 +136,10 @@ def _open_chain(net: Network, node: str, events: Sequence[Event]) -> str | None:
     return open_chains[-1] if open_chains else None
 
 
-def _netfilter(net: Network, series: Series, drop: Hop, chain: str | None) -> Found:
+def _netfilter(
+    net: Network, series: Series, drop: Hop, chain: str | None
+) -> tuple[str, str | None, list[str], str | None]:
+    """(cause, fix, evidence, the hook it happened at)."""
     node, packet = drop.node, drop.packet
     state = net.state(node)
     ruleset = state.rules() if state else None
@@ -165,7 +175,10 @@ def _netfilter(net: Network, series: Series, drop: Hop, chain: str | None) -> Fo
     if packet.dst != series.hops[0].packet.dst:
         cause += f" (the packet was already translated to {packet.dst})"
     # A packet only bridged yet dropped by an ip rule: br_netfilter sent it there.
-    bridged = any(h.node == node and h.action == "bridge-forward" for h in series.hops)
+    port = net.link(node, drop.interface)
+    bridged = any(h.node == node and h.action == "bridge-forward" for h in series.hops) or bool(
+        port and port.master
+    )
     if (
         bridged
         and family in ("ip", "inet")
@@ -177,22 +190,27 @@ def _netfilter(net: Network, series: Series, drop: Hop, chain: str | None) -> Fo
             "net.bridge.bridge-nf-call-iptables=1, so bridged IPv4 traffic "
             "passes the ip FORWARD chain too"
         )
-    return cause, fix, evidence
+    return cause, fix, evidence, hook
 
 
 # ---- layer 2 ----
 
 
-def _sender_of(series: Series, drop: Hop) -> Hop | None:
-    """The hop that put the frame on the wire: the last send or route before ``drop``."""
+def _sender_of(net: Network, series: Series, drop: Hop) -> Hop | None:
+    """The hop that addressed the frame: the last send or route before ``drop`` out
+    of a device that is not a bridge port (a port only passes the bridge's frames on)."""
     before = series.hops[: series.hops.index(drop)]
-    return next((h for h in reversed(before) if h.action in ("send", "route")), None)
+    for hop in reversed(before):
+        link = net.link(hop.node, hop.interface)
+        if hop.action in ("send", "route") and not (link and link.master):
+            return hop
+    return None
 
 
 def _wrong_mac(net: Network, series: Series, drop: Hop) -> tuple[str | None, Found] | None:
     """A frame that reached a host which is not its destination (OTHERHOST): its
     sender addressed it to a MAC that is not the next hop's."""
-    sent = _sender_of(series, drop)
+    sent = _sender_of(net, series, drop)
     if sent is None:
         return None
     state = net.state(sent.node)
@@ -310,7 +328,7 @@ def _routing(
 # ---- tc and MTU ----
 
 
-_REDIRECT = re.compile(r"Redirect to device (\S+)")
+_REDIRECT = re.compile(r"Redirect to device ([^\s)]+)")
 
 
 def _tc(net: Network, drop: Hop, reason: str) -> tuple[str | None, Found] | None:
@@ -388,7 +406,7 @@ def refusal(
                 [f"{sender}: {key}=0"],
             )
     if code[0] == 3 and code[1] in (3, 9, 10, 13, 0, 1):
-        rule = next((r for r in state.rules().rules if r.verdict == "reject"), None)
+        rule = next((r for r in state.rules().rules if "reject" in r.text.split()), None)
         if rule is not None:
             return (
                 f"a reject rule in {sender}: {rule.cited}",
@@ -471,7 +489,12 @@ def stalled(
             [f"{node}: {link.name} down"],
         )
     if last.action not in ("route", "send"):
-        return None
+        # Held for ARP, then freed: the packet's last way out of the same node.
+        sent = [h for h in series.hops if h.node == node and h.action in ("route", "send")]
+        if sent:
+            last = sent[-1]
+        elif last.action != "end":  # an "end" with a device: freed on its way out
+            return None
     src = None if node == series.hops[0].node else series.hops[0].packet.src
     iif = next(
         (

@@ -28,8 +28,8 @@ class Network:
         """How a command is run in ``node``'s namespace from a shell on the host."""
         state = self.state(node)
         namespace = state.namespace if state else node
-        if node == "host" or not namespace:
-            return ""
+        if not namespace or (node == "host" and namespace.startswith("/")):
+            return ""  # the namespace pathtrace runs in: the shell is already there
         if namespace.startswith("/proc/"):
             return f"nsenter -t {namespace.split('/')[2]} -n "
         if namespace.startswith("/"):

@@ -205,14 +205,20 @@ class Judge:
         sockets = [s for s in (state.listeners if state else []) if s.startswith("tcp ")]
         port = [s for s in sockets if s.endswith(f":{arrived.dport}")]
         cause = f"nothing listens on {arrived.dst} port {arrived.dport} in {responder}"
-        fix = f"start a listener on {arrived.dst}:{arrived.dport} in {responder}, or probe a port that has one"
+        fix = (
+            f"start a listener on {arrived.dst}:{arrived.dport} in {responder}, "
+            "or probe a port that has one"
+        )
         if port:
             bound = ", ".join(p.split()[1] for p in port)
             cause = (
                 f"{responder} listens on {bound} only, not on {arrived.dst}: "
                 f"nothing takes a connection to {arrived.dst} port {arrived.dport}"
             )
-            fix = f"make the service in {responder} listen on 0.0.0.0:{arrived.dport} (or {arrived.dst}:{arrived.dport})"
+            fix = (
+                f"make the service in {responder} listen on 0.0.0.0:{arrived.dport} "
+                f"(or {arrived.dst}:{arrived.dport})"
+            )
         if (
             arrived.dst != request.hops[0].packet.dst
             or arrived.dport != request.hops[0].packet.dport
@@ -235,7 +241,7 @@ class Judge:
         # The probe as the sender had it, and where it came in.
         at = [h for h in request.hops if h.node == sender]
         packet = at[-1].packet if at else request.hops[-1].packet
-        iif = next((h.interface for h in at if h.action in ("receive", "bridge-up", "cross")), None)
+        iif = drops.arrival(self.net, request, sender)
         found = drops.refusal(self.net, sender, code, packet, iif, request)
         cause, fix, evidence = found if found else (f"unknown: {sender} sent {what}", None, [])
         return Verdict(

@@ -33,6 +33,7 @@ def markdown(result: RunResult) -> str:
             lines += [f"- why: {probe.verdict.cause}"]
         if probe.verdict.fix:
             lines += [f"- fix: {probe.verdict.fix}"]
+        lines += [f"- seen: {line}" for line in probe.verdict.evidence]
         lines += ["", "| direction | +us | node | interface | what |", "|---|---:|---|---|---|"]
         for series in probe.series:
             for hop in series.hops:

@@ -141,6 +141,8 @@ def _verdict(console: Any, probe: ProbeTrace) -> None:
     for label, text in (("where:", v.where), ("why:  ", v.cause), ("fix:  ", v.fix)):
         if text:
             _hanging(console, f"  {label} {text}")
+    for line in v.evidence:  # the saved state that proves the cause
+        _hanging(console, f"  seen:  {line}")
     if v.confidence != "certain":
         console.print(f"  [yellow]{escape(v.confidence)}[/]")
 

@@ -65,29 +65,23 @@ def make(fault: Fault, lab: topology.Topology) -> list[subprocess.Popen[bytes]]:
             capture_output=True,
             timeout=20,
         )
+    before = {node: _listening(lab, node) for node, _argv in fault.runs}
     started = []
     for node, argv in fault.runs:
-        started.append(
-            subprocess.Popen(["ip", "netns", "exec", lab.namespace(node), *argv])
-        )
-    if started:
-        _wait_listening(lab, fault)
+        started.append(subprocess.Popen(["ip", "netns", "exec", lab.namespace(node), *argv]))
+    for _ in range(100):  # until each process listens: its node's sockets changed
+        if all(_listening(lab, node) != before[node] for node in before):
+            break
+        time.sleep(0.05)
     return started
 
 
-def _wait_listening(lab: topology.Topology, fault: Fault) -> None:
-    for _ in range(100):
-        done = all(
-            subprocess.run(
-                ["ip", "netns", "exec", lab.namespace(node), "ss", "-Hltn"],
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
-            for node, _argv in fault.runs
-        )
-        if done:
-            return
-        time.sleep(0.05)
+def _listening(lab: topology.Topology, node: str) -> str:
+    return subprocess.run(
+        ["ip", "netns", "exec", lab.namespace(node), "ss", "-Hltn"],
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 def options(fault: Fault) -> RunOptions:

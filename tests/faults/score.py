@@ -73,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         scores.append(s)
         if args.verbose:
             v = s.verdict
-            print(f"{fault.name}: {v.outcome} | {v.summary}\n  where: {v.where}\n"
-                  f"  cause: {v.cause}\n  fix: {v.fix}", file=sys.stderr)
+            print(
+                f"{fault.name}: {v.outcome} | {v.summary}\n  where: {v.where}\n"
+                f"  cause: {v.cause}\n  fix: {v.fix}",
+                file=sys.stderr,
+            )
     print(table(scores, args.markdown))
     return 0 if all(s.right for s in scores) else 1
 

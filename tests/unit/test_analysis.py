@@ -178,7 +178,10 @@ def test_verdicts_of_the_saved_runs() -> None:
     events, setting = saved("forward-drop")
     verdict = build_probes(events, setting)[0].verdict
     assert verdict.outcome == "dropped" and "FORWARD" in (verdict.cause or "")
-    assert verdict.fix is not None and verdict.fix.endswith("(pathtrace lab fix)")
+    # A concrete command for that node, the lab's restore beside it.
+    assert verdict.fix is not None and verdict.fix.endswith("(or `pathtrace lab fix`)")
+    assert verdict.fix.startswith("ip netns exec pt-host nft delete rule ip filter FORWARD handle")
+    assert verdict.evidence and "handle" in verdict.evidence[0]
     # On a network nobody can restore with one command, the fix stands alone.
     bare = build_probes(events, replace(setting, restore=None))[0].verdict
     assert bare.fix is not None and "pathtrace lab" not in bare.fix

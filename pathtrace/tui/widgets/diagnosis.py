@@ -36,6 +36,8 @@ class DiagnosisPane(Static):
             text.append(f"why: {v.cause}\n")
         if v.fix:
             text.append(f"fix: {v.fix}\n")
+        for line in v.evidence:
+            text.append(f"seen: {line}\n", style="dim")
         if v.confidence != "certain":
             text.append(v.confidence, style="yellow")
         self.update(text)

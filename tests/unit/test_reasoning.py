@@ -1,0 +1,139 @@
+"""The pure pieces a diagnosis is made of, over hand-written saved state."""
+
+from __future__ import annotations
+
+from pathtrace.analyze import links, routing
+from pathtrace.model.state import BridgePort, Link, NamespaceState, Neighbour, RouteEntry, Rule
+
+
+def _host() -> NamespaceState:
+    port = BridgePort("forwarding")
+    return NamespaceState(
+        "pt-host",
+        "host",
+        links=[
+            Link(
+                "br0",
+                2,
+                "bridge",
+                True,
+                True,
+                1500,
+                None,
+                ("192.168.100.1/24",),
+                "aa:00:00:00:00:01",
+            ),
+            Link(
+                "veth-host1", 3, "veth", True, True, 1500, "br0", (), "aa:00:00:00:00:03", 2, port
+            ),
+            Link(
+                "veth-host2", 4, "veth", True, True, 1500, "br0", (), "aa:00:00:00:00:04", 2, port
+            ),
+            Link(
+                "eth0",
+                5,
+                "veth",
+                True,
+                True,
+                1500,
+                None,
+                ("198.51.100.2/24",),
+                "aa:00:00:00:00:05",
+                2,
+            ),
+        ],
+        routes=[
+            RouteEntry("default", "198.51.100.1", "eth0", None),
+            RouteEntry("192.168.100.0/24", None, "br0", "192.168.100.1"),
+            RouteEntry("198.51.100.0/24", None, "eth0", "198.51.100.2"),
+        ],
+    )
+
+
+def _container(index: int, peer: int, mtu: int = 1500) -> NamespaceState:
+    return NamespaceState(
+        f"pt-container{index - 1}",
+        f"container{index - 1}",
+        links=[
+            Link(
+                f"veth-cont{index - 1}",
+                2,
+                "veth",
+                True,
+                True,
+                mtu,
+                None,
+                (f"192.168.100.{index}/24",),
+                f"bb:00:00:00:00:0{index}",
+                peer,
+            )
+        ],
+    )
+
+
+def test_route_get_follows_rules_then_tables() -> None:
+    host = _host()
+    plain = routing.route_get(host, "8.8.8.8", "192.168.100.2", "br0")
+    assert (plain.kind, plain.route and plain.route.gateway) == ("unicast", "198.51.100.1")
+    assert routing.route_get(host, "192.168.100.1").kind == "local"
+    host.routes.append(RouteEntry("8.8.8.8/32", None, None, None, type="blackhole"))
+    black = routing.route_get(host, "8.8.8.8", "192.168.100.2", "br0")
+    assert (
+        black.kind == "blackhole"
+        and routing.delete_command(black) == "ip route del blackhole 8.8.8.8/32"
+    )
+    host.route_rules[:] = [
+        Rule(0, "lookup", 255),
+        Rule(100, "prohibit", src="192.168.100.0/24", iif="br0"),
+        Rule(32766, "lookup", 254),
+    ]
+    ruled = routing.route_get(host, "1.1.1.1", "192.168.100.2", "br0")
+    assert ruled.kind == "prohibit" and routing.delete_command(ruled) == "ip rule del pref 100"
+    # The rule names an input interface: the host's own packets do not match it.
+    assert routing.route_get(host, "1.1.1.1").kind == "unicast"
+    host.route_rules.insert(1, Rule(50, "lookup", 100, src="192.168.100.3/32"))
+    host.routes.append(RouteEntry("default", "198.51.100.9", "eth0", None, table=100))
+    other = routing.route_get(host, "1.1.1.1", "192.168.100.3", "br0")
+    assert other.route is not None and other.route.gateway == "198.51.100.9"
+    assert "rule 50: from 192.168.100.3/32 lookup 100" in other.describe()
+
+
+def test_peers_owners_and_neighbours() -> None:
+    host, c1 = _host(), _container(2, 3)
+    assert links.peer([host, c1], c1, c1.links[0]) == (host, host.links[1])
+    assert links.owner([host, c1], "192.168.100.2") == (c1, c1.links[0])
+    c1.neighbours_after = [Neighbour("192.168.100.1", "veth-cont1", None, "INCOMPLETE").describe()]
+    entry = links.neighbour(c1, "192.168.100.1", "veth-cont1", after=True)
+    assert links.unresolved(entry)
+    # The form bundles saved before 2026-11-28 wrote.
+    old = Neighbour.parse("192.168.100.1 lladdr aa:bb:cc:dd:ee:ff dev veth-cont1 state 2")
+    assert (old.dst, old.dev, old.lladdr) == ("192.168.100.1", "veth-cont1", "aa:bb:cc:dd:ee:ff")
+
+
+def test_bridge_blocks_says_which_switch() -> None:
+    host = _host()
+    p1, p2 = host.links[1], host.links[2]
+    assert links.bridge_blocks(host, p1, p2, None) is None
+    isolated = BridgePort("forwarding", isolated=True)
+    a, b = (Link(**{**p.__dict__, "port": isolated}) for p in (p1, p2))
+    blocked = links.bridge_blocks(host, a, b, None)
+    assert blocked is not None and "isolated" in blocked.why and "isolated off" in blocked.fix
+    quiet = Link(**{**p2.__dict__, "port": BridgePort("forwarding", learning=False, flood=False)})
+    unknown = links.bridge_blocks(host, p1, quiet, "bb:00:00:00:00:03")
+    assert unknown is not None and "no FDB entry" in unknown.why
+    host.fdb = ["bb:00:00:00:00:03 dev veth-host1 master br0 static"]
+    wrong = links.bridge_blocks(host, p1, p2, "bb:00:00:00:00:03")
+    assert (
+        wrong is not None and wrong.fix == "bridge fdb del bb:00:00:00:00:03 dev veth-host1 master"
+    )
+
+
+def test_veth_mtu_against_the_peer() -> None:
+    host, c1 = _host(), _container(2, 3, mtu=9000)
+    big = links.veth_mtu([host, c1], c1, c1.links[0], 3028)
+    assert big is not None and (big.mtu, big.peer_mtu, big.receiver) == (
+        9000,
+        1500,
+        "host/veth-host1",
+    )
+    assert links.veth_mtu([host, c1], c1, c1.links[0], 1400) is None
