@@ -3,9 +3,8 @@
  * location), or consumed after normal use (e.g. delivered to a socket). */
 #include "common.bpf.h"
 
-/* A packet dropped before any device (in OUTPUT, say) is placed by its
- * socket's namespace. Not for consume: clones handed to packet sockets are
- * consumed there, and would join the trip as hops of their own. */
+/* A packet freed before any device (dropped in OUTPUT, say) is placed by
+ * its socket's namespace. */
 static __always_inline struct net *pt_sock_net(struct sk_buff *skb)
 {
 	struct sock *sk = BPF_CORE_READ(skb, sk);
@@ -30,7 +29,8 @@ SEC("tp_btf/consume_skb")
 int BPF_PROG(pt_consume, struct sk_buff *skb)
 {
 	struct pt_where w = {
-		.dev = skb->dev, .hook = PT_HOOK_CONSUME, .via = PT_VIA_TP_BTF,
+		.dev = skb->dev, .net = pt_sock_net(skb),
+		.hook = PT_HOOK_CONSUME, .via = PT_VIA_TP_BTF,
 		.final = 1,
 	};
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 from pathtrace.analyze import links, routing
 from pathtrace.analyze.network import Network
@@ -32,6 +33,8 @@ ROUTING_REASONS = (
 def explain(
     net: Network, series: Series, drop: Hop, events: Sequence[Event], source: str
 ) -> Verdict:
+    if not drop.node:  # freed before any device: the netfilter state's namespace says where
+        drop = replace(drop, node=_node_of_skb(net, drop, events) or source)
     node, reason = drop.node, drop.drop_reason or "NOT_SPECIFIED"
     where = f"{node}/{drop.interface}" if drop.interface else node
     location = _location(drop, events)
@@ -93,6 +96,17 @@ def explain(
         fix=fix,
         evidence=evidence,
     )
+
+
+def _node_of_skb(net: Network, drop: Hop, events: Sequence[Event]) -> str | None:
+    """The node of the last event, before the drop, that saw the same skb in a namespace."""
+    skbs = {events[i].skb_id for i in drop.events if 0 <= i < len(events)}
+    first = min(drop.events, default=len(events))
+    for e in reversed(events[:first]):
+        state = net.states.get(e.namespace)
+        if e.skb_id in skbs and state is not None:
+            return state.node
+    return None
 
 
 def links_reasons() -> tuple[str, ...]:
