@@ -3,21 +3,11 @@
  * location), or consumed after normal use (e.g. delivered to a socket). */
 #include "common.bpf.h"
 
-/* A packet freed before any device (dropped in OUTPUT, say) is placed by
- * its socket's namespace. */
-static __always_inline struct net *pt_sock_net(struct sk_buff *skb)
-{
-	struct sock *sk = BPF_CORE_READ(skb, sk);
-
-	return sk ? BPF_CORE_READ(sk, __sk_common.skc_net.net) : NULL;
-}
-
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(pt_drop, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
 {
 	struct pt_where w = {
-		.dev = skb->dev, .net = pt_sock_net(skb),
-		.location = (__u64)location, .drop_reason = reason,
+		.dev = skb->dev, .location = (__u64)location, .drop_reason = reason,
 		.hook = PT_HOOK_DROP, .via = PT_VIA_TP_BTF, .final = 1,
 	};
 
@@ -29,8 +19,7 @@ SEC("tp_btf/consume_skb")
 int BPF_PROG(pt_consume, struct sk_buff *skb)
 {
 	struct pt_where w = {
-		.dev = skb->dev, .net = pt_sock_net(skb),
-		.hook = PT_HOOK_CONSUME, .via = PT_VIA_TP_BTF,
+		.dev = skb->dev, .hook = PT_HOOK_CONSUME, .via = PT_VIA_TP_BTF,
 		.final = 1,
 	};
 
