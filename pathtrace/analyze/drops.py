@@ -9,13 +9,14 @@ neighbour that never answered ARP, a bridge that would not pass the frame).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from pathtrace.analyze import links, routing
 from pathtrace.analyze.network import Network
 from pathtrace.model.event import Event, Hook
 from pathtrace.model.ruleset import LiveRule
+from pathtrace.model.state import Link, NamespaceState
 from pathtrace.model.trace import Hop, Packet, Series, Verdict
 
 Found = tuple[str, str | None, list[str]]  # cause, fix, evidence
@@ -47,7 +48,7 @@ def explain(
         if not drop.interface:
             where = f"{node} ({hook or 'netfilter'}, before any device)"
         found = (None, (cause, fix, evidence))
-    elif reason in links_reasons():
+    elif reason == "OTHERHOST":
         found = _wrong_mac(net, series, drop)
     elif reason == "NO_TX_TARGET" or location.startswith("br_"):
         found = _bridge_stop(net, series, drop)
@@ -109,8 +110,10 @@ def _node_of_skb(net: Network, drop: Hop, events: Sequence[Event]) -> str | None
     return None
 
 
-def links_reasons() -> tuple[str, ...]:
-    return ("OTHERHOST",)
+def _only(rules: Iterable[LiveRule]) -> tuple[LiveRule | None, list[LiveRule]]:
+    """The one rule that can have done it; else None and every candidate (no guessing)."""
+    found = list(rules)
+    return (found[0], []) if len(found) == 1 else (None, found)
 
 
 def _location(drop: Hop, events: Sequence[Event]) -> str:
@@ -158,11 +161,12 @@ def _netfilter(
     state = net.state(node)
     ruleset = state.rules() if state else None
     rule: LiveRule | None = None
+    others: list[LiveRule] = []
     if ruleset is not None:
         candidates = ruleset.rules_at(chain) if chain else []
         rule = next((r for r in candidates if r.verdict == "drop"), None)
         if rule is None:  # a chain pathtrace has no link in: a bridge table, a raw chain
-            rule = next((r for r in ruleset.rules if r.verdict == "drop"), None)
+            rule, others = _only(r for r in ruleset.rules if r.verdict == "drop")
     hook = (ruleset.hook_of(rule) if ruleset and rule else None) or chain
     family = rule.family if rule else "ip"
     at = f"{family} {rule.table} {rule.chain} (hook {hook})" if rule else (chain or "a chain")
@@ -183,6 +187,13 @@ def _netfilter(
                 f"filter {chain} ip daddr {packet.dst} {packet.protocol} "
                 + (f"dport {packet.dport} accept" if packet.protocol != "icmp" else "accept")
             )
+        elif others:
+            cause = (
+                f"unknown: netfilter dropped it in {node}, in a chain pathtrace has no link in; "
+                f"{len(others)} rules there drop and it cannot tell which"
+            )
+            evidence += [f"{node}: {r.cited}" for r in others]
+            fix = None
         else:
             cause = f"unknown: netfilter dropped it in {at} of {node}, and no rule there drops"
             fix = None
@@ -420,7 +431,7 @@ def refusal(
                 [f"{sender}: {key}=0"],
             )
     if code[0] == 3 and code[1] in (3, 9, 10, 13, 0, 1):
-        rule = next((r for r in state.rules().rules if "reject" in r.text.split()), None)
+        rule, _ = _only(r for r in state.rules().rules if "reject" in r.text.split())
         if rule is not None:
             return (
                 f"a reject rule in {sender}: {rule.cited}",
@@ -509,17 +520,15 @@ def stalled(
             last = sent[-1]
         elif last.action != "end":  # an "end" with a device: freed on its way out
             return None
-    src = None if node == series.hops[0].node else series.hops[0].packet.src
-    iif = next(
-        (
-            h.interface
-            for h in series.hops
-            if h.node == node and h.action in ("receive", "bridge-up")
-        ),
-        None,
-    )
+    # The lookup as the node made it: for the packet as it came in, from where it came.
     first = next((h for h in series.hops if h.node == node), last)
-    lookup = routing.route_get(state, first.packet.dst, src and first.packet.src, iif)
+    forwarded = node != series.hops[0].node
+    lookup = routing.route_get(
+        state,
+        first.packet.dst,
+        first.packet.src if forwarded else None,
+        arrival(net, series, node) if forwarded else None,
+    )
     if lookup.route is None:
         return None
     hop_ip = lookup.route.gateway or last.packet.dst
@@ -538,7 +547,7 @@ def stalled(
         fix = net.command(node, f"ip rule del pref {lookup.rule.priority}") + (
             f", or fix table {routing.table_name(lookup.rule.table)}'s route"
         )
-    why = _no_arp_answer(net, state, link, hop_ip)
+    why = _no_arp_answer(net, state, link, hop_ip) if link is not None else None
     if why is not None:
         said, why_fix, more = why
         cause += f": {said}"
@@ -550,13 +559,10 @@ def stalled(
 
 
 def _no_arp_answer(
-    net: Network, state: object, link: object, address: str
+    net: Network, state: NamespaceState, link: Link, address: str
 ) -> tuple[str, str | None, list[str]] | None:
     """Why the owner of ``address`` did not answer ARP: its link, its sysctls, or a
     bridge between the two that does not pass the request."""
-    from pathtrace.model.state import Link, NamespaceState  # lazy: types only
-
-    assert isinstance(state, NamespaceState) and isinstance(link, Link)
     owner = links.owner(net.all, address)
     if owner is None:
         return None
@@ -598,10 +604,7 @@ def _no_arp_answer(
     return None
 
 
-def _port_words(net: Network, state: object, link: object) -> str:
-    from pathtrace.model.state import Link, NamespaceState  # lazy: types only
-
-    assert isinstance(state, NamespaceState) and isinstance(link, Link)
+def _port_words(net: Network, state: NamespaceState, link: Link) -> str:
     port = links.bridge_port_towards(net.all, state, link)
     if port is None:
         return ""

@@ -7,6 +7,8 @@ turns a command into one a person can paste: ``ip netns exec NS CMD`` (or
 
 from __future__ import annotations
 
+from ipaddress import IPv4Interface
+
 from pathtrace.analyze import links, routing
 from pathtrace.model.state import Link, NamespaceState
 
@@ -65,8 +67,6 @@ class Network:
         state = self.state(node)
         if state is None:
             return None
-        from ipaddress import IPv4Interface  # lazy: only for this question
-
         subnets = [
             IPv4Interface(a).network
             for link in state.links

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from pathtrace.analyze import drops, links
+from pathtrace.analyze import drops
 from pathtrace.analyze.network import Network
 from pathtrace.model.event import Event, TagKind
 from pathtrace.model.state import NamespaceState
@@ -296,7 +296,6 @@ class Judge:
             routes = ", ".join(r.describe() for r in state.routes if r.table == 254) or "none"
             evidence = [f"{node}'s routes: {routes}"]
             cause = f"{node} has no route back to {packet.src}"
-            fix = self.net.command(node, f"ip route add {packet.src} via GATEWAY")
             if packet.src == sent.src:
                 cause += (
                     f": the request arrived with the source's own address {sent.src}; "
@@ -317,8 +316,9 @@ class Judge:
                     evidence.append(f"{self.source_node}: route {route}")
             else:
                 cause += f" (the request arrived translated to {packet.src})"
-                fix = self.net.command(node, f"ip route add {packet.src} via GATEWAY") + (
-                    f": give {node} a route to {packet.src}"
+                fix = self.net.advice(
+                    f"give {node} a route to {packet.src}: "
+                    f"{self.net.run_in(node)}ip route add {packet.src} via GATEWAY"
                 )
             return Verdict(
                 "lost",
@@ -355,10 +355,4 @@ class Judge:
         route = state.route_for(self.target)
         if route is None or route.prefsrc != address:
             return None
-        plain = replace(route, prefsrc=None).describe()
-        owner = links.owner([state], address)
-        if owner is not None and any(
-            a.split("/")[0] == address and a.endswith("/32") for a in owner[1].addresses
-        ):
-            return route.describe(), plain
-        return route.describe(), plain
+        return route.describe(), replace(route, prefsrc=None).describe()
