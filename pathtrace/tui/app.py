@@ -154,7 +154,10 @@ class PathtraceApp(App[None]):
             return
         if not progress:
             self.said_at = now
-        self.query_one("#status", Static).update(text)
+        status = self.query("#status")
+        if not status:  # the app is closing: a worker that ends now has no line to say it on
+            return
+        status.first(Static).update(text)
 
     def say_from_thread(self, text: str) -> None:
         self.call_from_thread(self.say, text)
