@@ -55,7 +55,7 @@ def _build_parser() -> argparse.ArgumentParser:
         dest="source",
         default=DEFAULT_SOURCE,
         metavar="NODE",
-        help="a lab node, a namespace name, a pid or a namespace path (default: %(default)s)",
+        help="a lab node, a namespace name, host, a pid or a namespace path (default: %(default)s)",
     )
     run.add_argument("-c", "--count", type=int, default=3)
     run.add_argument("-i", "--interval", type=float, default=0.01, help="seconds between probes")

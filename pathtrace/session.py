@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from ipaddress import IPv4Address
 
 from pathtrace import __version__
+from pathtrace.analyze.links import leaves_machine
 from pathtrace.analyze.probes import build_probes, trace_probes
 from pathtrace.capture.filter import compile_filter
 from pathtrace.capture.sniffer import Capture
@@ -39,11 +40,16 @@ Progress = Callable[[str], None]
 def resolve_source(source: str, topology: Topology | None) -> tuple[str, bool]:
     """(namespace path or name, whether it is a lab node) for --from."""
     namespace, is_lab = _find_source(source, topology)
-    # The host's own namespace is never a source: its packets could leave the machine.
-    if not is_lab and os.stat(netns.path(namespace)).st_ino == netns.root_inode():
+    # The host's own namespace sends only when named so (its packets could leave
+    # the machine: a run from it is checked against that, see _guard_host).
+    number = os.stat(netns.path(namespace)).st_ino
+    if (
+        not is_lab
+        and namespace != discover.host_path()
+        and number in (netns.root_inode(), _inode(discover.host_path()))
+    ):
         raise UsageError(
-            f"--from {source} is the host's own network namespace: pathtrace "
-            "sends and traces only in other namespaces"
+            f"--from {source} is the host's own network namespace: say --from host to send from it"
         )
     return namespace, is_lab
 
@@ -51,6 +57,16 @@ def resolve_source(source: str, topology: Topology | None) -> tuple[str, bool]:
 def _find_source(source: str, topology: Topology | None) -> tuple[str, bool]:
     nodes = ", ".join(topology.nodes) if topology else "none (no lab)"
     kind, colon, name = source.partition(":")
+    if source == discover.HOST or (colon and kind == "netns" and name == discover.HOST):
+        if source == discover.HOST and topology is not None and source in topology.nodes:
+            if _lab_is_up(topology):
+                raise UsageError(
+                    f"--from {source} is both a node of the lab "
+                    f"({topology.namespace(source)}) and the namespace pathtrace runs in: "
+                    f"say --from lab:{source} or --from netns:{source}"
+                )
+        if source == discover.HOST or discover.HOST not in netns.names():
+            return discover.host_path(), False
     if colon and kind == "lab":
         if topology is None or name not in topology.nodes:
             raise UsageError(f"--from {source}: no lab node {name!r}; lab nodes are {nodes}")
@@ -154,6 +170,8 @@ class Run:
             versions=versions,  # filled by the importer, joined before the run ends
             restore=restore,
         )
+        if source == discover.host_path():
+            _guard_host(states, source, str(self.options.target))
         try:
             src = send.source_address(source, self.options.target)
         except send.NoRoute:
@@ -324,6 +342,15 @@ class Run:
             if node is not None:
                 return node
         return discover.name_of(namespace)
+
+
+def _guard_host(states: dict[str, NamespaceState], host: str, target: str) -> None:
+    """Refuses a run from the host whose packets could leave the machine."""
+    why = leaves_machine(states.values(), states[host], target)
+    if why is not None:
+        raise UsageError(
+            f"--from host: {why}; pathtrace sends from the host only to namespaces on this machine"
+        )
 
 
 def _inode(namespace: str) -> int:

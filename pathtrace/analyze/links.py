@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from pathtrace.analyze.routing import route_get
 from pathtrace.model.state import Link, NamespaceState, Neighbour
 
 Place = tuple[NamespaceState, Link]
@@ -143,4 +144,28 @@ def veth_mtu(
     peer_link = other[1]
     if length > peer_link.mtu and link.mtu > peer_link.mtu:
         return TooBig(link.name, link.mtu, f"{other[0].node}/{peer_link.name}", peer_link.mtu)
+    return None
+
+
+def leaves_machine(
+    states: Iterable[NamespaceState], host: NamespaceState, target: str
+) -> str | None:
+    """Why a packet the host sends to ``target`` could leave this machine (None:
+    it cannot). The target must be an address some namespace here owns, and the
+    host's route to it must go out of a link into another namespace (a veth),
+    or a bridge whose every port is one."""
+    if owner(states, target) is None:
+        return f"{target} is not an address of any namespace on this machine"
+    lookup = route_get(host, target)
+    if lookup.kind != "unicast" or lookup.route is None or lookup.route.dev is None:
+        return None  # local, refused or no route: nothing goes out
+    out = host.link(lookup.route.dev)
+    if out is None:
+        return None
+    ports = [link for link in host.links if link.master == out.name]
+    leads_away = [
+        link.name for link in ([out] if out.kind != "bridge" else ports) if link.kind != "veth"
+    ]
+    if leads_away:
+        return f"the host's route to {target} goes out of {', '.join(leads_away)}, not a veth"
     return None

@@ -467,7 +467,9 @@ class PathtraceApp(App[None]):
         """Where to send from: the lab's nodes and every namespace on the machine."""
         nodes = list(self.topology.nodes) if self.topology else []
         choices = [(f"lab:{n}", f"lab:{n}  the lab's {n}") for n in nodes]
-        for path in discover.candidates()[1:]:  # not the host: runs never start there
+        # The host by its unambiguous name (it sends only inside the machine).
+        choices.append(("netns:host", "netns:host  the namespace pathtrace runs in"))
+        for path in discover.candidates()[1:]:
             name = discover.name_of(path)
             if self.topology is not None and self.topology.node_of_namespace(name):
                 continue  # the lab's own: listed above

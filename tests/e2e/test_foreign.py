@@ -6,6 +6,7 @@ touched, and every probe goes to an address that exists only in there."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -323,3 +324,55 @@ print(json.dumps({"code": code, "text": before, "verdict": verdict, "command": c
     # The text report wraps the cause under itself, never back at column 0.
     why = seen["text"].split("  why:   ", 1)[1].split("\n  fix:")[0].splitlines()
     assert len(why) > 1 and all(line.startswith(" " * 9) for line in why[1:]), why
+
+
+def test_the_host_sends_when_named_so_and_only_inside_the_machine() -> None:
+    seen = scratch.result(
+        program(
+            r"""
+out = {}
+for name, target in (("bridged", "192.168.100.3"), ("wan", "8.8.8.8")):
+    code, stdout, stderr = pathtrace("run", "ping", target, "--from", "host", "-c", "1", "--json")
+    out[name] = [code, json.loads(stdout) if stdout else stderr]
+# Nobody here owns it: it would leave the machine.
+out["nobody"] = pathtrace("run", "ping", "203.0.113.5", "--from", "host", "-c", "1")
+# wan owns it, but the host's route to it goes out of a tun device.
+sh("ip -n wan addr add 8.8.4.4/32 dev lo && ip tuntap add tun9 mode tun && "
+   "ip link set tun9 up && ip route add 8.8.4.4/32 dev tun9")
+out["tun"] = pathtrace("run", "ping", "8.8.4.4", "--from", "host", "-c", "1")
+out["pid"] = pathtrace("run", "ping", "8.8.8.8", "--from", str(os.getpid()), "-c", "1")
+pathtrace("lab", "up")
+out["clash"] = pathtrace("run", "ping", "8.8.8.8", "--from", "host", "-c", "1")
+out["netns"] = pathtrace("run", "ping", "8.8.8.8", "--from", "netns:host", "-c", "1",
+                         "--json")
+out["lab"] = pathtrace("run", "ping", "8.8.8.8", "--from", "lab:host", "-c", "1", "--json")[:2]
+pathtrace("lab", "down")
+print(json.dumps(out))
+"""
+        )
+    )
+    for name, owner in (("bridged", "container2"), ("wan", "wan")):
+        code, report = seen[name]
+        assert code == 0, report
+        probe = report["probes"][0]
+        assert probe["verdict"]["outcome"] == "answered"
+        assert probe["request"]["hops"][0]["node"] == "host"
+        assert probe["request"]["hops"][0]["captured"]
+        assert owner in report["namespaces"].values()
+    bridged = seen["bridged"][1]["probes"][0]["request"]["hops"]
+    assert any("br0 sends it out of port veth-host2" in h["text"] for h in bridged)
+    for name, words in (("nobody", "not an address of any namespace"), ("tun", "out of tun9")):
+        code, stdout, stderr = seen[name]
+        assert code == 2 and stderr.count("\n") == 1 and words in stderr, stderr
+        assert "pathtrace sends from the host only to namespaces on this machine" in stderr
+    code, _, stderr = seen["pid"]
+    assert code == 2 and "say --from host" in stderr, stderr
+    code, _, stderr = seen["clash"]
+    assert code == 2 and "lab:host" in stderr and "netns:host" in stderr, stderr
+    # netns:host is the scratch host itself; lab:host the lab's pt-host.
+    code, stdout, stderr = seen["netns"]
+    assert code == 0, stderr
+    assert json.loads(stdout)["probes"][0]["request"]["hops"][0]["node"] == "host"
+    code, stdout = seen["lab"]
+    report = json.loads(stdout)
+    assert code == 0 and report["run"]["source_namespace"] == "pt-host", report["run"]

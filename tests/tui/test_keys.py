@@ -270,6 +270,9 @@ def test_the_source_is_picked_among_lab_nodes_and_namespaces() -> None:
         await pick(pilot, "F", "lab:wan")  # among lab:container1, lab:host, ...
         await pilot.pause()  # type: ignore[attr-defined]
         assert app.query_one("#source", Input).value == "lab:wan"
+        await pick(pilot, "F", "netns:host")  # the host, by its unambiguous name
+        await pilot.pause()  # type: ignore[attr-defined]
+        assert app.query_one("#source", Input).value == "netns:host"
 
     drive(lab_app(), scenario)
 
