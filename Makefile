@@ -9,7 +9,8 @@ VM_KERNEL_PKG := linux-image-6.1.0-47-amd64-unsigned
 VM_KERNEL   := /boot/vmlinuz-6.1.0-47-amd64
 DEB_PACKAGES := iproute2 nftables iptables conntrack tcpdump tshark iputils-ping iperf3 \
                 util-linux clang llvm libbpf-dev bpftool bpftrace make python3-venv \
-                qemu-system-x86 busybox-static tmux containernetworking-plugins $(VM_KERNEL_PKG)
+                qemu-system-x86 busybox-static tmux containernetworking-plugins netavark \
+                $(VM_KERNEL_PKG)
 PYTHON      ?= python3
 
 .PHONY: setup run test test-host test-vm lint bench probes examples clean

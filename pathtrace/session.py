@@ -42,11 +42,10 @@ def resolve_source(source: str, topology: Topology | None) -> tuple[str, bool]:
     namespace, is_lab = _find_source(source, topology)
     # The host's own namespace sends only when named so (its packets could leave
     # the machine: a run from it is checked against that, see _guard_host).
-    number = os.stat(netns.path(namespace)).st_ino
     if (
         not is_lab
         and namespace != discover.host_path()
-        and number in (netns.root_inode(), _inode(discover.host_path()))
+        and _inode(namespace) in (netns.root_inode(), _inode(discover.host_path()))
     ):
         raise UsageError(
             f"--from {source} is the host's own network namespace: say --from host to send from it"

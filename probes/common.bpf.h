@@ -369,6 +369,17 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	e->len = p.tot_len;
 	e->mark = PT_SKB(skb, mark);
 	e->pkt_type = BPF_CORE_READ_BITFIELD_PROBED(skb, pkt_type);
+	/* The frame's MACs, where a device or the bridge handles it: what the
+	 * bridge's FDB decides on (forward, flood, deliver up). */
+	__u8 eth[12] = {};
+	if (w->hook == PT_HOOK_DEV_XMIT || w->hook == PT_HOOK_DEV_RECV ||
+	    w->hook == PT_HOOK_BR_HANDLE_FRAME || w->hook == PT_HOOK_BR_FORWARD) {
+		__u16 mh = PT_SKB(skb, mac_header);
+		if (mh != (__u16)~0U && bpf_probe_read_kernel(eth, sizeof(eth), PT_SKB(skb, head) + mh))
+			__builtin_memset(eth, 0, sizeof(eth));
+	}
+	__builtin_memcpy(e->dmac, eth, 6);
+	__builtin_memcpy(e->smac, eth + 6, 6);
 	e->run = p.run;
 	e->index = p.index;
 	e->tag_kind = p.tag_kind;

@@ -14,6 +14,7 @@ from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import Literal
 
+from pathtrace.analyze.copies import Fdb, is_group
 from pathtrace.model.event import Event, Hook
 from pathtrace.model.ruleset import LiveRule
 from pathtrace.model.state import NamespaceState
@@ -46,10 +47,17 @@ def packet_of(event: Event) -> Packet:
 
 
 class HopBuilder:
-    def __init__(self, states: dict[str, NamespaceState], captured: set[int] | None = None) -> None:
-        """``captured``: positions of the events a capture matched (None: no capture)."""
+    def __init__(
+        self,
+        states: dict[str, NamespaceState],
+        captured: set[int] | None = None,
+        events: Sequence[Event] = (),
+    ) -> None:
+        """``captured``: positions of the events a capture matched (None: no capture);
+        ``events``: the whole run's, for what the bridges learned during it."""
         self.states = states
         self.captured = captured
+        self.fdb = Fdb(states, events)
 
     def node(self, namespace: str) -> str:
         state = self.states.get(namespace)
@@ -61,13 +69,26 @@ class HopBuilder:
         direction: Direction,
         events: Sequence[tuple[int, Event]],
         origin: int | None = None,
+        copies: Sequence[Sequence[tuple[int, Event]]] = (),
+        copy: bool = False,
     ) -> Series:
         """``events``: (position in the run, event) of one packet and direction, in time
         order; offsets count from ``origin`` (the request's first hop) or, for the
-        request itself, from its own first hop: a probe starts at +0.0."""
+        request itself, from its own first hop: a probe starts at +0.0. ``copies``:
+        the flooded copies of this series (each a list of events); ``copy``: this is
+        one of them."""
         series = Series(index, direction)
         if not events:
             return series
+        # (namespace, bridge) -> ports a flooded copy went out of
+        flooded: dict[tuple[str, str], list[str]] = {}
+        for found in copies:
+            first_copy = found[0][1]
+            bridge_of = self._bridge(first_copy.namespace, first_copy.ifname)
+            if bridge_of:
+                flooded.setdefault((first_copy.namespace, bridge_of), []).append(first_copy.ifname)
+        # (namespace, bridge) -> the port the frame came in on, until it leaves
+        ingress: dict[tuple[str, str], str] = {}
         start = origin
         last_time: int | None = None
         previous: Event | None = None
@@ -100,9 +121,22 @@ class HopBuilder:
                 else:
                     continue
             elif e.hook == Hook.DEV_XMIT:
-                hop = self._xmit(e, previous, first=series.hops == [], direction=direction)
+                first = series.hops == []
+                switch = self._bridge(e.namespace, e.ifname)
+                came_in = ingress.pop((e.namespace, switch), None) if switch else None
+                if copy and first and switch:
+                    hop = ("bridge-forward", f"{switch} floods a copy out of {e.ifname}")
+                elif switch and not first and previous is not None:
+                    hop = self._switch(e, switch, came_in, previous, flooded)
+                if hop is None:
+                    hop = self._xmit(e, previous, first=first, direction=direction)
+                if self._is_bridge(e.namespace, e.ifname):
+                    ingress.pop((e.namespace, e.ifname), None)
             elif e.hook == Hook.DEV_RECV:
                 hop = self._recv(e, previous)
+                switch = self._bridge(e.namespace, e.ifname)
+                if switch:
+                    ingress[(e.namespace, switch)] = e.ifname
             elif e.hook == Hook.DROP:
                 hop = (
                     "drop",
@@ -155,6 +189,8 @@ class HopBuilder:
         """Whether the capture saw this hop; None where no capture could (not a device)."""
         if self.captured is None or e.hook not in (Hook.DEV_XMIT, Hook.DEV_RECV):
             return None
+        if e.namespace not in self.states:
+            return None  # a namespace the run did not trace: nothing captured there
         return position in self.captured
 
     def _bridge(self, namespace: str, ifname: str) -> str | None:
@@ -166,27 +202,48 @@ class HopBuilder:
         state = self.states.get(namespace)
         return bool(state and state.is_bridge(ifname))
 
+    def _switch(
+        self,
+        e: Event,
+        bridge: str,
+        came_in: str | None,
+        previous: Event,
+        flooded: dict[tuple[str, str], list[str]],
+    ) -> tuple[str, str] | None:
+        """A bridge port transmits: forwarded by the FDB, or flooded, and why."""
+        if came_in is None and (previous.ifname, previous.namespace) != (bridge, e.namespace):
+            return None
+        where = f"from {came_in} to {e.ifname}" if came_in else f"out of port {e.ifname}"
+        copies = [p for p in flooded.get((e.namespace, bridge), []) if p != e.ifname]
+        mac = e.dmac
+        known = self.fdb.port(e.namespace, mac, e.time_ns) if mac else None
+        if copies or is_group(mac) or (mac and known is None):
+            if mac == "ff:ff:ff:ff:ff:ff":
+                why = "a broadcast"
+            elif is_group(mac):
+                why = "a multicast MAC"
+            elif known is not None:
+                why = f"its FDB entry for {mac} was gone: aged out or flushed"
+            else:
+                why = f"{mac} is not in its FDB"
+            also = f"; copies out of {', '.join(copies)}" if copies else ""
+            if came_in:
+                where = f"from {came_in} out of {e.ifname}"
+            return ("bridge-forward", f"{bridge} floods it {where} ({why}{also})")
+        verb = "forwards it" if came_in else "sends it"
+        if known == e.ifname:
+            return ("bridge-forward", f"{bridge} {verb} {where} (FDB: {mac} on {e.ifname})")
+        return ("bridge-forward", f"{bridge} {verb} {where}")
+
     def _xmit(
         self, e: Event, previous: Event | None, first: bool, direction: str
     ) -> tuple[str, str]:
         node = self.node(e.namespace)
-        bridge = self._bridge(e.namespace, e.ifname)
         if first:
             verb = "answers" if direction == "reply" else "sends"
             if direction == "icmp_error":
                 verb = "reports an error"
             return ("send", f"{node} {verb} on {e.ifname}")
-        if previous is not None and previous.namespace == e.namespace and bridge:
-            if (
-                previous.hook == Hook.DEV_RECV
-                and self._bridge(e.namespace, previous.ifname) == bridge
-            ):
-                return (
-                    "bridge-forward",
-                    f"{bridge} forwards it from {previous.ifname} to {e.ifname}",
-                )
-            if previous.ifname == bridge:
-                return ("bridge-forward", f"{bridge} sends it out of port {e.ifname}")
         state = self.states.get(e.namespace)
         route = state.route_for(e.dst) if state else None
         via = f" via {route.gateway}" if route and route.gateway else ""

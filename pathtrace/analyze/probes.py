@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import replace
 
+from pathtrace.analyze.copies import split_copies
 from pathtrace.analyze.correlate import correlate
 from pathtrace.analyze.hops import HopBuilder
 from pathtrace.analyze.verdict import Judge
@@ -45,17 +46,17 @@ def build_probes(
     by_probe: dict[int, list[tuple[int, Event]]] = defaultdict(list)
     for position, event in enumerate(events):
         by_probe[event.index].append((position, event))
-    builder = HopBuilder(setting.states, set(correlation.matched) if correlation else None)
+    builder = HopBuilder(setting.states, set(correlation.matched) if correlation else None, events)
     judge = Judge(setting.states, setting.source, setting.target, lost, setting.restore)
     source = setting.states.get(setting.source)
     probes = []
     for index in range(setting.count):
         groups = sort_series(by_probe.get(index, []), setting.source, source)
-        request = builder.build(index, "request", groups["request"])
+        request = _build(builder, index, "request", groups["request"], None, setting)
         origin = request.hops[0].time_ns if request.hops else None
         # Every series counts from the request's first hop: +0.0 is the send.
         built = {
-            direction: builder.build(index, direction, found, origin)
+            direction: _build(builder, index, direction, found, origin, setting)
             for direction, found in groups.items()
             if found and direction != "request"
         }
@@ -67,6 +68,23 @@ def build_probes(
         verdict = judge.judge(request, reply, errors, own, (send_errors or {}).get(index))
         probes.append(ProbeTrace(index, request, reply, errors, verdict, others))
     return probes
+
+
+def _build(
+    builder: HopBuilder,
+    index: int,
+    direction: Direction,
+    found: list[tuple[int, Event]],
+    origin: int | None,
+    setting: Setting,
+) -> Series:
+    """A series' path, with the copies a bridge flooded beside it apart."""
+    path, copies = split_copies(found, setting.states)
+    series = builder.build(index, direction, path, origin, copies)
+    if origin is None and series.hops:
+        origin = series.hops[0].time_ns
+    series.copies = [builder.build(index, direction, c, origin, copy=True) for c in copies]
+    return series
 
 
 def sort_series(

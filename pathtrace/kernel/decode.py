@@ -81,7 +81,9 @@ class DecodeContext:
     def namespace_name(self, inode: int) -> str:
         if inode not in self.namespaces and inode not in self._asked:
             self._asked.add(inode)  # once each: events from unnamed namespaces are many
-            self.namespaces.update(netns.namespace_names())  # one made since we started
+            # One made since we started; names given by the run (the host's) stay.
+            for number, name in netns.namespace_names().items():
+                self.namespaces.setdefault(number, name)
         return self.namespaces.get(inode, f"netns:{inode}" if inode else "")
 
     @cached_property
@@ -204,4 +206,10 @@ def decode(raw: dict[str, Any], ctx: DecodeContext) -> Event:
         drop_reason=ctx.drop_reason(raw["drop_reason"]) if is_drop else None,
         location=ctx.symbol(raw["location"]) if is_drop else None,
         conntrack=ct,
+        dmac=_mac(raw.get("dmac", b"")),
+        smac=_mac(raw.get("smac", b"")),
     )
+
+
+def _mac(value: bytes) -> str:
+    return "" if not any(value) else ":".join(f"{b:02x}" for b in value)

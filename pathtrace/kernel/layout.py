@@ -54,6 +54,8 @@ FIELDS: dict[str, int] = {
     "followed": 1,
     "pkt_type": 1,
     "clock": 1,
+    "dmac": 6,
+    "smac": 6,
     "ifname": 16,
 }
 # Kept in network byte order by the kernel: decoded as big-endian.
@@ -73,6 +75,7 @@ NETWORK_ORDER = {
     "ip_id",
 }
 _INT = {1: "B", 2: "H", 4: "I", 8: "Q"}
+BYTE_FIELDS = {"ifname", "dmac", "smac"}  # read as they are, not as numbers
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ class EventLayout:
             if offset < at:
                 raise LayoutError(f"struct pt_event field {name} overlaps another")
             fmt += "x" * (offset - at)
-            fmt += f"{width}s" if name == "ifname" else _INT[width]
+            fmt += f"{width}s" if name in BYTE_FIELDS else _INT[width]
             names.append(name)
             at = offset + width
         fmt += "x" * (size - at)

@@ -118,6 +118,10 @@ class Event:
     location: str | None = None
     conntrack: Conntrack | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Device and bridge hooks: the frame's Ethernet addresses ("" where none is
+    # set, and in bundles saved before 2026-11-28).
+    dmac: str = ""
+    smac: str = ""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -41,7 +41,13 @@ class LiveRule:
     def cited_via(self, path: tuple[LiveRule, ...]) -> str:
         """The rule named with the chains a packet went through to meet it:
         ``nat POSTROUTING -> CNI-1a2b handle 3: ...``."""
-        chains = " -> ".join([*(step.chain for step in path), self.chain])
+        # A jump's comment often says whom the chain it leads to is for (netavark's
+        # "dnat name: podman id: ..."): it labels that arrow, unless the rule says it.
+        chains = ""
+        for step in path:
+            label = step.comment if step.comment and step.comment != self.comment else ""
+            chains += f"{step.chain} -[{label}]-> " if label else f"{step.chain} -> "
+        chains += self.chain
         said = f"{self.table} {chains} handle {self.handle}: {self.text}"
         if not self.iptables:
             return said

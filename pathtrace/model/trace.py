@@ -80,6 +80,8 @@ class Series:
     index: int
     direction: Direction
     hops: list[Hop] = field(default_factory=list)
+    # Copies a bridge flooded beside this path (never judged: not the packet's way).
+    copies: list[Series] = field(default_factory=list)
 
     @property
     def title(self) -> str:

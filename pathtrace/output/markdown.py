@@ -41,6 +41,12 @@ def markdown(result: RunResult) -> str:
                     f"| {series.title} | {hop.offset_us:.1f} | {hop.node} | "
                     f"{hop.interface or '-'} | {_cell(hop.text)} |"
                 )
+            for copy in series.copies:
+                lines += [
+                    f"| {series.title} (copy) | {hop.offset_us:.1f} | {hop.node} | "
+                    f"{hop.interface or '-'} | {_cell(hop.text)} |"
+                    for hop in copy.hops
+                ]
         lines.append("")
     lines += ["## sequence", "", "```mermaid", mermaid(result), "```", ""]
     return "\n".join(lines)

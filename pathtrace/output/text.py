@@ -45,6 +45,9 @@ def _path_signature(probe: ProbeTrace) -> tuple[Any, ...]:
     return (
         probe.verdict.outcome,
         tuple((s.direction, h.node, h.interface, h.action) for s in probe.series for h in s.hops),
+        # Flooded once, forwarded once the FDB learned: not the same path.
+        tuple(h.text for s in probe.series for h in s.hops if h.action == "bridge-forward"),
+        tuple(len(s.copies) for s in probe.series),
     )
 
 
@@ -115,6 +118,16 @@ def render(result: RunResult, out: TextIO | None = None, width: int | None = Non
                 table.add_row(
                     f"+{hop.offset_us:.1f}us", mark, hop.node, hop.interface or "-", _what(hop)
                 )
+            for copy in series.copies:  # flooded beside the path: dim, never judged
+                for hop in copy.hops:
+                    mark = {True: "*", False: "!", None: ""}[hop.captured]
+                    table.add_row(
+                        f"+{hop.offset_us:.1f}us",
+                        mark,
+                        hop.node,
+                        hop.interface or "-",
+                        f"[dim]copy: {escape(hop.text)}[/]",
+                    )
             console.print(table)
         _verdict(console, probe)
     console.print()

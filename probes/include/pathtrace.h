@@ -89,7 +89,9 @@ struct pt_event {
 	__u8 followed;  /* 1: recognised by its skb, the tag was not readable here */
 	__u8 pkt_type;
 	__u8 clock;     /* 1: CLOCK_TAI, 2: CLOCK_BOOTTIME (kernels before 6.1) */
-	__u8 pad[5];
+	__u8 dmac[6];   /* device and bridge hooks: the frame's Ethernet addresses */
+	__u8 smac[6];   /* (zero where no Ethernet header is set) */
+	__u8 pad[1];
 	char ifname[PT_IFNAMSIZ];
 };
 

@@ -91,9 +91,18 @@ print(json.dumps(out))
     bridged = seen["bridged"][1]["probes"][0]
     snat = next(h for h in bridged["request"]["hops"] if h["translation"])
     assert snat["translation"]["after"].startswith("192.168.100.1:")
+    # Between two ports of br0, with the SNAT in between: forwarded (or flooded) from
+    # port to port, as the FDB and the frame's MAC say.
+    texts = [h["text"] for h in bridged["request"]["hops"]]
     assert any(
-        "br0 sends it out of port veth-host2" in h["text"] for h in bridged["request"]["hops"]
-    )
+        t.startswith(
+            (
+                "br0 forwards it from veth-host1 to veth-host2 (FDB: ",
+                "br0 floods it from veth-host1 out of veth-host2 (",
+            )
+        )
+        for t in texts
+    ), texts
     assert bridged["reply"]["hops"][0]["packet"]["dst"] == "192.168.100.1"
     assert seen["internet"][1]["probes"][0]["verdict"]["outcome"] == "answered"
 
@@ -360,7 +369,10 @@ print(json.dumps(out))
         assert probe["request"]["hops"][0]["captured"]
         assert owner in report["namespaces"].values()
     bridged = seen["bridged"][1]["probes"][0]["request"]["hops"]
-    assert any("br0 sends it out of port veth-host2" in h["text"] for h in bridged)
+    assert any(
+        h["text"].startswith(("br0 sends it out of port veth-host2", "br0 floods it out of port"))
+        for h in bridged
+    ), bridged
     for name, words in (("nobody", "not an address of any namespace"), ("tun", "out of tun9")):
         code, stdout, stderr = seen[name]
         assert code == 2 and stderr.count("\n") == 1 and words in stderr, stderr
@@ -376,3 +388,101 @@ print(json.dumps(out))
     code, stdout = seen["lab"]
     report = json.loads(stdout)
     assert code == 0 and report["run"]["source_namespace"] == "pt-host", report["run"]
+
+
+NETAVARK = r"""
+import hashlib, json, os, re, subprocess, sys
+from pathtrace.system import netns
+
+def sh(command, **kw):
+    return subprocess.run(["bash", "-c", command], check=True, capture_output=True, text=True, **kw)
+
+def pathtrace(*argv):
+    done = subprocess.run([sys.executable, "-m", "pathtrace", *argv], capture_output=True,
+                          text=True, timeout=60)
+    return done.returncode, json.loads(done.stdout) if done.stdout else done.stderr
+
+def counters():
+    text = sh("nft -a list ruleset").stdout
+    return {int(h): int(p) for p, h in re.findall(r"packets (\d+) .*# handle (\d+)", text)}
+
+NETWORK = {"name": "podman", "id": hashlib.sha256(b"podman").hexdigest(),
+           "driver": "bridge", "network_interface": "podman0",
+           "subnets": [{"subnet": "10.88.0.0/16", "gateway": "10.88.0.1"}],
+           "ipv6_enabled": False, "internal": False, "dns_enabled": False,
+           "ipam_options": {"driver": "host-local"}}
+os.makedirs("/run/netavark", exist_ok=True)
+for pod, address, ports in (("web", "10.88.0.14", [{"host_ip": "", "container_port": 80,
+                            "host_port": 8080, "range": 1, "protocol": "tcp"}]),
+                            ("db", "10.88.0.15", [])):
+    sh(f"ip netns add {pod}")
+    # What podman hands netavark for a container: its network options, on stdin.
+    options = {"container_id": hashlib.sha256(pod.encode()).hexdigest(),
+               "container_name": pod, "port_mappings": ports,
+               "networks": {"podman": {"static_ips": [address], "interface_name": "eth0"}},
+               "network_info": {"podman": NETWORK}}
+    sh(f"/usr/lib/podman/netavark --config /run/netavark setup /run/netns/{pod}",
+       input=json.dumps(options))
+sh("ip netns add wan && ip link add eth0 type veth peer name eth0 netns wan && "
+   "ip addr add 198.51.100.2/24 dev eth0 && ip link set eth0 up && "
+   "ip -n wan addr add 198.51.100.1/24 dev eth0 && ip -n wan link set eth0 up && "
+   "ip -n wan link set lo up && ip -n wan addr add 8.8.8.8/32 dev lo && "
+   "ip route add default via 198.51.100.1")
+listener = subprocess.Popen(["nsenter", "--net=/run/netns/web", sys.executable, "-c",
+    "import socket, time; s = socket.socket(); s.bind(('0.0.0.0', 80)); s.listen(); "
+    "print('ready', flush=True); time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+listener.stdout.readline()
+out = {}
+before = counters()
+out["internet"] = pathtrace("run", "ping", "8.8.8.8", "--from", "web", "-c", "1", "--json")
+out["internet_counted"] = [h for h, n in counters().items() if n > before.get(h, 0)]
+out["pods"] = pathtrace("run", "ping", "10.88.0.15", "--from", "web", "-c", "1", "--json")
+before = counters()
+out["hostport"] = pathtrace("run", "tcp", "198.51.100.2:8080", "--from", "wan", "-c", "1",
+                            "--json")
+out["hostport_counted"] = [h for h, n in counters().items() if n > before.get(h, 0)]
+listener.kill()
+print(json.dumps(out))
+"""
+
+
+def test_a_netavark_network_is_traced_with_its_rules() -> None:
+    """podman's own configurator, called as podman calls it (network options on
+    stdin, a namespace path), writing its iptables rules through iptables-nft."""
+    if not Path("/usr/lib/podman/netavark").exists():
+        pytest.fail("netavark is not installed: make setup installs it")
+    seen = scratch.result(NETAVARK)
+
+    def hops(name: str) -> list[dict[str, object]]:
+        code, report = seen[name]
+        assert code == 0, report
+        return report["probes"][0]["request"]["hops"]  # type: ignore[no-any-return]
+
+    snat = next(h for h in hops("internet") if h["translation"])
+    rule = str(snat["translation"]["rule"])  # type: ignore[index]
+    assert snat["node"] == "host" and "nat POSTROUTING -> NETAVARK-" in rule, rule
+    assert "iptables: -A NETAVARK-" in rule and "-j MASQUERADE" in rule, rule
+    handle = int(re.search(r"NETAVARK-\w+ handle (\d+)", rule).group(1))  # type: ignore[union-attr]
+    assert handle in seen["internet_counted"], (rule, seen["internet_counted"])
+    texts = [str(h["text"]) for h in hops("pods")]
+    assert any(
+        t.startswith(("podman0 forwards it from veth", "podman0 floods it from veth"))
+        for t in texts
+    ), texts
+    assert not any(h["translation"] for h in hops("pods"))
+    dnat = next(h for h in hops("hostport") if h["translation"])
+    rule = str(dnat["translation"]["rule"])  # type: ignore[index]
+    assert dnat["translation"]["kind"] == "DNAT", dnat  # type: ignore[index]
+    assert "NETAVARK-HOSTPORT-DNAT" in rule and "dnat name: podman id: " in rule, rule
+    assert str(dnat["translation"]["after"]).startswith("10.88.0.14:80")  # type: ignore[index]
+    handle = int(re.findall(r"handle (\d+)", rule)[-1])
+    assert handle in seen["hostport_counted"], (rule, seen["hostport_counted"])
+    assert seen["hostport"][1]["probes"][0]["verdict"]["outcome"] == "answered"
+    assert set(seen["internet"][1]["namespaces"].values()) == {"web", "host", "wan"}
+    # One name per namespace across the whole report: the host is "host" in every
+    # series (a namespace first seen mid-run once renamed it "root").
+    report = seen["hostport"][1]
+    probe = report["probes"][0]
+    series = [probe["request"], probe["reply"], *probe["others"]]
+    nodes = {h["node"] for s in series for h in s["hops"]}
+    assert nodes == {"wan", "host", "web"}, nodes

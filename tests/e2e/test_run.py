@@ -376,3 +376,57 @@ def test_every_series_is_in_time_order_and_holds_one_packet(
         for series in probe.series:
             # A hop shows the packet's own length (the IP header's): one per series.
             assert len({h.packet.length for h in series.hops}) == 1, series.direction
+
+
+def test_a_flooded_frame_is_one_path_and_its_copies(lab: topology.Topology, prefix: str) -> None:
+    """A third port on br0 and an FDB that knows nothing (ageing 0: it never keeps
+    what it learns): the bridge floods; the copy dropped by the third namespace as
+    not its MAC is no hop of the path and no verdict; with learning back on, the
+    same ping is forwarded by the FDB."""
+    host, extra = lab.namespace("host"), f"{prefix}extra"
+    script = f"""
+    set -e
+    ip netns add {extra}
+    ip -n {host} link add veth-host9 type veth peer name eth0 netns {extra}
+    ip -n {host} link set veth-host9 master br0 up
+    ip -n {extra} addr add 192.168.100.9/24 dev eth0; ip -n {extra} link set eth0 up
+    ip -n {host} link set br0 type bridge ageing_time 0
+    """
+    subprocess.run(["bash", "-c", script], check=True)
+    try:
+        probe = run(lab, "ping", "192.168.100.3", count=1).probes[0]
+        assert probe.verdict.outcome == "answered", probe.verdict
+        assert probe.reply is not None
+        # The reply's MAC was learned from the request, and aged out at once.
+        for series, port, why in (
+            (probe.request, "veth-host1", "is not in its FDB"),
+            (probe.reply, "veth-host2", "was gone: aged out or flushed"),
+        ):
+            flood = next(h for h in series.hops if h.action == "bridge-forward")
+            assert flood.text.startswith(f"br0 floods it from {port} out of"), flood.text
+            assert why in flood.text and "copies out of veth-host9" in flood.text
+            assert [h.node for h in series.hops].count(extra) == 0  # the copy is apart
+            (copy,) = series.copies
+            assert copy.hops[0].text == "br0 floods a copy out of veth-host9"
+            assert copy.hops[-1].node == extra and copy.hops[-1].drop_reason == "OTHERHOST"
+        assert "copy: br0 floods a copy out of veth-host9" in _text(probe)
+        # Learning kept again: the reply's MAC was learned from the request.
+        netns.run(host, ["ip", "link", "set", "br0", "type", "bridge", "ageing_time", "30000"])
+        learned = run(lab, "ping", "192.168.100.3", count=2).probes[-1]
+        assert learned.verdict.outcome == "answered"
+        for series in (learned.request, learned.reply):
+            assert series is not None and not series.copies
+            hop = next(h for h in series.hops if h.action == "bridge-forward")
+            assert hop.text.startswith("br0 forwards it from veth-host") and "(FDB: " in hop.text
+    finally:
+        subprocess.run(["ip", "netns", "delete", extra], check=False)
+
+
+def _text(probe: ProbeTrace) -> str:
+    return "\n".join(
+        f"copy: {h.text}"
+        for s in (probe.request, probe.reply)
+        if s
+        for c in s.copies
+        for h in c.hops
+    )

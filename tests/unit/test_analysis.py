@@ -16,7 +16,7 @@ from pathtrace.analyze.hops import HopBuilder
 from pathtrace.analyze.probes import build_probes
 from pathtrace.analyze.verdict import Judge
 from pathtrace.kernel.decode import CLOCK_TAI, DecodeContext, KernelClock, decode
-from pathtrace.kernel.layout import FIELDS
+from pathtrace.kernel.layout import BYTE_FIELDS, FIELDS
 from pathtrace.model import tag
 from pathtrace.model.event import Event, Hook
 from pathtrace.model.result import Setting
@@ -56,8 +56,13 @@ class _FixedClock(KernelClock):
         self.boot_offset_ns = 0
 
 
+def _zeros() -> dict[str, object]:
+    """A record of zeros, as the layout unpacks one."""
+    return {name: bytes(width) if name in BYTE_FIELDS else 0 for name, width in FIELDS.items()}
+
+
 def test_decode_names_everything_the_record_holds_in_numbers() -> None:
-    raw: dict[str, object] = {name: 0 for name in FIELDS}
+    raw = _zeros()
     raw |= {
         "time_ns": 1_000_000_037_000_000_000,
         "clock": CLOCK_TAI,
@@ -80,6 +85,7 @@ def test_decode_names_everything_the_record_holds_in_numbers() -> None:
         "ct_reply_src": 0x08080808,
         "ct_reply_dst": 0xC6336402,
         "ct_status": 1 << 4,
+        "dmac": bytes.fromhex("9e0190731a4c"),
     }
     ctx = DecodeContext(_FixedClock(), {4026532001: "pt-host"}, {2: "NOT_SPECIFIED"})
     event = decode(raw, ctx)
@@ -90,11 +96,12 @@ def test_decode_names_everything_the_record_holds_in_numbers() -> None:
     assert event.drop_reason == "NOT_SPECIFIED" and event.tcp_flags is None
     assert event.conntrack is not None and event.conntrack.snat
     assert event.conntrack.original.src == "192.168.100.2"
+    assert (event.dmac, event.smac) == ("9e:01:90:73:1a:4c", "")  # no MAC set: none
     assert Event.from_json(event.to_json()) == event  # the stable form round-trips
 
 
 def test_an_unknown_hook_decodes_without_guessing() -> None:
-    raw: dict[str, object] = {name: 0 for name in FIELDS} | {"hook": 99, "ifname": b"\0"}
+    raw = _zeros() | {"hook": 99}
     event = decode(raw, DecodeContext(_FixedClock(), {}, {}))
     assert event.hook == "hook99" and event.namespace == "" and event.tag == "unknown"
 
