@@ -20,6 +20,12 @@
 #include "pathtrace.h"
 
 #define PT_ETH_P_IP 0x0800
+#define PT_ETH_P_IPV6 0x86DD
+#define PT_IPPROTO_ICMPV6 58 /* a #define in the kernel: not in vmlinux.h */
+#define PT_NEXTHDR_HOP 0
+#define PT_NEXTHDR_ROUTING 43
+#define PT_NEXTHDR_FRAGMENT 44
+#define PT_NEXTHDR_DEST 60
 #define PT_NF_ACCEPT 1
 #define PT_CLOCK_TAI 1
 #define PT_CLOCK_BOOTTIME 2
@@ -104,8 +110,9 @@ static __always_inline int pt_read(__u32 *dst, __u32 words, const void *src)
 
 struct pt_pkt {
 	__u32 saddr, daddr, run, index;
+	__u32 saddr6[4], daddr6[4];
 	__u16 sport, dport, ip_id, tot_len;
-	__u8 protocol, ttl, icmp_type, icmp_code, tcp_flags, tag_kind;
+	__u8 protocol, ttl, icmp_type, icmp_code, tcp_flags, tag_kind, family;
 };
 
 static __always_inline int pt_tag_words(const __u32 *tag, struct pt_pkt *p, __u8 kind)
@@ -143,30 +150,99 @@ static __always_inline int pt_seq_tag(__u32 seq, struct pt_pkt *p, __u8 kind)
 	return 1;
 }
 
-/* The tag of a packet quoted by an ICMP error. */
-static __always_inline int pt_quoted_tag(const unsigned char *l3, struct pt_pkt *p)
+/* The tag behind an L4 header of a packet an ICMP error quotes. */
+static __always_inline int pt_quoted_l4(const unsigned char *l4, __u8 protocol, struct pt_pkt *p)
 {
-	struct iphdr iph;
 	__u32 seq;
 
-	if (pt_read((__u32 *)&iph, 5, l3) || iph.version != 4)
-		return 0;
-	const unsigned char *l4 = l3 + iph.ihl * 4;
-	if (iph.protocol == IPPROTO_ICMP || iph.protocol == IPPROTO_UDP)
+	if (protocol == IPPROTO_ICMP || protocol == IPPROTO_UDP || protocol == PT_IPPROTO_ICMPV6)
 		return pt_payload_tag(l4 + 8, p, PT_TAG_ICMP_ERROR);
-	if (iph.protocol == IPPROTO_TCP && !pt_read(&seq, 1, l4 + 4))
+	if (protocol == IPPROTO_TCP && !pt_read(&seq, 1, l4 + 4))
 		return pt_seq_tag(bpf_ntohl(seq), p, PT_TAG_ICMP_ERROR);
 	return 0;
 }
 
-/* Reads the IPv4 packet at l3 into p. Returns 1 if it carries this run's tag,
- * 0 if not, -1 if it is no IPv4 packet. */
+/* The tag of a packet quoted by an ICMP error. */
+static __always_inline int pt_quoted_tag(const unsigned char *l3, struct pt_pkt *p)
+{
+	struct iphdr iph;
+
+	if (pt_read((__u32 *)&iph, 5, l3) || iph.version != 4)
+		return 0;
+	return pt_quoted_l4(l3 + iph.ihl * 4, iph.protocol, p);
+}
+
+/* The tag of a packet quoted by an ICMPv6 error (our probes carry no
+ * extension headers, so the quoted L4 header follows the fixed one). */
+static __always_inline int pt_quoted_tag6(const unsigned char *l3, struct pt_pkt *p)
+{
+	struct ipv6hdr ip6;
+
+	if (pt_read((__u32 *)&ip6, 10, l3) || ip6.version != 6)
+		return 0;
+	return pt_quoted_l4(l3 + 40, ip6.nexthdr, p);
+}
+
+static __always_inline int pt_parse_l4(const unsigned char *l4, __u32 l4_len,
+				       struct pt_pkt *p);
+
+/* Reads the IPv6 packet at l3 into p: the fixed header, then up to three
+ * extension headers (hop-by-hop, routing, destination options, a first
+ * fragment) skipped by their lengths. */
+static __always_inline int pt_parse6(const unsigned char *l3, struct pt_pkt *p)
+{
+	struct ipv6hdr ip6;
+
+	if (pt_read((__u32 *)&ip6, 10, l3) || ip6.version != 6)
+		return -1;
+	p->family = 6;
+	__builtin_memcpy(p->saddr6, &ip6.saddr, 16);
+	__builtin_memcpy(p->daddr6, &ip6.daddr, 16);
+	p->ttl = ip6.hop_limit;
+	/* No IP id in IPv6: the flow label's low bits tell packets apart. */
+	p->ip_id = (__u16)((ip6.flow_lbl[1] << 8) | ip6.flow_lbl[2]);
+	__u16 payload = bpf_ntohs(ip6.payload_len);
+	p->tot_len = payload + 40;
+	__u8 next = ip6.nexthdr;
+	__u32 off = 40;
+
+	for (int i = 0; i < 3; i++) {
+		__u32 ext[2];
+
+		if (next != PT_NEXTHDR_HOP && next != PT_NEXTHDR_ROUTING &&
+		    next != PT_NEXTHDR_DEST && next != PT_NEXTHDR_FRAGMENT)
+			break;
+		if (pt_read(ext, 2, l3 + off))
+			return 0;
+		__u8 *b = (__u8 *)ext;
+		if (next == PT_NEXTHDR_FRAGMENT) {
+			if (bpf_ntohs(*(__u16 *)(b + 2)) & ~7)
+				return 0; /* a later fragment: no L4 header here */
+			off += 8;
+		} else {
+			off += (b[1] + 1) * 8;
+		}
+		next = b[0];
+	}
+	p->protocol = next;
+	if (off > payload + 40)
+		return 0;
+	return pt_parse_l4(l3 + off, payload + 40 - off, p);
+}
+
+/* Reads the IP packet at l3 into p. Returns 1 if it carries this run's tag,
+ * 0 if not, -1 if it is no IP packet. */
 static __always_inline int pt_parse(const unsigned char *l3, struct pt_pkt *p)
 {
 	struct iphdr iph;
 
-	if (!l3 || pt_read((__u32 *)&iph, 5, l3) || iph.version != 4)
+	if (!l3 || pt_read((__u32 *)&iph, 5, l3))
 		return -1;
+	if (iph.version == 6)
+		return pt_parse6(l3, p);
+	if (iph.version != 4)
+		return -1;
+	p->family = 4;
 	p->saddr = iph.saddr;
 	p->daddr = iph.daddr;
 	p->protocol = iph.protocol;
@@ -175,12 +251,34 @@ static __always_inline int pt_parse(const unsigned char *l3, struct pt_pkt *p)
 	p->tot_len = bpf_ntohs(iph.tot_len);
 	if (iph.frag_off & bpf_htons(0x1fff))
 		return 0; /* a later fragment: no L4 header here */
-	const unsigned char *l4 = l3 + iph.ihl * 4;
+	return pt_parse_l4(l3 + iph.ihl * 4, p->tot_len - iph.ihl * 4, p);
+}
+
+/* The L4 header at l4 (l4_len bytes to the packet's end) and the tag behind it. */
+static __always_inline int pt_parse_l4(const unsigned char *l4, __u32 l4_len,
+				       struct pt_pkt *p)
+{
 	/* One read for the L4 header and the tag behind it: ICMP and UDP headers
 	 * are 8 bytes, the tag 12; TCP needs its first 16. */
 	__u32 w[5];
 
-	if (iph.protocol == IPPROTO_ICMP) {
+	if (p->protocol == PT_IPPROTO_ICMPV6) {
+		if (pt_read(w, 5, l4))
+			return 0;
+		struct icmphdr *ic = (struct icmphdr *)w;
+		p->icmp_type = ic->type;
+		p->icmp_code = ic->code;
+		p->sport = ic->un.echo.id;
+		p->dport = ic->un.echo.sequence;
+		if (ic->type == 128)
+			return pt_tag_words(&w[2], p, PT_TAG_REQUEST);
+		if (ic->type == 129)
+			return pt_tag_words(&w[2], p, PT_TAG_REPLY);
+		if (ic->type >= 1 && ic->type <= 4) /* unreachable, too big, time, parameter */
+			return pt_quoted_tag6(l4 + 8, p);
+		return 0;
+	}
+	if (p->protocol == IPPROTO_ICMP) {
 		if (pt_read(w, 5, l4))
 			return 0;
 		struct icmphdr *ic = (struct icmphdr *)w;
@@ -196,17 +294,17 @@ static __always_inline int pt_parse(const unsigned char *l3, struct pt_pkt *p)
 			return pt_quoted_tag(l4 + 8, p);
 		return 0;
 	}
-	if (iph.protocol == IPPROTO_UDP) {
+	if (p->protocol == IPPROTO_UDP) {
 		if (pt_read(w, 5, l4))
 			return 0;
 		p->sport = w[0] & 0xffff;
 		p->dport = w[0] >> 16;
 		return pt_tag_words(&w[2], p, PT_TAG_REQUEST);
 	}
-	if (iph.protocol == IPPROTO_TCP) {
+	if (p->protocol == IPPROTO_TCP) {
 		/* A probe's handshake segments carry no payload: a segment longer than
 		 * the largest TCP header is bulk data, decided without reading it. */
-		if (bpf_ntohs(iph.tot_len) > iph.ihl * 4 + 60)
+		if (l4_len > 60)
 			return 0;
 		if (pt_read(w, 4, l4)) /* ports, seq, ack, offset and flags */
 			return 0;
@@ -273,7 +371,9 @@ static __always_inline __u64 pt_now(__u8 *clock)
 
 static __always_inline const unsigned char *pt_l3_of(struct sk_buff *skb, int from_data)
 {
-	if (PT_SKB(skb, protocol) != bpf_htons(PT_ETH_P_IP))
+	__be16 proto = PT_SKB(skb, protocol);
+
+	if (proto != bpf_htons(PT_ETH_P_IP) && proto != bpf_htons(PT_ETH_P_IPV6))
 		return 0;
 	if (from_data)
 		return PT_SKB(skb, data);
@@ -385,6 +485,9 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	e->tag_kind = p.tag_kind;
 	e->saddr = p.saddr;
 	e->daddr = p.daddr;
+	e->family = p.family;
+	__builtin_memcpy(e->saddr6, p.saddr6, 16);
+	__builtin_memcpy(e->daddr6, p.daddr6, 16);
 	e->sport = p.sport;
 	e->dport = p.dport;
 	e->ip_id = p.ip_id;
@@ -408,7 +511,7 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	unsigned long nfct = PT_SKB(skb, _nfct);
 	struct nf_conn *ct = (struct nf_conn *)(nfct & ~7UL);
 	e->ct = (__u64)ct;
-	if (ct) {
+	if (ct && p.family == 4) {
 		struct nf_conntrack_tuple orig, reply;
 		bpf_core_read(&orig, sizeof(orig), &ct->tuplehash[0].tuple);
 		bpf_core_read(&reply, sizeof(reply), &ct->tuplehash[1].tuple);

@@ -14,7 +14,7 @@ from pathtrace.analyze.correlate import correlate
 from pathtrace.analyze.hops import HopBuilder
 from pathtrace.analyze.verdict import Judge
 from pathtrace.model.capture import Captured, Correlation
-from pathtrace.model.event import Event, TagKind
+from pathtrace.model.event import ICMP_ERRORS, Event, TagKind
 from pathtrace.model.result import Setting
 from pathtrace.model.state import NamespaceState
 from pathtrace.model.trace import Direction, ProbeTrace, Series
@@ -131,4 +131,4 @@ def settle_request(request: Series, reply: Series | None) -> Series:
 
 
 def _icmp_error(e: Event) -> bool:
-    return e.protocol == "icmp" and e.icmp_type in (3, 11, 12)
+    return e.icmp_type in ICMP_ERRORS.get(e.protocol, ())

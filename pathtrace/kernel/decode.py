@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from functools import cached_property
+from ipaddress import IPv6Address
 from typing import Any
 
 from pathtrace.kernel.libbpf import KernelBtf
@@ -158,7 +159,8 @@ def decode(raw: dict[str, Any], ctx: DecodeContext) -> Event:
         nf_hook = NAT_TYPES.get(raw["nf_hook"])
     protocol = raw["protocol"]
     ct = None
-    if raw["ct"]:
+    v6 = raw.get("family") == 6
+    if raw["ct"] and not v6:  # the probes read IPv4 conntrack tuples only
         ct = Conntrack(
             id=f"{raw['ct']:#x}",
             original=Tuple(
@@ -191,8 +193,8 @@ def decode(raw: dict[str, Any], ctx: DecodeContext) -> Event:
         tag=str(TAG_KIND_CODES.get(raw["tag_kind"], "unknown")),
         followed=bool(raw["followed"]),
         protocol=PROTOCOLS.get(protocol, str(protocol)),
-        src=_ip(raw["saddr"]),
-        dst=_ip(raw["daddr"]),
+        src=str(IPv6Address(raw["saddr6"])) if v6 else _ip(raw["saddr"]),
+        dst=str(IPv6Address(raw["daddr6"])) if v6 else _ip(raw["daddr"]),
         sport=raw["sport"],
         dport=raw["dport"],
         ttl=raw["ttl"],
@@ -200,8 +202,8 @@ def decode(raw: dict[str, Any], ctx: DecodeContext) -> Event:
         mark=raw["mark"],
         ip_id=raw["ip_id"],
         nf_hook=nf_hook,
-        icmp_type=raw["icmp_type"] if protocol == 1 else None,
-        icmp_code=raw["icmp_code"] if protocol == 1 else None,
+        icmp_type=raw["icmp_type"] if protocol in (1, 58) else None,
+        icmp_code=raw["icmp_code"] if protocol in (1, 58) else None,
         tcp_flags=raw["tcp_flags"] if protocol == 6 else None,
         drop_reason=ctx.drop_reason(raw["drop_reason"]) if is_drop else None,
         location=ctx.symbol(raw["location"]) if is_drop else None,

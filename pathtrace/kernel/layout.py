@@ -56,7 +56,10 @@ FIELDS: dict[str, int] = {
     "clock": 1,
     "dmac": 6,
     "smac": 6,
+    "family": 1,
     "ifname": 16,
+    "saddr6": 16,
+    "daddr6": 16,
 }
 # Kept in network byte order by the kernel: decoded as big-endian.
 NETWORK_ORDER = {
@@ -75,7 +78,7 @@ NETWORK_ORDER = {
     "ip_id",
 }
 _INT = {1: "B", 2: "H", 4: "I", 8: "Q"}
-BYTE_FIELDS = {"ifname", "dmac", "smac"}  # read as they are, not as numbers
+BYTE_FIELDS = {"ifname", "dmac", "smac", "saddr6", "daddr6"}  # read as they are, not as numbers
 
 
 @dataclass(frozen=True)

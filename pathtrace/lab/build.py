@@ -12,7 +12,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,22 @@ from pathtrace.lab.topology import Interface, Node, Route, Topology, reference_t
 from pathtrace.model.ruleset import Ruleset
 from pathtrace.system import netns, privileges
 
-# Every lab namespace runs IPv4 only: IPv6 autoconfiguration would put router
-# solicitations and DAD probes on every link, noise in each trace and capture.
+# IPv6 with static addresses only: no link-local addresses, no duplicate address
+# detection, no router advertisements or solicitations, no SLAAC. Autoconfiguration
+# would put RS, DAD and MLD on every link, noise in each trace and capture, and
+# DAD would hold a fresh address "tentative" for a second. Set before any link
+# is made, so every interface inherits them from `default`.
 BASELINE_SYSCTLS = {
-    "net.ipv6.conf.all.disable_ipv6": "1",
-    "net.ipv6.conf.default.disable_ipv6": "1",
+    f"net.ipv6.conf.{scope}.{key}": value
+    for scope in ("all", "default")
+    for key, value in (
+        ("disable_ipv6", "0"),
+        ("addr_gen_mode", "1"),
+        ("accept_dad", "0"),
+        ("accept_ra", "0"),
+        ("autoconf", "0"),
+        ("router_solicitations", "0"),
+    )
 }
 
 Progress = Callable[[str], None]
@@ -220,12 +231,13 @@ def _ensure_sysctl(ns: str, key: str, value: str, result: UpResult) -> None:
 
 def _firewall_differs(node: Node, live: Ruleset) -> bool:
     wanted_chains = firewall.used_chains(node)
-    for table, chain in wanted_chains:
-        found = live.chain(table, chain)
-        if found is None or found.policy != node.policies.get((table, chain), "accept"):
+    for family, table, chain in wanted_chains:
+        found = live.chain(table, chain, family)
+        policy = node.policies.get((table, chain), "accept") if family == "ip" else "accept"
+        if found is None or found.policy != policy:
             return True
-    names = {(r.table, r.chain, r.name) for r in node.rules}
-    live_names = {(r.table, r.chain, r.comment) for r in live.rules}
+    names = {(r.family, r.table, r.chain, r.name) for r in node.rules}
+    live_names = {(r.family, r.table, r.chain, r.comment) for r in live.rules}
     return names != live_names or len(live.chains) != len(wanted_chains)
 
 
@@ -334,7 +346,9 @@ class _Converger:
         if iface.kind == "loopback":
             wanted.add(("127.0.0.1", 8))
         for address, prefixlen in sorted(wanted - live):
-            ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
+            # nodad: a lab address is usable at once (no second of "tentative").
+            flags = {"flags": 0x02} if ":" in address else {}  # IFA_F_NODAD
+            ipr.addr("add", index=index, address=address, prefixlen=prefixlen, **flags)
             self.result.changes.append(f"{iface.label}: {address}/{prefixlen} added")
         for address, prefixlen in sorted(live - wanted):
             ipr.addr("del", index=index, address=address, prefixlen=prefixlen)
@@ -346,7 +360,8 @@ class _Converger:
         ipr = self.sockets[iface.node]
         return {
             (a.get("address"), a["prefixlen"])
-            for a in ipr.get_addr(family=socket.AF_INET, index=index)
+            for a in ipr.get_addr(index=index)
+            if a["family"] in (socket.AF_INET, socket.AF_INET6) and not _link_local(a)
         }
 
     def ensure_routes(self, node: Node) -> None:
@@ -356,12 +371,12 @@ class _Converger:
         wanted = {r.key: r for r in node.routes}
         for key, (route, raw) in live.items():
             if key not in wanted:
-                ipr.route("del", dst=raw.get("dst") or "0.0.0.0", dst_len=raw["dst_len"], table=254)
+                ipr.route("del", dst=route.destination, table=254, family=raw["family"])
                 self.result.changes.append(f"{node.name}: route {route.describe()} removed")
         for key, r in wanted.items():
             if key in live:
                 continue
-            spec: dict[str, Any] = {"dst": str(r.to) if r.to else "0.0.0.0/0", "table": 254}
+            spec: dict[str, Any] = {"dst": r.destination, "table": 254}
             if r.via is not None:
                 spec["gateway"] = str(r.via)
             if r.dev is not None:
@@ -373,19 +388,28 @@ class _Converger:
 def gateway_routes(ipr: Any) -> list[Any]:
     """Routes of the main table that were added by hand, not made by an address."""
     return [
-        r for r in ipr.get_routes(family=socket.AF_INET, table=254) if r["proto"] != 2
-    ]  # RTPROT_KERNEL: connected routes
+        r
+        for family in (socket.AF_INET, socket.AF_INET6)
+        for r in ipr.get_routes(family=family, table=254)
+        if r["proto"] != 2 and r["type"] == 1  # not RTPROT_KERNEL (connected), unicast
+    ]
 
 
 def live_route(raw: Any, ipr: Any) -> Route:
     dst = raw.get("dst")
-    to = IPv4Network(f"{dst}/{raw['dst_len']}") if dst else None
-    via = IPv4Address(raw.get("gateway")) if raw.get("gateway") else None
+    to = ip_network(f"{dst}/{raw['dst_len']}") if dst and raw["dst_len"] else None
+    via = ip_address(raw.get("gateway")) if raw.get("gateway") else None
     dev = None
     if raw.get("oif"):
         links = ipr.get_links(raw.get("oif"))
         dev = links[0].get("ifname") if links else None
     return Route(to=to, via=via, dev=dev)
+
+
+def _link_local(address: Any) -> bool:
+    """fe80::/10, and ::1 (lo's own): the kernel's to manage, never the description's."""
+    text = str(address.get("address", ""))
+    return text.startswith("fe80:") or text == "::1"
 
 
 def _kind(link: Any) -> str | None:

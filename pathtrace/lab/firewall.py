@@ -12,31 +12,43 @@ from pathtrace.model.ruleset import Ruleset, parse_listing
 from pathtrace.system import netns, observe
 
 
-def used_chains(node: Node) -> list[tuple[str, str]]:
-    """The base chains the node's rules and policies need, in hook order."""
-    wanted = {(r.table, r.chain) for r in node.rules} | set(node.policies)
-    return [(t, c) for t, chains in CHAIN_HOOKS.items() for c in chains if (t, c) in wanted]
+FAMILIES = ("ip", "ip6")
+
+
+def used_chains(node: Node) -> list[tuple[str, str, str]]:
+    """(family, table, chain) of the base chains the node's rules and policies need,
+    in hook order (policies are IPv4's)."""
+    wanted = {(r.family, r.table, r.chain) for r in node.rules}
+    wanted |= {("ip", t, c) for t, c in node.policies}
+    return [
+        (f, t, c)
+        for f in FAMILIES
+        for t, chains in CHAIN_HOOKS.items()
+        for c in chains
+        if (f, t, c) in wanted
+    ]
 
 
 def render(node: Node) -> str:
     """The nft script that makes the node's firewall exactly as described."""
     lines = ["flush ruleset"]
-    for table in CHAIN_HOOKS:
-        chains = [c for t, c in used_chains(node) if t == table]
-        if not chains:
-            continue
-        lines.append(f"table ip {table} {{")
-        for chain in chains:
-            hook, priority = CHAIN_HOOKS[table][chain]
-            kind = "nat" if table == "nat" else "filter"
-            policy = node.policies.get((table, chain), "accept")
-            lines.append(f"  chain {chain} {{")
-            lines.append(f"    type {kind} hook {hook} priority {priority}; policy {policy};")
-            for rule in node.rules:
-                if (rule.table, rule.chain) == (table, chain):
-                    lines.append(f'    {rule.text} comment "{rule.name}"')
-            lines.append("  }")
-        lines.append("}")
+    for family in FAMILIES:
+        for table in CHAIN_HOOKS:
+            chains = [c for f, t, c in used_chains(node) if (f, t) == (family, table)]
+            if not chains:
+                continue
+            lines.append(f"table {family} {table} {{")
+            for chain in chains:
+                hook, priority = CHAIN_HOOKS[table][chain]
+                kind = "nat" if table == "nat" else "filter"
+                policy = node.policies.get((table, chain), "accept") if family == "ip" else "accept"
+                lines.append(f"  chain {chain} {{")
+                lines.append(f"    type {kind} hook {hook} priority {priority}; policy {policy};")
+                for rule in node.rules:
+                    if (rule.family, rule.table, rule.chain) == (family, table, chain):
+                        lines.append(f'    {rule.text} comment "{rule.name}"')
+                lines.append("  }")
+            lines.append("}")
     return "\n".join(lines) + "\n"
 
 

@@ -124,8 +124,10 @@ def _observe_node(node: Node, ns: str, status: NodeStatus) -> None:
                 status.add("mtu", iface.name, str(mtu), str(link.get("mtu")))
             live = sorted(
                 f"{a.get('address')}/{a['prefixlen']}"
-                for a in ipr.get_addr(family=socket.AF_INET, index=link["index"])
-                if a.get("address") != "127.0.0.1"
+                for a in ipr.get_addr(index=link["index"])
+                if a.get("address") not in ("127.0.0.1", "::1")
+                and a["family"] in (socket.AF_INET, socket.AF_INET6)
+                and not str(a.get("address")).startswith("fe80:")
             )
             wanted = sorted(str(a) for a in iface.addresses)
             status.add(
@@ -158,19 +160,19 @@ def _observe_node(node: Node, ns: str, status: NodeStatus) -> None:
 
 
 def _observe_firewall(node: Node, ruleset: Ruleset, status: NodeStatus) -> None:
-    for table, chain_name in firewall.used_chains(node):
-        chain = ruleset.chain(table, chain_name)
-        policy = node.policies.get((table, chain_name), "accept")
+    for family, table, chain_name in firewall.used_chains(node):
+        chain = ruleset.chain(table, chain_name, family)
+        policy = node.policies.get((table, chain_name), "accept") if family == "ip" else "accept"
         status.add(
             "chain",
-            f"{table} {chain_name}",
+            f"{'' if family == 'ip' else family + ' '}{table} {chain_name}",
             f"policy {policy}",
             f"policy {chain.policy}" if chain else "absent",
         )
     described = set()
     for rule in node.rules:
-        found = ruleset.rule_named(rule.table, rule.chain, rule.name)
-        described.add((rule.table, rule.chain, rule.name))
+        found = ruleset.rule_named(rule.table, rule.chain, rule.name, rule.family)
+        described.add((rule.family, rule.table, rule.chain, rule.name))
         status.add(
             "rule",
             rule.name,
@@ -181,7 +183,7 @@ def _observe_firewall(node: Node, ruleset: Ruleset, status: NodeStatus) -> None:
             ok=found is not None,
         )
     for extra in ruleset.rules:
-        if (extra.table, extra.chain, extra.comment) not in described:
+        if (extra.family, extra.table, extra.chain, extra.comment) not in described:
             status.add(
                 "rule",
                 extra.comment or f"handle {extra.handle}",

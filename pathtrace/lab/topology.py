@@ -29,7 +29,17 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+    ip_address,
+    ip_interface,
+    ip_network,
+)
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,17 +68,35 @@ _IFNAME_MAX = 15  # IFNAMSIZ - 1
 _NETNS_MAX = 64
 
 
+Address = IPv4Address | IPv6Address
+Network = IPv4Network | IPv6Network
+AddressPrefix = IPv4Interface | IPv6Interface
+
+
 @dataclass(frozen=True)
 class Route:
-    to: IPv4Network | None  # None is the default route
-    via: IPv4Address | None = None
+    to: Network | None  # None is the default route (of via's family; IPv4 without via)
+    via: Address | None = None
     dev: str | None = None
+
+    @property
+    def version(self) -> int:
+        if self.to is not None:
+            return self.to.version
+        return self.via.version if self.via is not None else 4
 
     @property
     def key(self) -> tuple[str, str | None, str | None]:
         """What makes two routes the same: the kernel fills in a dev for a gateway."""
-        to = "default" if self.to is None else str(self.to)
+        to = self.destination
         return (to, str(self.via) if self.via else None, None if self.via else self.dev)
+
+    @property
+    def destination(self) -> str:
+        """The network as the kernel is given it: default is 0.0.0.0/0 or ::/0."""
+        if self.to is not None:
+            return str(self.to)
+        return "::/0" if self.version == 6 else "0.0.0.0/0"
 
     def describe(self) -> str:
         text = "default" if self.to is None else str(self.to)
@@ -85,10 +113,12 @@ class Rule:
     table: str
     chain: str
     text: str
+    family: str = "ip"  # ip (IPv4) or ip6: the nft table family
 
     @property
     def where(self) -> str:
-        return f"{self.table} {self.chain}"
+        prefix = "" if self.family == "ip" else f"{self.family} "
+        return f"{prefix}{self.table} {self.chain}"
 
 
 @dataclass(frozen=True)
@@ -98,7 +128,7 @@ class Interface:
     kind: InterfaceKind = "veth"
     peer: tuple[str, str] | None = None  # (node, interface) for a veth
     master: str | None = None
-    addresses: tuple[IPv4Interface, ...] = ()
+    addresses: tuple[AddressPrefix, ...] = ()
     mtu: int | None = None
 
     @property
@@ -320,10 +350,10 @@ class _Parser:
             try:
                 if not isinstance(text, str) or "/" not in text:
                     raise ValueError
-                parsed.append(IPv4Interface(text))
+                parsed.append(ip_interface(text))
             except ValueError:
                 raise self.fail(
-                    f"{where}.addresses[{i}]", f"{text!r} is not an IPv4 ADDRESS/PREFIX"
+                    f"{where}.addresses[{i}]", f"{text!r} is not an IP ADDRESS/PREFIX"
                 ) from None
         mtu = raw.get("mtu")
         if mtu is not None and (not isinstance(mtu, int) or not 68 <= mtu <= 65535):
@@ -342,15 +372,17 @@ class _Parser:
         raw = self.table(raw, where, {"to", "via", "dev"})
         to_text = self.string(raw.get("to"), f"{where}.to")
         try:
-            to = None if to_text == "default" else IPv4Network(to_text)
+            to = None if to_text == "default" else ip_network(to_text)
         except ValueError:
             raise self.fail(f"{where}.to", f"{to_text!r} is not default or a network") from None
         via = None
         if "via" in raw:
             try:
-                via = IPv4Address(self.string(raw["via"], f"{where}.via"))
+                via = ip_address(self.string(raw["via"], f"{where}.via"))
             except ValueError:
                 raise self.fail(f"{where}.via", f"{raw['via']!r} is not an address") from None
+            if to is not None and to.version != via.version:
+                raise self.fail(f"{where}.via", f"{via} is not of {to}'s family")
         dev = self.string(raw["dev"], f"{where}.dev") if "dev" in raw else None
         if via is None and dev is None:
             raise self.fail(where, "a route needs via, dev or both")
@@ -359,11 +391,15 @@ class _Parser:
     def rule(self, where: str, raw: Any) -> Rule:
         raw = self.table(raw, where, {"name", "chain", "rule"})
         name = self.name(raw.get("name"), f"{where}.name", 64)
-        table, chain = self.chain(f"{where}.chain", raw.get("chain"))
+        spec = self.string(raw.get("chain"), f"{where}.chain")
+        family = "ip"
+        if spec.startswith("ip6 "):  # "ip6 nat POSTROUTING": the IPv6 tables
+            family, spec = "ip6", spec[4:]
+        table, chain = self.chain(f"{where}.chain", spec)
         text = self.string(raw.get("rule"), f"{where}.rule")
         if "comment" in text or "\n" in text or ";" in text:
             raise self.fail(f"{where}.rule", "one rule, without comment (its name is the comment)")
-        return Rule(name=name, table=table, chain=chain, text=text)
+        return Rule(name=name, table=table, chain=chain, text=text, family=family)
 
     def chain(self, where: str, value: Any) -> tuple[str, str]:
         text = self.string(value, where)
@@ -437,7 +473,7 @@ class _Parser:
         }
 
     def check_addresses(self, nodes: dict[str, Node]) -> None:
-        owner: dict[IPv4Address, str] = {}
+        owner: dict[Address, str] = {}
         for node in nodes.values():
             for iface in node.interfaces.values():
                 for i, address in enumerate(iface.addresses):
@@ -454,7 +490,7 @@ class _Parser:
                 if route.via is None or route.dev is not None:
                     continue
                 on_link = any(
-                    route.via in a.network
+                    a.version == route.via.version and route.via in a.network
                     for iface in node.interfaces.values()
                     for a in iface.addresses
                 )

@@ -57,7 +57,10 @@ VIA_CODES: dict[int, Via] = dict(enumerate(Via, start=1))
 TAG_KIND_CODES: dict[int, TagKind] = dict(enumerate(TagKind, start=1))
 NF_HOOKS = {0: "PREROUTING", 1: "INPUT", 2: "FORWARD", 3: "OUTPUT", 4: "POSTROUTING"}
 NAT_TYPES = {0: "SNAT", 1: "DNAT"}
-PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp"}
+PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
+# ICMP errors about a packet, by protocol: destination unreachable, time
+# exceeded, parameter problem (and ICMPv6's packet too big).
+ICMP_ERRORS = {"icmp": (3, 11, 12), "icmpv6": (1, 2, 3, 4)}
 
 
 @dataclass(frozen=True)

@@ -85,28 +85,33 @@ class Ruleset:
     chains: tuple[LiveChain, ...]
     rules: tuple[LiveRule, ...]
 
-    def rule_named(self, table: str, chain: str, name: str) -> LiveRule | None:
+    def rule_named(
+        self, table: str, chain: str, name: str, family: str = "ip"
+    ) -> LiveRule | None:
         for rule in self.rules:
-            if (rule.table, rule.chain, rule.comment) == (table, chain, name):
+            if (rule.family, rule.table, rule.chain, rule.comment) == (family, table, chain, name):
                 return rule
         return None
 
-    def rules_at(self, hook: str) -> list[LiveRule]:
-        """Rules a packet can meet at ``hook`` (PREROUTING, FORWARD, ...) in the ip
-        chains hooked there, whatever they are called, and in the user chains they
-        jump to, in the order they are evaluated."""
-        return [rule for rule, _ in self.walk(hook)]
+    def rules_at(self, hook: str, family: str = "ip") -> list[LiveRule]:
+        """Rules a packet can meet at ``hook`` (PREROUTING, FORWARD, ...) in the
+        chains of its family (ip or ip6, and inet's) hooked there, whatever they are
+        called, and in the user chains they jump to, in the order they are evaluated."""
+        return [rule for rule, _ in self.walk(hook, family)]
 
-    def walk(self, hook: str) -> list[tuple[LiveRule, tuple[LiveRule, ...]]]:
+    def walk(
+        self, hook: str, family: str = "ip"
+    ) -> list[tuple[LiveRule, tuple[LiveRule, ...]]]:
         """Each rule met at ``hook`` with the jumps that lead to it (base chain first)."""
         found: list[tuple[LiveRule, tuple[LiveRule, ...]]] = []
         for chain in self.chains:
-            if chain.family == "ip" and (chain.hook or "").upper() == hook.upper():
-                self._enter(chain.table, chain.name, (), found)
+            if chain.family in (family, "inet") and (chain.hook or "").upper() == hook.upper():
+                self._enter(chain.family, chain.table, chain.name, (), found)
         return found
 
     def _enter(
         self,
+        family: str,
         table: str,
         chain: str,
         path: tuple[LiveRule, ...],
@@ -115,18 +120,18 @@ class Ruleset:
         if len(path) > 16 or any(step.jump == chain for step in path[:-1]):
             return  # a loop nft itself would refuse; never follow one
         for rule in self.rules:
-            if (rule.family, rule.table, rule.chain) != ("ip", table, chain):
+            if (rule.family, rule.table, rule.chain) != (family, table, chain):
                 continue
             found.append((rule, path))
             if rule.jump is not None:
-                self._enter(table, rule.jump, (*path, rule), found)
+                self._enter(family, table, rule.jump, (*path, rule), found)
 
-    def policy_at(self, hook: str) -> str | None:
+    def policy_at(self, hook: str, family: str = "ip") -> str | None:
         """drop if any base chain at ``hook`` drops by policy, else its policy."""
         policies = [
             c.policy
             for c in self.chains
-            if c.family == "ip" and (c.hook or "").upper() == hook.upper() and c.policy
+            if c.family in (family, "inet") and (c.hook or "").upper() == hook.upper() and c.policy
         ]
         return "drop" if "drop" in policies else (policies[0] if policies else None)
 
@@ -137,9 +142,9 @@ class Ruleset:
                 return chain.hook.upper() if chain.hook else None
         return None
 
-    def chain(self, table: str, name: str) -> LiveChain | None:
+    def chain(self, table: str, name: str, family: str = "ip") -> LiveChain | None:
         for chain in self.chains:
-            if (chain.family, chain.table, chain.name) == ("ip", table, name):
+            if (chain.family, chain.table, chain.name) == (family, table, name):
                 return chain
         return None
 

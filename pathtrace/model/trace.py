@@ -34,15 +34,22 @@ class Packet:
     length: int
 
     def describe(self) -> str:
-        if self.protocol == "icmp":
-            return f"{self.src} > {self.dst} icmp id {self.sport} seq {self.dport}"
-        return f"{self.src}:{self.sport} > {self.dst}:{self.dport} {self.protocol}"
+        if self.protocol in ("icmp", "icmpv6"):
+            return f"{self.src} > {self.dst} {self.protocol} id {self.sport} seq {self.dport}"
+        return (
+            f"{_host(self.src)}:{self.sport} > {_host(self.dst)}:{self.dport} {self.protocol}"
+        )
 
     def endpoint(self, side: Literal["src", "dst"]) -> str:
-        address = self.src if side == "src" else self.dst
-        if self.protocol == "icmp":
-            return f"{address}:icmp/{self.sport}"
+        address = _host(self.src if side == "src" else self.dst)
+        if self.protocol in ("icmp", "icmpv6"):
+            return f"{address}:{self.protocol}/{self.sport}"
         return f"{address}:{self.sport if side == 'src' else self.dport}"
+
+
+def _host(address: str) -> str:
+    """An address as it stands before a port: IPv6 in brackets."""
+    return f"[{address}]" if ":" in address else address
 
 
 @dataclass(frozen=True)

@@ -91,8 +91,10 @@ struct pt_event {
 	__u8 clock;     /* 1: CLOCK_TAI, 2: CLOCK_BOOTTIME (kernels before 6.1) */
 	__u8 dmac[6];   /* device and bridge hooks: the frame's Ethernet addresses */
 	__u8 smac[6];   /* (zero where no Ethernet header is set) */
-	__u8 pad[1];
+	__u8 family;    /* 4 or 6: which of saddr/daddr and saddr6/daddr6 hold the addresses */
 	char ifname[PT_IFNAMSIZ];
+	__u8 saddr6[16]; /* IPv6, network order (family 6); ip_id holds the flow label's */
+	__u8 daddr6[16]; /* low 16 bits, ttl the hop limit; conntrack tuples stay zero */
 };
 
 #endif
