@@ -98,7 +98,7 @@ def print_diagnosis(d: Diagnosis) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, emoji=False)
 
     def line(label: str, ok: bool, text: str) -> None:
         mark = "[green]ok[/]" if ok else "[red]!![/]"

@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from ipaddress import IPv4Address
 
 from pathtrace import __version__
 from pathtrace.analyze.links import leaves_machine
@@ -28,7 +27,7 @@ from pathtrace.lab import DEFAULT_SOURCE, RESTORE_COMMAND, build, record
 from pathtrace.lab.topology import Topology
 from pathtrace.model import tag
 from pathtrace.model.event import HOOK_CODES, Event, Hook, TagKind
-from pathtrace.model.options import RunOptions
+from pathtrace.model.options import Address, RunOptions
 from pathtrace.model.result import RunResult, Setting
 from pathtrace.model.state import NamespaceState
 from pathtrace.model.tag import capture_filter
@@ -198,7 +197,7 @@ class Run:
         result: RunResult,
         setting: Setting,
         source: str,
-        src: IPv4Address,
+        src: Address,
         names: dict[int, str],
         importer: threading.Thread,
         beside: dict[str, set[str]],

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import ip_address, ip_network
 from typing import Literal
 
 from pathtrace.analyze.copies import Fdb, is_group
@@ -305,7 +305,8 @@ class HopBuilder:
         actions = ("masquerade", "snat") if kind == "SNAT" else ("dnat", "redirect")
         before, mark = packet_of(before_event), before_event.mark
         returned: set[tuple[LiveRule, ...]] = set()  # chains left by a matching return
-        for rule, path in state.rules().walk(chain):
+        family = "ip6" if ":" in before.src else "ip"
+        for rule, path in state.rules().walk(chain, family):
             if any(path[:i] in returned for i in range(1, len(path) + 1)):
                 continue
             if not all(_rule_matches(r.text, before, after.ifname, mark) for r in (*path, rule)):
@@ -339,8 +340,8 @@ def _hook_name(e: Event) -> str:
 _MARK = re.compile(r"meta mark (?:& (0x[0-9a-f]+) == )?(0x[0-9a-f]+)")
 _Test = Callable[[str, Packet, str], bool] | None
 _MATCHERS: list[tuple[re.Pattern[str], _Test]] = [
-    (re.compile(r"ip saddr ((?:!= )?\S+)"), lambda v, p, _: _in(p.src, v)),
-    (re.compile(r"ip daddr ((?:!= )?\S+)"), lambda v, p, _: _in(p.dst, v)),
+    (re.compile(r"ip6? saddr ((?:!= )?\S+)"), lambda v, p, _: _in(p.src, v)),
+    (re.compile(r"ip6? daddr ((?:!= )?\S+)"), lambda v, p, _: _in(p.dst, v)),
     (re.compile(r'oifname "?([\w.-]+)"?'), lambda v, _, out: out == v),
     (re.compile(r"(tcp|udp) dport (\d+)"), None),
     (re.compile(r"ip protocol (\w+)"), lambda v, p, _: p.protocol == v),
@@ -350,10 +351,12 @@ _MATCHERS: list[tuple[re.Pattern[str], _Test]] = [
 def _in(address: str, spec: str) -> bool:
     negate = spec.startswith("!=")
     try:
-        inside = IPv4Address(address) in IPv4Network(spec.lstrip("!= "), strict=False)
+        ip, net = ip_address(address), ip_network(spec.lstrip("!= "), strict=False)
     except ValueError:
         return True  # a set or a map: we cannot tell, so do not rule it out
-    return inside != negate
+    if ip.version != net.version:
+        return False  # an ip match never takes an IPv6 packet, nor ip6 an IPv4 one
+    return (ip in net) != negate
 
 
 def _rule_matches(text: str, packet: Packet, out_ifname: str, mark: int = 0) -> bool:

@@ -7,7 +7,7 @@ read back from a bundle decides exactly as the live one did.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import ip_address, ip_network
 
 from pathtrace.model.state import TABLE_NAMES, NamespaceState, RouteEntry, Rule
 
@@ -47,7 +47,8 @@ def _in(address: str | None, network: str | None) -> bool:
         return True
     if address is None:
         return False
-    return IPv4Address(address) in IPv4Network(network, strict=False)
+    ip, net = ip_address(address), ip_network(network, strict=False)
+    return ip.version == net.version and ip in net
 
 
 def _matches(rule: Rule, src: str | None, dst: str, iif: str | None, mark: int) -> bool:
@@ -60,8 +61,7 @@ def _matches(rule: Rule, src: str | None, dst: str, iif: str | None, mark: int) 
 
 def best_route(state: NamespaceState, table: int, dst: str) -> RouteEntry | None:
     """The longest prefix (then the lowest metric) in ``table`` that holds ``dst``."""
-    address = IPv4Address(dst)
-    found = [r for r in state.routes if r.table == table and address in r.network()]
+    found = [r for r in state.routes if r.table == table and r.holds(dst)]
     return min(found, key=lambda r: (-r.network().prefixlen, r.metric), default=None)
 
 
@@ -74,7 +74,10 @@ def route_get(
 ) -> Lookup:
     """The lookup for a packet to ``dst`` (from ``src``, arriving on ``iif``; None:
     sent by the namespace itself), as fib_lookup makes it."""
-    rules = sorted(state.route_rules, key=lambda r: r.priority) or [
+    # Policy rules are IPv4's (saved so); IPv6 lookups take the default rules.
+    rules = (
+        ip_address(dst).version == 4 and sorted(state.route_rules, key=lambda r: r.priority)
+    ) or [
         Rule(0, "lookup", 255),
         Rule(32766, "lookup", 254),
         Rule(32767, "lookup", 253),

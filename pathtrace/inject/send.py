@@ -1,27 +1,27 @@
 """Crafting tagged packets with scapy and sending them from inside a namespace.
 
-The socket is made inside the source namespace (a raw IPv4 socket with
-IP_HDRINCL), so the packet takes that namespace's routes, neighbours and
-firewall, as a container's own would; the source address is the one that
-namespace's routing picks for the destination.
+The socket is made inside the source namespace (a raw socket that takes whole
+IP packets: IPv4 with IP_HDRINCL, IPv6 by IPPROTO_RAW), so the packet takes
+that namespace's routes, neighbours and firewall, as a container's own would;
+the source address is the one that namespace's routing picks for the destination.
 """
 
 from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import ip_address
 from typing import Any
 
 from pathtrace.model import tag
-from pathtrace.model.options import Kind
+from pathtrace.model.options import Address, Kind
 from pathtrace.system import netns, scapy_setup
 
 
 @dataclass(frozen=True)
 class Probe:
     kind: Kind
-    dst: IPv4Address
+    dst: Address
     port: int = 0
     size: int = 56  # payload bytes, tag included (ping's default)
     ttl: int = 64
@@ -32,11 +32,12 @@ class NoRoute(Exception):
     """The source namespace has no route to the target: nothing can be sent."""
 
 
-def source_address(namespace: str, dst: IPv4Address) -> IPv4Address:
+def source_address(namespace: str, dst: Address) -> Address:
     """The address ``namespace`` would send from to reach ``dst``."""
     ipr = netns.iproute(namespace)
+    family = socket.AF_INET6 if dst.version == 6 else socket.AF_INET
     try:
-        routes = ipr.route("get", dst=str(dst))
+        routes = ipr.route("get", dst=str(dst), family=family)
     except Exception as error:  # pyroute2 raises NetlinkError(ENETUNREACH) and kin
         raise NoRoute(str(error)) from None
     finally:
@@ -44,24 +45,35 @@ def source_address(namespace: str, dst: IPv4Address) -> IPv4Address:
     src = routes[0].get("prefsrc") if routes else None
     if not src:
         raise NoRoute("no source address")
-    return IPv4Address(src)
+    return ip_address(src)
 
 
-def build(probe: Probe, src: IPv4Address, run: int, index: int) -> bytes:
-    """The whole IPv4 packet, checksums done by scapy."""
+def build(probe: Probe, src: Address, run: int, index: int) -> bytes:
+    """The whole IP packet, checksums done by scapy."""
     scapy_setup.prepare()
     from scapy.layers.inet import ICMP, IP, TCP, UDP
+    from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
     from scapy.packet import Raw
 
-    ip = IP(
-        src=str(src),
-        dst=str(probe.dst),
-        ttl=probe.ttl,
-        flags="DF" if probe.dont_fragment else 0,
-        id=(run + index) & 0xFFFF,
-    )
+    ip: Any
+    if probe.dst.version == 6:
+        # No IP id in IPv6: the flow label's low bits tell the packets apart
+        # (the probes follow a packet by them, as by the IPv4 id).
+        ip = IPv6(src=str(src), dst=str(probe.dst), hlim=probe.ttl, fl=(run + index) & 0xFFFF)
+    else:
+        ip = IP(
+            src=str(src),
+            dst=str(probe.dst),
+            ttl=probe.ttl,
+            flags="DF" if probe.dont_fragment else 0,
+            id=(run + index) & 0xFFFF,
+        )
     packet: Any
-    if probe.kind == "ping":
+    if probe.kind == "ping" and probe.dst.version == 6:
+        packet = ip / ICMPv6EchoRequest(
+            id=run & 0xFFFF, seq=index & 0xFFFF, data=tag.payload(run, index, probe.size)
+        )
+    elif probe.kind == "ping":
         packet = (
             ip
             / ICMP(type=8, id=run & 0xFFFF, seq=index & 0xFFFF)
@@ -85,18 +97,24 @@ def build(probe: Probe, src: IPv4Address, run: int, index: int) -> bytes:
 
 
 class Sender:
-    """A raw socket inside ``namespace``; sends whole IPv4 packets."""
+    """Raw sockets inside ``namespace``; send whole IP packets."""
 
     def __init__(self, namespace: str) -> None:
         with netns.entered(namespace):
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            # IPPROTO_RAW over IPv6 means the caller writes the IPv6 header.
+            self.sock6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
         self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
 
-    def send(self, packet: bytes, dst: IPv4Address) -> None:
-        self.sock.sendto(packet, (str(dst), 0))
+    def send(self, packet: bytes, dst: Address) -> None:
+        if dst.version == 6:
+            self.sock6.sendto(packet, (str(dst), 0))
+        else:
+            self.sock.sendto(packet, (str(dst), 0))
 
     def close(self) -> None:
         self.sock.close()
+        self.sock6.close()
 
     def __enter__(self) -> Sender:
         return self

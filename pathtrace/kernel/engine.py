@@ -205,16 +205,12 @@ class Tracer:
                 obj.reuse_map(name, fd)
             obj.load()
             if mechanism.via == "netfilter":
+                before, after = obj.program("pt_nf_before").fd, obj.program("pt_nf_after").fd
                 for namespace in self.netfilter_namespaces:
-                    for hook, pivot in nflink.PIVOTS.items():
-                        nf_fds.append(
-                            nflink.create(
-                                namespace, obj.program("pt_nf_before").fd, hook, pivot - 1
-                            )
-                        )
-                        nf_fds.append(
-                            nflink.create(namespace, obj.program("pt_nf_after").fd, hook, pivot + 1)
-                        )
+                    for proto in (nflink.NFPROTO_IPV4, nflink.NFPROTO_IPV6):
+                        for hook, pivot in nflink.PIVOTS.items():
+                            nf_fds.append(nflink.create(namespace, before, hook, pivot - 1, proto))
+                            nf_fds.append(nflink.create(namespace, after, hook, pivot + 1, proto))
             else:
                 links.extend(obj.program(name).attach() for name in mechanism.programs)
         except BaseException:

@@ -17,7 +17,7 @@ BPF_PROG_TYPE_NETFILTER = 32
 BPF_NETFILTER = 45
 _BPF_LINK_CREATE = 28
 _SYS_BPF = {"x86_64": 321, "aarch64": 280}[os.uname().machine]
-NFPROTO_IPV4 = 2
+NFPROTO_IPV4, NFPROTO_IPV6 = 2, 10
 
 NF_INET_PRE_ROUTING, NF_INET_LOCAL_IN, NF_INET_FORWARD = 0, 1, 2
 NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING = 3, 4
@@ -36,9 +36,12 @@ PIVOTS = {
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def create(namespace: str, prog_fd: int, hook: int, priority: int) -> int:
-    """Links program ``prog_fd`` into ``namespace`` at (IPv4, hook, priority); returns the fd."""
-    attr = struct.pack("<IIIIIIiI", prog_fd, 0, BPF_NETFILTER, 0, NFPROTO_IPV4, hook, priority, 0)
+def create(
+    namespace: str, prog_fd: int, hook: int, priority: int, proto: int = NFPROTO_IPV4
+) -> int:
+    """Links program ``prog_fd`` into ``namespace`` at (family, hook, priority); returns
+    the fd."""
+    attr = struct.pack("<IIIIIIiI", prog_fd, 0, BPF_NETFILTER, 0, proto, hook, priority, 0)
     buf = ctypes.create_string_buffer(attr, 64)
     with netns.entered(namespace):
         fd = _libc.syscall(_SYS_BPF, _BPF_LINK_CREATE, buf, ctypes.c_uint(64))

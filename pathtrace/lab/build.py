@@ -22,17 +22,17 @@ from pathtrace.lab.topology import Interface, Node, Route, Topology, reference_t
 from pathtrace.model.ruleset import Ruleset
 from pathtrace.system import netns, privileges
 
-# IPv6 with static addresses only: no link-local addresses, no duplicate address
-# detection, no router advertisements or solicitations, no SLAAC. Autoconfiguration
-# would put RS, DAD and MLD on every link, noise in each trace and capture, and
-# DAD would hold a fresh address "tentative" for a second. Set before any link
-# is made, so every interface inherits them from `default`.
+# IPv6 with static addresses: no duplicate address detection, no router
+# advertisements or solicitations, no SLAAC (RS and DAD would be noise in every
+# trace, and DAD holds a fresh address "tentative" for a second). Link-local
+# addresses stay: MLD reports need one as their source, or a bridge's multicast
+# snooping ignores them and stops passing neighbour solicitations to the port.
+# Set before any link is made, so every interface inherits them from `default`.
 BASELINE_SYSCTLS = {
     f"net.ipv6.conf.{scope}.{key}": value
     for scope in ("all", "default")
     for key, value in (
         ("disable_ipv6", "0"),
-        ("addr_gen_mode", "1"),
         ("accept_dad", "0"),
         ("accept_ra", "0"),
         ("autoconf", "0"),

@@ -11,7 +11,6 @@ from pathtrace.lab.topology import CHAIN_HOOKS, Node
 from pathtrace.model.ruleset import Ruleset, parse_listing
 from pathtrace.system import netns, observe
 
-
 FAMILIES = ("ip", "ip6")
 
 

@@ -19,6 +19,7 @@ import sys
 MAGIC = 0x50545243  # "PTRC": pathtrace.model.tag.MAGIC
 MAGIC_REPLY = 0x50545252  # "PTRR": pathtrace.model.tag.MAGIC_REPLY
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Python < 3.12 lacks the name
+IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 
 
 def main(specs: list[str]) -> int:
@@ -26,18 +27,30 @@ def main(specs: list[str]) -> int:
     for spec in specs:
         proto, _, port = spec.partition(":")
         kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-        listener = socket.socket(socket.AF_INET, kind)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("0.0.0.0", int(port)))
-        if proto == "tcp":
-            listener.listen(128)
-        else:
-            # To learn each datagram's destination, and answer from it: a node
-            # owning several addresses (wan: 8.8.8.8, 1.1.1.1) must not answer
-            # 8.8.8.8's question from another.
-            listener.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-        listener.setblocking(False)
-        selector.register(listener, selectors.EVENT_READ, proto)
+        for family in (socket.AF_INET, socket.AF_INET6):
+            listener = socket.socket(family, kind)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                # One socket per family (IPv4's is the one every test knows).
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    listener.bind(("::", int(port)))
+                except OSError:
+                    listener.close()  # IPv6 is off in this namespace
+                    continue
+            else:
+                listener.bind(("0.0.0.0", int(port)))
+            if proto == "tcp":
+                listener.listen(128)
+            elif family == socket.AF_INET:
+                # To learn each datagram's destination, and answer from it: a node
+                # owning several addresses (wan: 8.8.8.8, 1.1.1.1) must not answer
+                # 8.8.8.8's question from another.
+                listener.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            else:
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            listener.setblocking(False)
+            selector.register(listener, selectors.EVENT_READ, proto)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print("ready", flush=True)
     while True:
@@ -61,6 +74,11 @@ def main(specs: list[str]) -> int:
                         )
                         for level, kind, cdata in ancillary
                         if level == socket.IPPROTO_IP and kind == IP_PKTINFO
+                    ] + [
+                        # in6_pktinfo: the address it came to, any interface
+                        (socket.IPPROTO_IPV6, IPV6_PKTINFO, cdata[:16] + bytes(4))
+                        for level, kind, cdata in ancillary
+                        if level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO
                     ]
                     sock.sendmsg([data], reply_from, 0, peer)
             except OSError:

@@ -75,7 +75,7 @@ def _node_tree(topology: Topology, node: Node) -> Any:
 def print_topology(topology: Topology) -> None:
     from rich.console import Console
 
-    console = Console()
+    console = Console(emoji=False)  # ":100:" in fd00:100::1 is no emoji
     console.print(
         f"lab [bold]{topology.prefix!r}[/] ({topology.source}); "
         "no lab namespace has a link to the root namespace"

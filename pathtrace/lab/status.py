@@ -196,7 +196,7 @@ def print_report(report: StatusReport) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, emoji=False)
     console.print(f"lab [bold]{report.prefix!r}[/] ({report.source})")
     for node in report.nodes:
         bad = sum(not c.ok for c in node.checks)

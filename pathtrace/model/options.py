@@ -6,19 +6,20 @@ Validated once, when made: the CLI, the TUI and the library share one check.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, Literal
 
 from pathtrace.errors import UsageError
 from pathtrace.model.tag import TAG_SIZE
 
 Kind = Literal["ping", "udp", "tcp"]
+Address = IPv4Address | IPv6Address
 
 
 @dataclass(frozen=True)
 class RunOptions:
     kind: Kind
-    target: IPv4Address
+    target: Address
     port: int = 0
     source: str = ""  # a lab node, a namespace, a pid or a path; "" is the lab's default
     count: int = 3
@@ -52,20 +53,30 @@ class RunOptions:
 
     @property
     def label(self) -> str:
-        port = f":{self.port}" if self.kind != "ping" else ""
-        return f"{self.kind} {self.target}{port} from {self.source}"
+        return f"{self.kind} {self.target_text} from {self.source}"
+
+    @property
+    def target_text(self) -> str:
+        """The target as typed: 8.8.8.8, 198.51.100.2:8080, [2001:db8::1]:53."""
+        if self.kind == "ping":
+            return str(self.target)
+        host = f"[{self.target}]" if self.target.version == 6 else str(self.target)
+        return f"{host}:{self.port}"
 
 
-def parse_target(kind: str, text: str) -> tuple[IPv4Address, int]:
+def parse_target(kind: str, text: str) -> tuple[Address, int]:
+    """ping: ADDRESS; udp, tcp: ADDRESS:PORT, an IPv6 address in brackets."""
     host, port = text, 0
     if kind in ("udp", "tcp"):
-        if ":" not in text:
-            raise UsageError(f"{kind} needs HOST:PORT, got {text!r}")
+        if ":" not in text or (text.count(":") > 1 and not text.startswith("[")):
+            raise UsageError(f"{kind} needs ADDRESS:PORT ([ADDRESS]:PORT for IPv6), got {text!r}")
         host, _, port_text = text.rpartition(":")
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise UsageError(f"{port_text!r} is not a port (1-65535)")
         port = int(port_text)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
     try:
-        return IPv4Address(host), port
+        return ip_address(host), port
     except ValueError:
-        raise UsageError(f"{host!r} is not an IPv4 address (pathtrace resolves no names)") from None
+        raise UsageError(f"{host!r} is not an IP address (pathtrace resolves no names)") from None

@@ -85,9 +85,7 @@ class Ruleset:
     chains: tuple[LiveChain, ...]
     rules: tuple[LiveRule, ...]
 
-    def rule_named(
-        self, table: str, chain: str, name: str, family: str = "ip"
-    ) -> LiveRule | None:
+    def rule_named(self, table: str, chain: str, name: str, family: str = "ip") -> LiveRule | None:
         for rule in self.rules:
             if (rule.family, rule.table, rule.chain, rule.comment) == (family, table, chain, name):
                 return rule
@@ -99,9 +97,7 @@ class Ruleset:
         called, and in the user chains they jump to, in the order they are evaluated."""
         return [rule for rule, _ in self.walk(hook, family)]
 
-    def walk(
-        self, hook: str, family: str = "ip"
-    ) -> list[tuple[LiveRule, tuple[LiveRule, ...]]]:
+    def walk(self, hook: str, family: str = "ip") -> list[tuple[LiveRule, tuple[LiveRule, ...]]]:
         """Each rule met at ``hook`` with the jumps that lead to it (base chain first)."""
         found: list[tuple[LiveRule, tuple[LiveRule, ...]]] = []
         for chain in self.chains:

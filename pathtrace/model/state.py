@@ -8,7 +8,7 @@ be explained later, elsewhere, from its files alone.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any
 
 from pathtrace.model.ruleset import Ruleset, parse_listing
@@ -21,6 +21,9 @@ SYSCTLS = (
     "net.ipv4.conf.all.forwarding",
     "net.ipv4.icmp_echo_ignore_all",
     "net.bridge.bridge-nf-call-iptables",
+    "net.ipv6.conf.all.forwarding",
+    "net.ipv6.conf.all.disable_ipv6",
+    "net.bridge.bridge-nf-call-ip6tables",
 )
 # Read for each interface: net.ipv4.conf.IFNAME.KEY
 INTERFACE_SYSCTLS = ("forwarding", "rp_filter", "arp_ignore")
@@ -139,6 +142,7 @@ class RouteEntry:
     table: int = 254
     type: str = "unicast"  # unicast local broadcast blackhole unreachable prohibit throw
     metric: int = 0
+    family: int = 4  # 4 or 6 (bundles before 2026-11-28 hold IPv4 routes only)
 
     def describe(self) -> str:
         kind = f"{self.type} " if self.type not in ("unicast",) else ""
@@ -147,8 +151,15 @@ class RouteEntry:
         src = f" src {self.prefsrc}" if self.prefsrc else ""
         return f"{kind}{self.dst}{via}" + (f" dev {self.dev}" if self.dev else "") + table + src
 
-    def network(self) -> IPv4Network:
-        return IPv4Network("0.0.0.0/0" if self.dst == "default" else self.dst)
+    def network(self) -> IPv4Network | IPv6Network:
+        if self.dst == "default":
+            return IPv6Network("::/0") if self.family == 6 else IPv4Network("0.0.0.0/0")
+        return IPv6Network(self.dst) if self.family == 6 else IPv4Network(self.dst)
+
+    def holds(self, address: str) -> bool:
+        """Whether ``address`` (of either family) is in this route's network."""
+        ip = ip_address(address)
+        return ip.version == self.family and ip in self.network()
 
 
 @dataclass
@@ -182,8 +193,7 @@ class NamespaceState:
 
     def route_for(self, dst: str) -> RouteEntry | None:
         """The longest-prefix match in the main table."""
-        address = IPv4Address(dst)
-        matching = [r for r in self.routes if r.table == 254 and address in r.network()]
+        matching = [r for r in self.routes if r.table == 254 and r.holds(dst)]
         return max(matching, key=lambda r: r.network().prefixlen, default=None)
 
     def neighbour_entries(self, after: bool = False) -> list[Neighbour]:

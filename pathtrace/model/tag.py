@@ -40,48 +40,74 @@ def tcp_isn(run: int, index: int) -> int:
 
 def classify(frame: bytes, run: int) -> tuple[int, str] | None:
     """(probe index, tag kind) of an Ethernet frame carrying ``run``'s tag, else None."""
+    if len(frame) >= 54 and frame[12:14] == b"\x86\xdd":
+        return _classify6(frame[14:], run & 0xFFFFFFFF)
     if len(frame) < 34 or frame[12:14] != b"\x08\x00":
         return None
     ip = frame[14:]
     ihl = (ip[0] & 0x0F) * 4
     proto, l4 = ip[9], ip[ihl:]
     run &= 0xFFFFFFFF
-
-    def payload_tag(at: bytes, kind: str) -> tuple[int, str] | None:
-        if len(at) < 12:
-            return None
-        magic, tag_run, index = struct.unpack(">III", at[:12])
-        if tag_run != run or magic not in (MAGIC, MAGIC_REPLY):
-            return None
-        return index, ("reply" if magic == MAGIC_REPLY else kind)
-
-    def seq_tag(value: int, kind: str) -> tuple[int, str] | None:
-        value &= 0xFFFFFFFF
-        return (value & 0xFFFF, kind) if value >> 16 == run & 0xFFFF else None
-
     if proto == 1 and len(l4) >= 8:
         if l4[0] in (0, 8):
-            return payload_tag(l4[8:], "reply" if l4[0] == 0 else "request")
+            return _payload_tag(l4[8:], "reply" if l4[0] == 0 else "request", run)
         if l4[0] in (3, 11, 12) and len(l4) >= 28:
             inner = l4[8:]
             inner_l4 = inner[(inner[0] & 0x0F) * 4 :]
             if inner[9] in (1, 17):
-                found = payload_tag(inner_l4[8:], "icmp_error")
+                found = _payload_tag(inner_l4[8:], "icmp_error", run)
                 return (found[0], "icmp_error") if found else None
             if inner[9] == 6 and len(inner_l4) >= 8:
-                return seq_tag(struct.unpack(">I", inner_l4[4:8])[0], "icmp_error")
+                return _seq_tag(struct.unpack(">I", inner_l4[4:8])[0], "icmp_error", run)
         return None
+    return _classify_l4(proto, l4, run)
+
+
+def _payload_tag(at: bytes, kind: str, run: int) -> tuple[int, str] | None:
+    if len(at) < 12:
+        return None
+    magic, tag_run, index = struct.unpack(">III", at[:12])
+    if tag_run != run or magic not in (MAGIC, MAGIC_REPLY):
+        return None
+    return index, ("reply" if magic == MAGIC_REPLY else kind)
+
+
+def _seq_tag(value: int, kind: str, run: int) -> tuple[int, str] | None:
+    value &= 0xFFFFFFFF
+    return (value & 0xFFFF, kind) if value >> 16 == run & 0xFFFF else None
+
+
+def _classify6(ip: bytes, run: int) -> tuple[int, str] | None:
+    """An IPv6 packet (no extension headers: the probes add none)."""
+    proto, l4 = ip[6], ip[40:]
+    if proto == 58 and len(l4) >= 8:
+        if l4[0] in (128, 129):
+            return _payload_tag(l4[8:], "reply" if l4[0] == 129 else "request", run)
+        if 1 <= l4[0] <= 4 and len(l4) >= 48:
+            inner = l4[8:]
+            inner_l4 = inner[40:]
+            if inner[6] in (58, 17):
+                found = _payload_tag(inner_l4[8:], "icmp_error", run)
+                return (found[0], "icmp_error") if found else None
+            if inner[6] == 6 and len(inner_l4) >= 8:
+                return _seq_tag(struct.unpack(">I", inner_l4[4:8])[0], "icmp_error", run)
+        return None
+    return _classify_l4(proto, l4, run)
+
+
+def _classify_l4(proto: int, l4: bytes, run: int) -> tuple[int, str] | None:
+    """UDP and TCP, the same over IPv4 and IPv6."""
     if proto == 17:
-        return payload_tag(l4[8:], "request")
+        return _payload_tag(l4[8:], "request", run)
     if proto == 6 and len(l4) >= 14:
         seq, ack = struct.unpack(">II", l4[4:12])
         flags = l4[13]
         if flags & 0x12 == 0x02:
-            return seq_tag(seq, "request")
+            return _seq_tag(seq, "request", run)
         if flags & 0x12 == 0x12 or flags & 0x14 == 0x14:
-            return seq_tag(ack - 1, "reply")
+            return _seq_tag(ack - 1, "reply", run)
         if flags & 0x04:
-            return seq_tag(seq - 1, "request")
+            return _seq_tag(seq - 1, "request", run)
     return None
 
 
@@ -109,4 +135,30 @@ def capture_filter(run: int) -> str:
         f"and icmp[40:4] = {run:#x}) or "
         f"(icmp[17] = 6 and icmp[32:2] = {run16:#x})))"
     )
-    return f"ip and ({icmp} or {udp} or {tcp} or {error})"
+    return f"(ip and ({icmp} or {udp} or {tcp} or {error})) or {_filter6(run)}"
+
+
+def _filter6(run: int) -> str:
+    """The same over IPv6, by offsets from the fixed header (libpcap has no icmp6[],
+    tcp[] or udp[] for IPv6; the probes carry no extension headers)."""
+    run16 = run & 0xFFFF
+
+    def tagged(at: int) -> str:
+        magic = f"(ip6[{at}:4] = {MAGIC:#x} or ip6[{at}:4] = {MAGIC_REPLY:#x})"
+        return f"{magic} and ip6[{at + 4}:4] = {run:#x}"
+
+    echo = f"(ip6[6] = 58 and (ip6[40] = 128 or ip6[40] = 129) and {tagged(48)})"
+    udp = f"(ip6[6] = 17 and {tagged(48)})"
+    tcp = (
+        "(ip6[6] = 6 and ("
+        f"(ip6[53] & 0x12 = 0x02 and ip6[44:2] = {run16:#x}) or "
+        f"(ip6[53] & 0x12 = 0x12 and (ip6[48:4] - 1) >> 16 = {run16:#x}) or "
+        f"(ip6[53] & 0x14 = 0x14 and (ip6[48:4] - 1) >> 16 = {run16:#x}) or "
+        f"(ip6[53] & 0x14 = 0x04 and (ip6[44:4] - 1) >> 16 = {run16:#x})))"
+    )
+    # An ICMPv6 error: the quoted IPv6 header at 48, its L4 header at 88.
+    error = (
+        "(ip6[6] = 58 and ip6[40] >= 1 and ip6[40] <= 4 and ("
+        f"({tagged(96)}) or (ip6[54] = 6 and ip6[92:2] = {run16:#x})))"
+    )
+    return f"(ip6 and ({echo} or {udp} or {tcp} or {error}))"

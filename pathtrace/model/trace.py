@@ -36,9 +36,7 @@ class Packet:
     def describe(self) -> str:
         if self.protocol in ("icmp", "icmpv6"):
             return f"{self.src} > {self.dst} {self.protocol} id {self.sport} seq {self.dport}"
-        return (
-            f"{_host(self.src)}:{self.sport} > {_host(self.dst)}:{self.dport} {self.protocol}"
-        )
+        return f"{_host(self.src)}:{self.sport} > {_host(self.dst)}:{self.dport} {self.protocol}"
 
     def endpoint(self, side: Literal["src", "dst"]) -> str:
         address = _host(self.src if side == "src" else self.dst)

@@ -63,7 +63,12 @@ def render(result: RunResult, out: TextIO | None = None, width: int | None = Non
     # no line of the report ends in spaces.
     buffer = io.StringIO()
     console = Console(
-        file=buffer, width=width, force_terminal=tty, highlight=False, soft_wrap=False
+        file=buffer,
+        width=width,
+        force_terminal=tty,
+        highlight=False,
+        soft_wrap=False,
+        emoji=False,  # fd00:100::2 is an address, not ":100:" (an emoji code)
     )
 
     def note(text: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import subprocess
 from collections.abc import Iterable, Sequence
+from ipaddress import IPv6Address
 
 from pathtrace.errors import EnvironmentProblem
 from pathtrace.model.ruleset import iptables_made
@@ -64,8 +65,11 @@ def state(namespace: str, node: str, listing: str | None = None) -> NamespaceSta
         for link in raw_links:
             names[link["index"]] = link.get("ifname")
         by_index: dict[int, list[str]] = {}  # one dump, not a request per link
-        for a in ipr.get_addr(family=socket.AF_INET):
-            by_index.setdefault(a["index"], []).append(f"{a.get('address')}/{a['prefixlen']}")
+        for a in ipr.get_addr():
+            address = str(a.get("address"))
+            if a["family"] not in (socket.AF_INET, socket.AF_INET6) or address.startswith("fe80:"):
+                continue  # link-local IPv6: every link has one; no path is addressed to it
+            by_index.setdefault(a["index"], []).append(f"{address}/{a['prefixlen']}")
         for link in raw_links:
             addresses = tuple(by_index.get(link["index"], ()))
             kind = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or (
@@ -86,11 +90,17 @@ def state(namespace: str, node: str, listing: str | None = None) -> NamespaceSta
                     port=_bridge_port(link),
                 )
             )
-        for route in ipr.get_routes(family=socket.AF_INET):
+        routes = [
+            *ipr.get_routes(family=socket.AF_INET),
+            *ipr.get_routes(family=socket.AF_INET6),
+        ]
+        for route in routes:
             table = route.get("RTA_TABLE") or route["table"]
             if table == 255:
                 continue  # the local table: owns() answers for it
             dst = route.get("dst")
+            if route["type"] == 1 and route["family"] == socket.AF_INET6 and not route["dst_len"]:
+                dst = None  # ::/0
             state.routes.append(
                 RouteEntry(
                     dst=f"{dst}/{route['dst_len']}" if dst else "default",
@@ -100,6 +110,7 @@ def state(namespace: str, node: str, listing: str | None = None) -> NamespaceSta
                     table=int(table),
                     type=ROUTE_TYPES.get(route["type"], str(route["type"])),
                     metric=int(route.get("priority") or 0),
+                    family=6 if route["family"] == socket.AF_INET6 else 4,
                 )
             )
         for rule in ipr.get_rules(family=socket.AF_INET):
@@ -150,7 +161,9 @@ def neighbours(ipr: object, names: dict[int, str]) -> list[str]:
         Neighbour(
             n.get("dst"), names.get(n["ifindex"], "?"), n.get("lladdr"), _nud(n["state"])
         ).describe()
-        for n in ipr.get_neighbours(family=socket.AF_INET)  # type: ignore[attr-defined]
+        for family in (socket.AF_INET, socket.AF_INET6)
+        for n in ipr.get_neighbours(family=family)  # type: ignore[attr-defined]
+        if not str(n.get("dst", "")).startswith(("fe80:", "ff"))
     ]
 
 
@@ -189,23 +202,27 @@ def listeners(namespace: str) -> list[str]:
     found = []
     with netns.entered(namespace):
         for protocol, wanted in (("tcp", "0A"), ("udp", "07")):
-            try:
-                with open(f"/proc/thread-self/net/{protocol}") as f:
-                    lines = f.read().splitlines()[1:]
-            except OSError:
-                continue
-            for line in lines:
-                fields = line.split()
-                if fields[3] == wanted:
-                    found.append(f"{protocol} {_address(fields[1])}")
+            for table in (protocol, f"{protocol}6"):
+                try:
+                    with open(f"/proc/thread-self/net/{table}") as f:
+                        lines = f.read().splitlines()[1:]
+                except OSError:
+                    continue
+                for line in lines:
+                    fields = line.split()
+                    if fields[3] == wanted:
+                        found.append(f"{protocol} {_address(fields[1])}")
     return sorted(set(found))
 
 
 def _address(hex_pair: str) -> str:
-    """/proc/net/tcp's "0100007F:2328" as "127.0.0.1:9000"."""
+    """/proc/net/tcp's "0100007F:2328" as "127.0.0.1:9000"; tcp6's as "[::1]:9000"."""
     address, port = hex_pair.split(":")
-    octets = bytes.fromhex(address)[::-1]
-    return f"{'.'.join(str(b) for b in octets)}:{int(port, 16)}"
+    raw = bytes.fromhex(address)
+    if len(raw) == 16:  # four host-order 32-bit words
+        words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+        return f"[{IPv6Address(words)}]:{int(port, 16)}"
+    return f"{'.'.join(str(b) for b in raw[::-1])}:{int(port, 16)}"
 
 
 def tc_filters(namespace: str, device: str) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 
 import pytest
 
@@ -15,17 +15,27 @@ def test_reference_is_the_seed_topology() -> None:
     assert topo.prefix == "pt-"
     assert set(topo.nodes) == {"container1", "container2", "host", "wan"}
     c1 = topo.nodes["container1"].interfaces["veth-cont1"]
-    assert c1.addresses == (IPv4Interface("192.168.100.2/24"),)
+    # Dual-stack: the ULA beside the tutorial's IPv4.
+    assert c1.addresses == (IPv4Interface("192.168.100.2/24"), IPv6Interface("fd00:100::2/64"))
     assert c1.peer == ("host", "veth-host1")
+    assert {r.version for r in topo.nodes["container1"].routes} == {4, 6}
     host = topo.nodes["host"]
     assert host.interfaces["veth-host1"].peer == ("container1", "veth-cont1")  # filled in
     assert host.interfaces["veth-host2"].master == "br0"
-    assert host.sysctls == {"net.ipv4.ip_forward": "1"}
-    assert [r.name for r in host.rules] == ["masquerade", "dnat-8080", "forward-dnat-8080"]
+    assert host.sysctls == {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"}
+    assert [(r.family, r.name) for r in host.rules] == [
+        ("ip", "masquerade"),
+        ("ip", "dnat-8080"),
+        ("ip", "forward-dnat-8080"),
+        ("ip6", "masquerade6"),
+        ("ip6", "dnat6-8080"),
+    ]
     wan = topo.nodes["wan"]
     assert {a.ip for a in wan.interfaces["lo"].addresses} == {
         IPv4Address("8.8.8.8"),
         IPv4Address("1.1.1.1"),
+        IPv6Address("2001:4860:4860::8888"),
+        IPv6Address("2606:4700:4700::1111"),
     }
     assert wan.routes == ()  # no way back to 192.168.100.0/24 without NAT
     assert len(topo.veth_pairs()) == 3
