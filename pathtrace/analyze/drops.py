@@ -317,7 +317,14 @@ def _routing(
     if state is None:
         return None
     forwarding = not state.owns(series.hops[0].packet.dst) and node != source
-    if forwarding and state.sysctl("net.ipv4.ip_forward") == "0":
+    if forwarding and ":" in packet.dst and state.sysctl("net.ipv6.conf.all.forwarding") == "0":
+        key = "net.ipv6.conf.all.forwarding"
+        return None, (
+            f"{node} does not forward IPv6: {key} is 0 ({reason})",
+            net.command(node, f"sysctl -w {key}=1"),
+            [f"{node}: {key}=0"],
+        )
+    if forwarding and ":" not in packet.dst and state.sysctl("net.ipv4.ip_forward") == "0":
         return None, (
             f"{node} does not forward: net.ipv4.ip_forward is 0 ({reason})",
             net.command(node, "sysctl -w net.ipv4.ip_forward=1"),
@@ -536,8 +543,9 @@ def stalled(
     if not links.unresolved(entry):
         return None
     assert entry is not None
+    asked = "neighbour solicitation" if ":" in hop_ip else "ARP"
     cause = (
-        f"{node} asked for {hop_ip}'s MAC on {last.interface} (ARP) and got no answer: "
+        f"{node} asked for {hop_ip}'s MAC on {last.interface} ({asked}) and got no answer: "
         f"the neighbour entry is {entry.state}"
     )
     evidence = [f"{node}: neighbour {entry.describe()}", f"{node}: {lookup.describe()}"]
@@ -574,6 +582,8 @@ def _no_arp_answer(
             net.command(o_state.node, f"ip link set {o_link.name} up"),
             [f"{o_state.node}: {o_link.name} down"],
         )
+    if ":" in address:
+        return _no_neighbour_advertisement(net, o_state, address)
     # The kernel uses the larger of the two; 8 answers no ARP request at all.
     keys = ("net.ipv4.conf.all.arp_ignore", f"net.ipv4.conf.{o_link.name}.arp_ignore")
     key, value = max(((k, o_state.sysctls.get(k, "0")) for k in keys), key=lambda kv: int(kv[1]))
@@ -601,6 +611,34 @@ def _no_arp_answer(
                 if p.port
             ]
             return blocked.why, net.command(b_state.node, blocked.fix), evidence
+    return None
+
+
+def _no_neighbour_advertisement(
+    net: Network, o_state: NamespaceState, address: str
+) -> tuple[str, str | None, list[str]] | None:
+    """Why the owner of an IPv6 address did not answer a neighbour solicitation:
+    IPv6 off there, or a rule of its own that drops solicitations."""
+    key = "net.ipv6.conf.all.disable_ipv6"
+    if o_state.sysctls.get(key) == "1":
+        return (
+            f"{o_state.node} has IPv6 off: {key}=1",
+            net.command(o_state.node, f"sysctl -w {key}=0"),
+            [f"{o_state.node}: {key}=1"],
+        )
+    rules = o_state.rules()
+    candidates = [
+        r
+        for r in rules.rules_at("INPUT", "ip6")
+        if r.verdict == "drop" and ("nd-neighbor-solicit" in r.text or "icmpv6" in r.text)
+    ]
+    rule, _ = _only(candidates)
+    if rule is not None:
+        return (
+            f"{o_state.node} drops the neighbour solicitations for {address}: {rule.cited}",
+            net.command(o_state.node, rule.delete_command),
+            [f"{o_state.node}: {rule.cited}"],
+        )
     return None
 
 

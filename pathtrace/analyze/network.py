@@ -7,7 +7,7 @@ turns a command into one a person can paste: ``ip netns exec NS CMD`` (or
 
 from __future__ import annotations
 
-from ipaddress import IPv4Interface
+from ipaddress import ip_interface
 
 from pathtrace.analyze import links, routing
 from pathtrace.model.state import Link, NamespaceState
@@ -61,24 +61,26 @@ class Network:
         state = self.state(node)
         return routing.route_get(state, dst, src, iif, mark) if state else None
 
-    def gateway_for(self, node: str) -> str | None:
+    def gateway_for(self, node: str, version: int = 4) -> str | None:
         """The address, on one of ``node``'s own subnets, of a traced namespace that
         forwards: what a default route there would go via."""
         state = self.state(node)
         if state is None:
             return None
         subnets = [
-            IPv4Interface(a).network
+            ip_interface(a).network
             for link in state.links
             if link.kind != "loopback"
             for a in link.addresses
+            if ip_interface(a).version == version
         ]
         for other in self.all:
-            if other is state or other.sysctls.get("net.ipv4.ip_forward") != "1":
+            key = "net.ipv6.conf.all.forwarding" if version == 6 else "net.ipv4.ip_forward"
+            if other is state or other.sysctls.get(key) != "1":
                 continue
             for link in other.links:
                 for a in link.addresses:
-                    address = IPv4Interface(a)
-                    if any(address.ip in net for net in subnets):
+                    address = ip_interface(a)
+                    if any(address.version == net.version and address.ip in net for net in subnets):
                         return str(address.ip)
         return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from ipaddress import ip_address
 
 from pathtrace.analyze import drops
 from pathtrace.analyze.network import Network
@@ -30,6 +31,28 @@ ICMP_ERRORS = {
     (3, 10): "host administratively prohibited",
     (3, 13): "communication administratively prohibited",
     (11, 0): "TTL exceeded in transit",
+}
+ICMP6_ERRORS = {
+    (1, 0): "no route to destination",
+    (1, 1): "communication administratively prohibited",
+    (1, 3): "address unreachable",
+    (1, 4): "port unreachable",
+    (1, 5): "source address failed policy",
+    (1, 6): "reject route to destination",
+    (2, 0): "packet too big",
+    (3, 0): "hop limit exceeded in transit",
+}
+# ICMPv6 errors as the ICMPv4 error that means the same, so that one reasoning
+# explains both: routes refusing, reject rules, no listener, MTU, TTL.
+AS_ICMP4 = {
+    (1, 0): (3, 0),
+    (1, 1): (3, 13),
+    (1, 3): (3, 1),
+    (1, 4): (3, 3),
+    (1, 5): (3, 13),
+    (1, 6): (3, 13),
+    (2, 0): (3, 4),
+    (3, 0): (11, 0),
 }
 NOT_TAKEN = ("OTHERHOST",)  # freed on arrival as not for this host: never "taken in"
 
@@ -127,6 +150,9 @@ class Judge:
                 continue
             drop = next((h for h in series.hops if h.action == "drop"), None)
             if drop is not None:
+                state = self.net.state(drop.node)
+                if series is request and state is not None and self._answer_failed(drop, state):
+                    return self._unanswered(request, drop, state)
                 return drops.explain(self.net, series, drop, events, self.source_node)
         return self._lost(request, reply)
 
@@ -153,16 +179,20 @@ class Judge:
         if send_error is not None:
             return self._refused_at_source(send_error)
         if state is not None and state.route_for(self.target) is None:
-            has_default = any(r.dst == "default" for r in state.routes if r.table == 254)
-            routes = ", ".join(r.describe() for r in state.routes) or "none"
-            gateway = self.net.gateway_for(node) or "GATEWAY"
+            version = ip_address(self.target).version
+            mine = [r for r in state.routes if r.family == version]
+            has_default = any(r.dst == "default" for r in mine if r.table == 254)
+            routes = ", ".join(r.describe() for r in mine) or "none"
+            gateway = self.net.gateway_for(node, version) or "GATEWAY"
             return Verdict(
                 "dropped",
                 f"{node} has no route to {self.target}",
                 where=node,
                 cause=f"{node} has no route to {self.target}"
                 + ("" if has_default else " (it has no default route)"),
-                fix=self.net.command(node, f"ip route add default via {gateway}"),
+                fix=self.net.command(
+                    node, f"ip {'-6 ' if version == 6 else ''}route add default via {gateway}"
+                ),
                 evidence=[f"{node}'s routes: {routes}"],
             )
         return Verdict(
@@ -236,7 +266,11 @@ class Judge:
     def _icmp_error(self, error: Series, request: Series, events: Sequence[Event]) -> Verdict:
         first = next(e for e in events if e.tag == TagKind.ICMP_ERROR)
         code = (first.icmp_type or 0, first.icmp_code or 0)
-        what = ICMP_ERRORS.get(code, f"ICMP type {code[0]} code {code[1]}")
+        if first.protocol == "icmpv6":
+            what = ICMP6_ERRORS.get(code, f"ICMPv6 type {code[0]} code {code[1]}")
+            code = AS_ICMP4.get(code, code)
+        else:
+            what = ICMP_ERRORS.get(code, f"ICMP type {code[0]} code {code[1]}")
         sender = error.hops[0].node
         # The probe as the sender had it, and where it came in.
         at = [h for h in request.hops if h.node == sender]
@@ -287,13 +321,31 @@ class Judge:
             fix="look at the next hop's interfaces, routes and rules",
         )
 
+    @staticmethod
+    def _answer_failed(drop: Hop, state: NamespaceState) -> bool:
+        """An echo request freed as a drop where it arrived: IPv6 frees it so when its
+        answer cannot be sent (IPv4 consumes it): the answer's failure, not a drop."""
+        packet = drop.packet
+        return (
+            packet.protocol == "icmpv6"
+            and state.owns(packet.dst)
+            and drop.drop_reason == "NOT_SPECIFIED"
+            and "(in icmpv6_rcv" in drop.text
+        )
+
     def _unanswered(self, request: Series, last: Hop, state: NamespaceState) -> Verdict:
         """The request arrived where it was going and no answer came."""
         node = last.node
         packet: Packet = request.hops[-1].packet  # as the destination saw it
         sent = request.hops[0].packet
         if state.route_for(packet.src) is None:
-            routes = ", ".join(r.describe() for r in state.routes if r.table == 254) or "none"
+            family = 6 if ":" in packet.src else 4
+            routes = (
+                ", ".join(
+                    r.describe() for r in state.routes if r.table == 254 and r.family == family
+                )
+                or "none"
+            )
             evidence = [f"{node}'s routes: {routes}"]
             cause = f"{node} has no route back to {packet.src}"
             if packet.src == sent.src:

@@ -29,12 +29,14 @@ def _nft(topo: Topology, node: str, script: str) -> None:
     firewall.apply(topo.namespace(node), script)
 
 
-def _delete_rule(topo: Topology, node: str, table: str, chain: str, name: str) -> None:
+def _delete_rule(
+    topo: Topology, node: str, table: str, chain: str, name: str, family: str = "ip"
+) -> None:
     ns = topo.namespace(node)
-    rule = firewall.read(ns).rule_named(table, chain, name)
+    rule = firewall.read(ns).rule_named(table, chain, name, family)
     if rule is None:
         raise UsageError(f"the lab has no rule {name} in {node}: run `pathtrace lab fix` first")
-    netns.run(ns, ["nft", "delete", "rule", "ip", table, chain, "handle", str(rule.handle)])
+    netns.run(ns, ["nft", "delete", "rule", family, table, chain, "handle", str(rule.handle)])
 
 
 def _no_masquerade(topo: Topology) -> None:
@@ -115,6 +117,45 @@ def _reject_rule(topo: Topology) -> None:
     )
 
 
+# -- IPv6 --
+
+
+def _no_masquerade6(topo: Topology) -> None:
+    _delete_rule(topo, "host", "nat", "POSTROUTING", "masquerade6", "ip6")
+
+
+def _ipv6_forwarding_off(topo: Topology) -> None:
+    netns.write_sysctl(topo.namespace("host"), "net.ipv6.conf.all.forwarding", "0")
+
+
+def _forward_drop6(topo: Topology) -> None:
+    _nft(
+        topo,
+        "host",
+        "table ip6 filter {\n"
+        "  chain FORWARD { type filter hook forward priority 0; "
+        'ip6 saddr fd00:100::/64 drop comment "pathtrace-break forward-drop6"; }\n}\n',
+    )
+
+
+def _no_default_route6(topo: Topology) -> None:
+    netns.run(topo.namespace("container1"), ["ip", "-6", "route", "del", "default"])
+
+
+def _neighbour_solicitations_dropped(topo: Topology) -> None:
+    # container1 stops answering neighbour discovery: a rule in its own input
+    # drops the solicitations (as an over-eager ICMPv6 filter does).
+    _nft(
+        topo,
+        "container1",
+        "table ip6 pathtrace_break {\n"
+        "  chain INPUT { type filter hook input priority 0; "
+        'icmpv6 type nd-neighbor-solicit drop comment "pathtrace-break nd"; }\n}\n',
+    )
+    for node in ("container2", "host"):  # what they knew of container1 is forgotten
+        netns.run(topo.namespace(node), ["ip", "-6", "neigh", "flush", "to", "fd00:100::2"])
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
@@ -179,6 +220,38 @@ SCENARIOS: dict[str, Scenario] = {
             "host rejects traffic to 8.8.8.8 with ICMP admin-prohibited",
             "run ping 8.8.8.8",
             _reject_rule,
+        ),
+        Scenario(
+            "no-masquerade6",
+            "host forgets the ip6 masquerade (NAT66): requests reach wan from "
+            "fd00:100::/64, and wan has no route back",
+            "run ping 2001:4860:4860::8888",
+            _no_masquerade6,
+        ),
+        Scenario(
+            "ipv6-forwarding-off",
+            "host stops forwarding IPv6 (net.ipv6.conf.all.forwarding=0)",
+            "run ping 2001:4860:4860::8888",
+            _ipv6_forwarding_off,
+        ),
+        Scenario(
+            "forward-drop6",
+            "an ip6 FORWARD chain on host drops what the containers send out",
+            "run ping 2001:4860:4860::8888",
+            _forward_drop6,
+        ),
+        Scenario(
+            "no-default-route6",
+            "container1 loses its IPv6 default route",
+            "run ping 2001:4860:4860::8888",
+            _no_default_route6,
+        ),
+        Scenario(
+            "nd-unanswered",
+            "container1 drops neighbour solicitations: nobody on its link can "
+            "learn its MAC",
+            "run ping fd00:100::2 --from container2",
+            _neighbour_solicitations_dropped,
         ),
     ]
 }

@@ -22,7 +22,7 @@ import json
 import os
 from dataclasses import asdict
 from datetime import UTC, datetime
-from ipaddress import IPv4Address
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +170,7 @@ def _load(path: Path) -> tuple[RunResult, dict[str, Any]]:
         events = _read_events(path / "events.jsonl")
         captures = _read_captures(path / "captures.jsonl")
         o = facts["options"]
-        options = RunOptions(**{**o, "target": IPv4Address(o["target"])})
+        options = RunOptions(**{**o, "target": ip_address(o["target"])})
         states = {ns: NamespaceState.from_json(s) for ns, s in state["namespaces"].items()}
         result = RunResult(
             options=options,

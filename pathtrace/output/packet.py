@@ -37,10 +37,11 @@ class PacketView:
     def is_changed(self, field_line: str) -> bool:
         """Whether a field line of ``lines`` shows a field that changed."""
         name = field_line.strip().split(" ", 1)[0]
-        return any(name == _SHOWN_AS.get(c, c) for c in self.changed)
+        return any(name in _SHOWN_AS.get(c, (c,)) for c in self.changed)
 
 
-_SHOWN_AS = {"length": "len"}
+# How scapy names a field in IPv4 and in IPv6.
+_SHOWN_AS = {"length": ("len", "plen"), "ttl": ("ttl", "hlim")}
 
 
 def frame_of(result: RunResult, hop: Hop) -> bytes | None:
@@ -63,22 +64,26 @@ def view(result: RunResult, hop: Hop, previous: Hop | None) -> PacketView:
     )
     frame = frame_of(result, hop)
     if frame is not None:
-        # inet binds IP (and ICMP, UDP, TCP) under Ether: without it scapy shows Raw.
+        # inet and inet6 bind IP, IPv6 (and ICMP, ICMPv6, UDP, TCP) under Ether:
+        # without them scapy shows Raw.
         scapy_setup.prepare()
         import scapy.layers.inet  # noqa: F401
+        import scapy.layers.inet6  # noqa: F401
         from scapy.layers.l2 import Ether
 
         lines = str(Ether(frame).show(dump=True)).splitlines()
     else:
         p = hop.packet
+        v6 = ":" in p.src
+        icmp = p.protocol in ("icmp", "icmpv6")
         lines = [
-            "###[ IP (from the event; no capture of this hop) ]###",
+            f"###[ {'IPv6' if v6 else 'IP'} (from the event; no capture of this hop) ]###",
             f"  src       = {p.src}",
             f"  dst       = {p.dst}",
-            f"  ttl       = {p.ttl}",
+            f"  {'hlim' if v6 else 'ttl':<9} = {p.ttl}",
             f"  len       = {p.length}",
             f"###[ {p.protocol.upper()} ]###",
-            f"  {'id' if p.protocol == 'icmp' else 'sport':<9} = {p.sport}",
-            f"  {'seq' if p.protocol == 'icmp' else 'dport':<9} = {p.dport}",
+            f"  {'id' if icmp else 'sport':<9} = {p.sport}",
+            f"  {'seq' if icmp else 'dport':<9} = {p.dport}",
         ]
     return PacketView(lines, changed, hop.captured, diff)

@@ -189,8 +189,8 @@ def test_cli_run_json_and_exit_codes(lab: topology.Topology, topology_file: Path
     ("args", "says"),
     [
         (["run", "ping", "8.8.8.8", "--from", "container9"], "unknown node 'container9'"),
-        (["run", "ping", "8.8.8.888"], "is not an IPv4 address"),
-        (["run", "udp", "8.8.8.8"], "needs HOST:PORT"),
+        (["run", "ping", "8.8.8.888"], "is not an IP address"),
+        (["run", "udp", "8.8.8.8"], "needs ADDRESS:PORT"),
         (["run", "tcp", "8.8.8.8:99999"], "is not a port"),
         (["run", "ping", "8.8.8.8", "--ttl", "0"], "--ttl"),
     ],

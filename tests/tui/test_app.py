@@ -223,3 +223,27 @@ def test_live_tui_in_a_scratch_host_builds_nothing_in_the_host() -> None:
     assert seen["error"].startswith("lab up failed: ") and "Read-only" in seen["error"]
     assert seen["running"]
     assert seen["changed"] == [] and seen["left"] == []
+
+
+def test_an_ipv6_bundle_shows_its_layers_and_the_nat66() -> None:
+    async def scenario() -> None:
+        app = make_app(bundle=EXAMPLES / "ping6-nat66")
+        async with app.run_test(size=(120, 40)) as pilot:
+            timeline = app.query_one(HopTimeline)
+            await wait_until(pilot, lambda: bool(timeline.hops))
+            snat = next(i for i, h in enumerate(timeline.hops) if h.translation)
+            timeline.move_cursor(row=snat)
+            await pilot.pause()
+            packet = text_of(app.query_one(PacketView))
+            assert "SNAT by rule masquerade6" in packet
+            assert "[fd00:100::2]:icmpv6/" in packet and "[2001:db8::2]:icmpv6/" in packet
+            timeline.move_cursor(row=snat + 1)  # a captured hop: scapy's own IPv6 layers
+            await pilot.pause()
+            packet = text_of(app.query_one(PacketView))
+            assert "IPv6" in packet and "ICMPv6 Echo Request" in packet, packet
+            assert "2001:4860:4860::8888" in packet
+            # The form is filled with the bundle's probe, IPv6 target and all.
+            assert app.query_one("#target", Input).value == "2001:4860:4860::8888"
+            await pilot.press("q")
+
+    asyncio.run(scenario())

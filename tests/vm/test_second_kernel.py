@@ -11,6 +11,8 @@ import os
 import pytest
 
 from pathtrace.lab import topology
+from pathtrace.model.options import RunOptions
+from pathtrace.session import Run
 from tests.conftest import pathtrace
 from tests.matchers import assert_ordered_subset
 from tests.tracing import Session, ping
@@ -103,3 +105,14 @@ __all__ = [
     "test_lab_from_a_thread_in_the_vm",
     "test_threads_in_the_vm",
 ]
+
+
+def test_ipv6_through_nat66_on_this_kernel(lab: topology.Topology) -> None:
+    """Tagged IPv6 followed by the kprobe/fentry NAT hooks (no netfilter links here)."""
+    result = Run(RunOptions.parse("ping", "2001:4860:4860::8888", count=1), lab).execute()
+    probe = result.probes[0]
+    assert probe.verdict.outcome == "answered", probe.verdict
+    snat = next(h for h in probe.request.hops if h.translation)
+    assert snat.translation is not None and snat.translation.kind == "SNAT"
+    assert snat.translation.after.startswith("[2001:db8::2]:icmpv6/")
+    assert "masquerade6" in (snat.translation.rule or ""), snat.translation
