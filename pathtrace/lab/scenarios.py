@@ -248,8 +248,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "nd-unanswered",
-            "container1 drops neighbour solicitations: nobody on its link can "
-            "learn its MAC",
+            "container1 drops neighbour solicitations: nobody on its link can learn its MAC",
             "run ping fd00:100::2 --from container2",
             _neighbour_solicitations_dropped,
         ),
