@@ -458,11 +458,15 @@ def refusal(
         link = state.link(lookup.route.dev) if lookup.route and lookup.route.dev else None
         if link is None:
             return None
+        v6 = ":" in packet.dst
         return (
             f"{sender} must send the {packet.length}-byte packet out of {link.name}, whose "
-            f"MTU is {link.mtu}, and DF forbids fragmenting it",
+            f"MTU is {link.mtu}, and "
+            + ("IPv6 routers never fragment" if v6 else "DF forbids fragmenting it"),
             net.advice(
-                f"send smaller packets (at most {link.mtu} bytes), clear DF, or raise the MTU: "
+                f"send smaller packets (at most {link.mtu} bytes)"
+                + ("" if v6 else ", clear DF")
+                + ", or raise the MTU: "
                 f"{net.run_in(sender)}ip link set {link.name} mtu {packet.length}"
             ),
             [f"{sender}: {lookup.describe()}", f"{sender}/{link.name} mtu {link.mtu}"],

@@ -271,13 +271,29 @@ class Judge:
             code = AS_ICMP4.get(code, code)
         else:
             what = ICMP_ERRORS.get(code, f"ICMP type {code[0]} code {code[1]}")
-        sender = error.hops[0].node
+        # (An error freed before any device has no node of its own: it was made
+        # where the probe was last seen.)
+        sender = error.hops[0].node or request.hops[-1].node
         # The probe as the sender had it, and where it came in.
         at = [h for h in request.hops if h.node == sender]
         packet = at[-1].packet if at else request.hops[-1].packet
         iif = drops.arrival(self.net, request, sender)
         found = drops.refusal(self.net, sender, code, packet, iif, request)
         cause, fix, evidence = found if found else (f"unknown: {sender} sent {what}", None, [])
+        lost = next((h for h in error.hops if h.action == "drop"), None)
+        if lost is not None:
+            # The error never reached the source: for a packet too big, a path MTU
+            # black hole (the source keeps sending what cannot pass, and never hears).
+            blocked = drops.explain(self.net, error, lost, events, self.source_node)
+            return Verdict(
+                "dropped",
+                f"{sender} answered with ICMP {what}, and {blocked.where} dropped that error",
+                where=blocked.where,
+                cause=f"{cause}; the {what} error was dropped at {blocked.where} on its "
+                f"way to {self.source_node}, so the source never learns: {blocked.cause}",
+                fix=blocked.fix or fix,
+                evidence=evidence + blocked.evidence,
+            )
         return Verdict(
             "rejected",
             f"{sender} answered with ICMP {what}",

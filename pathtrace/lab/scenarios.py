@@ -142,6 +142,19 @@ def _no_default_route6(topo: Topology) -> None:
     netns.run(topo.namespace("container1"), ["ip", "-6", "route", "del", "default"])
 
 
+def _packet_too_big_blocked(topo: Topology) -> None:
+    # The uplink's MTU is 1280, and host's own output drops the ICMPv6 that says
+    # so: a path MTU black hole.
+    _small_mtu_with_df(topo)
+    _nft(
+        topo,
+        "host",
+        "table ip6 pathtrace_break {\n"
+        "  chain OUTPUT { type filter hook output priority 0; "
+        'icmpv6 type packet-too-big drop comment "pathtrace-break ptb"; }\n}\n',
+    )
+
+
 def _neighbour_solicitations_dropped(topo: Topology) -> None:
     # container1 stops answering neighbour discovery: a rule in its own input
     # drops the solicitations (as an over-eager ICMPv6 filter does).
@@ -245,6 +258,13 @@ SCENARIOS: dict[str, Scenario] = {
             "container1 loses its IPv6 default route",
             "run ping 2001:4860:4860::8888",
             _no_default_route6,
+        ),
+        Scenario(
+            "ptb-blocked",
+            "the uplink's MTU is 1280 and host drops its own ICMPv6 packet too big: "
+            "a path MTU black hole",
+            "run ping 2001:4860:4860::8888 --size 1400",
+            _packet_too_big_blocked,
         ),
         Scenario(
             "nd-unanswered",

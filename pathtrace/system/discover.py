@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from ipaddress import IPv6Address
 
 from pathtrace.system import netns, observe
 
@@ -132,9 +133,9 @@ def reachable(source: str, among: Sequence[str], target: str | None = None) -> R
 
 
 def _glance(namespace: str) -> tuple[set[str], bool]:
-    """(its local IPv4 addresses, whether it forwards: ip_forward=1 or a bridge),
-    read from inside it through /proc (a netlink socket each costs a millisecond,
-    which a node with hundreds of pods would pay hundreds of times)."""
+    """(its local addresses, whether it forwards: ip_forward=1, IPv6 forwarding,
+    or a bridge), read from inside it through /proc (a netlink socket each costs a
+    millisecond, which a node with hundreds of pods would pay hundreds of times)."""
     with netns.entered(namespace):
         with open("/proc/thread-self/net/fib_trie") as f:
             trie = f.read()
@@ -142,7 +143,15 @@ def _glance(namespace: str) -> tuple[set[str], bool]:
             devices = [line.split(":")[0].strip() for line in f.readlines()[2:]]
         with open("/proc/sys/net/ipv4/ip_forward") as f:
             forwards = f.read().strip() == "1"
+        try:
+            with open("/proc/thread-self/net/if_inet6") as f:
+                inet6 = [line.split()[0] for line in f]
+            with open("/proc/sys/net/ipv6/conf/all/forwarding") as f:
+                forwards = forwards or f.read().strip() == "1"
+        except OSError:
+            inet6 = []  # IPv6 is not built in
     owns = set(_LOCAL.findall(trie))
+    owns |= {str(IPv6Address(bytes.fromhex(a))) for a in inet6}
     if not forwards and len([d for d in devices if d != "lo"]) > 1:
         forwards = _has_bridge(namespace)  # more than one device: it may switch
     return owns, forwards
@@ -162,12 +171,13 @@ def _has_bridge(namespace: str) -> bool:
         ipr.close()
 
 
-_DNAT = re.compile(r"\bdnat to (\d+\.\d+\.\d+\.\d+)")
+_DNAT = re.compile(r"\bdnat (?:ip6? )?to \[?([\d.]+\d|[0-9a-f:]*:[0-9a-f:]+)")
 
 
 def name_of(path: str) -> str:
     """How people know a namespace: its /run/netns name; 'host' for pathtrace's
-    own; else what holds it (netns:INODE, pid and command)."""
+    own; else what holds it: the hostname of its UTS namespace when it has its own
+    (a container's), with netns:INODE, the pid and the command."""
     if not path.startswith("/"):
         return path
     if path == host_path() or netns.inode(path) == netns.inode(host_path()):
@@ -179,6 +189,10 @@ def name_of(path: str) -> str:
             comm = f.read().strip()
     except OSError:
         comm = "?"
+    # A container has a hostname of its own: the name its owner gave it.
+    hostname = netns.hostname_of(int(pid)) if pid.isdigit() else None
+    if hostname:
+        return f"{hostname} (netns:{number}, pid {pid}, {comm})"
     return f"netns:{number} (pid {pid}, {comm})"
 
 

@@ -19,6 +19,7 @@ import ctypes
 import errno
 import os
 import subprocess
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ NETNS_DIR = "/run/netns"
 SCRATCH_PREFIX = "pt-doctor-"
 THREAD_NS = "/proc/thread-self/ns/net"
 _CLONE_NEWNET = 0x40000000
+_CLONE_NEWUTS = 0x04000000
 _MS_BIND, _MS_REC, _MS_SHARED = 0x1000, 0x4000, 0x100000
 _MNT_DETACH = 2
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -43,6 +45,31 @@ def _check(result: int, what: str, target: str) -> None:
     if result != 0:
         code = ctypes.get_errno()
         raise OSError(code, f"{what}: {os.strerror(code)}", target)
+
+
+def hostname_of(pid: int) -> str | None:
+    """The hostname in ``pid``'s UTS namespace, when it has one of its own (a
+    container's); None when it shares ours. Read on a thread of its own, which
+    joins that namespace and ends: no other thread's namespaces move."""
+    try:
+        if os.stat(f"/proc/{pid}/ns/uts").st_ino == os.stat("/proc/thread-self/ns/uts").st_ino:
+            return None
+        fd = os.open(f"/proc/{pid}/ns/uts", os.O_RDONLY)
+    except OSError:
+        return None
+    found: list[str] = []
+
+    def read() -> None:
+        if _libc.setns(fd, _CLONE_NEWUTS) == 0:
+            found.append(os.uname().nodename)
+
+    try:
+        worker = threading.Thread(target=read, name="pathtrace-uts")
+        worker.start()
+        worker.join()
+    finally:
+        os.close(fd)
+    return found[0] if found else None
 
 
 def _setns(fd: int, target: str) -> None:

@@ -15,7 +15,8 @@ strict case). This process arms and disarms from CPU 1, and intervals within
 0.1 s of a change are left out. Last, BPF run-time statistics during one
 traced stretch give the probes' share of the CPU directly.
 
-Run: `python -m tests.bench.bench_traced_throughput` (as root; its own lab).
+Run: `python -m tests.bench.bench_traced_throughput [ipv4] [ipv6]` (as root; its
+own lab, dual-stack: the IPv6 paths are the same ones over fd00:100::/64 and NAT66).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import random
 import re
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -37,10 +39,16 @@ from pathtrace.system import netns
 from tests.bench.common import PREFIX, lab
 
 INTERVAL, HOLD, MARGIN, CYCLES = 0.2, 1.0, 0.1, 60
-PATHS = (
-    ("container1 -> container2", "container2", "192.168.100.3"),
-    ("container1 -> wan (NAT)", "wan", "8.8.8.8"),  # wan owns 8.8.8.8
-)
+PATHS = {
+    "ipv4": (
+        ("container1 -> container2", "container2", "192.168.100.3"),
+        ("container1 -> wan (NAT)", "wan", "8.8.8.8"),  # wan owns 8.8.8.8
+    ),
+    "ipv6": (
+        ("container1 -> container2 (IPv6)", "container2", "fd00:100::3"),
+        ("container1 -> wan (NAT66)", "wan", "2001:4860:4860::8888"),
+    ),
+}
 _LINE = re.compile(r"\s([\d.]+)-([\d.]+)\s+sec\s+[\d.]+ \w+\s+([\d.]+) Mbits/sec")
 
 
@@ -127,7 +135,7 @@ def cycled(
     return sorted(ratios)
 
 
-def throughput(topo: topology.Topology) -> None:
+def throughput(topo: topology.Topology, families: list[str]) -> None:
     namespaces = [topo.namespace(n) for n in topo.nodes]
 
     def armed() -> Callable[[], None]:
@@ -138,7 +146,7 @@ def throughput(topo: topology.Topology) -> None:
         time.sleep(0.15)  # as long as arming takes, on the same CPU
         return lambda: None
 
-    for label, server_node, dst in PATHS:
+    for label, server_node, dst in (p for f in families for p in PATHS[f]):
         control = cycled(topo, server_node, dst, not_armed)
         ratios = cycled(topo, server_node, dst, armed)
         print(
@@ -211,15 +219,20 @@ def probes_share(
     )
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    """``ipv4``, ``ipv6`` or both (the default)."""
+    families = argv or list(PATHS)
+    if set(families) - set(PATHS):
+        print(f"choose from {', '.join(PATHS)}")
+        return 2
     os.sched_setaffinity(0, {1})  # iperf3 has CPU 0
     topo = lab()
     try:
-        throughput(topo)
+        throughput(topo, families)
     finally:
         build.down(None, prefix=PREFIX)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -486,3 +487,134 @@ def test_a_netavark_network_is_traced_with_its_rules() -> None:
     series = [probe["request"], probe["reply"], *probe["others"]]
     nodes = {h["node"] for s in series for h in s["hops"]}
     assert nodes == {"wan", "host", "web"}, nodes
+
+
+def test_a_container_is_named_by_its_own_hostname() -> None:
+    """A namespace held by a process with a UTS namespace of its own (as every
+    container has) is called by that hostname."""
+    seen = scratch.result(
+        r"""
+import json, os, subprocess, sys, time
+
+def sh(command):
+    subprocess.run(["bash", "-c", command], check=True, capture_output=True)
+
+holder = subprocess.Popen(["unshare", "--net", "--uts", "sh", "-c",
+                           "hostname web-1 && exec sleep 120"])
+for _ in range(200):  # until it has its own namespace and its hostname
+    if os.readlink(f"/proc/{holder.pid}/exe").endswith("sleep"):
+        break
+    time.sleep(0.01)
+pid = holder.pid
+sh(f"ip link add h0 type veth peer name p0 netns /proc/{pid}/ns/net && "
+   f"ip addr add 10.9.0.1/24 dev h0 && ip link set h0 up && "
+   f"nsenter -t {pid} -n sh -c 'ip addr add 10.9.0.2/24 dev p0 && ip link set p0 up'")
+done = subprocess.run([sys.executable, "-m", "pathtrace", "run", "ping", "10.9.0.1",
+                       "--from", str(pid), "-c", "1", "--json"], capture_output=True, text=True)
+holder.kill()
+print(json.dumps({"code": done.returncode, "report": json.loads(done.stdout or "null"),
+                  "stderr": done.stderr, "pid": pid}))
+"""
+    )
+    assert seen["code"] == 0, seen["stderr"]
+    names = set(seen["report"]["namespaces"].values())
+    held = next(n for n in names if n != "host")
+    assert re.fullmatch(rf"web-1 \(netns:\d+, pid {seen['pid']}, sleep\)", held), held
+    assert seen["report"]["probes"][0]["request"]["hops"][0]["node"] == held
+
+
+DOCKER = r"""
+import json, os, re, subprocess, sys, time
+
+def sh(command, **kw):
+    return subprocess.run(["bash", "-c", command], check=True, capture_output=True, text=True, **kw)
+
+def pathtrace(*argv):
+    done = subprocess.run([sys.executable, "-m", "pathtrace", *argv], capture_output=True,
+                          text=True, timeout=60)
+    return done.returncode, json.loads(done.stdout) if done.stdout else done.stderr
+
+def counters():
+    text = sh("nft -a list ruleset").stdout
+    return {int(h): int(p) for p, h in re.findall(r"packets (\d+) .*# handle (\d+)", text)}
+
+# dockerd of its own in the scratch host: its state under the private /run, its
+# socket there; it writes docker0 and its iptables rules here, as on any node.
+os.makedirs("/run/dk/rootfs/bin")
+os.environ["DOCKER_HOST"] = "unix:///run/dk/docker.sock"
+daemon = subprocess.Popen(["dockerd", "--data-root", "/run/dk/data", "--exec-root",
+                           "/run/dk/exec", "-H", "unix:///run/dk/docker.sock", "--pidfile",
+                           "/run/dk/docker.pid", "--bip", "172.17.0.1/16"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+for _ in range(150):
+    if os.path.exists("/run/dk/docker.sock"):
+        break
+    time.sleep(0.1)
+# An image without a registry: busybox alone, imported.
+sh("cp /bin/busybox /run/dk/rootfs/bin/busybox && "
+   "tar -C /run/dk/rootfs -c . | docker import - bb:1")
+sh("docker run -d --name web -p 8080:80 bb:1 /bin/busybox httpd -f -p 80")
+sh("docker run -d --name db bb:1 /bin/busybox sleep 300")
+pid = {n: int(sh(f"docker inspect -f '{{{{.State.Pid}}}}' {n}").stdout) for n in ("web", "db")}
+ip = {n: sh(f"docker inspect -f '{{{{.NetworkSettings.IPAddress}}}}' {n}").stdout.strip()
+      for n in ("web", "db")}
+web_id = sh("docker inspect -f '{{.Id}}' web").stdout.strip()
+sh("ip netns add wan && ip link add eth0 type veth peer name eth0 netns wan && "
+   "ip addr add 198.51.100.2/24 dev eth0 && ip link set eth0 up && "
+   "ip -n wan addr add 198.51.100.1/24 dev eth0 && ip -n wan link set eth0 up && "
+   "ip -n wan link set lo up && ip -n wan addr add 8.8.8.8/32 dev lo && "
+   "ip route add default via 198.51.100.1")
+out = {"ip": ip, "web_id": web_id, "pid": pid}
+before = counters()
+out["internet"] = pathtrace("run", "ping", "8.8.8.8", "--from", str(pid["web"]), "-c", "1",
+                            "--json")
+out["internet_counted"] = [h for h, n in counters().items() if n > before.get(h, 0)]
+out["containers"] = pathtrace("run", "ping", ip["db"], "--from", str(pid["web"]), "-c", "1",
+                              "--json")
+before = counters()
+out["hostport"] = pathtrace("run", "tcp", "198.51.100.2:8080", "--from", "wan", "-c", "1",
+                            "--json")
+out["hostport_counted"] = [h for h, n in counters().items() if n > before.get(h, 0)]
+subprocess.run(["docker", "rm", "-f", "web", "db"], capture_output=True)
+daemon.terminate()
+daemon.wait(timeout=20)
+print(json.dumps(out))
+"""
+
+
+def test_a_docker_network_is_traced_with_its_rules() -> None:
+    """Docker's own daemon (in the scratch host), two containers of an imported
+    busybox image, one publishing 8080: its MASQUERADE, its DNAT in the DOCKER
+    chain behind PREROUTING's addrtype jump, its FORWARD policy drop with the
+    accepts it writes, containers found through /proc and named by hostname."""
+    if shutil.which("dockerd") is None:
+        pytest.fail("docker.io is not installed: make setup installs it")
+    seen = scratch.result(DOCKER, timeout=240)
+
+    def hops(name: str) -> list[dict[str, object]]:
+        code, report = seen[name]
+        assert code == 0, report
+        return report["probes"][0]["request"]["hops"]  # type: ignore[no-any-return]
+
+    short = seen["web_id"][:12]  # Docker gives a container its short id as hostname
+    snat = next(h for h in hops("internet") if h["translation"])
+    rule = str(snat["translation"]["rule"])  # type: ignore[index]
+    assert snat["node"] == "host" and "nat POSTROUTING handle" in rule, rule
+    assert "iptables: -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE" in rule, rule
+    handle = int(re.search(r"POSTROUTING handle (\d+)", rule).group(1))  # type: ignore[union-attr]
+    assert handle in seen["internet_counted"], (rule, seen["internet_counted"])
+    assert hops("internet")[0]["node"].startswith(f"{short} (netns:")  # type: ignore[union-attr]
+    assert seen["internet"][1]["probes"][0]["verdict"]["outcome"] == "answered"
+    texts = [str(h["text"]) for h in hops("containers")]
+    assert any(
+        t.startswith(("docker0 forwards it from veth", "docker0 floods it from veth"))
+        for t in texts
+    ), texts
+    assert seen["containers"][1]["probes"][0]["verdict"]["outcome"] == "answered"
+    dnat = next(h for h in hops("hostport") if h["translation"])
+    rule = str(dnat["translation"]["rule"])  # type: ignore[index]
+    assert "nat PREROUTING -> DOCKER handle" in rule, rule
+    assert f"-j DNAT --to-destination {seen['ip']['web']}:80" in rule, rule
+    handle = int(re.findall(r"handle (\d+)", rule)[-1])
+    assert handle in seen["hostport_counted"], (rule, seen["hostport_counted"])
+    assert seen["hostport"][1]["probes"][0]["verdict"]["outcome"] == "answered"

@@ -79,6 +79,16 @@ def test_from_wan_through_the_dnat66(lab: topology.Topology) -> None:
     assert probe.verdict.where == "container1"
 
 
+def test_from_wan_ping6_and_udp6_to_a_closed_port(lab: topology.Topology) -> None:
+    ping = run(lab, "ping", "2001:db8::2", source="wan", count=1).probes[0]
+    assert ping.verdict.outcome == "answered" and ping.verdict.where == "host", ping.verdict
+    closed = run(lab, "udp", "[2001:db8::2]:9", source="wan", count=1).probes[0]
+    assert closed.verdict.outcome == "rejected", closed.verdict
+    assert "port unreachable" in closed.verdict.summary
+    assert closed.verdict.cause == "nothing listens on udp port 9 in host", closed.verdict
+    assert closed.errors[0].hops[0].packet.protocol == "icmpv6"
+
+
 def test_bridged_ping6_and_a_bundle_read_back(lab: topology.Topology, tmp_path: Path) -> None:
     result = run(lab, "ping", "fd00:100::3")
     probe = result.probes[-1]
@@ -140,6 +150,13 @@ BREAKS6 = [
     ),
     ("forward-drop6", ("ping", GOOGLE6, {}), "dropped", "host/br0", "ip6 saddr fd00:100::/64 drop"),
     ("no-default-route6", ("ping", GOOGLE6, {}), "dropped", "container1", "no default route"),
+    (
+        "ptb-blocked",
+        ("ping", GOOGLE6, {"size": 1400}),
+        "dropped",
+        "host (OUTPUT, before any device)",
+        "MTU is 1280",
+    ),
     (
         "nd-unanswered",
         ("ping", "fd00:100::2", {"source": "container2"}),
