@@ -10,21 +10,27 @@ VM_KERNEL   := /boot/vmlinuz-6.1.0-47-amd64
 DEB_PACKAGES := iproute2 nftables iptables conntrack tcpdump tshark iputils-ping iperf3 \
                 util-linux clang llvm libbpf-dev bpftool bpftrace make python3-venv \
                 qemu-system-x86 busybox-static tmux containernetworking-plugins netavark \
-                $(VM_KERNEL_PKG)
+                docker.io $(VM_KERNEL_PKG)
 PYTHON      ?= python3
 
 .PHONY: setup run test test-host test-vm lint bench probes examples clean
 
 setup: $(STAMPS)/deb $(STAMPS)/venv probes
 
-# Installs only what is missing, so a second run costs a dpkg query.
+# Installs only what is missing, so a second run costs a dpkg query. No service
+# may start on install (docker.io's would make docker0 and rules in the root
+# namespace): a policy-rc.d that says no, for the install only, where none exists.
 $(STAMPS)/deb: Makefile
 	@missing=$$(for p in $(DEB_PACKAGES); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
 	  done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages: $$missing"; \
+	  guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d; \
+	    guard=/usr/sbin/policy-rc.d; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  status=$$?; [ -z "$$guard" ] || rm -f "$$guard"; [ $$status -eq 0 ]; \
 	fi
 	@mkdir -p $(STAMPS) && touch $@
 

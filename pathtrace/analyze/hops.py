@@ -309,7 +309,13 @@ class HopBuilder:
         for rule, path in state.rules().walk(chain, family):
             if any(path[:i] in returned for i in range(1, len(path) + 1)):
                 continue
-            if not all(_rule_matches(r.text, before, after.ifname, mark) for r in (*path, rule)):
+            # Where the packet came in (PREROUTING, INPUT: the hook's device) and
+            # goes out (POSTROUTING: the translated packet's device).
+            came_in = before_event.ifname if chain in ("PREROUTING", "INPUT") else ""
+            goes_out = after.ifname if chain in ("POSTROUTING", "OUTPUT") else ""
+            if not all(
+                _rule_matches(r.text, before, goes_out, mark, came_in) for r in (*path, rule)
+            ):
                 continue
             if any(a in rule.text for a in actions):
                 return rule, path
@@ -338,14 +344,23 @@ def _hook_name(e: Event) -> str:
 
 
 _MARK = re.compile(r"meta mark (?:& (0x[0-9a-f]+) == )?(0x[0-9a-f]+)")
-_Test = Callable[[str, Packet, str], bool] | None
+_Test = Callable[[str, Packet, str, str], bool] | None
 _MATCHERS: list[tuple[re.Pattern[str], _Test]] = [
-    (re.compile(r"ip6? saddr ((?:!= )?\S+)"), lambda v, p, _: _in(p.src, v)),
-    (re.compile(r"ip6? daddr ((?:!= )?\S+)"), lambda v, p, _: _in(p.dst, v)),
-    (re.compile(r'oifname "?([\w.-]+)"?'), lambda v, _, out: out == v),
+    (re.compile(r"ip6? saddr ((?:!= )?\S+)"), lambda v, p, *_: _in(p.src, v)),
+    (re.compile(r"ip6? daddr ((?:!= )?\S+)"), lambda v, p, *_: _in(p.dst, v)),
+    (re.compile(r'oifname ((?:!= )?"?[\w.-]+)"?'), lambda v, _p, out, _i: _is(out, v)),
+    (re.compile(r'iifname ((?:!= )?"?[\w.-]+)"?'), lambda v, _p, _o, came: _is(came, v)),
     (re.compile(r"(tcp|udp) dport (\d+)"), None),
-    (re.compile(r"ip protocol (\w+)"), lambda v, p, _: p.protocol == v),
+    (re.compile(r"ip protocol (\w+)"), lambda v, p, *_: p.protocol == v),
 ]
+
+
+def _is(ifname: str, spec: str) -> bool:
+    """An interface match (``"eth0"``, ``!= "docker0"``); unknown device: not ruled out."""
+    if not ifname:
+        return True
+    negate = spec.startswith("!=")
+    return (ifname == spec.removeprefix("!=").strip().strip('"')) != negate
 
 
 def _in(address: str, spec: str) -> bool:
@@ -359,7 +374,9 @@ def _in(address: str, spec: str) -> bool:
     return (ip in net) != negate
 
 
-def _rule_matches(text: str, packet: Packet, out_ifname: str, mark: int = 0) -> bool:
+def _rule_matches(
+    text: str, packet: Packet, out_ifname: str, mark: int = 0, in_ifname: str = ""
+) -> bool:
     """Whether the simple matches of an nft rule accept the packet (others are assumed to)."""
     m = _MARK.search(text)
     if m is not None:  # meta mark & MASK == VALUE, or meta mark VALUE (as portmap writes)
@@ -373,6 +390,6 @@ def _rule_matches(text: str, packet: Packet, out_ifname: str, mark: int = 0) -> 
         if test is None:
             if packet.protocol != m.group(1) or packet.dport != int(m.group(2)):
                 return False
-        elif not test(m.group(1), packet, out_ifname):
+        elif not test(m.group(1), packet, out_ifname, in_ifname):
             return False
     return True

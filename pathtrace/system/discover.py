@@ -176,8 +176,8 @@ _DNAT = re.compile(r"\bdnat (?:ip6? )?to \[?([\d.]+\d|[0-9a-f:]*:[0-9a-f:]+)")
 
 def name_of(path: str) -> str:
     """How people know a namespace: its /run/netns name; 'host' for pathtrace's
-    own; else what holds it: the hostname of its UTS namespace when it has its own
-    (a container's), with netns:INODE, the pid and the command."""
+    own; else the hostname of the UTS namespace of the process that holds it, when
+    it has one of its own (a container's); else netns:INODE with the pid and command."""
     if not path.startswith("/"):
         return path
     if path == host_path() or netns.inode(path) == netns.inode(host_path()):
@@ -189,10 +189,11 @@ def name_of(path: str) -> str:
             comm = f.read().strip()
     except OSError:
         comm = "?"
-    # A container has a hostname of its own: the name its owner gave it.
+    # A container has a hostname of its own: the name its owner gave it (Docker's
+    # short container id, a pod's name), short enough for a report's node column.
     hostname = netns.hostname_of(int(pid)) if pid.isdigit() else None
-    if hostname:
-        return f"{hostname} (netns:{number}, pid {pid}, {comm})"
+    if hostname and hostname != HOST:
+        return hostname
     return f"netns:{number} (pid {pid}, {comm})"
 
 
