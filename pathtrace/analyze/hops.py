@@ -93,11 +93,15 @@ class HopBuilder:
         last_time: int | None = None
         previous: Event | None = None
         pending_nf: dict[tuple[str, str | None], tuple[int, Event]] = {}
+        last_nf: dict[int, Event] = {}  # skb id -> the last netfilter event that saw it
         hooks_here: list[str] = []
         for n, (position, e) in enumerate(events):
             final = n == len(events) - 1
             hop: tuple[str, str] | None = None
             translation = None
+            if e.hook in (Hook.NF_BEFORE, Hook.NF_AFTER, Hook.NAT_BEFORE, Hook.NAT_AFTER):
+                if e.namespace:
+                    last_nf[e.skb_id] = e
             if e.hook in (Hook.NF_BEFORE, Hook.NAT_BEFORE):
                 pending_nf[(e.namespace, e.nf_hook)] = (position, e)
                 continue
@@ -138,6 +142,11 @@ class HopBuilder:
                 if switch:
                     ingress[(e.namespace, switch)] = e.ifname
             elif e.hook == Hook.DROP:
+                nf = last_nf.get(e.skb_id)
+                if not e.namespace and nf is not None:
+                    # Freed before any device (a netfilter drop in OUTPUT, say): it is
+                    # in the namespace of the netfilter hook that saw it last.
+                    e = replace(e, namespace=nf.namespace)
                 hop = (
                     "drop",
                     f"{self.node(e.namespace)} drops it: {e.drop_reason}"

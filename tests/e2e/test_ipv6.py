@@ -182,8 +182,11 @@ def test_ipv6_break_is_diagnosed_and_fix_restores(
     kind, target, extra = probe
     broke = pathtrace("lab", "break", scenario, "--topology", str(topology_file))
     assert broke.returncode == 0, broke.stderr
-    verdict = run(lab, kind, target, count=1, **extra).probes[0].verdict
+    probe = run(lab, kind, target, count=1, **extra).probes[0]
+    verdict = probe.verdict
     assert verdict.outcome == outcome, verdict
+    if scenario == "ptb-blocked":  # the error, dropped before any device, is still host's
+        assert [h.node for h in probe.errors[0].hops] == ["host"], probe.errors
     assert verdict.where == where, verdict
     assert verdict.cause is not None and cause in verdict.cause, verdict.cause
     assert verdict.fix, verdict  # a command for that node, beside `lab fix`
