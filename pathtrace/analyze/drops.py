@@ -556,7 +556,8 @@ def stalled(
     fix = f"make sure {hop_ip} is up and reachable on {last.interface}'s link"
     if lookup.rule is not None and lookup.rule.table not in (254, 255):
         cause += f"; the route came from {lookup.describe()}"
-        fix = net.command(node, f"ip rule del pref {lookup.rule.priority}") + (
+        six = "-6 " if lookup.rule.family == 6 else ""
+        fix = net.command(node, f"ip {six}rule del pref {lookup.rule.priority}") + (
             f", or fix table {routing.table_name(lookup.rule.table)}'s route"
         )
     why = _no_arp_answer(net, state, link, hop_ip) if link is not None else None

@@ -74,10 +74,9 @@ def route_get(
 ) -> Lookup:
     """The lookup for a packet to ``dst`` (from ``src``, arriving on ``iif``; None:
     sent by the namespace itself), as fib_lookup makes it."""
-    # Policy rules are IPv4's (saved so); IPv6 lookups take the default rules.
-    rules = (
-        ip_address(dst).version == 4 and sorted(state.route_rules, key=lambda r: r.priority)
-    ) or [
+    version = ip_address(dst).version
+    mine = [r for r in state.route_rules if r.family == version]
+    rules = sorted(mine, key=lambda r: r.priority) or [
         Rule(0, "lookup", 255),
         Rule(32766, "lookup", 254),
         Rule(32767, "lookup", 253),
@@ -109,8 +108,11 @@ def delete_command(lookup: Lookup) -> str | None:
     if lookup.kind not in REFUSING:
         return None
     if lookup.route is None and lookup.rule is not None:
-        return f"ip rule del pref {lookup.rule.priority}"
+        six = "-6 " if lookup.rule.family == 6 else ""
+        return f"ip {six}rule del pref {lookup.rule.priority}"
     if lookup.route is not None:
+        six = "-6 " if lookup.route.family == 6 else ""
         table = f" table {table_name(lookup.route.table)}" if lookup.route.table != 254 else ""
-        return f"ip route del {lookup.route.type} {lookup.route.dst}{table}"
+        dst = "::/0" if lookup.route.dst == "default" and six else lookup.route.dst
+        return f"ip {six}route del {lookup.route.type} {dst}{table}"
     return None

@@ -83,6 +83,7 @@ class Rule:
     oif: str | None = None
     fwmark: int | None = None
     fwmask: int | None = None
+    family: int = 4  # 4 or 6 (`ip -6 rule`); bundles before 2026-11-28 hold IPv4's only
 
     def describe(self) -> str:
         words = [f"{self.priority}:"]

@@ -113,7 +113,11 @@ def state(namespace: str, node: str, listing: str | None = None) -> NamespaceSta
                     family=6 if route["family"] == socket.AF_INET6 else 4,
                 )
             )
-        for rule in ipr.get_rules(family=socket.AF_INET):
+        rules = [
+            *ipr.get_rules(family=socket.AF_INET),
+            *ipr.get_rules(family=socket.AF_INET6),
+        ]
+        for rule in rules:
             src, dst = rule.get("FRA_SRC"), rule.get("FRA_DST")
             state.route_rules.append(
                 Rule(
@@ -126,6 +130,7 @@ def state(namespace: str, node: str, listing: str | None = None) -> NamespaceSta
                     oif=rule.get("FRA_OIFNAME"),
                     fwmark=rule.get("FRA_FWMARK"),
                     fwmask=rule.get("FRA_FWMASK"),
+                    family=6 if rule["family"] == socket.AF_INET6 else 4,
                 )
             )
         state.neighbours = neighbours(ipr, names)

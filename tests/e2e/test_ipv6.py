@@ -194,3 +194,14 @@ def test_ipv6_break_is_diagnosed_and_fix_restores(
     assert fixed.returncode == 0, fixed.stderr
     again = run(lab, kind, target, count=1, **extra).probes[0].verdict
     assert again.outcome == "answered", again
+
+
+def test_an_ipv6_policy_rule_is_the_cause_it_is(lab: topology.Topology) -> None:
+    netns.run(
+        lab.namespace("host"),
+        ["ip", "-6", "rule", "add", "from", "fd00:100::/64", "blackhole", "pref", "90"],
+    )
+    verdict = run(lab, "ping", GOOGLE6, count=1).probes[0].verdict
+    assert verdict.outcome == "dropped" and verdict.where == "host/br0", verdict
+    assert verdict.cause is not None and "rule 90: from fd00:100::/64 blackhole" in verdict.cause
+    assert verdict.fix is not None and "ip -6 rule del pref 90" in verdict.fix

@@ -98,6 +98,37 @@ def test_route_get_follows_rules_then_tables() -> None:
     assert "rule 50: from 192.168.100.3/32 lookup 100" in other.describe()
 
 
+def test_ipv6_lookups_take_ipv6_routes_and_rules_only() -> None:
+    host = _host()
+    host.links[0] = Link("br0", 2, "bridge", True, True, 1500, None, ("fd00:100::1/64",))
+    host.routes += [
+        RouteEntry("fd00:100::/64", None, "br0", None, family=6),
+        RouteEntry("default", "2001:db8::1", "eth0", None, family=6),
+    ]
+    v6 = routing.route_get(host, "2001:4860:4860::8888", "fd00:100::2", "br0")
+    assert v6.route is not None and v6.route.gateway == "2001:db8::1"
+    assert routing.route_get(host, "fd00:100::1").kind == "local"
+    # An IPv4 rule never decides an IPv6 lookup, nor an IPv6 rule an IPv4 one.
+    host.route_rules[:] = [
+        Rule(0, "lookup", 255),
+        Rule(100, "prohibit", src="192.168.100.0/24"),
+        Rule(32766, "lookup", 254),
+        Rule(0, "lookup", 255, family=6),
+        Rule(90, "unreachable", src="fd00:100::/64", family=6),
+        Rule(32766, "lookup", 254, family=6),
+    ]
+    refused = routing.route_get(host, "2001:4860:4860::8888", "fd00:100::2", "br0")
+    assert refused.kind == "unreachable"
+    assert routing.delete_command(refused) == "ip -6 rule del pref 90"
+    assert routing.route_get(host, "8.8.8.8", "192.168.100.2", "br0").kind == "prohibit"
+    assert routing.route_get(host, "8.8.8.8", "198.51.100.2", "eth0").kind == "unicast"
+    host.routes.append(
+        RouteEntry("2001:db8:dead::/48", None, None, None, type="blackhole", family=6)
+    )
+    black = routing.route_get(host, "2001:db8:dead::1")
+    assert routing.delete_command(black) == "ip -6 route del blackhole 2001:db8:dead::/48"
+
+
 def test_peers_owners_and_neighbours() -> None:
     host, c1 = _host(), _container(2, 3)
     assert links.peer([host, c1], c1, c1.links[0]) == (host, host.links[1])
