@@ -212,6 +212,7 @@ class Run:
             list(states),
             index_limit=o.count,
             netfilter_namespaces=[ns for ns, state in states.items() if state.has_rules],
+            ip_versions=(o.target.version,),
         )
         sniffer = self._capture(states, setting.run_id, beside)
         with sniffer, tracer:

@@ -61,8 +61,13 @@ class Tracer:
         index_limit: int = 65536,
         refusals: Refusals | None = None,
         ask_kernel_again: bool = False,
+        ip_versions: Sequence[int] = (4, 6),
     ) -> None:
         self.run = run & 0xFFFFFFFF
+        # Netfilter links per IP version: a run's probes (and the errors quoting
+        # them) are all of its target's version, and each version's links cost
+        # its packets, and `start`, their own.
+        self.ip_versions = tuple(ip_versions)
         self.namespaces = list(namespaces)
         # Netfilter links cost every packet of their namespace a few program
         # runs; by default only namespaces with rules (where a translation or a
@@ -207,7 +212,8 @@ class Tracer:
             if mechanism.via == "netfilter":
                 before, after = obj.program("pt_nf_before").fd, obj.program("pt_nf_after").fd
                 for namespace in self.netfilter_namespaces:
-                    for proto in (nflink.NFPROTO_IPV4, nflink.NFPROTO_IPV6):
+                    protos = {4: nflink.NFPROTO_IPV4, 6: nflink.NFPROTO_IPV6}
+                    for proto in (protos[v] for v in self.ip_versions):
                         for hook, pivot in nflink.PIVOTS.items():
                             nf_fds.append(nflink.create(namespace, before, hook, pivot - 1, proto))
                             nf_fds.append(nflink.create(namespace, after, hook, pivot + 1, proto))

@@ -218,6 +218,17 @@ def _iproute_here() -> IPRoute:
     return IPRoute()
 
 
+def diag_socket(name: str) -> Any:
+    """A sock_diag netlink socket bound to namespace ``name`` (the caller closes it)."""
+    _pyroute2.install()
+    from pyroute2.netlink.diag import DiagSocket
+
+    with entered(name):
+        sock = DiagSocket()
+    sock.bind()
+    return sock
+
+
 def iproute(name: str) -> IPRoute:
     """A netlink socket bound to namespace ``name`` (the caller closes it)."""
     with entered(name):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import socket
 import subprocess
 from collections.abc import Iterable, Sequence
-from ipaddress import IPv6Address
 
 from pathtrace.errors import EnvironmentProblem
 from pathtrace.model.ruleset import iptables_made
@@ -203,31 +202,28 @@ def _bridge_port(link: object) -> BridgePort | None:
 
 
 def listeners(namespace: str) -> list[str]:
-    """Listening TCP and bound UDP sockets: "tcp 127.0.0.1:9000", "udp 0.0.0.0:53"."""
+    """Listening TCP and bound UDP sockets: "tcp 127.0.0.1:9000", "udp [::]:53".
+
+    Asked of sock_diag, which walks the namespace's listening sockets only:
+    /proc/net/tcp walks the whole machine's connection table (~5 ms a file here)."""
     found = []
-    with netns.entered(namespace):
-        for protocol, wanted in (("tcp", "0A"), ("udp", "07")):
-            for table in (protocol, f"{protocol}6"):
-                try:
-                    with open(f"/proc/thread-self/net/{table}") as f:
-                        lines = f.read().splitlines()[1:]
-                except OSError:
-                    continue
-                for line in lines:
-                    fields = line.split()
-                    if fields[3] == wanted:
-                        found.append(f"{protocol} {_address(fields[1])}")
+    sock = netns.diag_socket(namespace)
+    try:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for protocol, name, state in (
+                (socket.IPPROTO_TCP, "tcp", _TCP_LISTEN),
+                (socket.IPPROTO_UDP, "udp", _UDP_BOUND),
+            ):
+                for m in sock.get_sock_stats(family=family, protocol=protocol, states=1 << state):
+                    address, port = m["idiag_src"], m["idiag_sport"]
+                    host = f"[{address}]" if family == socket.AF_INET6 else address
+                    found.append(f"{name} {host}:{port}")
+    finally:
+        sock.close()
     return sorted(set(found))
 
 
-def _address(hex_pair: str) -> str:
-    """/proc/net/tcp's "0100007F:2328" as "127.0.0.1:9000"; tcp6's as "[::1]:9000"."""
-    address, port = hex_pair.split(":")
-    raw = bytes.fromhex(address)
-    if len(raw) == 16:  # four host-order 32-bit words
-        words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
-        return f"[{IPv6Address(words)}]:{int(port, 16)}"
-    return f"{'.'.join(str(b) for b in raw[::-1])}:{int(port, 16)}"
+_TCP_LISTEN, _UDP_BOUND = 10, 7  # the socket states sock_diag reports them in
 
 
 def tc_filters(namespace: str, device: str) -> list[str]:
