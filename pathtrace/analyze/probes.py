@@ -40,9 +40,11 @@ def build_probes(
     lost: int = 0,
     send_errors: dict[int, str] | None = None,
     correlation: Correlation | None = None,
+    only: int | None = None,
 ) -> list[ProbeTrace]:
     """Events (time order) -> one ProbeTrace per injected packet (also for a live
-    view of a run under way, from the events so far)."""
+    view of a run under way, from the events so far); ``only``: that probe alone
+    (a live view shows one, and rebuilds it ten times a second)."""
     by_probe: dict[int, list[tuple[int, Event]]] = defaultdict(list)
     for position, event in enumerate(events):
         by_probe[event.index].append((position, event))
@@ -50,7 +52,7 @@ def build_probes(
     judge = Judge(setting.states, setting.source, setting.target, lost, setting.restore)
     source = setting.states.get(setting.source)
     probes = []
-    for index in range(setting.count):
+    for index in range(setting.count) if only is None else [only]:
         groups = sort_series(by_probe.get(index, []), setting.source, source)
         request = _build(builder, index, "request", groups["request"], None, setting)
         origin = request.hops[0].time_ns if request.hops else None

@@ -332,8 +332,8 @@ class PathtraceApp(App[None]):
         if len(events) == self.live_shown:
             return
         self.live_shown = len(events)
-        probes = build_probes(events, setting)
-        self.query_one(HopTimeline).show(probes[min(self.probe_index, setting.count - 1)])
+        shown = min(self.probe_index, setting.count - 1)
+        self.query_one(HopTimeline).show(build_probes(events, setting, only=shown)[0])
         self.say(f"tracing: {len(events)} events so far", progress=True)
 
     def on_run_finished(self, message: RunFinished) -> None:
