@@ -262,7 +262,9 @@ static __always_inline int pt_parse_l4(const unsigned char *l4, __u32 l4_len,
 	 * are 8 bytes, the tag 12; TCP needs its first 16. */
 	__u32 w[5];
 
-	if (p->protocol == PT_IPPROTO_ICMPV6) {
+	if (p->protocol == IPPROTO_ICMP || p->protocol == PT_IPPROTO_ICMPV6) {
+		int v6 = p->protocol == PT_IPPROTO_ICMPV6;
+
 		if (pt_read(w, 5, l4))
 			return 0;
 		struct icmphdr *ic = (struct icmphdr *)w;
@@ -270,27 +272,16 @@ static __always_inline int pt_parse_l4(const unsigned char *l4, __u32 l4_len,
 		p->icmp_code = ic->code;
 		p->sport = ic->un.echo.id;
 		p->dport = ic->un.echo.sequence;
-		if (ic->type == 128)
+		/* Echo request, echo reply: ICMP 8, 0; ICMPv6 128, 129. */
+		if (ic->type == (v6 ? 128 : 8))
 			return pt_tag_words(&w[2], p, PT_TAG_REQUEST);
-		if (ic->type == 129)
+		if (ic->type == (v6 ? 129 : 0))
 			return pt_tag_words(&w[2], p, PT_TAG_REPLY);
-		if (ic->type >= 1 && ic->type <= 4) /* unreachable, too big, time, parameter */
+		/* Errors quoting the packet: ICMP unreachable, time exceeded, parameter
+		 * problem; ICMPv6 unreachable, packet too big, time exceeded, parameter. */
+		if (v6 && ic->type >= 1 && ic->type <= 4)
 			return pt_quoted_tag6(l4 + 8, p);
-		return 0;
-	}
-	if (p->protocol == IPPROTO_ICMP) {
-		if (pt_read(w, 5, l4))
-			return 0;
-		struct icmphdr *ic = (struct icmphdr *)w;
-		p->icmp_type = ic->type;
-		p->icmp_code = ic->code;
-		p->sport = ic->un.echo.id;
-		p->dport = ic->un.echo.sequence;
-		if (ic->type == 8)
-			return pt_tag_words(&w[2], p, PT_TAG_REQUEST);
-		if (ic->type == 0)
-			return pt_tag_words(&w[2], p, PT_TAG_REPLY);
-		if (ic->type == 3 || ic->type == 11 || ic->type == 12)
+		if (!v6 && (ic->type == 3 || ic->type == 11 || ic->type == 12))
 			return pt_quoted_tag(l4 + 8, p);
 		return 0;
 	}

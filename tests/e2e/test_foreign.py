@@ -170,8 +170,11 @@ print(json.dumps({"code": done.returncode, "report": json.loads(done.stdout or "
     assert "pathtrace lab" not in str(report)  # no lab advice on a network it did not build
 
 
-CNI = r"""
-import json, os, re, subprocess, sys, time
+# What the configurator programs share: a shell, pathtrace's JSON, the kernel's
+# per-rule counters (which rule matched, as the kernel counts), and an uplink to a
+# `wan` owning 8.8.8.8 (WAN(), once the configurator has made the host's side).
+CONFIGURATOR_PRELUDE = r"""
+import hashlib, json, os, re, subprocess, sys, time
 from pathtrace.system import netns
 
 def sh(command, **kw):
@@ -182,17 +185,30 @@ def pathtrace(*argv):
                           text=True, timeout=60)
     return done.returncode, json.loads(done.stdout) if done.stdout else done.stderr
 
+def counters():
+    # handle -> packets, from the host's own ruleset: which rule matched, as the kernel counts.
+    text = sh("nft -a list ruleset").stdout
+    return {int(h): int(p) for p, h in re.findall(r"packets (\d+) .*# handle (\d+)", text)}
+
+def WAN():
+    sh("ip netns add wan && ip link add eth0 type veth peer name eth0 netns wan && "
+       "ip addr add 198.51.100.2/24 dev eth0 && ip link set eth0 up && "
+       "ip -n wan addr add 198.51.100.1/24 dev eth0 && ip -n wan link set eth0 up && "
+       "ip -n wan link set lo up && ip -n wan addr add 8.8.8.8/32 dev lo && "
+       "ip route add default via 198.51.100.1")
+"""
+
+
+CNI = (
+    CONFIGURATOR_PRELUDE
+    + r"""
+
 def cni(plugin, pod, conf, command="ADD"):
     env = {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": pod,
            "CNI_NETNS": f"/run/netns/{pod}", "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni"}
     done = subprocess.run([f"/usr/lib/cni/{plugin}"], input=json.dumps(conf), env=env,
                           capture_output=True, text=True, check=True)
     return json.loads(done.stdout or "{}")
-
-def counters():
-    # handle -> packets, from the host's own ruleset: which rule matched, as the kernel counts.
-    text = sh("nft -a list ruleset").stdout
-    return {int(h): int(p) for p, h in re.findall(r"packets (\d+) .*# handle (\d+)", text)}
 
 os.makedirs("/run/cni", exist_ok=True)
 bridge = {"cniVersion": "1.0.0", "name": "testnet", "type": "bridge", "bridge": "cni0",
@@ -208,11 +224,7 @@ cni("portmap", "pod1", {"cniVersion": "1.0.0", "name": "testnet", "type": "portm
                         "runtimeConfig": {"portMappings": [
                             {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]},
                         "prevResult": results["pod1"]})
-sh("ip netns add wan && ip link add eth0 type veth peer name eth0 netns wan && "
-   "ip addr add 198.51.100.2/24 dev eth0 && ip link set eth0 up && "
-   "ip -n wan addr add 198.51.100.1/24 dev eth0 && ip -n wan link set eth0 up && "
-   "ip -n wan link set lo up && ip -n wan addr add 8.8.8.8/32 dev lo && "
-   "ip route add default via 198.51.100.1")
+WAN()
 listener = subprocess.Popen(["nsenter", "--net=/run/netns/pod1", sys.executable, "-c",
     "import socket, time; s = socket.socket(); s.bind(('0.0.0.0', 80)); s.listen(); "
     "print('ready', flush=True); time.sleep(120)"], stdout=subprocess.PIPE, text=True)
@@ -233,6 +245,7 @@ for pod in ("pod2", "pod1"):
     cni("bridge", pod, bridge, "DEL")
 print(json.dumps(out))
 """
+)
 
 
 def test_a_cni_network_is_traced_with_its_rules() -> None:
@@ -391,21 +404,9 @@ print(json.dumps(out))
     assert code == 0 and report["run"]["source_namespace"] == "pt-host", report["run"]
 
 
-NETAVARK = r"""
-import hashlib, json, os, re, subprocess, sys
-from pathtrace.system import netns
-
-def sh(command, **kw):
-    return subprocess.run(["bash", "-c", command], check=True, capture_output=True, text=True, **kw)
-
-def pathtrace(*argv):
-    done = subprocess.run([sys.executable, "-m", "pathtrace", *argv], capture_output=True,
-                          text=True, timeout=60)
-    return done.returncode, json.loads(done.stdout) if done.stdout else done.stderr
-
-def counters():
-    text = sh("nft -a list ruleset").stdout
-    return {int(h): int(p) for p, h in re.findall(r"packets (\d+) .*# handle (\d+)", text)}
+NETAVARK = (
+    CONFIGURATOR_PRELUDE
+    + r"""
 
 NETWORK = {"name": "podman", "id": hashlib.sha256(b"podman").hexdigest(),
            "driver": "bridge", "network_interface": "podman0",
@@ -424,11 +425,7 @@ for pod, address, ports in (("web", "10.88.0.14", [{"host_ip": "", "container_po
                "network_info": {"podman": NETWORK}}
     sh(f"/usr/lib/podman/netavark --config /run/netavark setup /run/netns/{pod}",
        input=json.dumps(options))
-sh("ip netns add wan && ip link add eth0 type veth peer name eth0 netns wan && "
-   "ip addr add 198.51.100.2/24 dev eth0 && ip link set eth0 up && "
-   "ip -n wan addr add 198.51.100.1/24 dev eth0 && ip -n wan link set eth0 up && "
-   "ip -n wan link set lo up && ip -n wan addr add 8.8.8.8/32 dev lo && "
-   "ip route add default via 198.51.100.1")
+WAN()
 listener = subprocess.Popen(["nsenter", "--net=/run/netns/web", sys.executable, "-c",
     "import socket, time; s = socket.socket(); s.bind(('0.0.0.0', 80)); s.listen(); "
     "print('ready', flush=True); time.sleep(120)"], stdout=subprocess.PIPE, text=True)
@@ -445,6 +442,7 @@ out["hostport_counted"] = [h for h, n in counters().items() if n > before.get(h,
 listener.kill()
 print(json.dumps(out))
 """
+)
 
 
 def test_a_netavark_network_is_traced_with_its_rules() -> None:
@@ -523,20 +521,9 @@ print(json.dumps({"code": done.returncode, "report": json.loads(done.stdout or "
     assert seen["report"]["probes"][0]["request"]["hops"][0]["node"] == held
 
 
-DOCKER = r"""
-import json, os, re, subprocess, sys, time
-
-def sh(command, **kw):
-    return subprocess.run(["bash", "-c", command], check=True, capture_output=True, text=True, **kw)
-
-def pathtrace(*argv):
-    done = subprocess.run([sys.executable, "-m", "pathtrace", *argv], capture_output=True,
-                          text=True, timeout=60)
-    return done.returncode, json.loads(done.stdout) if done.stdout else done.stderr
-
-def counters():
-    text = sh("nft -a list ruleset").stdout
-    return {int(h): int(p) for p, h in re.findall(r"packets (\d+) .*# handle (\d+)", text)}
+DOCKER = (
+    CONFIGURATOR_PRELUDE
+    + r"""
 
 # dockerd of its own in the scratch host: its state under the private /run, its
 # socket there; it writes docker0 and its iptables rules here, as on any node.
@@ -559,11 +546,7 @@ pid = {n: int(sh(f"docker inspect -f '{{{{.State.Pid}}}}' {n}").stdout) for n in
 ip = {n: sh(f"docker inspect -f '{{{{.NetworkSettings.IPAddress}}}}' {n}").stdout.strip()
       for n in ("web", "db")}
 web_id = sh("docker inspect -f '{{.Id}}' web").stdout.strip()
-sh("ip netns add wan && ip link add eth0 type veth peer name eth0 netns wan && "
-   "ip addr add 198.51.100.2/24 dev eth0 && ip link set eth0 up && "
-   "ip -n wan addr add 198.51.100.1/24 dev eth0 && ip -n wan link set eth0 up && "
-   "ip -n wan link set lo up && ip -n wan addr add 8.8.8.8/32 dev lo && "
-   "ip route add default via 198.51.100.1")
+WAN()
 out = {"ip": ip, "web_id": web_id, "pid": pid}
 before = counters()
 out["internet"] = pathtrace("run", "ping", "8.8.8.8", "--from", str(pid["web"]), "-c", "1",
@@ -580,6 +563,7 @@ daemon.terminate()
 daemon.wait(timeout=20)
 print(json.dumps(out))
 """
+)
 
 
 def test_a_docker_network_is_traced_with_its_rules() -> None:
