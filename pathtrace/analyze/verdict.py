@@ -151,7 +151,8 @@ class Judge:
             drop = next((h for h in series.hops if h.action == "drop"), None)
             if drop is not None:
                 state = self.net.state(drop.node)
-                if series is request and state is not None and self._answer_failed(drop, state):
+                answer_failed = state is not None and _answer_failed(drop, state, events)
+                if series is request and state is not None and answer_failed:
                     return self._unanswered(request, drop, state)
                 return drops.explain(self.net, series, drop, events, self.source_node)
         return self._lost(request, reply)
@@ -337,18 +338,6 @@ class Judge:
             fix="look at the next hop's interfaces, routes and rules",
         )
 
-    @staticmethod
-    def _answer_failed(drop: Hop, state: NamespaceState) -> bool:
-        """An echo request freed as a drop where it arrived: IPv6 frees it so when its
-        answer cannot be sent (IPv4 consumes it): the answer's failure, not a drop."""
-        packet = drop.packet
-        return (
-            packet.protocol == "icmpv6"
-            and state.owns(packet.dst)
-            and drop.drop_reason == "NOT_SPECIFIED"
-            and "(in icmpv6_rcv" in drop.text
-        )
-
     def _unanswered(self, request: Series, last: Hop, state: NamespaceState) -> Verdict:
         """The request arrived where it was going and no answer came."""
         node = last.node
@@ -424,3 +413,17 @@ class Judge:
         if route is None or route.prefsrc != address:
             return None
         return route.describe(), replace(route, prefsrc=None).describe()
+
+
+def _answer_failed(drop: Hop, state: NamespaceState, events: Sequence[Event]) -> bool:
+    """An echo request freed as a drop where it arrived: IPv6 frees it so in
+    icmpv6_rcv when its answer cannot be sent (IPv4 consumes it): the answer's
+    failure, not a drop."""
+    packet = drop.packet
+    where = [events[i].location or "" for i in drop.events if 0 <= i < len(events)]
+    return (
+        packet.protocol == "icmpv6"
+        and state.owns(packet.dst)
+        and drop.drop_reason == "NOT_SPECIFIED"
+        and any(w.startswith("icmpv6_rcv+") for w in where)
+    )

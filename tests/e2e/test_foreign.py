@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -130,34 +131,43 @@ print(json.dumps(out))
     assert seen["theirs"] == 0 and seen["lab"] == 0
 
 
-def test_a_namespace_only_a_process_holds_is_found_and_named() -> None:
-    seen = scratch.result(
-        r"""
-import json, os, subprocess, sys
-from pathtrace.system import netns
+def held_by_a_process(holder: str, also: str = "") -> Any:
+    """A namespace that only a process holds (``holder``, a shell command that
+    ends by exec'ing ``sleep``), a veth pair to it from the scratch host, ``also``
+    run in the host, and `run ping` from the holder's pid: what it printed."""
+    return scratch.result(
+        rf"""
+import json, os, subprocess, sys, time
 
 def sh(command):
     subprocess.run(["bash", "-c", command], check=True, capture_output=True)
 
-holder = subprocess.Popen(["unshare", "--net", "sleep", "120"])
-for _ in range(100):  # until it has its own namespace
-    if os.stat(f"/proc/{holder.pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino:
+holder = subprocess.Popen(["sh", "-c", {holder!r}])
+for _ in range(300):  # until the holder is in its namespaces, its last command running
+    if os.readlink(f"/proc/{{holder.pid}}/exe").endswith("sleep"):
         break
-    __import__("time").sleep(0.01)
+    time.sleep(0.01)
 pid = holder.pid
-sh(f"ip link add h0 type veth peer name p0 netns /proc/{pid}/ns/net && "
+sh(f"ip link add h0 type veth peer name p0 netns /proc/{{pid}}/ns/net && "
    f"ip addr add 10.9.0.1/24 dev h0 && ip link set h0 up && "
-   f"nsenter -t {pid} -n sh -c 'ip addr add 10.9.0.2/24 dev p0 && ip link set p0 up && "
+   f"nsenter -t {{pid}} -n sh -c 'ip addr add 10.9.0.2/24 dev p0 && ip link set p0 up && "
    f"ip link set lo up'")
-# A namespace on the same machine that the path cannot reach: left alone.
-sh("ip netns add island && ip -n island link add i0 type veth peer name i1 && "
-   "ip -n island link set i0 up && ip -n island link set i1 up")
+sh({also!r} or "true")
 done = subprocess.run([sys.executable, "-m", "pathtrace", "run", "ping", "10.9.0.1",
                        "--from", str(pid), "-c", "1", "--json"], capture_output=True, text=True)
 holder.kill()
-print(json.dumps({"code": done.returncode, "report": json.loads(done.stdout or "null"),
-                  "stderr": done.stderr, "pid": pid}))
+print(json.dumps({{"code": done.returncode, "report": json.loads(done.stdout or "null"),
+                  "stderr": done.stderr, "pid": pid}}))
 """
+    )
+
+
+def test_a_namespace_only_a_process_holds_is_found_and_named() -> None:
+    seen = held_by_a_process(
+        "exec unshare --net sleep 120",
+        # A namespace on the same machine that the path cannot reach: left alone.
+        "ip netns add island && ip -n island link add i0 type veth peer name i1 && "
+        "ip -n island link set i0 up && ip -n island link set i1 up",
     )
     assert seen["code"] == 0, seen["stderr"]
     report = seen["report"]
@@ -490,30 +500,7 @@ def test_a_netavark_network_is_traced_with_its_rules() -> None:
 def test_a_container_is_named_by_its_own_hostname() -> None:
     """A namespace held by a process with a UTS namespace of its own (as every
     container has) is called by that hostname."""
-    seen = scratch.result(
-        r"""
-import json, os, subprocess, sys, time
-
-def sh(command):
-    subprocess.run(["bash", "-c", command], check=True, capture_output=True)
-
-holder = subprocess.Popen(["unshare", "--net", "--uts", "sh", "-c",
-                           "hostname web-1 && exec sleep 120"])
-for _ in range(200):  # until it has its own namespace and its hostname
-    if os.readlink(f"/proc/{holder.pid}/exe").endswith("sleep"):
-        break
-    time.sleep(0.01)
-pid = holder.pid
-sh(f"ip link add h0 type veth peer name p0 netns /proc/{pid}/ns/net && "
-   f"ip addr add 10.9.0.1/24 dev h0 && ip link set h0 up && "
-   f"nsenter -t {pid} -n sh -c 'ip addr add 10.9.0.2/24 dev p0 && ip link set p0 up'")
-done = subprocess.run([sys.executable, "-m", "pathtrace", "run", "ping", "10.9.0.1",
-                       "--from", str(pid), "-c", "1", "--json"], capture_output=True, text=True)
-holder.kill()
-print(json.dumps({"code": done.returncode, "report": json.loads(done.stdout or "null"),
-                  "stderr": done.stderr, "pid": pid}))
-"""
-    )
+    seen = held_by_a_process("exec unshare --net --uts sh -c 'hostname web-1 && exec sleep 120'")
     assert seen["code"] == 0, seen["stderr"]
     names = set(seen["report"]["namespaces"].values())
     held = next(n for n in names if n != "host")
