@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pathtrace.errors import PathtraceError, TopologyError, UsageError
+from pathtrace.errors import BundleError, PathtraceError, UsageError
 from pathtrace.lab import DEFAULT_PREFIX, DEFAULT_SOURCE
 
 
@@ -92,6 +93,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     listing = bundle_commands.add_parser("list", help="the bundles under a folder")
     listing.add_argument("folder", nargs="?", default="captures")
+    listing.add_argument(
+        "-v", "--verbose", action="store_true", help="say what was skipped, and why"
+    )
     listing.set_defaults(handler=_bundle_list)
     show = bundle_commands.add_parser("show", help="a saved run's report")
     show.add_argument("path")
@@ -145,6 +149,7 @@ def _run(args: argparse.Namespace) -> int:
     # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
     from pathtrace.model.options import RunOptions
     from pathtrace.session import Run
+    from pathtrace.system import privileges
 
     options = RunOptions.parse(
         args.kind,
@@ -159,16 +164,31 @@ def _run(args: argparse.Namespace) -> int:
         capture=args.capture,
     )
     topo, text = _topology_for(args)
-    result = Run(options, topo, text, progress=_progress).execute()
-    _print_result(result, args.format)
+    privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="pathtrace run")
+    folder = None
     if args.save is not None:
         from pathlib import Path
 
         # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
         from pathtrace.output import bundle
 
-        saved = bundle.save(result, Path(args.save) if args.save else None, text)
+        # Checked (and made ready) before anything is armed: a run is never
+        # lost to a save path that could not work.
+        folder = bundle.destination(options, Path(args.save) if args.save else None)
+    try:
+        result = Run(options, topo, text, progress=_progress).execute()
+    except BaseException:
+        if folder is not None:
+            folder.abandon()
+        raise
+    for warning in result.degraded:
+        print(f"pathtrace: warning: {warning}", file=sys.stderr)
+    _print_result(result, args.format)
+    if folder is not None:
+        saved = bundle.save(result, folder, text)
         print(f"saved: {saved}", file=sys.stderr)
+    if result.interrupted:
+        return 130
     return 0 if result.delivered else 1
 
 
@@ -201,18 +221,21 @@ def _bundle_list(args: argparse.Namespace) -> int:
     # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
     from pathtrace.output import bundle
 
-    found = bundle.find(Path(args.folder))
-    for path in found:
+    listed = 0
+    for path in bundle.find(Path(args.folder)):
         try:
-            facts = json.loads((path / "facts.json").read_text())
-            report = json.loads((path / "report.json").read_text())
-            summary = report["probes"][0]["verdict"]["summary"]
-            o = facts["options"]
-            what = f"{o['kind']} {o['target']}" + (f":{o['port']}" if o["port"] else "")
-            print(f"{path}  {facts['started']}  {what} from {o['source']}: {summary}")
-        except (OSError, ValueError, KeyError, IndexError):
-            print(f"{path}  (unreadable)")
-    if not found:
+            line = bundle.summary(path)
+        except BundleError as error:
+            if args.verbose:
+                print(f"skipped: {error}", file=sys.stderr)
+            continue
+        except OSError as error:
+            if args.verbose:
+                print(f"skipped: {path}: {error.strerror}", file=sys.stderr)
+            continue
+        print(line)
+        listed += 1
+    if not listed:
         print(f"no bundles under {args.folder}")
     return 0
 
@@ -278,11 +301,7 @@ def _topology_for(args: argparse.Namespace) -> tuple[Any, str | None]:
     from pathtrace.lab import record, topology
 
     if args.topology:
-        try:
-            with open(args.topology) as f:
-                text = f.read()
-        except OSError as error:
-            raise TopologyError(args.topology, f"cannot read it ({error.strerror})") from None
+        text = topology.read_file(args.topology)
         return topology.parse(text, source=args.topology), text
     running = record.read_record(DEFAULT_PREFIX)
     prefixes = record.recorded_prefixes()
@@ -358,6 +377,9 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pathtrace.lab import lock
+
+    lock.announce = lambda text: print(f"pathtrace: {text}", file=sys.stderr, flush=True)
     try:
         parser = _build_parser()
         args = parser.parse_args(argv)
@@ -374,3 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pathtrace: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing more to say, and no one to say it to.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141

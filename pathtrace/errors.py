@@ -8,10 +8,14 @@
     ├── TopologyError         4      a topology file that is malformed or contradictory
     ├── ConflictError         5      the machine holds something in the way (a namespace
     │                                pathtrace did not create)
-    └── BundleError           8      a bundle that is missing, corrupt, truncated, foreign
-                                     or of a newer format (pathtrace/output/bundle.py)
+    ├── BundleError           8      a bundle that is missing, corrupt, truncated, foreign
+    │                                or of a newer format (pathtrace/output/bundle.py)
+    └── SaveError             9      a bundle that could not be written (disk full, ...);
+                                     nothing of it is left behind
 
-Exit code 1 is kept for "the packet was not delivered" (a diagnosis, not an error).
+Exit code 1 is kept for "the packet was not delivered" (a diagnosis, not an error);
+130 for a run stopped by Ctrl-C (its report of the probes so far is printed first);
+141 when the reader of pathtrace's output went away (``| head``).
 The CLI prints ``str(error)`` on one line and exits with ``error.exit_code``.
 """
 
@@ -53,3 +57,7 @@ class ConflictError(PathtraceError):
 
 class BundleError(PathtraceError):
     exit_code = 8
+
+
+class SaveError(PathtraceError):
+    exit_code = 9

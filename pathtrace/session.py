@@ -23,7 +23,7 @@ from pathtrace.inject import send
 from pathtrace.kernel import libbpf
 from pathtrace.kernel.decode import DecodeContext, decode
 from pathtrace.kernel.engine import Tracer
-from pathtrace.lab import DEFAULT_SOURCE, RESTORE_COMMAND, build, record
+from pathtrace.lab import DEFAULT_SOURCE, RESTORE_COMMAND, build, lock, record
 from pathtrace.lab.topology import Topology
 from pathtrace.model import tag
 from pathtrace.model.event import HOOK_CODES, Event, Hook, TagKind
@@ -129,6 +129,7 @@ class Run:
         self.progress = progress or (lambda _: None)
         self.on_event: Callable[[Event], None] | None = None
         self.run_id = run_id  # chosen at random when None
+        self._sent = 0  # probes sent so far
         # Called once the probes are armed (a live view rebuilds hops from the
         # events so far against the run's setting).
         self.on_armed: Callable[[Setting], None] | None = None
@@ -136,8 +137,15 @@ class Run:
     def execute(self) -> RunResult:
         privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="pathtrace run")
         source, is_lab_node = resolve_source(self.options.source, self.topology)
-        if is_lab_node:
+        if not is_lab_node:
+            return self._execute(source, False)
+        assert self.topology is not None
+        # Runs on a lab go side by side; `lab down` and the like wait for them.
+        with lock.held(self.topology.prefix, exclusive=False, doing="run"):
             self._ensure_lab()
+            return self._execute(source, True)
+
+    def _execute(self, source: str, is_lab_node: bool) -> RunResult:
         reach = self._reach(source)
         # scapy takes a while to import, and package versions to read: both happen
         # while the state is read and libbpf loads the probes (long waits outside
@@ -226,15 +234,32 @@ class Run:
                 self.on_armed(setting)
             self.progress(f"sending {len(packets)} {o.kind} probes")
 
-            def take_events() -> None:
-                for raw in tracer.drain():
+            answered: set[int] = set()
+
+            def take_events() -> int:
+                records = tracer.drain()
+                for raw in records:
                     event = decode(layout.unpack(raw), ctx)
                     result.events.append(event)
+                    if _answers(event, setting.source):
+                        answered.add(event.index)
                     if self.on_event is not None:
                         self.on_event(event)
+                return len(records)
 
-            result.send_errors = self._send(source, packets, take_events)
-            self._collect(result.events, setting.source, take_events)
+            try:
+                self._send(source, packets, take_events, result.send_errors)
+                self._collect(answered, take_events, len(result.send_errors))
+            except KeyboardInterrupt:
+                # Ctrl-C: what was seen so far is the report (as ping prints its
+                # statistics); the probes never sent are left out of it.
+                result.interrupted = True
+                take_events()
+                if not self._sent:
+                    raise
+                if self._sent < o.count:
+                    result.options = replace(o, count=self._sent)
+                    setting = replace(setting, count=self._sent)
             # Taken now, while the namespaces are surely there: a bundle saved later
             # (or elsewhere) writes what the result holds and reads nothing live.
             # Conntrack tracks only where netfilter hooks need it: where rules are.
@@ -262,10 +287,14 @@ class Run:
         )
 
     def _send(
-        self, source: str, packets: list[bytes], take_events: Callable[[], None]
-    ) -> dict[int, str]:
-        """Sends the probes; returns why any was not sent."""
-        errors: dict[int, str] = {}
+        self,
+        source: str,
+        packets: list[bytes],
+        take_events: Callable[[], int],
+        errors: dict[int, str],
+    ) -> None:
+        """Sends the probes; ``errors`` gets why any was not sent."""
+        self._sent = 0
         with send.Sender(source) as sender:
             for i, packet in enumerate(packets):
                 if i:
@@ -275,20 +304,28 @@ class Run:
                     sender.send(packet, self.options.target)
                 except OSError as error:  # the source's own stack refused it
                     errors[i] = error.strerror or str(error)
-        return errors
+                self._sent = i + 1
 
-    def _collect(self, events: list[Event], source: str, take_events: Callable[[], None]) -> None:
-        """Takes events until every probe is answered, or the timeout."""
-        deadline = time.monotonic() + self.options.timeout
+    def _collect(self, answered: set[int], take_events: Callable[[], int], unsent: int) -> None:
+        """Takes events until every probe is answered, or until none came for --timeout.
+
+        The wait is counted from the last event, not from the last probe: a
+        thousand probes sent at once are still being read when a fixed second
+        after the last send is over. A cap keeps a run that never goes quiet finite.
+        """
+        now = time.monotonic()
+        quiet_since, cap = now, now + self.options.timeout + _COLLECT_CAP
         while True:
-            take_events()
-            if self._complete(events, source):
+            if take_events():
+                quiet_since = time.monotonic()
+            if len(answered) >= self._sent - unsent:
                 # The last reply's own end (delivered, freed) comes just after
                 # it is received: without it the last probe's path looks short.
                 time.sleep(0.03)
                 take_events()
                 return
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now - quiet_since > self.options.timeout or now > cap:
                 return
             time.sleep(0.005)
 
@@ -307,16 +344,6 @@ class Run:
         ]
         program = None if self.options.capture == "all" else compile_filter(capture_filter(run_id))
         return Capture(interfaces, program)
-
-    def _complete(self, events: list[Event], source: str) -> bool:
-        done = {
-            e.index
-            for e in events
-            if e.namespace == source
-            and e.tag in (TagKind.REPLY, TagKind.ICMP_ERROR)
-            and e.hook in (Hook.DEV_RECV, Hook.NF_BEFORE, Hook.NAT_BEFORE)
-        }
-        return len(done) >= self.options.count
 
     def _ensure_lab(self) -> None:
         assert self.topology is not None
@@ -341,6 +368,19 @@ class Run:
             if node is not None:
                 return node
         return discover.name_of(namespace)
+
+
+# How long a run may go on collecting past --timeout while events still come.
+_COLLECT_CAP = 120.0
+
+
+def _answers(event: Event, source: str) -> bool:
+    """An answer (reply, ICMP error) seen arriving back at the source."""
+    return (
+        event.namespace == source
+        and event.tag in (TagKind.REPLY, TagKind.ICMP_ERROR)
+        and event.hook in (Hook.DEV_RECV, Hook.NF_BEFORE, Hook.NAT_BEFORE)
+    )
 
 
 def _guard_host(states: dict[str, NamespaceState], host: str, target: str) -> None:

@@ -212,11 +212,14 @@ class Judge:
         lookup = self.net.lookup(node, self.target)
         link = self.net.link(node, lookup.route.dev if lookup and lookup.route else None)
         if "too long" in send_error.lower() and link is not None:  # EMSGSIZE
+            # EMSGSIZE from a raw socket that writes its own IP header: the kernel
+            # never fragments such a packet, whatever its DF bit says.
             cause = (
                 f"{send_error}: the packet is larger than the MTU of {link.name} "
-                f"({link.mtu}), the way to {self.target}, and DF forbids fragmenting it"
+                f"({link.mtu}), the way to {self.target}, and pathtrace's raw socket "
+                "sends each probe whole (the kernel does not fragment it)"
             )
-            fix = f"send smaller packets (at most {link.mtu} bytes), or clear DF"
+            fix = f"send smaller probes (-s: at most {link.mtu} bytes in all)"
             evidence.append(f"{node}/{link.name} mtu {link.mtu}")
         return Verdict(
             "dropped",

@@ -43,6 +43,9 @@ class HookStatus:
     attach_points: tuple[str, ...] = ()
     reason: str = ""
     probe_object: str = ""  # the object file used (*.compat.bpf.o: packet reads by helper)
+    # Failed for this run only (a netfilter link into a namespace), not refused by
+    # the kernel: what it would have shown is missing, and the user is warned.
+    this_run: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +93,7 @@ class Tracer:
         self._objects: list[libbpf.BpfObject] = []
         self._links: list[libbpf.Link] = []
         self._nf_fds: list[int] = []
+        self.nf_distance = 0  # how far from the pivots the netfilter links had to go
         self._shared: dict[str, int] = {}
         self._ring: libbpf.RingBuffer | None = None
         self._records: list[bytes] = []
@@ -145,9 +149,11 @@ class Tracer:
             if reason:
                 failures.append(status("unavailable", reason))
                 continue
-            used_object, why = self._load_first(objects, family, mechanism)
+            used_object, why, this_run = self._load_first(objects, family, mechanism)
             if used_object is None:
-                failures.append(status("failed", why))
+                failed = status("failed", why)
+                failed.this_run = this_run
+                failures.append(failed)
                 continue
             notes = [f"packet reads by helper calls, plain loads refused: {why}"] if why else []
             if mechanism.via == "netfilter":  # say where the links went, if anywhere
@@ -156,6 +162,8 @@ class Tracer:
                     if self.netfilter_namespaces
                     else "loaded, but no traced namespace has rules to link into"
                 )
+                if self.nf_distance > 1:  # other runs hold the nearest priorities
+                    notes.append(f"up to {self.nf_distance} priorities from the pivots")
             used = status("used", "; ".join(notes))
             used.probe_object = used_object.name
             self.statuses.append(used)
@@ -171,14 +179,17 @@ class Tracer:
 
     def _load_first(
         self, objects: list[Path], family: hooks.Family, mechanism: hooks.Mechanism
-    ) -> tuple[Path | None, str]:
+    ) -> tuple[Path | None, str, bool]:
         """Loads and attaches the first of ``objects`` the kernel accepts for
-        ``mechanism``: that object (None if none) and the last refusal met."""
+        ``mechanism``: that object (None if none), the last refusal met, and
+        whether that refusal was this run's own (not the kernel's to the program)."""
         why = ""
+        this_run = False
         for path in objects:
             refused = None if self.ask_kernel_again else self.refusals.get(path, mechanism.via)
             if refused:
                 why = f"{refused} (earlier this boot; `pathtrace doctor` asks again)"
+                this_run = False
                 continue
             try:
                 self._load_and_attach(path, family, mechanism)
@@ -186,12 +197,13 @@ class Tracer:
                 why = _first_line(error)
                 # The kernel's own refusals (libbpf load or attach) last; a link
                 # into a namespace (OSError) depends on the namespace.
+                this_run = not isinstance(error, libbpf.BpfError)
                 if isinstance(error, libbpf.BpfError):
                     self.refusals.remember(path, mechanism.via, why, error.errno)
                 continue
             self.refusals.forget(path, mechanism.via)
-            return path, why
-        return None, why
+            return path, why, False
+        return None, why, this_run
 
     def _load_and_attach(
         self, path: Path, family: hooks.Family, mechanism: hooks.Mechanism
@@ -214,9 +226,13 @@ class Tracer:
                 for namespace in self.netfilter_namespaces:
                     protos = {4: nflink.NFPROTO_IPV4, 6: nflink.NFPROTO_IPV6}
                     for proto in (protos[v] for v in self.ip_versions):
-                        for hook, pivot in nflink.PIVOTS.items():
-                            nf_fds.append(nflink.create(namespace, before, hook, pivot - 1, proto))
-                            nf_fds.append(nflink.create(namespace, after, hook, pivot + 1, proto))
+                        for hook in nflink.PIVOTS:
+                            for prog_fd, side in ((before, -1), (after, +1)):
+                                fd, step = nflink.create_beside(
+                                    namespace, prog_fd, hook, side, proto
+                                )
+                                nf_fds.append(fd)
+                                self.nf_distance = max(self.nf_distance, step)
             else:
                 links.extend(obj.program(name).attach() for name in mechanism.programs)
         except BaseException:

@@ -63,7 +63,7 @@ FAMILIES: tuple[Family, ...] = (
                 ("pt_nf_before", "pt_nf_after"),
                 (
                     "netfilter link: PREROUTING/OUTPUT -101/-99, FORWARD -1/+1, "
-                    "POSTROUTING/INPUT 99/101",
+                    "POSTROUTING/INPUT 99/101 (or the nearest free priorities)",
                 ),
             ),
         ),

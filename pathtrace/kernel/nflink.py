@@ -8,6 +8,7 @@ namespace, creates the link, and leaves. The link lives as long as its fd.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import struct
 
@@ -33,6 +34,12 @@ PIVOTS = {
     NF_INET_LOCAL_IN: 100,  # SNAT of traffic to the host
 }
 
+# The kernel takes one BPF netfilter program per (hook, priority) and answers
+# EBUSY to a second one. Runs side by side each take the nearest free priority
+# on their side of the pivot; 49 of them stay between the pivot and the next
+# table (mangle -150, filter 0, security 50, conntrack confirm last).
+SLOTS = 49
+
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -52,3 +59,24 @@ def create(
             f"netfilter link in {namespace} ({HOOK_NAMES[hook]} {priority}): {os.strerror(err)}",
         )
     return int(fd)
+
+
+def create_beside(
+    namespace: str, prog_fd: int, hook: int, side: int, proto: int = NFPROTO_IPV4
+) -> tuple[int, int]:
+    """Links ``prog_fd`` just before (``side`` -1) or after (+1) the hook's pivot, at the
+    nearest priority no other BPF program holds (another pathtrace run's).
+
+    Returns the link's fd and how many priorities away from the pivot it went."""
+    pivot = PIVOTS[hook]
+    for step in range(1, SLOTS + 1):
+        try:
+            return create(namespace, prog_fd, hook, pivot + side * step, proto), step
+        except OSError as error:
+            if error.errno != errno.EBUSY:
+                raise
+    raise OSError(
+        errno.EBUSY,
+        f"netfilter link in {namespace} ({HOOK_NAMES[hook]}): all {SLOTS} priorities "
+        f"{'before' if side < 0 else 'after'} {pivot} are taken by other BPF programs",
+    )

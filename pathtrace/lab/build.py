@@ -16,8 +16,8 @@ from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Any
 
-from pathtrace.errors import ConflictError
-from pathtrace.lab import DEFAULT_PREFIX, firewall, record
+from pathtrace.errors import ConflictError, TopologyError
+from pathtrace.lab import DEFAULT_PREFIX, firewall, lock, record
 from pathtrace.lab.topology import Interface, Node, Route, Topology, reference_text
 from pathtrace.model.ruleset import Ruleset
 from pathtrace.system import netns, privileges
@@ -63,7 +63,14 @@ def _quiet(_: str) -> None:
 def up(
     topology: Topology, topology_text: str | None = None, progress: Progress = _quiet
 ) -> UpResult:
+    """Converges the lab to ``topology`` (idempotent), holding the lab's lock."""
     privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", doing="pathtrace lab up")
+    topology.require_known_sysctls()  # before anything is made
+    with lock.held(topology.prefix, exclusive=True, doing="lab up"):
+        return _up(topology, topology_text, progress)
+
+
+def _up(topology: Topology, topology_text: str | None, progress: Progress) -> UpResult:
     text = topology_text if topology_text is not None else reference_text()
     wanted = [topology.namespace(n) for n in topology.nodes]
     previous = record.read_record(topology.prefix)
@@ -225,7 +232,14 @@ def _check_conflicts(
 
 def _ensure_sysctl(ns: str, key: str, value: str, result: UpResult) -> None:
     if netns.read_sysctl(ns, key) != value:
-        netns.write_sysctl(ns, key, value)
+        try:
+            netns.write_sysctl(ns, key, value)
+        except OSError as error:  # EINVAL: a value the kernel does not take
+            raise TopologyError(
+                f"sysctls.{key}",
+                f"the kernel refused {value!r} in {ns} ({error.strerror}); "
+                "`pathtrace lab down` removes what was made",
+            ) from None
         result.changes.append(f"{ns}: {key}={value}")
 
 
@@ -420,9 +434,16 @@ def _kind(link: Any) -> str | None:
 def down(
     topology: Topology | None, prefix: str | None = None, progress: Progress = _quiet
 ) -> DownResult:
-    """Removes every namespace of the lab; succeeds when there is nothing to remove."""
+    """Removes every namespace of the lab; succeeds when there is nothing to remove.
+
+    Waits for the runs on the lab to end (they hold its lock shared)."""
     privileges.require("CAP_SYS_ADMIN", doing="pathtrace lab down")
     prefix = topology.prefix if topology is not None else (prefix or DEFAULT_PREFIX)
+    with lock.held(prefix, exclusive=True, doing="lab down"):
+        return _down(topology, prefix, progress)
+
+
+def _down(topology: Topology | None, prefix: str, progress: Progress) -> DownResult:
     previous = record.read_record(prefix)
     candidates: set[str] = set()
     if topology is not None:

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pathtrace.errors import UsageError
-from pathtrace.lab import firewall, record
+from pathtrace.lab import firewall, lock, record
 from pathtrace.lab.topology import Topology
-from pathtrace.system import netns
+from pathtrace.system import netns, privileges
 
 
 @dataclass(frozen=True)
@@ -282,9 +282,11 @@ def apply(topo: Topology, name: str) -> Scenario:
         raise UsageError(f"unknown scenario {name!r}: see `pathtrace lab break --list`")
     if not {"host", "container1", "wan"} <= set(topo.nodes):
         raise UsageError("scenarios are written for the reference lab")
-    missing = [n for n in topo.nodes if not netns.exists(topo.namespace(n))]
-    if missing:
-        raise UsageError("the lab is not up: run `pathtrace lab up` first")
-    record.require_marked([topo.namespace(n) for n in topo.nodes], topo.prefix)
-    scenario.apply(topo)
+    privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", doing="pathtrace lab break")
+    with lock.held(topo.prefix, exclusive=True, doing="lab break"):
+        missing = [n for n in topo.nodes if not netns.exists(topo.namespace(n))]
+        if missing:
+            raise UsageError("the lab is not up: run `pathtrace lab up` first")
+        record.require_marked([topo.namespace(n) for n in topo.nodes], topo.prefix)
+        scenario.apply(topo)
     return scenario

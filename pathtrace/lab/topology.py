@@ -26,7 +26,9 @@ File format (see README, "Topology files")::
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from ipaddress import (
@@ -63,7 +65,9 @@ CHAIN_HOOKS: dict[str, dict[str, tuple[str, int]]] = {
     },
 }
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # fullmatch: "$" takes a final newline
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_FILE_MAX = 1 << 20  # a topology file is a page of TOML, never more than this
 _IFNAME_MAX = 15  # IFNAMSIZ - 1
 _NETNS_MAX = 64
 
@@ -161,6 +165,29 @@ class Topology:
             return namespace[len(self.prefix) :]
         return None
 
+    def require_known_sysctls(self) -> None:
+        """Every sysctl the file sets exists in a new namespace (checked before
+        anything is made). A per-interface key is checked on the ``default``
+        entry new interfaces copy, for interfaces the node declares."""
+        from pathtrace.system import netns  # the kernel's answer; parsing needs none
+
+        wanted: dict[str, tuple[str, str]] = {}  # key to look up -> (node, key as written)
+        for node in self.nodes.values():
+            for key in node.sysctls:
+                parts = key.split(".")
+                if len(parts) > 4 and parts[2] in ("conf", "neigh") and parts[3] in node.interfaces:
+                    parts[3] = "default"
+                wanted.setdefault(".".join(parts), (node.name, key))
+        known = netns.sysctls_of_new_namespaces(sorted(wanted))
+        for probe, (name, key) in sorted(wanted.items()):
+            if probe not in known:
+                raise TopologyError(
+                    f"nodes.{name}.sysctls.{key}",
+                    "no such sysctl in a network namespace of this kernel (the host's own "
+                    "keys, or unknown)",
+                    self.source,
+                )
+
     def veth_pairs(self) -> list[tuple[Interface, Interface]]:
         """Each veth pair once, in description order."""
         pairs: list[tuple[Interface, Interface]] = []
@@ -184,11 +211,30 @@ def load(path: str | Path | None = None) -> Topology:
     """The topology in ``path``, or the reference topology."""
     if path is None:
         return parse(reference_text(), source="reference")
+    return parse(read_file(str(path)), source=str(path))
+
+
+def read_file(path: str) -> str:
+    """A topology file's text: a regular file of UTF-8 text, at most 1 MiB."""
     try:
-        text = Path(path).read_text()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as error:
-        raise TopologyError(str(path), f"cannot read it ({error.strerror})") from None
-    return parse(text, source=str(path))
+        raise TopologyError(path, f"cannot read it ({error.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise TopologyError(path, "not a regular file")
+        if info.st_size > _FILE_MAX:
+            raise TopologyError(path, f"{info.st_size} bytes: a topology file is at most 1 MiB")
+        data = os.read(fd, _FILE_MAX + 1)
+    except OSError as error:
+        raise TopologyError(path, f"cannot read it ({error.strerror})") from None
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise TopologyError(path, f"not UTF-8 text (byte {error.start})") from None
 
 
 def parse(text: str, source: str = "") -> Topology:
@@ -217,11 +263,14 @@ class _Parser:
     def string(self, value: Any, where: str) -> str:
         if not isinstance(value, str) or not value:
             raise self.fail(where, "must be a non-empty string")
+        if _CONTROL.search(value):
+            # A newline in a rule would be a second nft command.
+            raise self.fail(where, f"{value!r} holds a control character")
         return value
 
     def name(self, value: Any, where: str, limit: int) -> str:
         text = self.string(value, where)
-        if not _NAME.match(text) or len(text) > limit:
+        if not _NAME.fullmatch(text) or len(text) > limit:
             raise self.fail(
                 where,
                 f"{text!r} is not a valid name (letters, digits, _.-; at most {limit} characters)",
@@ -231,7 +280,11 @@ class _Parser:
     def topology(self, data: dict[str, Any]) -> Topology:
         data = self.table(data, "", {"prefix", "nodes"})
         prefix = data.get("prefix", DEFAULT_PREFIX)
-        if not isinstance(prefix, str) or (prefix and not _NAME.match(prefix)) or len(prefix) > 20:
+        if (
+            not isinstance(prefix, str)
+            or (prefix and not _NAME.fullmatch(prefix))
+            or len(prefix) > 20
+        ):
             raise self.fail("prefix", "must be a short name (letters, digits, _.-)")
         if not prefix:
             # An empty prefix would let the lab take names like a user's own `container1`.
@@ -269,7 +322,7 @@ class _Parser:
             raw.get("sysctls", {}), f"{where}.sysctls", set(raw.get("sysctls", {}) or {})
         )
         for key, value in sysctls.items():
-            if not key.startswith("net.") or not re.match(r"^[a-z0-9_.-]+$", key):
+            if not key.startswith("net.") or not re.fullmatch(r"[a-z0-9_.-]+", key):
                 raise self.fail(
                     f"{where}.sysctls.{key}", "only net.* sysctls, which belong to the namespace"
                 )
@@ -431,7 +484,7 @@ class _Parser:
                     raise self.fail(where, "a veth cannot be its own peer")
                 other = added[peer_node].get(peer_if)
                 if other is None:
-                    if not _NAME.match(peer_if) or len(peer_if) > _IFNAME_MAX:
+                    if not _NAME.fullmatch(peer_if) or len(peer_if) > _IFNAME_MAX:
                         raise self.fail(where, f"{peer_if!r} is not a valid interface name")
                     added[peer_node][peer_if] = Interface(
                         peer_node, peer_if, "veth", (node.name, iface.name)

@@ -51,6 +51,7 @@ class RunResult:
     conntrack: dict[str, list[str]] = field(default_factory=dict)  # namespace -> entries
     versions: dict[str, str] = field(default_factory=dict)  # pathtrace, libbpf, scapy, ...
     restore: str | None = None  # the command that puts the network back (a lab's), if any
+    interrupted: bool = False  # stopped by Ctrl-C: the probes sent so far
 
     @property
     def answered(self) -> int:
@@ -62,6 +63,21 @@ class RunResult:
         only when answered; udp when it reached its destination)."""
         ok = ("answered", "delivered") if self.options.kind == "udp" else ("answered",)
         return all(p.verdict.outcome in ok for p in self.probes)
+
+    @property
+    def degraded(self) -> list[str]:
+        """Hooks this kernel has that could not be armed for this run, and what that hides."""
+        used = {h.get("family") for h in self.hooks if h.get("state") == "used"}
+        found: dict[str, str] = {}
+        for hook in self.hooks:
+            family = str(hook.get("family"))
+            failed = hook.get("state") == "failed" and hook.get("this_run")
+            if failed and family not in used and family not in found:
+                found[family] = (
+                    f"{family} hooks could not be armed ({hook.get('reason')}): what they "
+                    f"show ({hook.get('purpose')}) may be missing from the hops"
+                )
+        return list(found.values())
 
     @property
     def notes(self) -> list[str]:

@@ -38,6 +38,7 @@ from pathtrace.output import pcapng
 from pathtrace.output.json_report import to_json
 from pathtrace.output.markdown import markdown
 from pathtrace.output.text import render
+from pathtrace.system.safe_files import PARTIAL, BundleFolder, read_member, save_failed
 
 FORMAT = "pathtrace.bundle"
 _LAB_FIX = "pathtrace lab fix"  # what bundles of lab runs said before they saved it
@@ -45,64 +46,92 @@ VERSION = 1
 DEFAULT_DIR = Path("captures")
 
 
-def default_name(result: RunResult) -> str:
-    o = result.options
-    when = result.started.replace(":", "").replace("-", "").split(".")[0]
-    target = f"{o.target}" + (f"_{o.port}" if o.port else "")
-    return f"{when}Z-{o.kind}-{target}"
+def default_name(options: RunOptions, when: datetime | None = None) -> str:
+    when = when or datetime.now(UTC)
+    target = f"{options.target}" + (f"_{options.port}" if options.port else "")
+    return f"{when.strftime('%Y%m%dT%H%M%S')}Z-{options.kind}-{target}"
+
+
+def destination(options: RunOptions, directory: Path | None = None) -> BundleFolder:
+    """Where a run's bundle will go, checked (and made ready) before the run.
+
+    ``directory`` is the bundle's own folder; by default a new one under
+    captures/ named by the time and the probe (``-2``, ``-3``, ... when taken).
+    """
+    if directory is not None:
+        return BundleFolder(str(directory)).prepare()
+    base = str(DEFAULT_DIR / default_name(options))
+    for n in range(1, 1000):
+        path = base if n == 1 else f"{base}-{n}"
+        if not os.path.lexists(path):
+            try:
+                return BundleFolder(path).prepare()
+            except UsageError:
+                if not os.path.lexists(path):
+                    raise  # not the name being taken meanwhile: a real refusal
+    raise UsageError(f"--save: {base}-* are all taken; name a folder")
 
 
 def save(
-    result: RunResult, directory: Path | None = None, topology_text: str | None = None
+    result: RunResult,
+    directory: Path | BundleFolder | None = None,
+    topology_text: str | None = None,
 ) -> Path:
-    path = directory or DEFAULT_DIR / default_name(result)
-    path.mkdir(parents=True, exist_ok=True)
-    pcapng.write(path / "trace.pcapng", result)
-    with open(path / "events.jsonl", "w") as f:
-        f.write(json.dumps({"format": "pathtrace.events", "version": EVENT_FORMAT_VERSION}) + "\n")
+    """Writes the bundle; it is complete under its name, or absent (SaveError)."""
+    folder = (
+        directory if isinstance(directory, BundleFolder) else destination(result.options, directory)
+    )
+    try:
+        _write(folder, result, topology_text)
+        return Path(folder.commit())
+    except OSError as error:
+        folder.abandon()
+        raise save_failed(folder.path, error) from None
+    except BaseException:
+        folder.abandon()
+        raise
+
+
+def _write(folder: BundleFolder, result: RunResult, topology_text: str | None) -> None:
+    with folder.create("trace.pcapng") as f:
+        pcapng.write(f, result)
+    with folder.create("events.jsonl") as f:
+        header = {"format": "pathtrace.events", "version": EVENT_FORMAT_VERSION}
+        f.write((json.dumps(header) + "\n").encode())
         for event in result.events:
-            f.write(json.dumps(event.to_json()) + "\n")
-    with open(path / "captures.jsonl", "w") as f:
+            f.write((json.dumps(event.to_json()) + "\n").encode())
+    with folder.create("captures.jsonl") as f:
         for c in result.captures:
-            f.write(
-                json.dumps(
-                    {
-                        "namespace": c.namespace,
-                        "ifname": c.ifname,
-                        "direction": c.direction,
-                        "time_ns": c.time_ns,
-                        "wirelen": c.wirelen,
-                        "length": len(c.data),
-                    }
-                )
-                + "\n"
-            )
+            line = {
+                "namespace": c.namespace,
+                "ifname": c.ifname,
+                "direction": c.direction,
+                "time_ns": c.time_ns,
+                "wirelen": c.wirelen,
+                "length": len(c.data),
+            }
+            f.write((json.dumps(line) + "\n").encode())
     text = io.StringIO()
     render(result, text, width=100)
-    (path / "report.txt").write_text(text.getvalue())
-    (path / "report.json").write_text(json.dumps(to_json(result), indent=1))
-    (path / "report.md").write_text(markdown(result))
-    (path / "facts.json").write_text(json.dumps(_facts(result), indent=1))
+    folder.write("report.txt", text.getvalue().encode())
+    folder.write("report.json", json.dumps(to_json(result), indent=1).encode())
+    folder.write("report.md", markdown(result).encode())
+    folder.write("facts.json", json.dumps(_facts(result), indent=1).encode())
     state = {ns: s.to_json() for ns, s in result.states.items()}
-    (path / "state.json").write_text(
-        json.dumps({"namespaces": state, "conntrack": result.conntrack}, indent=1)
+    folder.write(
+        "state.json",
+        json.dumps({"namespaces": state, "conntrack": result.conntrack}, indent=1).encode(),
     )
     if topology_text:
-        (path / "topology.toml").write_text(topology_text)
-    files = sorted(p.name for p in path.iterdir() if p.name != "bundle.json")
-    (path / "bundle.json").write_text(
-        json.dumps(
-            {
-                "format": FORMAT,
-                "version": VERSION,
-                "created": datetime.now(UTC).isoformat(),
-                "pathtrace": __version__,
-                "files": files,
-            },
-            indent=1,
-        )
-    )
-    return path
+        folder.write("topology.toml", topology_text.encode())
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "created": datetime.now(UTC).isoformat(),
+        "pathtrace": __version__,
+        "files": folder.files,
+    }
+    folder.write("bundle.json", json.dumps(manifest, indent=1).encode())
 
 
 def _facts(result: RunResult) -> dict[str, Any]:
@@ -118,6 +147,7 @@ def _facts(result: RunResult) -> dict[str, Any]:
         "lost_events": result.lost,
         "send_errors": {str(k): v for k, v in result.send_errors.items()},
         "restore": result.restore,
+        "interrupted": result.interrupted,
         "versions": result.versions,
         "clock": "events: CLOCK_TAI converted to UTC; captures: kernel SO_TIMESTAMPNS (UTC)",
         "capture": {
@@ -130,70 +160,145 @@ def _facts(result: RunResult) -> dict[str, Any]:
 
 
 # --- reading -------------------------------------------------------------------
+# A bundle is untrusted input (anyone may hand one over): only regular files are
+# read, each up to its limit, and whatever does not parse as pathtrace wrote it
+# is one line and exit 8. The limits leave room for -c 1000 with full capture.
+MiB = 1 << 20
+LIMITS = {
+    "bundle.json": 1 * MiB,
+    "facts.json": 16 * MiB,
+    "state.json": 64 * MiB,
+    "events.jsonl": 128 * MiB,
+    "captures.jsonl": 64 * MiB,
+    "trace.pcapng": 256 * MiB,
+    "report.json": 64 * MiB,
+    "topology.toml": 1 * MiB,
+}
+# What a bundle's values may be at most, checked before they are used.
+_MAX_EVENTS = 1_000_000
 
 
-def _read_json(path: Path) -> Any:
+class _Folder:
+    """A bundle's folder, opened once; its files read by name, within their limits."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except NotADirectoryError:
+            raise BundleError(f"{path}: not a folder (a bundle is a folder)") from None
+        except FileNotFoundError:
+            raise BundleError(f"{path}: no such bundle folder") from None
+
+    def read(self, name: str) -> bytes:
+        try:
+            return read_member(self.fd, name, LIMITS[name], str(self.path))
+        except FileNotFoundError:
+            raise BundleError(
+                f"{self.path}: not a complete pathtrace bundle ({name} is missing)"
+            ) from None
+
+    def has(self, name: str) -> bool:
+        try:
+            os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except OSError:
+            return False
+        return True
+
+    def json(self, name: str) -> Any:
+        return _parse_json(self.read(name), f"{self.path}/{name}")
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _parse_json(data: bytes, where: str) -> Any:
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BundleError(
-            f"{path.parent}: not a complete pathtrace bundle ({path.name} is missing)"
-        ) from None
+        return json.loads(data)
+    except RecursionError:
+        raise BundleError(f"{where}: corrupt (nested too deeply)") from None
     except (ValueError, UnicodeDecodeError):
-        raise BundleError(f"{path}: corrupt (not JSON)") from None
+        raise BundleError(f"{where}: corrupt (not JSON)") from None
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(value, kind) or isinstance(value, bool) and kind in (int, float):
+        raise BundleError(
+            f"{where}: corrupt ({type(value).__name__} where pathtrace wrote another)"
+        )
+    return value
 
 
 def load(path: Path) -> tuple[RunResult, dict[str, Any]]:
     """The run saved in ``path``, rebuilt; and its facts."""
     try:
-        return _load(path)
+        folder = _Folder(path)
+    except PermissionError:
+        raise BundleError(f"{path}: cannot read it: permission denied") from None
+    except OSError as error:
+        raise BundleError(f"{path}: cannot read it: {error.strerror}") from None
+    try:
+        return _load(folder)
     except PermissionError as error:
         raise BundleError(f"{path}: cannot read {error.filename}: permission denied") from None
     except OSError as error:
         raise BundleError(f"{path}: cannot read it: {error.strerror}") from None
+    finally:
+        folder.close()
 
 
-def _load(path: Path) -> tuple[RunResult, dict[str, Any]]:
-    if not path.is_dir():
-        raise BundleError(f"{path}: no such bundle folder")
-    manifest = _read_json(path / "bundle.json")
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BundleError(f"{path}: not a pathtrace bundle")
-    if manifest.get("version") != VERSION:
+def manifest(folder: _Folder) -> dict[str, Any]:
+    """The bundle's manifest, checked: a pathtrace bundle of a version this reads."""
+    found = folder.json("bundle.json")
+    if not isinstance(found, dict) or found.get("format") != FORMAT:
+        raise BundleError(f"{folder.path}: not a pathtrace bundle")
+    if found.get("version") != VERSION:
         raise BundleError(
-            f"{path}: bundle format version {manifest.get('version')!r}; this "
+            f"{folder.path}: bundle format version {found.get('version')!r}; this "
             f"pathtrace reads version {VERSION}: upgrade pathtrace"
         )
-    facts = _read_json(path / "facts.json")
-    state = _read_json(path / "state.json")
+    return found
+
+
+def _load(folder: _Folder) -> tuple[RunResult, dict[str, Any]]:
+    path = folder.path
+    manifest(folder)
+    facts = _expect(folder.json("facts.json"), dict, f"{path}/facts.json")
+    state = _expect(folder.json("state.json"), dict, f"{path}/state.json")
     try:
-        events = _read_events(path / "events.jsonl")
-        captures = _read_captures(path / "captures.jsonl")
-        o = facts["options"]
+        events = _read_events(folder)
+        captures = _read_captures(folder)
+        o = _expect(facts["options"], dict, f"{path}/facts.json options")
         options = RunOptions(**{**o, "target": ip_address(o["target"])})
-        states = {ns: NamespaceState.from_json(s) for ns, s in state["namespaces"].items()}
+        namespaces = _expect(state["namespaces"], dict, f"{path}/state.json namespaces")
+        states = {ns: NamespaceState.from_json(s) for ns, s in namespaces.items()}
+        capture = _expect(facts["capture"], dict, f"{path}/facts.json capture")
+        versions = _expect(facts["versions"], dict, f"{path}/facts.json versions")
+        conntrack = _expect(state.get("conntrack", {}), dict, f"{path}/state.json conntrack")
         result = RunResult(
             options=options,
-            run_id=int(facts["run"], 16),
-            started=facts["started"],
-            kernel=facts["kernel"],
-            version=facts["versions"].get("pathtrace", "?"),
-            source_namespace=facts["source_namespace"],
-            namespaces=facts["namespaces"],
-            hooks=facts["hooks"],
-            lost=facts["lost_events"],
+            run_id=int(_expect(facts["run"], str, "run"), 16),
+            started=_expect(facts["started"], str, "started"),
+            kernel=_expect(facts["kernel"], str, "kernel"),
+            version=str(versions.get("pathtrace", "?")),
+            source_namespace=_expect(facts["source_namespace"], str, "source_namespace"),
+            namespaces=_expect(facts["namespaces"], dict, "namespaces"),
+            hooks=_expect(facts["hooks"], list, "hooks"),
+            lost=_expect(facts["lost_events"], dict, "lost_events"),
             events=events,
             probes=[],
             states=states,
-            send_errors={int(k): v for k, v in facts.get("send_errors", {}).items()},
+            send_errors={int(k): str(v) for k, v in facts.get("send_errors", {}).items()},
             captures=captures,
-            capture_drops=facts["capture"]["dropped"],
-            capture_interfaces=facts["capture"]["interfaces"],
-            conntrack={ns: list(lines) for ns, lines in state.get("conntrack", {}).items()},
-            versions=dict(facts["versions"]),
+            capture_drops=_expect(capture["dropped"], int, "capture dropped"),
+            capture_interfaces=_expect(capture["interfaces"], int, "capture interfaces"),
+            conntrack={ns: [str(x) for x in lines] for ns, lines in conntrack.items()},
+            versions={str(k): str(v) for k, v in versions.items()},
             # Bundles before "restore" was saved: a lab run is one with its topology.
-            restore=facts.get("restore", _LAB_FIX if (path / "topology.toml").exists() else None),
+            restore=facts.get("restore", _LAB_FIX if folder.has("topology.toml") else None),
+            interrupted=bool(facts.get("interrupted", False)),
         )
+        _check_result(result, str(path))
         # Judged again by the same analysis as a live run: the same hops and verdicts.
         result.probes, result.correlation = trace_probes(
             events,
@@ -204,51 +309,118 @@ def _load(path: Path) -> tuple[RunResult, dict[str, Any]]:
         )
     except BundleError:
         raise
-    except (KeyError, TypeError, ValueError, IndexError, UsageError) as error:
+    except RecursionError:
+        raise BundleError(f"{path}: corrupt bundle (nested too deeply)") from None
+    except (
+        KeyError,
+        TypeError,
+        ValueError,
+        IndexError,
+        AttributeError,
+        OverflowError,
+        UsageError,
+    ) as error:
         raise BundleError(
             f"{path}: corrupt or truncated bundle ({type(error).__name__}: {error})"
         ) from None
     return result, facts
 
 
-def _read_events(path: Path) -> list[Event]:
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise BundleError(
-            f"{path.parent}: not a complete pathtrace bundle (events.jsonl is missing)"
-        ) from None
-    header = json.loads(lines[0]) if lines else {}
-    if header.get("format") != "pathtrace.events":
-        raise BundleError(f"{path}: not pathtrace events")
+def _check_result(result: RunResult, where: str) -> None:
+    """Types the analysis relies on, where a bundle could put others."""
+    for name, value in result.namespaces.items():
+        _expect(value, str, f"{where}: node of {name}")
+    for hook_name, count in result.lost.items():
+        _expect(count, int, f"{where}: lost events of {hook_name}")
+    for hook in result.hooks:
+        _expect(hook, dict, f"{where}: hook")
+    if result.capture_drops < 0 or result.capture_interfaces < 0:
+        raise BundleError(f"{where}: corrupt (a negative count)")
+
+
+def _read_events(folder: _Folder) -> list[Event]:
+    where = f"{folder.path}/events.jsonl"
+    lines = folder.read("events.jsonl").splitlines()
+    header = _parse_json(lines[0], where) if lines else {}
+    if not isinstance(header, dict) or header.get("format") != "pathtrace.events":
+        raise BundleError(f"{where}: not pathtrace events")
     if header.get("version") != EVENT_FORMAT_VERSION:
         raise BundleError(
-            f"{path}: event format version {header.get('version')!r}; this "
+            f"{where}: event format version {header.get('version')!r}; this "
             f"pathtrace reads {EVENT_FORMAT_VERSION}: upgrade pathtrace"
         )
-    return [Event.from_json(json.loads(line)) for line in lines[1:] if line.strip()]
+    if len(lines) > _MAX_EVENTS:
+        raise BundleError(f"{where}: more than {_MAX_EVENTS} events")
+    return [
+        Event.from_json(_expect(_parse_json(line, where), dict, where))
+        for line in lines[1:]
+        if line.strip()
+    ]
 
 
-def _read_captures(path: Path) -> list[Captured]:
+def _read_captures(folder: _Folder) -> list[Captured]:
     """Capture metadata with the packets' bytes from trace.pcapng (tags need them)."""
-    if not path.exists():
+    if not folder.has("captures.jsonl"):
         return []
-    meta = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    frames = pcapng.read_frames(path.parent / "trace.pcapng")
+    where = f"{folder.path}/captures.jsonl"
+    meta = [
+        _expect(_parse_json(line, where), dict, where)
+        for line in folder.read("captures.jsonl").splitlines()
+        if line.strip()
+    ]
+    frames = pcapng.read_frames(folder.read("trace.pcapng"), f"{folder.path}/trace.pcapng")
     if len(frames) != len(meta):
         raise BundleError(
-            f"{path.parent}: trace.pcapng holds {len(frames)} packets, "
+            f"{folder.path}: trace.pcapng holds {len(frames)} packets, "
             f"captures.jsonl {len(meta)}: truncated or corrupt"
         )
     return [
-        Captured(m["namespace"], m["ifname"], m["direction"], m["time_ns"], m["wirelen"], frame)
+        Captured(
+            _expect(m["namespace"], str, where),
+            _expect(m["ifname"], str, where),
+            _expect(m["direction"], str, where),
+            _expect(m["time_ns"], int, where),
+            _expect(m["wirelen"], int, where),
+            frame,
+        )
         for m, frame in zip(meta, frames, strict=True)
     ]
 
 
+def summary(path: Path) -> str:
+    """One line for ``bundle list``: when, what, and the first probe's verdict."""
+    folder = _Folder(path)
+    try:
+        manifest(folder)
+        facts = _expect(folder.json("facts.json"), dict, f"{path}/facts.json")
+        report = _expect(folder.json("report.json"), dict, f"{path}/report.json")
+        try:
+            verdict = str(report["probes"][0]["verdict"]["summary"])
+            o = facts["options"]
+            what = f"{o['kind']} {o['target']}" + (f":{o['port']}" if o["port"] else "")
+            return f"{path}  {facts['started']}  {what} from {o['source']}: {verdict}"
+        except (KeyError, IndexError, TypeError):
+            raise BundleError(f"{path}: corrupt report or facts") from None
+    finally:
+        folder.close()
+
+
 def find(root: Path = DEFAULT_DIR) -> list[Path]:
-    """Bundles under ``root`` (newest first)."""
+    """Folders under ``root`` that hold a bundle manifest (newest first).
+
+    Symlinked folders are not entered, and half-written saves (hidden
+    ``.NAME.partial-PID`` folders) are not bundles.
+    """
     if not root.is_dir():
         return []
-    found = [p.parent for p in root.rglob("bundle.json")]
-    return sorted(found, key=lambda p: os.stat(p / "bundle.json").st_mtime, reverse=True)
+    found = []
+    for manifest_path in root.rglob("bundle.json"):
+        folder = manifest_path.parent
+        if any(PARTIAL in part for part in folder.relative_to(root).parts):
+            continue
+        try:
+            info = manifest_path.lstat()
+        except OSError:
+            continue
+        found.append((info.st_mtime, folder))
+    return [p for _, p in sorted(found, key=lambda t: t[0], reverse=True)]

@@ -60,6 +60,8 @@ def to_json(result: RunResult, with_events: bool = True) -> dict[str, Any]:
         "capture": capture_summary(result),
         "namespaces": result.namespaces,
         "notes": result.notes,
+        "warnings": result.degraded,
+        "interrupted": result.interrupted,
         "summary": {
             "count": len(result.probes),
             "answered": result.answered,

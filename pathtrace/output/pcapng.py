@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from pathlib import Path
+from typing import IO
 
 from pathtrace.errors import BundleError
 from pathtrace.model.event import Event
@@ -23,7 +23,7 @@ def _comment(hop: Hop | None, event: Event | None, number: int | None, title: st
     return text
 
 
-def write(path: Path, result: RunResult) -> None:
+def write(out: IO[bytes], result: RunResult) -> None:
     """Every captured packet, an interface block per node/interface, a comment naming its hop."""
     scapy_setup.prepare()
     from scapy.layers.l2 import Ether
@@ -41,7 +41,10 @@ def write(path: Path, result: RunResult) -> None:
     event_of_capture = (
         {c: e for e, c in result.correlation.matched.items()} if result.correlation else {}
     )
-    writer = PcapNgWriter(str(path))
+    # scapy's pcapng writer opens a path itself: the file's own /proc link is
+    # that very file, already created without following any symlink.
+    out.flush()
+    writer = PcapNgWriter(f"/proc/self/fd/{out.fileno()}")
     try:
         for n, captured in enumerate(result.captures):
             at: int | None
@@ -65,8 +68,9 @@ def write(path: Path, result: RunResult) -> None:
         writer.close()
 
 
-def read_frames(path: Path) -> list[bytes]:
-    """The frames of a bundle's trace.pcapng, in order."""
+def read_frames(data: bytes, where: str) -> list[bytes]:
+    """The frames of a bundle's trace.pcapng (its bytes), in order."""
+    import io
     import logging
 
     scapy_setup.prepare()
@@ -79,13 +83,11 @@ def read_frames(path: Path) -> list[bytes]:
     scapy_log.setLevel(logging.ERROR)
     frames = []
     try:
-        # An open file, not a path: given a path, scapy tries gzip first and leaks a handle.
-        with open(path, "rb") as f:
-            reader = RawPcapNgReader(f)  # type: ignore[arg-type]
-            for data, _meta in reader:
-                frames.append(bytes(data))
-    except (Scapy_Exception, EOFError, ValueError, struct.error) as error:
-        raise BundleError(f"{path}: truncated or corrupt pcapng ({error})") from None
+        reader = RawPcapNgReader(io.BytesIO(data))  # type: ignore[arg-type]
+        for frame, _meta in reader:
+            frames.append(bytes(frame))
+    except (Scapy_Exception, EOFError, ValueError, struct.error, MemoryError) as error:
+        raise BundleError(f"{where}: truncated or corrupt pcapng ({error})") from None
     finally:
         scapy_log.setLevel(level)
     return frames

@@ -80,6 +80,10 @@ def render(result: RunResult, out: TextIO | None = None, width: int | None = Non
         f"run {result.run_id:08x}, kernel {result.kernel})"
     )
     note(f"hooks: {hooks_line(result)}")
+    for text in result.degraded:
+        _hanging(console, f"warning: {text}", style="yellow")
+    if result.interrupted:
+        _hanging(console, f"interrupted (Ctrl-C) after {o.count} probes sent", style="yellow")
     if result.capture_interfaces:
         c = result.correlation
         disagree = (len(c.events_without_capture) + len(c.captures_without_event)) if c else 0

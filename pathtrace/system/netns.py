@@ -266,6 +266,27 @@ def write_sysctl(name: str, key: str, value: str) -> None:
         f.write(value)
 
 
+def sysctls_of_new_namespaces(keys: Sequence[str]) -> set[str]:
+    """Which of ``keys`` a new network namespace has (net.core.bpf_jit_enable, say,
+    is the host's alone). Asked of a throwaway namespace that one short-lived
+    thread unshares into; nothing else sees it, and it goes with the thread."""
+    found: set[str] = set()
+    failure: list[OSError] = []
+
+    def look() -> None:
+        if _libc.unshare(_CLONE_NEWNET) != 0:
+            failure.append(OSError(ctypes.get_errno(), "unshare"))
+            return
+        found.update(k for k in keys if os.path.isfile(_sysctl_path(k)))
+
+    thread = threading.Thread(target=look, name="pathtrace-sysctls")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return found
+
+
 def _sysctl_path(key: str) -> str:
     if not key.startswith("net."):
         raise ValueError(f"{key} is not a per-namespace sysctl")

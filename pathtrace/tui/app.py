@@ -415,7 +415,7 @@ class PathtraceApp(App[None]):
 
         try:
             path = bundle.save(
-                result, self.bundles_dir / bundle.default_name(result), self.topology_text
+                result, self.bundles_dir / bundle.default_name(result.options), self.topology_text
             )
         except Exception as error:  # a full disk, a read-only folder: said, not fatal
             self.say_from_thread(f"save failed: {one_line(error)}")
