@@ -138,7 +138,9 @@ def _lab_break(args: argparse.Namespace) -> int:
 def _lab_fix(args: argparse.Namespace) -> int:
     # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
     from pathtrace.lab import build
+    from pathtrace.system import privileges
 
+    privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", doing="pathtrace lab fix")
     topo, text = _topology_for(args)
     result = build.up(topo, text, progress=_progress)
     print(f"lab {topo.prefix!r} restored to its description ({len(result.changes)} changes)")
@@ -151,6 +153,8 @@ def _run(args: argparse.Namespace) -> int:
     from pathtrace.session import Run
     from pathtrace.system import privileges
 
+    if not args.source.strip():  # the library's "" means the default: here, a slip
+        raise UsageError("--from needs a node, a namespace, a pid or a path")
     options = RunOptions.parse(
         args.kind,
         args.target,
@@ -376,6 +380,11 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+def _one_line(text: str) -> str:
+    """What the user typed may hold newlines and escapes: shown as escapes, on one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from pathtrace.lab import lock
 
@@ -391,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except PathtraceError as error:
-        print(f"pathtrace: {error}", file=sys.stderr)
+        print(f"pathtrace: {_one_line(str(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("pathtrace: interrupted", file=sys.stderr)

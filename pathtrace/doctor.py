@@ -35,7 +35,8 @@ class Diagnosis:
     hooks: list[dict[str, Any]] = field(default_factory=list)
     problem: str | None = None
     # iptables-legacy tables in use in the namespace pathtrace runs in: nft cannot list them.
-    legacy_iptables: list[str] = field(default_factory=list)
+    # None: not known (reading them needs root).
+    legacy_iptables: list[str] | None = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -67,8 +68,11 @@ def diagnose() -> Diagnosis:
             for f in ("device", "drop", "netfilter", "veth", "bridge", "nat")
         ),
         tools={tool: shutil.which(tool) is not None for tool in TOOLS},
-        legacy_iptables=observe.legacy_tables(discover.host_path()).split(),
     )
+    try:
+        result.legacy_iptables = observe.legacy_tables(discover.host_path()).split()
+    except OSError:
+        result.legacy_iptables = None  # entering the host's namespace needs CAP_SYS_ADMIN
     try:
         result.hooks = [s.to_json() for s in _try_hooks()]
     except PathtraceError as error:
@@ -117,16 +121,24 @@ def print_diagnosis(d: Diagnosis) -> None:
     )
     missing = [t for t, ok in d.tools.items() if not ok]
     line("tools", not missing, "all present" if not missing else "missing: " + " ".join(missing))
-    line(
-        "iptables",
-        not d.legacy_iptables,
-        "no iptables-legacy tables here"
-        if not d.legacy_iptables
-        else f"iptables-legacy tables {' '.join(d.legacy_iptables)} in use: nft cannot list "
-        "their rules, so runs show their translations and drops without the rule",
-    )
+    if d.legacy_iptables is None:
+        line("iptables", False, "not known: reading the host's tables needs root")
+    else:
+        line(
+            "iptables",
+            not d.legacy_iptables,
+            "no iptables-legacy tables here"
+            if not d.legacy_iptables
+            else f"iptables-legacy tables {' '.join(d.legacy_iptables)} in use: nft cannot "
+            "list their rules, so runs show their translations and drops without the rule",
+        )
     if d.problem:
         line("hooks", False, d.problem)
+    if not wanted <= set(d.capabilities):
+        console.print(
+            "   without root: `bundle list|show|diff` and `tui --bundle` work; `run`, `lab`, "
+            "the hook checks above and reading the host's firewall need root"
+        )
     for hook in d.hooks:
         state = hook["state"]
         colour = {"used": "green", "unavailable": "yellow", "failed": "red"}[state]

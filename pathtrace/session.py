@@ -53,6 +53,8 @@ def resolve_source(source: str, topology: Topology | None) -> tuple[str, bool]:
 
 
 def _find_source(source: str, topology: Topology | None) -> tuple[str, bool]:
+    if not source or not source.isprintable():
+        raise UsageError(f"--from {source!r}: give a node, a namespace, a pid or a path")
     nodes = ", ".join(topology.nodes) if topology else "none (no lab)"
     kind, colon, name = source.partition(":")
     if source == discover.HOST or (colon and kind == "netns" and name == discover.HOST):
@@ -93,12 +95,17 @@ def _find_source(source: str, topology: Topology | None) -> tuple[str, bool]:
         return topology.namespace(source), True
     if source in netns.names():
         return source, False
-    if source.isdigit():
+    if source.isascii() and source.isdigit():
         path = f"/proc/{source}/ns/net"
         if not os.path.exists(path):
             raise UsageError(f"no process {source}")
         return path, False
     if source.startswith("/") and os.path.exists(source):
+        if not netns.is_network_namespace(source):
+            raise UsageError(
+                f"--from {source}: not a network namespace (give a /run/netns/NAME or "
+                "/proc/PID/ns/net path)"
+            )
         return source, False
     raise UsageError(
         f"unknown node {source!r}: lab nodes are {nodes}; or give a namespace "

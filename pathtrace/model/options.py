@@ -5,6 +5,7 @@ Validated once, when made: the CLI, the TUI and the library share one check.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, Literal
@@ -42,8 +43,26 @@ class RunOptions:
             raise UsageError(f"--size must be at least {TAG_SIZE} (the tag)")
         if not 1 <= self.ttl <= 255:
             raise UsageError("--ttl must be from 1 to 255")
+        largest = self.largest_size
+        if self.size > largest:
+            raise UsageError(
+                f"--size {self.size} is more than an IPv{self.target.version} {self.kind} "
+                f"packet can carry (at most {largest})"
+            )
+        if not (math.isfinite(self.interval) and 0 <= self.interval <= 60):
+            raise UsageError("--interval must be a number of seconds from 0 to 60")
+        if not (math.isfinite(self.timeout) and 0 < self.timeout <= 600):
+            raise UsageError("--timeout must be a number of seconds above 0, at most 600")
+        _check_target(self.target)
         if self.capture not in ("run", "all", "off"):
             raise UsageError(f"--capture is run, all or off, not {self.capture!r}")
+
+    @property
+    def largest_size(self) -> int:
+        """The most payload one packet of this kind carries: an IP packet is at most
+        65535 bytes (IPv4: with its 20-byte header; IPv6: not counting its own)."""
+        l4 = 20 if self.kind == "tcp" else 8
+        return 65535 - l4 - (20 if self.target.version == 4 else 0)
 
     @classmethod
     def parse(cls, kind: str, target: str, **settings: Any) -> RunOptions:
@@ -71,12 +90,30 @@ def parse_target(kind: str, text: str) -> tuple[Address, int]:
         if ":" not in text or (text.count(":") > 1 and not text.startswith("[")):
             raise UsageError(f"{kind} needs ADDRESS:PORT ([ADDRESS]:PORT for IPv6), got {text!r}")
         host, _, port_text = text.rpartition(":")
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
             raise UsageError(f"{port_text!r} is not a port (1-65535)")
         port = int(port_text)
-    if host.startswith("[") and host.endswith("]"):
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
         host = host[1:-1]
+        if ":" not in host:  # brackets set an IPv6 address apart from its port
+            raise UsageError(f"[{host}]: brackets are for IPv6 addresses")
     try:
         return ip_address(host), port
     except ValueError:
         raise UsageError(f"{host!r} is not an IP address (pathtrace resolves no names)") from None
+
+
+def _check_target(target: Address) -> None:
+    """One host to trace to: a unicast address with no interface scope."""
+    if isinstance(target, IPv6Address) and (target.scope_id is not None or target.is_link_local):
+        raise UsageError(
+            f"{target}: a link-local or scoped address names no single path; "
+            "give a global or unique-local IPv6 address"
+        )
+    if target.is_unspecified:
+        raise UsageError(f"{target} is the unspecified address: give a host to trace to")
+    if target.is_multicast or target == IPv4Address("255.255.255.255"):
+        raise UsageError(
+            f"{target} is a multicast or broadcast address: pathtrace follows probes to one host"
+        )

@@ -36,6 +36,7 @@ SCRATCH_PREFIX = "pt-doctor-"
 THREAD_NS = "/proc/thread-self/ns/net"
 _CLONE_NEWNET = 0x40000000
 _CLONE_NEWUTS = 0x04000000
+_NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3)
 _MS_BIND, _MS_REC, _MS_SHARED = 0x1000, 0x4000, 0x100000
 _MNT_DETACH = 2
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -264,6 +265,22 @@ def write_sysctl(name: str, key: str, value: str) -> None:
     require_not_host(name)
     with entered(name), open(_sysctl_path(key), "w") as f:
         f.write(value)
+
+
+def is_network_namespace(where: str) -> bool:
+    """Whether file ``where`` is a network namespace (asked of nsfs: NS_GET_NSTYPE)."""
+    import fcntl
+
+    try:
+        fd = os.open(where, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return bool(fcntl.ioctl(fd, _NS_GET_NSTYPE) == _CLONE_NEWNET)
+    except OSError:  # ENOTTY: not an nsfs file at all
+        return False
+    finally:
+        os.close(fd)
 
 
 def sysctls_of_new_namespaces(keys: Sequence[str]) -> set[str]:

@@ -67,9 +67,12 @@ def open_directory(path: str, create: bool = False) -> int:
                     pass  # made meanwhile: opened below, without following it
                 child = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
             except OSError as error:
-                if error.errno != errno.ELOOP:
+                # A symlink opened with O_NOFOLLOW|O_DIRECTORY: ELOOP or ENOTDIR.
+                if error.errno not in (errno.ELOOP, errno.ENOTDIR):
                     raise
                 info = os.stat(part, dir_fd=fd, follow_symlinks=False)
+                if not stat.S_ISLNK(info.st_mode):
+                    raise
                 links += 1
                 if info.st_uid not in trusted_uids() or links > _MAX_LINKS:
                     raise OSError(
