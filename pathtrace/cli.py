@@ -201,7 +201,9 @@ def _print_result(result: Any, form: str) -> None:
         # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
         from pathtrace.output.json_report import to_json
 
-        print(json.dumps(to_json(result), indent=1))
+        # Streamed: with -c 1000 the report's text would be hundreds of megabytes.
+        json.dump(to_json(result), sys.stdout, indent=1)
+        print()
     elif form == "markdown":
         # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
         from pathtrace.output.markdown import markdown

@@ -97,6 +97,5 @@ def pathtrace(
         capture_output=True,
         text=True,
         check=check,
-        timeout=60,
-        **kwargs,
+        **{"timeout": 60, **kwargs},
     )  # type: ignore[call-overload]

@@ -114,7 +114,8 @@ def _write(folder: BundleFolder, result: RunResult, topology_text: str | None) -
     text = io.StringIO()
     render(result, text, width=100)
     folder.write("report.txt", text.getvalue().encode())
-    folder.write("report.json", json.dumps(to_json(result), indent=1).encode())
+    with folder.create("report.json") as f, io.TextIOWrapper(f, encoding="utf-8") as text_out:
+        json.dump(to_json(result), text_out, indent=1)
     folder.write("report.md", markdown(result).encode())
     folder.write("facts.json", json.dumps(_facts(result), indent=1).encode())
     state = {ns: s.to_json() for ns, s in result.states.items()}

@@ -72,5 +72,20 @@ def to_json(result: RunResult, with_events: bool = True) -> dict[str, Any]:
     if with_events:
         data["events"] = [e.to_json() for e in result.events]
     # Tuples and other Python shapes become what JSON has (lists, strings).
-    native: dict[str, Any] = json.loads(json.dumps(data))
+    native: dict[str, Any] = _native(data)
     return native
+
+
+def _native(value: Any) -> Any:
+    """Tuples become lists, in place where it can (a copy of the whole report would
+    double what -c 1000 holds)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            value[key] = _native(item)
+        return value
+    if isinstance(value, list | tuple):
+        items = value if isinstance(value, list) else list(value)
+        for i, item in enumerate(items):
+            items[i] = _native(item)
+        return items
+    return value
