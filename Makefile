@@ -73,6 +73,7 @@ bench: setup
 	$(PY) -m tests.bench.bench_capture
 	$(PY) -m tests.bench.bench_tui
 	$(PY) -m tests.bench.bench_scale
+	$(PY) -m tests.bench.bench_side_by_side
 
 # The example bundles in captures/examples, made by the tool itself.
 examples: setup

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -269,8 +270,6 @@ def test_a_sample_as_a_real_process(argv: list[str]) -> None:
 
 
 def test_bundle_list_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
-    import subprocess
-
     examples = Path(__file__).resolve().parents[2] / "captures" / "examples"
     done = subprocess.run(
         f"{sys.executable} -m pathtrace bundle list {examples} | head -c 1",
@@ -287,3 +286,43 @@ def test_the_places_are_what_the_cases_say(places: dict[str, Path]) -> None:
     assert places["theirs"].stat().st_uid == 65534
     assert stat.S_ISFIFO(places["fifo"].stat().st_mode)
     assert places["link"].is_symlink()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "ping", "8.8.8.8"],
+        ["lab", "up"],
+        ["lab", "down"],
+        ["lab", "status"],
+        ["lab", "break", "no-masquerade"],
+        ["lab", "fix"],
+    ],
+)
+def test_every_root_only_command_as_another_user_is_exit_3(argv: list[str]) -> None:
+    done = _as_nobody(argv)
+    assert done.returncode == 3, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "CAP_" in lines[0] and "Traceback" not in done.stderr
+
+
+def test_doctor_as_another_user_says_what_it_cannot_know() -> None:
+    done = _as_nobody(["doctor"])
+    assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr
+    assert "not known: reading the host's tables needs root" in done.stdout
+    assert "without root: `bundle list|show|diff`" in done.stdout
+    examples = Path(__file__).resolve().parents[2] / "captures" / "examples"
+    shown = _as_nobody(["bundle", "show", str(examples / "ping-answered")])
+    assert shown.returncode == 0 and "answered" in shown.stdout, shown.stderr
+
+
+def _as_nobody(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+         sys.executable, "-m", "pathtrace", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd="/",
+    )  # fmt: skip
