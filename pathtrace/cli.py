@@ -67,7 +67,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=float,
         default=1.0,
-        help="seconds to wait with no new event before the run ends (0-600]",
+        help="seconds in which no probe is seen anywhere new before the run ends (0-600]",
     )
     run.add_argument("--format", choices=["text", "json", "markdown", "mermaid"], default="text")
     run.add_argument("--json", action="store_const", const="json", dest="format")

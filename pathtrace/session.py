@@ -242,17 +242,24 @@ class Run:
             self.progress(f"sending {len(packets)} {o.kind} probes")
 
             answered: set[int] = set()
+            places: set[tuple[object, ...]] = set()
 
             def take_events() -> int:
-                records = tracer.drain()
-                for raw in records:
+                """Takes the new events; returns how many show a probe somewhere new
+                (the kernel retrying at one place, an ARP wait, is not progress)."""
+                progress = 0
+                for raw in tracer.drain():
                     event = decode(layout.unpack(raw), ctx)
                     result.events.append(event)
+                    place = (event.index, event.tag, event.namespace, event.ifname, event.hook)
+                    if place not in places:
+                        places.add(place)
+                        progress += 1
                     if _answers(event, setting.source):
                         answered.add(event.index)
                     if self.on_event is not None:
                         self.on_event(event)
-                return len(records)
+                return progress
 
             try:
                 self._send(source, packets, take_events, result.send_errors)
@@ -314,9 +321,10 @@ class Run:
                 self._sent = i + 1
 
     def _collect(self, answered: set[int], take_events: Callable[[], int], unsent: int) -> None:
-        """Takes events until every probe is answered, or until none came for --timeout.
+        """Takes events until every probe is answered, or until for --timeout no probe
+        was seen anywhere new.
 
-        The wait is counted from the last event, not from the last probe: a
+        The wait is counted from the last progress, not from the last probe: a
         thousand probes sent at once are still being read when a fixed second
         after the last send is over. A cap keeps a run that never goes quiet finite.
         """

@@ -17,7 +17,7 @@ from typing import Literal
 from pathtrace.analyze.copies import Fdb, is_group
 from pathtrace.model.event import Event, Hook
 from pathtrace.model.ruleset import LiveRule
-from pathtrace.model.state import NamespaceState
+from pathtrace.model.state import Link, NamespaceState
 from pathtrace.model.trace import Direction, Hop, Packet, Series, Translation
 
 _CHAIN_OF_HOOK = {
@@ -265,11 +265,7 @@ class HopBuilder:
             and previous.hook == Hook.DEV_XMIT
             and previous.namespace != e.namespace
         ):
-            return (
-                "cross",
-                f"crosses the veth pair {self.node(previous.namespace)}/"
-                f"{previous.ifname} -> {node}/{e.ifname}",
-            )
+            return ("cross", self._crossing(previous, e))
         if (
             previous is not None
             and self._is_bridge(e.namespace, e.ifname)
@@ -277,6 +273,30 @@ class HopBuilder:
         ):
             return ("bridge-up", f"{e.ifname} delivers it up to {node}")
         return ("receive", f"{node} receives it on {e.ifname}")
+
+    def _crossing(self, sent: Event, received: Event) -> str:
+        """From one namespace to another, in the words of what netlink says the two
+        links are: a veth pair only when both ends are veths and peers of each other."""
+        here = f"{self.node(sent.namespace)}/{sent.ifname}"
+        there = f"{self.node(received.namespace)}/{received.ifname}"
+        a, b = (
+            self._link(sent.namespace, sent.ifname),
+            self._link(received.namespace, received.ifname),
+        )
+        if (
+            a is not None
+            and b is not None
+            and a.kind == b.kind == "veth"
+            and b.peer_index == a.index
+            and a.peer_index in (None, b.index)
+        ):
+            return f"crosses the veth pair {here} -> {there}"
+        kinds = f"{a.kind if a else 'not seen'} -> {b.kind if b else 'not seen'}"
+        return f"passes from {here} to {there} (links: {kinds}; netlink shows no veth pair)"
+
+    def _link(self, namespace: str, ifname: str) -> Link | None:
+        state = self.states.get(namespace)
+        return state.link(ifname) if state else None
 
     def translation(self, before: Event, after: Event, direction: str) -> Translation:
         pb, pa = packet_of(before), packet_of(after)

@@ -55,6 +55,11 @@ AS_ICMP4 = {
     (3, 0): (11, 0),
 }
 NOT_TAKEN = ("OTHERHOST",)  # freed on arrival as not for this host: never "taken in"
+# Freed by the transport layer for want of a socket: only a packet the namespace's
+# own stack accepted for local delivery gets there, whether or not a device hook
+# saw it arrive (a macvlan's frames reach its namespace in a second round of its
+# parent's receive, past the receive tracepoint).
+DELIVERED_LOCALLY = ("NO_SOCKET",)
 
 
 class Judge:
@@ -84,7 +89,7 @@ class Judge:
             if (
                 hop.action == "drop"
                 and hop.node == self.source_node
-                and arrived
+                and (arrived or hop.drop_reason in DELIVERED_LOCALLY)
                 and hop.drop_reason not in NOT_TAKEN
             ):
                 hops[i] = replace(
