@@ -291,8 +291,9 @@ class HopBuilder:
             and a.peer_index in (None, b.index)
         ):
             return f"crosses the veth pair {here} -> {there}"
-        kinds = f"{a.kind if a else 'not seen'} -> {b.kind if b else 'not seen'}"
-        return f"passes from {here} to {there} (links: {kinds}; netlink shows no veth pair)"
+        # Only what netlink says each end is; how it got across is not claimed.
+        kind_a, kind_b = (link.kind if link else "kind not read" for link in (a, b))
+        return f"passes from {here} ({kind_a}) to {there} ({kind_b})"
 
     def _link(self, namespace: str, ifname: str) -> Link | None:
         state = self.states.get(namespace)
