@@ -388,6 +388,7 @@ def _one_line(text: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
     from pathtrace.lab import lock
 
     lock.announce = lambda text: print(f"pathtrace: {text}", file=sys.stderr, flush=True)

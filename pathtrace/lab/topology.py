@@ -169,7 +169,8 @@ class Topology:
         """Every sysctl the file sets exists in a new namespace (checked before
         anything is made). A per-interface key is checked on the ``default``
         entry new interfaces copy, for interfaces the node declares."""
-        from pathtrace.system import netns  # the kernel's answer; parsing needs none
+        # lazy: parsing a file asks no kernel; only this check does
+        from pathtrace.system import netns
 
         wanted: dict[str, tuple[str, str]] = {}  # key to look up -> (node, key as written)
         for node in self.nodes.values():
