@@ -106,6 +106,13 @@ def _find_source(source: str, topology: Topology | None) -> tuple[str, bool]:
                 f"--from {source}: not a network namespace (give a /run/netns/NAME or "
                 "/proc/PID/ns/net path)"
             )
+        # A path to a named namespace is that namespace: named and traced as its name
+        # (a lab node's as the node), whichever path led to it.
+        named = netns.namespace_names().get(os.stat(source).st_ino)
+        if named is not None and named != "root":
+            if topology is not None and topology.node_of_namespace(named) is not None:
+                return named, True
+            return named, False
         return source, False
     raise UsageError(
         f"unknown node {source!r}: lab nodes are {nodes}; or give a namespace "

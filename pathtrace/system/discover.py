@@ -183,6 +183,9 @@ def name_of(path: str) -> str:
     if path == host_path() or netns.inode(path) == netns.inode(host_path()):
         return HOST
     number = os.stat(path).st_ino
+    named = netns.namespace_names().get(number)
+    if named is not None and named != "root":
+        return named  # a path to a namespace that has a /run/netns name
     pid = path.split("/")[2]
     try:
         with open(f"/proc/{pid}/comm") as f:

@@ -430,3 +430,25 @@ def _text(probe: ProbeTrace) -> str:
         for c in s.copies
         for h in c.hops
     )
+
+
+def test_a_path_to_a_named_namespace_is_that_namespace(
+    lab: topology.Topology, topology_file: Path
+) -> None:
+    """--from /run/netns/NAME or /proc/PID/ns/net of a lab node: traced and named as the node."""
+    holder = netns.popen(lab.namespace("container1"), ["sleep", "30"])
+    try:
+        for source in (netns.path(lab.namespace("container1")), f"/proc/{holder.pid}/ns/net"):
+            done = pathtrace(
+                "run", "ping", "8.8.8.8", "-c", "1", "--json", "--from", source,
+                "--topology", str(topology_file),
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            report = json.loads(done.stdout)
+            assert report["run"]["source_namespace"] == lab.namespace("container1")
+            assert "netns:" not in json.dumps(report["namespaces"])
+            first = report["probes"][0]["request"]["hops"][0]
+            assert first["node"] == "container1", first
+    finally:
+        holder.kill()
+        holder.wait()
