@@ -52,15 +52,17 @@ def default_name(options: RunOptions, when: datetime | None = None) -> str:
     return f"{when.strftime('%Y%m%dT%H%M%S')}Z-{options.kind}-{target}"
 
 
-def destination(options: RunOptions, directory: Path | None = None) -> BundleFolder:
+def destination(
+    options: RunOptions, directory: Path | None = None, root: Path = DEFAULT_DIR
+) -> BundleFolder:
     """Where a run's bundle will go, checked (and made ready) before the run.
 
     ``directory`` is the bundle's own folder; by default a new one under
-    captures/ named by the time and the probe (``-2``, ``-3``, ... when taken).
+    ``root`` named by the time and the probe (``-2``, ``-3``, ... when taken).
     """
     if directory is not None:
         return BundleFolder(str(directory)).prepare()
-    base = str(DEFAULT_DIR / default_name(options))
+    base = str(root / default_name(options))
     for n in range(1, 1000):
         path = base if n == 1 else f"{base}-{n}"
         if not os.path.lexists(path):

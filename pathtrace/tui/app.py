@@ -414,9 +414,8 @@ class PathtraceApp(App[None]):
         from pathtrace.output import bundle
 
         try:
-            path = bundle.save(
-                result, self.bundles_dir / bundle.default_name(result.options), self.topology_text
-            )
+            folder = bundle.destination(result.options, root=self.bundles_dir)
+            path = bundle.save(result, folder, self.topology_text)
         except Exception as error:  # a full disk, a read-only folder: said, not fatal
             self.say_from_thread(f"save failed: {one_line(error)}")
             return
