@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address
+from typing import Any
 
 from pathtrace.system import netns, observe
 
@@ -95,6 +96,10 @@ def reachable(source: str, among: Sequence[str], target: str | None = None) -> R
                 wanted |= set(_DNAT.findall(rulesets[here]))
             ipr = netns.iproute(here)
             try:
+                # The link the kernel routes the target out of: the namespace at its
+                # other end is on the path whatever it does with the packet (a
+                # router with ip_forward=0 is where the packet dies: traced).
+                toward = _route_out(ipr, target) if target is not None else None
                 by_id: dict[int, set[str]] = {}
                 for link in ipr.get_links():
                     nsid = link.get("IFLA_LINK_NETNSID")
@@ -114,7 +119,7 @@ def reachable(source: str, among: Sequence[str], target: str | None = None) -> R
                         continue  # a link back to a namespace already traced
                     if number not in left:
                         owns, forwards = (set(), True) if target is None else _glance(candidate)
-                        if forwards or owns & wanted:
+                        if forwards or owns & wanted or toward in by_id[nsid]:
                             traced.add(number)
                             found.append(candidate)
                             if forwards:  # the way goes on through it
@@ -130,6 +135,17 @@ def reachable(source: str, among: Sequence[str], target: str | None = None) -> R
     finally:
         for fd in fds.values():
             os.close(fd)
+
+
+def _route_out(ipr: Any, target: str) -> str | None:
+    """The name of the link a route lookup for ``target`` leaves by, if any."""
+    try:
+        answer = ipr.route("get", dst=target)
+        index = answer[0].get("RTA_OIF") if answer else None
+        links = ipr.get_links(index) if index else []
+    except Exception:  # noqa: BLE001 - no route (ENETUNREACH) and the like: no way out
+        return None
+    return str(links[0].get("ifname")) if links else None
 
 
 def _glance(namespace: str) -> tuple[set[str], bool]:
