@@ -49,6 +49,9 @@ def root_namespace_untouched() -> Iterator[None]:
     # Only this session's: another suite (a CI clone) may be running beside it.
     leftover = [n for n in netns.names() if any(n.startswith(p) for p in _PREFIXES)]
     assert not leftover, f"tests left namespaces behind: {leftover}"
+    locks = Path("/run/pathtrace/locks")
+    stale = [p.name for p in locks.glob("*.lock") if p.name[: -len(".lock")] in _PREFIXES]
+    assert not stale, f"tests left lab lock files behind: {stale}"
 
 
 def reference_with_prefix(prefix: str) -> str:

@@ -440,7 +440,9 @@ def down(
     privileges.require("CAP_SYS_ADMIN", doing="pathtrace lab down")
     prefix = topology.prefix if topology is not None else (prefix or DEFAULT_PREFIX)
     with lock.held(prefix, exclusive=True, doing="lab down"):
-        return _down(topology, prefix, progress)
+        result = _down(topology, prefix, progress)
+        lock.forget(prefix)  # no lab, no lock file left behind
+        return result
 
 
 def _down(topology: Topology | None, prefix: str, progress: Progress) -> DownResult:

@@ -43,23 +43,11 @@ def held(prefix: str, exclusive: bool, doing: str) -> Iterator[None]:
     mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
     with _guard:
         entry = _held.get(prefix)
+        before = _strongest(entry.modes) if entry is not None else None
         if entry is None:
-            LOCK_DIR.mkdir(parents=True, exist_ok=True, mode=0o755)
-            fd = os.open(
-                LOCK_DIR / f"{prefix}.lock",
-                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o600,
-            )
-            entry = _held[prefix] = _Held(fd)
-        before = _strongest(entry.modes) if entry.modes else None
-        try:
-            if before is None or (before == fcntl.LOCK_SH and mode == fcntl.LOCK_EX):
-                _take(entry.fd, mode, prefix, doing)
-        except BaseException:
-            if not entry.modes:
-                os.close(entry.fd)
-                del _held[prefix]
-            raise
+            entry = _held[prefix] = _Held(_open_and_take(prefix, mode, doing))
+        elif before == fcntl.LOCK_SH and mode == fcntl.LOCK_EX:
+            _take(entry.fd, mode, prefix, doing)
         entry.modes.append(mode)
     try:
         yield
@@ -71,6 +59,37 @@ def held(prefix: str, exclusive: bool, doing: str) -> Iterator[None]:
                 del _held[prefix]
             elif before == fcntl.LOCK_SH and mode == fcntl.LOCK_EX:
                 fcntl.flock(entry.fd, fcntl.LOCK_SH)  # back to what the outer holder had
+
+
+def _path(prefix: str) -> Path:
+    return LOCK_DIR / f"{prefix}.lock"
+
+
+def _open_and_take(prefix: str, mode: int, doing: str) -> int:
+    """The lock file's fd, locked. `lab down` removes the file of the lab it removed
+    (while holding it): a waiter that got the lock of a removed file opens anew."""
+    while True:
+        LOCK_DIR.mkdir(parents=True, exist_ok=True, mode=0o755)
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(_path(prefix), flags, 0o600)
+        try:
+            _take(fd, mode, prefix, doing)
+            if os.fstat(fd).st_ino == os.stat(_path(prefix)).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass  # removed while we waited: open the new one
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def forget(prefix: str) -> None:
+    """Removes lab ``prefix``'s lock file; only while holding it exclusively."""
+    entry = _held.get(prefix)
+    if entry is None or fcntl.LOCK_EX not in entry.modes:
+        raise RuntimeError(f"forget({prefix!r}) without holding the lock")
+    _path(prefix).unlink(missing_ok=True)
 
 
 def _take(fd: int, mode: int, prefix: str, doing: str) -> None:

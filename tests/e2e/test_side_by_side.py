@@ -110,6 +110,7 @@ def test_lab_down_waits_for_a_run_to_end(
     assert f"lab down waits for pid {run.pid} (pathtrace run ping 8.8.8.8)" in down_err
     assert "removed 4 namespaces" in down_out
     assert not any(netns.exists(lab.namespace(n)) for n in lab.nodes)
+    assert not Path(f"/run/pathtrace/locks/{lab.prefix}.lock").exists()  # nothing left
 
 
 def _wait_for_lock_holder(prefix: str, pid: int) -> None:
