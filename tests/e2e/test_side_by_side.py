@@ -139,7 +139,9 @@ def test_ctrl_c_prints_the_probes_so_far_and_saves_them(
     )  # fmt: skip
     processes.append(run)
     _wait_for_lock_holder(lab.prefix, run.pid)
-    time.sleep(2)  # some probes answered, most not sent
+    # Arming comes after the lock; on a loaded machine it took ~1.8 s (9 probes sent
+    # 2 s after the lock). 4 s: some probes answered, most of the 8 s not yet sent.
+    time.sleep(4)
     run.send_signal(signal.SIGINT)
     out, err = run.communicate(timeout=60)
     assert run.returncode == 130, err
