@@ -9,7 +9,7 @@ VM_KERNEL_PKG := linux-image-6.1.0-47-amd64-unsigned
 VM_KERNEL   := /boot/vmlinuz-6.1.0-47-amd64
 DEB_PACKAGES := iproute2 nftables iptables conntrack tcpdump tshark iputils-ping iperf3 \
                 util-linux clang llvm libbpf-dev bpftool bpftrace make python3-venv \
-                qemu-system-x86 busybox-static tmux containernetworking-plugins netavark \
+                qemu-system-x86 busybox-static tmux containernetworking-plugins netavark dnsmasq-base \
                 docker.io $(VM_KERNEL_PKG)
 PYTHON      ?= python3
 
@@ -74,6 +74,7 @@ bench: setup
 	$(PY) -m tests.bench.bench_tui
 	$(PY) -m tests.bench.bench_scale
 	$(PY) -m tests.bench.bench_side_by_side
+	$(PY) -m tests.bench.bench_overlay
 
 # The example bundles in captures/examples, made by the tool itself.
 examples: setup

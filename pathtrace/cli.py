@@ -49,8 +49,8 @@ def _build_parser() -> argparse.ArgumentParser:
     fix.set_defaults(handler=_lab_fix)
 
     run = commands.add_parser("run", help="trace tagged probes hop by hop")
-    run.add_argument("kind", choices=["ping", "udp", "tcp"])
-    run.add_argument("target", help="ping: ADDRESS; udp, tcp: ADDRESS:PORT")
+    run.add_argument("kind", choices=["ping", "udp", "tcp", "dns"])
+    run.add_argument("target", help="ping: ADDRESS; udp, tcp: ADDRESS:PORT; dns: ADDRESS[:PORT]")
     run.add_argument(
         "--from",
         dest="source",
@@ -63,6 +63,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("-s", "--size", type=int, default=56, help="payload bytes (tag included)")
     run.add_argument("--ttl", type=int, default=64)
     run.add_argument("--df", action="store_true", help="set Don't Fragment")
+    run.add_argument(
+        "--query", default="example.com", metavar="NAME", help="dns: the name asked (type A)"
+    )
     run.add_argument(
         "--timeout",
         type=float,
@@ -166,6 +169,7 @@ def _run(args: argparse.Namespace) -> int:
         dont_fragment=args.df,
         timeout=args.timeout,
         capture=args.capture,
+        query=args.query,
     )
     topo, text = _topology_for(args)
     privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="pathtrace run")

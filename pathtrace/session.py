@@ -31,7 +31,7 @@ from pathtrace.model.options import Address, RunOptions
 from pathtrace.model.result import RunResult, Setting
 from pathtrace.model.state import NamespaceState
 from pathtrace.model.tag import capture_filter
-from pathtrace.system import discover, netns, observe, privileges, scapy_setup
+from pathtrace.system import containers, discover, netns, observe, privileges, scapy_setup
 
 Progress = Callable[[str], None]
 
@@ -114,9 +114,13 @@ def _find_source(source: str, topology: Topology | None) -> tuple[str, bool]:
                 return named, True
             return named, False
         return source, False
+    # A container, by the name or id prefix its runtime knows it by.
+    container = containers.namespace_of(source)
+    if container is not None:
+        return container[0], False
     raise UsageError(
         f"unknown node {source!r}: lab nodes are {nodes}; or give a namespace "
-        "name, a pid or a namespace path"
+        "name, a container's name or id, a pid or a namespace path"
     )
 
 
@@ -226,7 +230,7 @@ class Run:
     ) -> None:
         """Arm, send, collect, judge: fills ``result`` with what the run saw."""
         o = self.options
-        probe = send.Probe(o.kind, o.target, o.port, o.size, o.ttl, o.dont_fragment)
+        probe = send.Probe(o.kind, o.target, o.port, o.size, o.ttl, o.dont_fragment, o.query)
         states = setting.states
         self.progress("arming probes")
         tracer = Tracer(
@@ -235,6 +239,13 @@ class Run:
             index_limit=o.count,
             netfilter_namespaces=[ns for ns, state in states.items() if state.has_rules],
             ip_versions=(o.target.version,),
+            by_flow=o.kind in ("udp", "dns"),
+            tunnels=[
+                (int(port), link.kind)
+                for state in states.values()
+                for link in state.links
+                if (port := link.detail("port")) is not None and port.isdigit()
+            ],
         )
         sniffer = self._capture(states, setting.run_id, beside)
         with sniffer, tracer:
@@ -244,6 +255,10 @@ class Run:
             ctx.prefetch_symbols()
             importer.join()
             packets = [send.build(probe, src, setting.run_id, i) for i in range(o.count)]
+            if o.kind == "dns":  # no tag in a query: the probes know it by its flow
+                for i in range(o.count):
+                    sport = tag.source_port(setting.run_id, i)
+                    tracer.expect_flow(src, o.target, sport, o.port, i)
             if self.on_armed is not None:
                 self.on_armed(setting)
             self.progress(f"sending {len(packets)} {o.kind} probes")
@@ -364,7 +379,16 @@ class Run:
             for link in state.links
             if link.up and link.name not in beside.get(ns, ())
         ]
-        program = None if self.options.capture == "all" else compile_filter(capture_filter(run_id))
+        o = self.options
+        port = o.port if o.kind in ("udp", "dns") else None
+        tunnels = tuple(
+            int(p)
+            for state in states.values()
+            for link in state.links
+            if link.kind in ("vxlan", "geneve") and (p := link.detail("port")) and p.isdigit()
+        )
+        expression = capture_filter(run_id, port, tuple(dict.fromkeys(tunnels)))
+        program = None if o.capture == "all" else compile_filter(expression)
         return Capture(interfaces, program)
 
     def _ensure_lab(self) -> None:

@@ -35,6 +35,13 @@ char LICENSE[] SEC("license") = "GPL";
 /* Set by the loader before load. */
 const volatile __u32 pt_run = 0;
 const volatile __u32 pt_index_limit = 65536; /* tags at or above it are not ours */
+/* 1: the run's UDP probes are also known by their flows (pt_flows). */
+const volatile __u8 pt_by_flow = 0;
+/* The UDP ports (network order) of the traced namespaces' VXLAN and Geneve
+ * devices, as netlink gives them, and which encapsulation each carries: a
+ * datagram to one of them is looked into for a tagged packet. */
+const volatile __u16 pt_tunnel_port[PT_TUNNEL_PORTS] = {};
+const volatile __u8 pt_tunnel_kind[PT_TUNNEL_PORTS] = {};
 
 /* Anchors struct pt_event in the object's BTF, where user space reads its layout. */
 const volatile struct pt_event pt_event_layout = {};
@@ -59,6 +66,19 @@ struct {
 	__type(key, __u64);
 	__type(value, struct pt_tracked);
 } pt_tracked SEC(".maps");
+
+/* UDP probes known by their flow, keyed by what a packet carries: its
+ * destination address and its ports. A probe's request, at each hop, writes the
+ * key its answer will carry there (to the probe's source as seen at that hop,
+ * from the port it was sent to), so any datagram of the reverse flow is its
+ * answer, whatever the payload and whichever address answers; the loader
+ * writes the request's own key where the request carries no tag (DNS). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct pt_flow_key);
+	__type(value, struct pt_flow);
+} pt_flows SEC(".maps");
 
 /* Events that found the ring buffer full, per hook. */
 struct {
@@ -111,7 +131,7 @@ static __always_inline int pt_read(__u32 *dst, __u32 words, const void *src)
 struct pt_pkt {
 	__u32 saddr, daddr, run, index;
 	__u32 saddr6[4], daddr6[4];
-	__u16 sport, dport, ip_id, tot_len;
+	__u16 sport, dport, ip_id, tot_len, l4_off;
 	__u8 protocol, ttl, icmp_type, icmp_code, tcp_flags, tag_kind, family;
 };
 
@@ -150,11 +170,40 @@ static __always_inline int pt_seq_tag(__u32 seq, struct pt_pkt *p, __u8 kind)
 	return 1;
 }
 
-/* The tag behind an L4 header of a packet an ICMP error quotes. */
-static __always_inline int pt_quoted_l4(const unsigned char *l4, __u8 protocol, struct pt_pkt *p)
+/* A UDP datagram known by its flow: ports as read (network order), the
+ * destination address in the packet's family. */
+static __always_inline int pt_flow_tag(const void *daddr, __u8 family, __u32 ports,
+				       struct pt_pkt *p, int quoted)
 {
-	__u32 seq;
+	struct pt_flow_key k = {.family = family, .protocol = IPPROTO_UDP};
 
+	if (!pt_by_flow)
+		return 0;
+	if (family == 6)
+		__builtin_memcpy(k.addr, daddr, 16);
+	else
+		k.addr[0] = *(const __u32 *)daddr;
+	k.sport = ports & 0xffff;
+	k.dport = ports >> 16;
+	struct pt_flow *f = bpf_map_lookup_elem(&pt_flows, &k);
+	if (!f || f->index >= pt_index_limit)
+		return 0;
+	p->run = pt_run;
+	p->index = f->index;
+	p->tag_kind = quoted ? PT_TAG_ICMP_ERROR : f->kind;
+	return 1;
+}
+
+/* The tag behind an L4 header of a packet an ICMP error quotes (daddr: the
+ * quoted packet's destination). */
+static __always_inline int pt_quoted_l4(const unsigned char *l4, __u8 protocol,
+					const void *daddr, __u8 family, struct pt_pkt *p)
+{
+	__u32 seq, ports;
+
+	if (protocol == IPPROTO_UDP && pt_by_flow && !pt_read(&ports, 1, l4) &&
+	    pt_flow_tag(daddr, family, ports, p, 1))
+		return 1;
 	if (protocol == IPPROTO_ICMP || protocol == IPPROTO_UDP || protocol == PT_IPPROTO_ICMPV6)
 		return pt_payload_tag(l4 + 8, p, PT_TAG_ICMP_ERROR);
 	if (protocol == IPPROTO_TCP && !pt_read(&seq, 1, l4 + 4))
@@ -169,7 +218,7 @@ static __always_inline int pt_quoted_tag(const unsigned char *l3, struct pt_pkt 
 
 	if (pt_read((__u32 *)&iph, 5, l3) || iph.version != 4)
 		return 0;
-	return pt_quoted_l4(l3 + iph.ihl * 4, iph.protocol, p);
+	return pt_quoted_l4(l3 + iph.ihl * 4, iph.protocol, &iph.daddr, 4, p);
 }
 
 /* The tag of a packet quoted by an ICMPv6 error (our probes carry no
@@ -180,7 +229,7 @@ static __always_inline int pt_quoted_tag6(const unsigned char *l3, struct pt_pkt
 
 	if (pt_read((__u32 *)&ip6, 10, l3) || ip6.version != 6)
 		return 0;
-	return pt_quoted_l4(l3 + 40, ip6.nexthdr, p);
+	return pt_quoted_l4(l3 + 40, ip6.nexthdr, &ip6.daddr, 6, p);
 }
 
 static __always_inline int pt_parse_l4(const unsigned char *l4, __u32 l4_len,
@@ -225,6 +274,7 @@ static __always_inline int pt_parse6(const unsigned char *l3, struct pt_pkt *p)
 		next = b[0];
 	}
 	p->protocol = next;
+	p->l4_off = off;
 	if (off > payload + 40)
 		return 0;
 	return pt_parse_l4(l3 + off, payload + 40 - off, p);
@@ -249,6 +299,7 @@ static __always_inline int pt_parse(const unsigned char *l3, struct pt_pkt *p)
 	p->ttl = iph.ttl;
 	p->ip_id = iph.id;
 	p->tot_len = bpf_ntohs(iph.tot_len);
+	p->l4_off = iph.ihl * 4;
 	if (iph.frag_off & bpf_htons(0x1fff))
 		return 0; /* a later fragment: no L4 header here */
 	return pt_parse_l4(l3 + iph.ihl * 4, p->tot_len - iph.ihl * 4, p);
@@ -290,6 +341,10 @@ static __always_inline int pt_parse_l4(const unsigned char *l4, __u32 l4_len,
 			return 0;
 		p->sport = w[0] & 0xffff;
 		p->dport = w[0] >> 16;
+		/* The flow first: an echo server's answer carries the request's tag. */
+		if (pt_flow_tag(p->family == 6 ? (void *)p->daddr6 : (void *)&p->daddr, p->family,
+				w[0], p, 0))
+			return 1;
 		return pt_tag_words(&w[2], p, PT_TAG_REQUEST);
 	}
 	if (p->protocol == IPPROTO_TCP) {
@@ -314,6 +369,56 @@ static __always_inline int pt_parse_l4(const unsigned char *l4, __u32 l4_len,
 		return 0;
 	}
 	return 0;
+}
+
+struct pt_outer {
+	__u32 saddr[4], daddr[4], vni;
+	__u16 sport, dport;
+	__u8 family, encap;
+};
+
+/* The packet inside a tunnel datagram p (parsed at l3), or 0: the inner IP
+ * header behind the UDP, tunnel and inner Ethernet headers, for the UDP ports
+ * the loader named. The outer headers go to o. */
+static __always_inline const unsigned char *pt_tunnel_inner(const unsigned char *l3,
+							     const struct pt_pkt *p,
+							     struct pt_outer *o)
+{
+	__u8 encap = 0;
+	__u32 hdr[2];
+
+	if (p->protocol != IPPROTO_UDP || !pt_tunnel_port[0])
+		return 0;
+	for (int i = 0; i < PT_TUNNEL_PORTS; i++)
+		if (pt_tunnel_port[i] && pt_tunnel_port[i] == p->dport)
+			encap = pt_tunnel_kind[i];
+	if (!encap)
+		return 0;
+	const unsigned char *tunnel = l3 + p->l4_off + 8;
+	if (pt_read(hdr, 2, tunnel))
+		return 0;
+	__u8 *b = (__u8 *)hdr;
+	__u32 skip = 8;
+	if (encap == PT_ENCAP_VXLAN && !(b[0] & 0x08))
+		return 0; /* no VNI: not a VXLAN header */
+	if (encap == PT_ENCAP_GENEVE) {
+		if (bpf_ntohs(*(__u16 *)(b + 2)) != 0x6558)
+			return 0; /* carries no Ethernet frame */
+		skip += (b[0] & 0x3f) * 4;
+	}
+	o->vni = bpf_ntohl(hdr[1]) >> 8;
+	o->encap = encap;
+	o->family = p->family;
+	o->sport = p->sport;
+	o->dport = p->dport;
+	if (p->family == 6) {
+		__builtin_memcpy(o->saddr, p->saddr6, 16);
+		__builtin_memcpy(o->daddr, p->daddr6, 16);
+	} else {
+		o->saddr[0] = p->saddr;
+		o->daddr[0] = p->daddr;
+	}
+	return tunnel + skip + 14; /* past the inner Ethernet header */
 }
 
 static __always_inline __u64 *pt_counter(__u32 which)
@@ -406,6 +511,21 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 			return;
 	}
 	int tagged = pt_parse(l3, &p);
+	struct pt_outer outer = {};
+
+	if (tagged == 0) {
+		/* Encapsulated: the tag is in the packet inside. */
+		const unsigned char *inner = pt_tunnel_inner(l3, &p, &outer);
+		struct pt_pkt q = {};
+		int found = inner ? pt_parse(inner, &q) : -1;
+
+		if (found >= 0) {
+			tagged = found;
+			p = q;
+		} else {
+			outer.encap = 0;
+		}
+	}
 
 	if (!w->follow_only && (tagged == 1 || (live && *live)))
 		t = bpf_map_lookup_elem(&pt_tracked, &key);
@@ -437,6 +557,17 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	}
 	if (w->final)
 		pt_forget(&key);
+	if (pt_by_flow && p.tag_kind == PT_TAG_REQUEST && p.protocol == IPPROTO_UDP && p.family) {
+		/* Where this hop's answer will be: to the source as seen here. */
+		struct pt_flow_key back = {.family = p.family, .protocol = IPPROTO_UDP,
+					   .sport = p.dport, .dport = p.sport};
+		struct pt_flow answer = {.index = p.index, .kind = PT_TAG_REPLY};
+		if (p.family == 6)
+			__builtin_memcpy(back.addr, p.saddr6, 16);
+		else
+			back.addr[0] = p.saddr;
+		bpf_map_update_elem(&pt_flows, &back, &answer, BPF_NOEXIST);
+	}
 
 	struct pt_event *e = bpf_ringbuf_reserve(&pt_events, sizeof(*e), 0);
 	if (!e) {
@@ -487,6 +618,13 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	e->icmp_type = p.icmp_type;
 	e->icmp_code = p.icmp_code;
 	e->tcp_flags = p.tcp_flags;
+	e->encap = outer.encap;
+	e->outer_family = outer.family;
+	e->outer_sport = outer.sport;
+	e->outer_dport = outer.dport;
+	e->vni = outer.vni;
+	__builtin_memcpy(e->outer_saddr, outer.saddr, 16);
+	__builtin_memcpy(e->outer_daddr, outer.daddr, 16);
 	/* Locals, not w->...: CO-RE must not relocate our own struct pt_where. */
 	struct net_device *dev = w->dev;
 	struct net *net = w->net;

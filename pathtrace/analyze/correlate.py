@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathtrace.model.capture import Captured, Correlation
 from pathtrace.model.event import Event, Hook
-from pathtrace.model.tag import classify
+from pathtrace.model.tag import classify, flows_of
 
 WINDOW_NS = 20_000_000  # generous: a busy machine delays a capture by milliseconds
 _DIRECTION: dict[str, str] = {Hook.DEV_XMIT: "out", Hook.DEV_RECV: "in"}
@@ -18,7 +18,17 @@ _DIRECTION: dict[str, str] = {Hook.DEV_XMIT: "out", Hook.DEV_RECV: "in"}
 
 def correlate(events: list[Event], captures: list[Captured], run: int) -> Correlation:
     result = Correlation()
-    result.capture_tags = [classify(c.data, run) for c in captures]
+    # UDP probes are known by their flows too, as the probes knew them.
+    flows = flows_of(
+        [
+            (e.index, e.src, e.dst, e.sport, e.dport)
+            for e in events
+            if e.protocol == "udp" and e.tag == "request"
+        ]
+    )
+    # Tunnel datagrams are looked into on the ports the probes saw the run's use.
+    tunnels = {e.outer.dport: e.outer.kind for e in events if e.outer is not None}
+    result.capture_tags = [classify(c.data, run, flows, tunnels) for c in captures]
     free: dict[tuple[str, str, str, int, str], list[int]] = {}
     for n, (capture, found) in enumerate(zip(captures, result.capture_tags, strict=True)):
         if found is None:

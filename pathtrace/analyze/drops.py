@@ -50,6 +50,10 @@ def explain(
         found = (None, (cause, fix, evidence))
     elif reason == "OTHERHOST":
         found = _wrong_mac(net, series, drop)
+    elif drop.outer is not None and (found := _tunnel_mtu(net, drop)) is not None:
+        pass  # the datagram was larger than its underlay device carries
+    elif location.startswith(("vxlan_", "geneve_")) or _kind(net, drop) in ("vxlan", "geneve"):
+        found = _tunnel_no_target(net, drop, events)
     elif reason == "NO_TX_TARGET" or location.startswith("br_"):
         found = _bridge_stop(net, series, drop)
     elif reason == "IP_RPFILTER":
@@ -157,7 +161,7 @@ def _netfilter(
     net: Network, series: Series, drop: Hop, chain: str | None
 ) -> tuple[str, str | None, list[str], str | None]:
     """(cause, fix, evidence, the hook it happened at)."""
-    node, packet = drop.node, drop.packet
+    node, packet = drop.node, drop.wire  # a tunnel's datagram is what the rules saw
     state = net.state(node)
     ruleset = state.rules() if state else None
     rule: LiveRule | None = None
@@ -197,7 +201,9 @@ def _netfilter(
         else:
             cause = f"unknown: netfilter dropped it in {at} of {node}, and no rule there drops"
             fix = None
-    if packet.dst != series.hops[0].packet.dst:
+    if drop.outer is not None:
+        cause += f" (the probe inside a {drop.outer.describe()} datagram)"
+    elif packet.dst != series.hops[0].packet.dst:
         cause += f" (the packet was already translated to {packet.dst})"
     # A packet only bridged yet dropped by an ip rule: br_netfilter sent it there.
     port = net.link(node, drop.interface)
@@ -275,6 +281,101 @@ def _crossed_bridge(net: Network, series: Series) -> tuple[str, str] | str:
             if link is not None:
                 return hop.node, link.master or hop.interface
     return "?"
+
+
+def _kind(net: Network, drop: Hop) -> str | None:
+    link = net.link(drop.node, drop.interface)
+    return link.kind if link else None
+
+
+def _tunnel_no_target(
+    net: Network, drop: Hop, events: Sequence[Event]
+) -> tuple[str | None, Found] | None:
+    """A VXLAN device with no VTEP for the frame's destination MAC: no FDB entry for
+    it, no default (all-zeros) entry, no remote or group of its own."""
+    state = net.state(drop.node)
+    link = net.link(drop.node, drop.interface)
+    if state is None or link is None or link.kind != "vxlan" or link.detail("remote"):
+        return None
+    sent = [
+        e
+        for e in events
+        if e.hook == Hook.DEV_XMIT
+        and e.ifname == link.name
+        and e.time_ns <= drop.time_ns
+        and e.dmac
+        and e.namespace == state.namespace
+    ]
+    if not sent:
+        return None
+    mac = sent[-1].dmac
+    own = [line for line in state.fdb if f" dev {link.name} dst " in line]
+    if any(line.startswith((f"{mac} ", "00:00:00:00:00:00 ")) for line in own):
+        return None  # it had a VTEP: something else stopped it
+    told = [n for n in state.neighbours if f" lladdr {mac} " in f"{n} " and link.name in n]
+    # The VTEP that owns the MAC, as the other node's own device says.
+    vtep = next(
+        (
+            (other_state.node, other.detail("local"))
+            for other_state in net.all
+            for other in other_state.links
+            if other.kind == "vxlan" and other.mac == mac and other.detail("local")
+        ),
+        None,
+    )
+    dst = vtep[1] if vtep else "VTEP-ADDRESS"
+    cause = (
+        f"{link.name} ({link.describe_kind()}) has no FDB entry for {mac}"
+        + (f", the MAC its neighbour entry gives ({told[0]})" if told else "")
+        + ", and no default entry or remote: the kernel has no VTEP to send the frame to "
+        f"({drop.drop_reason})" + (f"; {mac} is {vtep[0]}'s VTEP at {vtep[1]}" if vtep else "")
+    )
+    evidence = [f"{drop.node}: fdb of {link.name}: {'; '.join(own) or 'empty'}"]
+    evidence += [f"{drop.node}: neighbour {n}" for n in told]
+    fix = net.command(
+        drop.node, f"bridge fdb append {mac} dev {link.name} dst {dst} self permanent"
+    )
+    return None, (cause, fix, evidence)
+
+
+def _tunnel_mtu(net: Network, drop: Hop) -> tuple[str | None, Found] | None:
+    """A tunnel's datagram too big for its underlay device, which may not fragment it
+    (the tunnel sets DF on the outer header): the overlay's MTU is the underlay's
+    minus the encapsulation."""
+    outer, state = drop.outer, net.state(drop.node)
+    underlay = net.link(drop.node, drop.interface)
+    if outer is None or state is None or underlay is None:
+        return None
+    tunnel = next(
+        (
+            link
+            for link in state.links
+            if link.kind == outer.kind and link.detail("vni") in (None, str(outer.vni))
+        ),
+        None,
+    )
+    # Outer IP header, UDP, VXLAN (or Geneve's fixed header), inner Ethernet.
+    overhead = (40 if ":" in outer.src else 20) + 8 + 8 + 14
+    size = drop.packet.length + overhead
+    if tunnel is None or size <= underlay.mtu:
+        return None
+    fits = underlay.mtu - overhead
+    cause = (
+        f"{tunnel.name} ({tunnel.describe_kind()}) wrapped a {drop.packet.length}-byte packet "
+        f"into a {size}-byte datagram ({overhead} bytes of encapsulation), more than "
+        f"{drop.interface}'s MTU {underlay.mtu}, and the datagram may not be fragmented "
+        f"(dropped in {drop.interface}'s fragmentation); {tunnel.name}'s MTU {tunnel.mtu} "
+        f"lets through packets that cannot fit: the overlay can carry {fits} bytes"
+    )
+    fix = net.command(drop.node, f"ip link set {tunnel.name} mtu {fits}") + (
+        f", and the same MTU ({fits}) on the interfaces of the pods that use the overlay"
+    )
+    evidence = [
+        f"{drop.node}: {drop.interface} mtu {underlay.mtu}",
+        f"{drop.node}: {tunnel.name} mtu {tunnel.mtu}",
+        f"the datagram: {outer.describe()}, {size} bytes",
+    ]
+    return None, (cause, fix, evidence)
 
 
 def _bridge_stop(net: Network, series: Series, drop: Hop) -> tuple[str | None, Found] | None:

@@ -15,7 +15,7 @@ from ipaddress import ip_address, ip_network
 from typing import Literal
 
 from pathtrace.analyze.copies import Fdb, is_group
-from pathtrace.model.event import Event, Hook
+from pathtrace.model.event import Event, Hook, Outer
 from pathtrace.model.ruleset import LiveRule
 from pathtrace.model.state import Link, NamespaceState
 from pathtrace.model.trace import Direction, Hop, Packet, Series, Translation
@@ -187,6 +187,7 @@ class HopBuilder:
                     drop_reason=e.drop_reason if e.hook == Hook.DROP else None,
                     events=(position,),
                     captured=self._seen(position, e),
+                    outer=e.outer,
                 )
             )
             hooks_here = []
@@ -254,9 +255,36 @@ class HopBuilder:
                 verb = "reports an error"
             return ("send", f"{node} {verb} on {e.ifname}")
         state = self.states.get(e.namespace)
-        route = state.route_for(e.dst) if state else None
+        if e.outer is not None and not (previous and previous.outer == e.outer):
+            # Encapsulated here: routed by the outer destination, not the inner.
+            route = state.route_for(e.outer.dst) if state else None
+            via = f" via {route.gateway}" if route and route.gateway else ""
+            tunnel = self._tunnel(e.namespace, e.outer)
+            by = f"{tunnel} ({tunnel_kind})" if (tunnel_kind := self._kind_of(e, tunnel)) else ""
+            return (
+                "route",
+                f"{by or 'a tunnel'} encapsulates it ({e.outer.describe()}); "
+                f"{node} sends it out of {e.ifname}{via}",
+            )
+        route = state.route_for(e.outer.dst if e.outer else e.dst) if state else None
         via = f" via {route.gateway}" if route and route.gateway else ""
         return ("route", f"{node} routes it out of {e.ifname}{via}")
+
+    def _tunnel(self, namespace: str, outer: Outer) -> str | None:
+        """The device of ``namespace`` that netlink says makes these outer headers: of
+        the tunnel's kind, on its UDP port, with its VNI."""
+        state = self.states.get(namespace)
+        for link in state.links if state else []:
+            if (
+                link.kind == outer.kind
+                and link.detail("port") in (None, str(outer.dport), str(outer.sport))
+                and link.detail("vni") in (None, str(outer.vni))
+            ):
+                return link.name
+        return None
+
+    def _kind_of(self, e: Event, name: str | None) -> str:
+        return self._kind(e.namespace, self._link(e.namespace, name)) if name else ""
 
     def _recv(self, e: Event, previous: Event | None) -> tuple[str, str]:
         node = self.node(e.namespace)
@@ -265,7 +293,12 @@ class HopBuilder:
             and previous.hook == Hook.DEV_XMIT
             and previous.namespace != e.namespace
         ):
-            return ("cross", self._crossing(previous, e))
+            crossing = self._crossing(previous, e)
+            return ("cross", f"{crossing}, encapsulated" if e.outer else crossing)
+        if previous is not None and previous.outer is not None and e.outer is None:
+            link = self._link(e.namespace, e.ifname)
+            what = f"{e.ifname} ({self._kind(e.namespace, link)})"
+            return ("receive", f"{what} decapsulates it: {node} receives it on {e.ifname}")
         if (
             previous is not None
             and self._is_bridge(e.namespace, e.ifname)
@@ -291,9 +324,41 @@ class HopBuilder:
             and a.peer_index in (None, b.index)
         ):
             return f"crosses the veth pair {here} -> {there}"
-        # Only what netlink says each end is; how it got across is not claimed.
-        kind_a, kind_b = (link.kind if link else "kind not read" for link in (a, b))
+        # Only what netlink says each end is; how it got across is said only where
+        # netlink links the two (a lower device and the device on it).
+        if a is not None and b is not None:
+            if a.parent_index == b.index and a.parent_elsewhere != (
+                sent.namespace == received.namespace
+            ):
+                return (
+                    f"{here} ({a.describe_kind()}) hands it to its lower device "
+                    f"{there} ({b.describe_kind()})"
+                )
+            if b.parent_index == a.index and b.parent_elsewhere != (
+                sent.namespace == received.namespace
+            ):
+                return (
+                    f"{here} ({a.describe_kind()}) hands it up to {there} "
+                    f"({b.describe_kind()}) on it"
+                )
+        kind_a = self._kind(sent.namespace, a)
+        kind_b = self._kind(received.namespace, b)
         return f"passes from {here} ({kind_a}) to {there} ({kind_b})"
+
+    def _kind(self, namespace: str, link: Link | None) -> str:
+        """A link's kind with what netlink says of it, its lower device named where
+        it is in the same namespace."""
+        if link is None:
+            return "kind not read"
+        parent = None
+        if link.parent_index is not None:
+            state = self.states.get(namespace)
+            lower = state.link_by_index(link.parent_index) if state else None
+            if link.parent_elsewhere or lower is None:
+                parent = f"ifindex {link.parent_index} in another namespace"
+            else:
+                parent = lower.name
+        return link.describe_kind(parent)
 
     def _link(self, namespace: str, ifname: str) -> Link | None:
         state = self.states.get(namespace)

@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import replace
 
+from pathtrace.analyze.content import with_dns_answers
 from pathtrace.analyze.copies import split_copies
 from pathtrace.analyze.correlate import correlate
 from pathtrace.analyze.hops import HopBuilder
 from pathtrace.analyze.verdict import Judge
+from pathtrace.analyze.witness import cross_examine
 from pathtrace.model.capture import Captured, Correlation
 from pathtrace.model.event import ICMP_ERRORS, Event, TagKind
 from pathtrace.model.result import Setting
@@ -31,7 +33,11 @@ def trace_probes(
     is None when nothing was captured; an empty list (interfaces captured, no
     packet came) is still correlated."""
     correlation = correlate(events, captures, setting.run_id) if captures is not None else None
-    return build_probes(events, setting, lost, send_errors, correlation), correlation
+    probes = build_probes(events, setting, lost, send_errors, correlation)
+    if captures is not None and correlation is not None:
+        probes = cross_examine(probes, captures, correlation, setting.source, setting.states)
+        probes = with_dns_answers(probes, captures, correlation, setting.source, setting.run_id)
+    return probes, correlation
 
 
 def build_probes(

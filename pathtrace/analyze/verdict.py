@@ -146,14 +146,24 @@ class Judge:
                 return self._refused(request, reply)
             responder = reply.hops[0].node
             rtt = (reply.hops[-1].time_ns - request.hops[0].time_ns) / 1000
-            return Verdict("answered", f"answered by {responder} in {rtt:.0f} us", where=responder)
+            summary = f"answered by {responder} in {rtt:.0f} us"
+            other = _answered_from_elsewhere(request, reply)
+            if other:
+                summary += f", {other}"
+            return Verdict("answered", summary, where=responder)
         for error in errors:
-            if error.hops:
+            # An error about the answer (addressed to whoever sent the answer) is
+            # a sign of the answer's fate, not the request's: the reply says it.
+            if error.hops and not _about_answer(error, request, reply):
                 return self._icmp_error(error, request, events)
         for series in (request, reply):
             if series is None:
                 continue
             drop = next((h for h in series.hops if h.action == "drop"), None)
+            if drop is not None and series is reply:
+                untranslated = _untranslated_answer(request, series, drop)
+                if untranslated is not None:
+                    return untranslated
             if drop is not None:
                 state = self.net.state(drop.node)
                 answer_failed = state is not None and _answer_failed(drop, state, events)
@@ -434,4 +444,67 @@ def _answer_failed(drop: Hop, state: NamespaceState, events: Sequence[Event]) ->
         and state.owns(packet.dst)
         and drop.drop_reason == "NOT_SPECIFIED"
         and any(w.startswith("icmpv6_rcv+") for w in where)
+    )
+
+
+def _answered_from_elsewhere(request: Series, reply: Series) -> str | None:
+    """An answer sent from another address or port than the request reached its
+    responder at (as the kernel there saw it, translations done): said, since a
+    client's connected socket would not take it."""
+    first = reply.hops[0]
+    asked = next((h.packet for h in reversed(request.hops) if h.node == first.node), None)
+    if asked is None or first.packet.protocol != asked.protocol:
+        return None
+    if first.packet.protocol in ("icmp", "icmpv6"):
+        same = first.packet.src == asked.dst
+        return None if same else f"from {first.packet.src}, not {asked.dst}"
+    if (first.packet.src, first.packet.sport) == (asked.dst, asked.dport):
+        return None
+    return (
+        f"from {first.packet.endpoint('src')}, not {asked.endpoint('dst')} "
+        "it was sent to (a connected socket would not take it)"
+    )
+
+
+def _about_answer(error: Series, request: Series, reply: Series | None) -> bool:
+    """An ICMP error goes back to the sender of the packet it quotes: to an address
+    the answer came from, never the request, it is about the answer."""
+    if reply is None or not reply.hops:
+        return False
+    to = error.hops[0].packet.dst
+    return to not in {h.packet.src for h in request.hops} and to in {
+        h.packet.src for h in reply.hops
+    }
+
+
+def _untranslated_answer(request: Series, reply: Series, drop: Hop) -> Verdict | None:
+    """An answer that reached the node which translated the request, was not
+    translated back there and stopped there: conntrack did not take it for the
+    request's connection. Said when the answer's source is not where the request
+    went (conntrack matches the reverse tuple exactly)."""
+    node = drop.node
+    translated = [h.translation for h in request.hops if h.node == node and h.translation]
+    undone = [h for h in reply.hops if h.node == node and h.translation]
+    elsewhere = _answered_from_elsewhere(request, reply)
+    if not translated or undone or elsewhere is None:
+        return None
+    first = reply.hops[0]
+    asked = next(h.packet for h in reversed(request.hops) if h.node == first.node)
+    rules = "; ".join(t.describe() for t in translated)
+    return Verdict(
+        "dropped",
+        f"{first.node} answered {elsewhere.split(' (')[0]}, so {node} did not translate "
+        f"the answer back and dropped it: {drop.drop_reason or 'dropped'}",
+        where=f"{node}/{drop.interface}" if drop.interface else node,
+        cause=(
+            f"{node} translated the request ({rules}); its conntrack entry expects the answer "
+            f"from {asked.endpoint('dst')}, but {first.node} sent it from "
+            f"{first.packet.endpoint('src')}: no entry matched, nothing undid the translation, "
+            f"and {node} took the answer as its own ({drop.drop_reason})"
+        ),
+        fix=(
+            f"make the service in {first.node} answer from {asked.endpoint('dst')}, where the "
+            "request arrived (bind its socket to that address, or answer with IP_PKTINFO)"
+        ),
+        evidence=[f"request at {node}: {rules}", f"answer: {first.packet.describe()}"],
     )

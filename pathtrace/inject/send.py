@@ -26,6 +26,7 @@ class Probe:
     size: int = 56  # payload bytes, tag included (ping's default)
     ttl: int = 64
     dont_fragment: bool = False
+    query: str = "example.com"  # dns: the name asked
 
 
 class NoRoute(Exception):
@@ -82,12 +83,22 @@ def build(probe: Probe, src: Address, run: int, index: int) -> bytes:
     elif probe.kind == "udp":
         packet = (
             ip
-            / UDP(sport=40000 + index % 20000, dport=probe.port)
+            / UDP(sport=tag.source_port(run, index), dport=probe.port)
             / Raw(tag.payload(run, index, probe.size))
+        )
+    elif probe.kind == "dns":
+        # A query as resolvers send it: no room for a tag, so the probes know it
+        # by its flow (the tracer is told it before it is sent).
+        from scapy.layers.dns import DNS, DNSQR
+
+        packet = (
+            ip
+            / UDP(sport=tag.source_port(run, index), dport=probe.port)
+            / DNS(id=(run + index) & 0xFFFF, rd=1, qd=DNSQR(qname=probe.query, qtype="A"))
         )
     else:
         packet = ip / TCP(
-            sport=40000 + index % 20000,
+            sport=tag.source_port(run, index),
             dport=probe.port,
             flags="S",
             seq=tag.tcp_isn(run, index),

@@ -12,11 +12,12 @@ import socket
 import threading
 import time
 from functools import cached_property
-from ipaddress import IPv6Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from pathtrace.kernel.libbpf import KernelBtf
 from pathtrace.model.event import (
+    ENCAP_CODES,
     HOOK_CODES,
     NAT_TYPES,
     NF_HOOKS,
@@ -25,6 +26,7 @@ from pathtrace.model.event import (
     VIA_CODES,
     Conntrack,
     Event,
+    Outer,
     Tuple,
 )
 from pathtrace.system import netns
@@ -210,6 +212,26 @@ def decode(raw: dict[str, Any], ctx: DecodeContext) -> Event:
         conntrack=ct,
         dmac=_mac(raw.get("dmac", b"")),
         smac=_mac(raw.get("smac", b"")),
+        outer=_outer(raw),
+    )
+
+
+def _outer(raw: dict[str, Any]) -> Outer | None:
+    kind = ENCAP_CODES.get(raw.get("encap", 0))
+    if kind is None:
+        return None
+    v6 = raw["outer_family"] == 6
+
+    def address(value: bytes) -> str:
+        return str(IPv6Address(value)) if v6 else str(IPv4Address(value[:4]))
+
+    return Outer(
+        kind,
+        address(raw["outer_saddr"]),
+        address(raw["outer_daddr"]),
+        raw["outer_sport"],
+        raw["outer_dport"],
+        raw["vni"],
     )
 
 

@@ -9,6 +9,7 @@ links), so whatever way the process ends, the kernel detaches them all.
 from __future__ import annotations
 
 import os
+import struct
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -19,10 +20,11 @@ from pathtrace.errors import KernelUnsupported, ProbesMissing
 from pathtrace.kernel import hooks, libbpf, nflink
 from pathtrace.kernel.layout import EventLayout
 from pathtrace.kernel.refusals import Refusals
-from pathtrace.model.event import HOOK_MAX
+from pathtrace.model.event import ENCAP_CODES, HOOK_MAX, TAG_KIND_NUMBERS, TagKind
+from pathtrace.model.options import Address
 from pathtrace.system import discover, observe, privileges
 
-SHARED_MAPS = ("pt_events", "pt_tracked", "pt_lost", "pt_ids")
+SHARED_MAPS = ("pt_events", "pt_tracked", "pt_lost", "pt_ids", "pt_flows")
 
 
 def probes_dir() -> Path:
@@ -65,8 +67,15 @@ class Tracer:
         refusals: Refusals | None = None,
         ask_kernel_again: bool = False,
         ip_versions: Sequence[int] = (4, 6),
+        by_flow: bool = False,
+        tunnels: Sequence[tuple[int, str]] = (),
     ) -> None:
         self.run = run & 0xFFFFFFFF
+        # UDP probes: an answer is any datagram of the reverse flow (common.bpf.h).
+        self.by_flow = by_flow
+        # (UDP port, kind) of the traced namespaces' VXLAN/Geneve devices: the
+        # probes look inside datagrams to them (at most PT_TUNNEL_PORTS).
+        self.tunnels = list(dict.fromkeys(t for t in tunnels if t[1] in _ENCAP))[:4]
         # Netfilter links per IP version: a run's probes (and the errors quoting
         # them) are all of its target's version, and each version's links cost
         # its packets, and `start`, their own.
@@ -101,6 +110,7 @@ class Tracer:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.on_record: Callable[[], None] | None = None
+        self._flow_layout: tuple[_Struct, _Struct] | None = None
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -218,6 +228,10 @@ class Tracer:
                     prog.set_type(nflink.BPF_PROG_TYPE_NETFILTER, nflink.BPF_NETFILTER)
             obj.set_rodata("pt_run", self.run.to_bytes(4, "little"))
             obj.set_rodata("pt_index_limit", self.index_limit.to_bytes(4, "little"))
+            obj.set_rodata("pt_by_flow", bytes([self.by_flow]))
+            ports = [self.tunnels[i] if i < len(self.tunnels) else (0, "") for i in range(4)]
+            obj.set_rodata("pt_tunnel_port", b"".join(struct.pack("!H", p) for p, _ in ports))
+            obj.set_rodata("pt_tunnel_kind", bytes(_ENCAP.get(k, 0) for _, k in ports))
             for name, fd in self._shared.items():
                 obj.reuse_map(name, fd)
             obj.load()
@@ -248,7 +262,34 @@ class Tracer:
         if not self._shared:
             self._shared = {name: obj.map_fd(name) for name in SHARED_MAPS}
             self.layout = EventLayout.from_btf(obj.btf)
+            self._flow_layout = (
+                libbpf.struct_members(obj.btf, "pt_flow_key"),
+                libbpf.struct_members(obj.btf, "pt_flow"),
+            )
             self._ring = libbpf.RingBuffer(self._shared["pt_events"], self._on_sample)
+
+    def expect_flow(self, src: Address, dst: Address, sport: int, dport: int, index: int) -> None:
+        """Makes UDP datagrams ``src:sport -> dst:dport`` probe ``index``'s request: for
+        probes that carry no tag (a DNS query is the server's format, not ours)."""
+        fd = self._shared.get("pt_flows")
+        if fd is None or not self.by_flow:
+            raise ValueError("flows are followed only by a started tracer with by_flow")
+        assert self._flow_layout is not None
+        key_layout, value_layout = self._flow_layout
+        key = _pack(
+            key_layout,
+            addr=dst.packed.ljust(16, b"\0"),
+            sport=struct.pack("!H", sport),
+            dport=struct.pack("!H", dport),
+            family=bytes([dst.version]),
+            protocol=bytes([17]),
+        )
+        value = _pack(
+            value_layout,
+            index=struct.pack("=I", index),
+            kind=bytes([TAG_KIND_NUMBERS[TagKind.REQUEST]]),
+        )
+        libbpf.map_update(fd, key, value)
 
     def stop(self) -> None:
         """Detaches everything; safe to call twice and after a failed start."""
@@ -307,6 +348,25 @@ class Tracer:
     @property
     def used(self) -> list[HookStatus]:
         return [s for s in self.statuses if s.state == "used"]
+
+
+_ENCAP = {kind: code for code, kind in ENCAP_CODES.items()}
+_Struct = tuple[int, list[tuple[str, int, int]]]  # size; (name, offset, width) each
+
+
+def _pack(layout: _Struct, **fields: bytes) -> bytes:
+    """A struct's bytes, each field at the offset the object's BTF gives it."""
+    size, members = layout
+    out = bytearray(size)
+    for name, offset, width in members:
+        if name in fields:
+            value = fields.pop(name)
+            if len(value) != width:
+                raise ValueError(f"{name} is {width} bytes in the probes, not {len(value)}")
+            out[offset : offset + width] = value
+    if fields:
+        raise ValueError(f"the probes' struct has no {', '.join(fields)}")
+    return bytes(out)
 
 
 def _first_line(error: BaseException) -> str:

@@ -60,6 +60,13 @@ FIELDS: dict[str, int] = {
     "ifname": 16,
     "saddr6": 16,
     "daddr6": 16,
+    "encap": 1,
+    "outer_family": 1,
+    "outer_sport": 2,
+    "outer_dport": 2,
+    "vni": 4,
+    "outer_saddr": 16,
+    "outer_daddr": 16,
 }
 # Kept in network byte order by the kernel: decoded as big-endian.
 NETWORK_ORDER = {
@@ -76,9 +83,19 @@ NETWORK_ORDER = {
     "sport",
     "dport",
     "ip_id",
+    "outer_sport",
+    "outer_dport",
 }
 _INT = {1: "B", 2: "H", 4: "I", 8: "Q"}
-BYTE_FIELDS = {"ifname", "dmac", "smac", "saddr6", "daddr6"}  # read as they are, not as numbers
+BYTE_FIELDS = {
+    "ifname",
+    "dmac",
+    "smac",
+    "saddr6",
+    "daddr6",
+    "outer_saddr",
+    "outer_daddr",
+}  # read as they are, not as numbers
 
 
 @dataclass(frozen=True)

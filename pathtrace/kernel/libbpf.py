@@ -65,6 +65,7 @@ def _signatures(lib: ctypes.CDLL) -> None:
         "bpf_map__reuse_fd": (_int, [_vp, _int]),
         "bpf_map__initial_value": (_vp, [_vp, ctypes.POINTER(ctypes.c_size_t)]),
         "bpf_map_lookup_elem": (_int, [_int, _vp, _vp]),
+        "bpf_map_update_elem": (_int, [_int, _vp, _vp, ctypes.c_uint64]),
         "btf__parse": (_vp, [_cp, _vp]),
         "btf__parse_split": (_vp, [_cp, _vp]),
         "btf__free": (None, [_vp]),
@@ -333,6 +334,14 @@ class RingBuffer:
         if self.ptr:
             lib().ring_buffer__free(self.ptr)
             self.ptr = None
+
+
+def map_update(map_fd: int, key: bytes, value: bytes) -> None:
+    """Writes one entry of a map (any flags: BPF_ANY)."""
+    k = ctypes.create_string_buffer(key, len(key))
+    v = ctypes.create_string_buffer(value, len(value))
+    if lib().bpf_map_update_elem(map_fd, k, v, 0) != 0:
+        raise BpfError("map", "update", _errno())
 
 
 def percpu_u64_sum(map_fd: int, key: int) -> int:

@@ -55,6 +55,7 @@ HOOK_CODES: dict[int, Hook] = dict(enumerate(Hook, start=1))
 HOOK_MAX = len(Hook) + 1  # PT_HOOK_MAX: the size of per-hook arrays
 VIA_CODES: dict[int, Via] = dict(enumerate(Via, start=1))
 TAG_KIND_CODES: dict[int, TagKind] = dict(enumerate(TagKind, start=1))
+TAG_KIND_NUMBERS: dict[TagKind, int] = {kind: code for code, kind in TAG_KIND_CODES.items()}
 NF_HOOKS = {0: "PREROUTING", 1: "INPUT", 2: "FORWARD", 3: "OUTPUT", 4: "POSTROUTING"}
 NAT_TYPES = {0: "SNAT", 1: "DNAT"}
 PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
@@ -85,6 +86,26 @@ class Conntrack:
     @property
     def dnat(self) -> bool:
         return bool(self.status & (1 << 5))
+
+
+ENCAP_CODES = {1: "vxlan", 2: "geneve"}  # enum pt_encap
+
+
+@dataclass(frozen=True)
+class Outer:
+    """The headers around a tagged packet inside a tunnel, where a hook saw it so."""
+
+    kind: str  # vxlan, geneve
+    src: str
+    dst: str
+    sport: int
+    dport: int
+    vni: int
+
+    def describe(self) -> str:
+        src, dst = (f"[{a}]" if ":" in a else a for a in (self.src, self.dst))
+        name = {"vxlan": "VXLAN", "geneve": "Geneve"}.get(self.kind, self.kind)
+        return f"{name} VNI {self.vni}, {src}:{self.sport} -> {dst}:{self.dport}"
 
 
 @dataclass(frozen=True)
@@ -125,6 +146,7 @@ class Event:
     # set, and in bundles saved before 2026-11-28).
     dmac: str = ""
     smac: str = ""
+    outer: Outer | None = None  # inside a tunnel's datagram here: its outer headers
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -144,6 +166,9 @@ class Event:
             body["conntrack"] = Conntrack(
                 ct["id"], Tuple(**ct["original"]), Tuple(**ct["reply"]), ct["status"]
             )
+        outer = body.get("outer")
+        if outer is not None:
+            body["outer"] = Outer(**outer)
         return cls(**body)
 
     @property

@@ -13,7 +13,8 @@ from typing import Any, Literal
 from pathtrace.errors import UsageError
 from pathtrace.model.tag import TAG_SIZE
 
-Kind = Literal["ping", "udp", "tcp"]
+Kind = Literal["ping", "udp", "tcp", "dns"]
+KINDS = ("ping", "udp", "tcp", "dns")
 Address = IPv4Address | IPv6Address
 
 
@@ -30,11 +31,12 @@ class RunOptions:
     dont_fragment: bool = False
     timeout: float = 1.0
     capture: Literal["run", "all", "off"] = "run"  # the run's packets, everything, none
+    query: str = "example.com"  # dns: the name asked (type A)
 
     def __post_init__(self) -> None:
         """Checked here once, for the CLI, the TUI and the library alike."""
-        if self.kind not in ("ping", "udp", "tcp"):
-            raise UsageError(f"unknown probe kind {self.kind!r}: ping, udp or tcp")
+        if self.kind not in KINDS:
+            raise UsageError(f"unknown probe kind {self.kind!r}: ping, udp, tcp or dns")
         if self.kind != "ping" and not 0 < self.port < 65536:
             raise UsageError(f"{self.kind} needs a port from 1 to 65535")
         if not 1 <= self.count <= 1000:
@@ -56,12 +58,14 @@ class RunOptions:
         _check_target(self.target)
         if self.capture not in ("run", "all", "off"):
             raise UsageError(f"--capture is run, all or off, not {self.capture!r}")
+        if self.kind == "dns":
+            _check_name(self.query)
 
     @property
     def largest_size(self) -> int:
         """The most payload one packet of this kind carries: an IP packet is at most
         65535 bytes (IPv4: with its 20-byte header; IPv6: not counting its own)."""
-        l4 = 20 if self.kind == "tcp" else 8
+        l4 = 20 if self.kind == "tcp" else 8  # dns: --size is not used
         return 65535 - l4 - (20 if self.target.version == 4 else 0)
 
     @classmethod
@@ -84,9 +88,14 @@ class RunOptions:
 
 
 def parse_target(kind: str, text: str) -> tuple[Address, int]:
-    """ping: ADDRESS; udp, tcp: ADDRESS:PORT, an IPv6 address in brackets."""
+    """ping: ADDRESS; udp, tcp: ADDRESS:PORT, an IPv6 address in brackets; dns:
+    ADDRESS[:PORT] (53)."""
     host, port = text, 0
-    if kind in ("udp", "tcp"):
+    if kind == "dns" and text.startswith("[") and text.endswith("]"):
+        text += ":53"  # the port is optional
+    elif kind == "dns" and not (text.count(":") == 1 or text.startswith("[")):
+        text = f"[{text}]:53" if ":" in text else f"{text}:53"
+    if kind in ("udp", "tcp", "dns"):
         if ":" not in text or (text.count(":") > 1 and not text.startswith("[")):
             raise UsageError(f"{kind} needs ADDRESS:PORT ([ADDRESS]:PORT for IPv6), got {text!r}")
         host, _, port_text = text.rpartition(":")
@@ -102,6 +111,20 @@ def parse_target(kind: str, text: str) -> tuple[Address, int]:
         return ip_address(host), port
     except ValueError:
         raise UsageError(f"{host!r} is not an IP address (pathtrace resolves no names)") from None
+
+
+def _check_name(name: str) -> None:
+    """A name a DNS query can carry: ASCII labels of 1-63 characters, 253 in all."""
+    if not isinstance(name, str):
+        raise UsageError("--query needs a DNS name")
+    labels = name.rstrip(".").split(".")
+    if (
+        not name.isascii()
+        or not name.isprintable()
+        or len(name.rstrip(".")) > 253
+        or any(not 0 < len(label) <= 63 or " " in label for label in labels)
+    ):
+        raise UsageError(f"--query {name!r} is not a DNS name (ASCII labels of 1-63 characters)")
 
 
 def _check_target(target: Address) -> None:

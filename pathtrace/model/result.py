@@ -6,6 +6,8 @@ outputs only read it.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,7 +79,8 @@ class RunResult:
                     f"{family} hooks could not be armed ({hook.get('reason')}): what they "
                     f"show ({hook.get('purpose')}) may be missing from the hops"
                 )
-        return list(found.values())
+        gaps = _capture_gaps(self.probes, self.captures, self.states) if self.correlation else []
+        return list(found.values()) + gaps
 
     @property
     def notes(self) -> list[str]:
@@ -103,3 +106,23 @@ class RunResult:
             self.states,
             self.restore,
         )
+
+
+def _capture_gaps(
+    probes: Sequence[ProbeTrace], captures: Sequence[Captured], states: dict[str, NamespaceState]
+) -> list[str]:
+    """Interfaces the trace crossed whose capture holds nothing at all: the tool's fault."""
+    namespace = {s.node: ns for ns, s in states.items()}
+    holding = {(c.namespace, c.ifname) for c in captures}
+    missed: Counter[tuple[str, str]] = Counter()
+    for probe in probes:
+        for series in probe.series:
+            for hop in series.hops:
+                if hop.captured is False:
+                    missed[(hop.node, hop.interface)] += 1
+    return [
+        f"capture: 0 packets on {n}/{ifname}, where the trace saw {count} hops: the capture "
+        "missed them (a fault of pathtrace's capture, not of the network)"
+        for (n, ifname), count in sorted(missed.items())
+        if (namespace.get(n, n), ifname) not in holding
+    ]

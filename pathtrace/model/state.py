@@ -55,6 +55,18 @@ class BridgePort:
         )
 
 
+# How each IFLA_INFO_DATA detail observe.py keeps is said.
+_INFO_WORDS = {
+    "mode": "{} mode",
+    "vni": "VNI {}",
+    "port": "UDP port {}",
+    "local": "local {}",
+    "remote": "remote {}",
+    "vlan": "VLAN {}",
+    "type": "{}",
+}
+
+
 @dataclass(frozen=True)
 class Link:
     name: str
@@ -68,6 +80,25 @@ class Link:
     mac: str = ""
     peer_index: int | None = None  # a veth's peer's ifindex (in the peer's namespace)
     port: BridgePort | None = None  # set on bridge ports
+    # The lower device (IFLA_LINK: a macvlan's or vlan's parent; a tunnel's
+    # underlay device) by ifindex, and whether it is in another namespace.
+    parent_index: int | None = None
+    parent_elsewhere: bool = False
+    # What IFLA_INFO_DATA says of the kind, as (name, value): mode, vni, port...
+    info: tuple[tuple[str, str], ...] = ()
+
+    def detail(self, name: str) -> str | None:
+        return next((v for k, v in self.info if k == name), None)
+
+    def describe_kind(self, parent: str | None = None) -> str:
+        """The kind in netlink's words: "macvlan, bridge mode, on lan0", "vxlan VNI 1,
+        UDP port 8472, local 172.30.0.1, on ul0". ``parent``: the lower device's name."""
+        words = [self.kind]
+        for name, value in self.info:
+            words.append(_INFO_WORDS.get(name, name + " {}").format(value))
+        if parent:
+            words.append(f"on {parent}")
+        return ", ".join(words)
 
 
 @dataclass(frozen=True)
@@ -188,6 +219,9 @@ class NamespaceState:
     def link(self, name: str) -> Link | None:
         return next((link for link in self.links if link.name == name), None)
 
+    def link_by_index(self, index: int) -> Link | None:
+        return next((link for link in self.links if link.index == index), None)
+
     def is_bridge(self, name: str) -> bool:
         link = self.link(name)
         return link is not None and link.kind == "bridge"
@@ -242,5 +276,6 @@ def _link(data: dict[str, Any]) -> Link:
             **data,
             "addresses": tuple(data["addresses"]),
             "port": BridgePort(**port) if port else None,
+            "info": tuple((str(k), str(v)) for k, v in data.get("info", ())),
         }
     )

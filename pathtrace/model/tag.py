@@ -13,6 +13,7 @@ two magics; tests check both against this module.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import struct
 
@@ -38,8 +39,40 @@ def tcp_isn(run: int, index: int) -> int:
     return (run & 0xFFFF) << 16 | index
 
 
-def classify(frame: bytes, run: int) -> tuple[int, str] | None:
-    """(probe index, tag kind) of an Ethernet frame carrying ``run``'s tag, else None."""
+def source_port(run: int, index: int) -> int:
+    """A UDP or TCP probe's source port: a run's own, so that two runs to one
+    service do not share a flow (an answer is known by its flow)."""
+    return 40000 + ((run & 0xFFFF) + index) % 20000
+
+
+# UDP probes known by their flow, as the probes know them (pt_flows in
+# probes/common.bpf.h): (destination address, source port, destination port)
+# of a datagram -> (probe index, "request" or "reply").
+Flows = dict[tuple[str, int, int], tuple[int, str]]
+
+
+def flows_of(requests: list[tuple[int, str, str, int, int]]) -> Flows:
+    """The flows of UDP requests seen as (index, src, dst, sport, dport) at their
+    hops: each one's own, and its answer's (to the source, from the port asked)."""
+    flows: Flows = {}
+    for index, src, dst, sport, dport in requests:
+        flows.setdefault((dst, sport, dport), (index, "request"))
+        flows.setdefault((src, dport, sport), (index, "reply"))
+    return flows
+
+
+def classify(
+    frame: bytes, run: int, flows: Flows | None = None, tunnels: dict[int, str] | None = None
+) -> tuple[int, str] | None:
+    """(probe index, tag kind) of an Ethernet frame carrying ``run``'s tag (or, UDP,
+    of one of ``flows``), else None; ``tunnels``: UDP port -> kind (vxlan, geneve)
+    of tunnel devices, whose datagrams carry the frame looked into."""
+    inner = _inside_tunnel(frame, tunnels) if tunnels else None
+    if inner is not None:
+        return classify(inner, run, flows)
+    found = _by_flow(frame, flows) if flows else None
+    if found is not None:
+        return found
     if len(frame) >= 54 and frame[12:14] == b"\x86\xdd":
         return _classify6(frame[14:], run & 0xFFFFFFFF)
     if len(frame) < 34 or frame[12:14] != b"\x08\x00":
@@ -61,6 +94,54 @@ def classify(frame: bytes, run: int) -> tuple[int, str] | None:
                 return _seq_tag(struct.unpack(">I", inner_l4[4:8])[0], "icmp_error", run)
         return None
     return _classify_l4(proto, l4, run)
+
+
+def _inside_tunnel(frame: bytes, tunnels: dict[int, str]) -> bytes | None:
+    """The Ethernet frame a VXLAN or Geneve datagram carries (as the probes read it)."""
+    if frame[12:14] == b"\x08\x00" and len(frame) >= 42 and frame[23] == 17:
+        l4 = frame[14 + (frame[14] & 0x0F) * 4 :]
+    elif frame[12:14] == b"\x86\xdd" and len(frame) >= 62 and frame[20] == 17:
+        l4 = frame[54:]
+    else:
+        return None
+    if len(l4) < 16:
+        return None
+    kind = tunnels.get(struct.unpack(">H", l4[2:4])[0])
+    if kind == "vxlan" and l4[8] & 0x08:
+        return l4[16:]
+    if kind == "geneve" and l4[10:12] == b"\x65\x58":
+        return l4[16 + (l4[8] & 0x3F) * 4 :]
+    return None
+
+
+def _by_flow(frame: bytes, flows: Flows) -> tuple[int, str] | None:
+    """A UDP datagram (or an ICMP error quoting one) of a known flow."""
+    ip = frame[14:]
+    if frame[12:14] == b"\x08\x00" and len(ip) >= 28:
+        proto, l4 = ip[9], ip[(ip[0] & 0x0F) * 4 :]
+        dst = str(ipaddress.IPv4Address(ip[16:20]))
+        quoted = proto == 1 and len(l4) >= 36 and l4[0] in (3, 11, 12)
+        if quoted:
+            inner = l4[8:]
+            proto, l4 = inner[9], inner[(inner[0] & 0x0F) * 4 :]
+            dst = str(ipaddress.IPv4Address(inner[16:20]))
+    elif frame[12:14] == b"\x86\xdd" and len(ip) >= 48:
+        proto, l4 = ip[6], ip[40:]
+        dst = str(ipaddress.IPv6Address(ip[24:40]))
+        quoted = proto == 58 and len(l4) >= 56 and 1 <= l4[0] <= 4
+        if quoted:
+            inner = l4[8:]
+            proto, l4 = inner[6], inner[40:]
+            dst = str(ipaddress.IPv6Address(inner[24:40]))
+    else:
+        return None
+    if proto != 17 or len(l4) < 4:
+        return None
+    sport, dport = struct.unpack(">HH", l4[:4])
+    found = flows.get((dst, sport, dport))
+    if found is None:
+        return None
+    return (found[0], "icmp_error") if quoted else found
 
 
 def _payload_tag(at: bytes, kind: str, run: int) -> tuple[int, str] | None:
@@ -111,10 +192,29 @@ def _classify_l4(proto: int, l4: bytes, run: int) -> tuple[int, str] | None:
     return None
 
 
-def capture_filter(run: int) -> str:
+def capture_filter(
+    run: int, udp_port: int | None = None, tunnel_ports: tuple[int, ...] = ()
+) -> str:
     """The pcap expression that keeps what the probes' tag matcher keeps: tagged ICMP
     echo and UDP (request or answer), the handshake segments of a tagged TCP probe,
-    and ICMP errors quoting a tagged packet (quoted IP header without options)."""
+    and ICMP errors quoting a tagged packet (quoted IP header without options);
+    with ``udp_port``, every datagram to or from it (UDP probes known by their flow:
+    which of them are the run's is decided after, by ``classify``); with
+    ``tunnel_ports``, every datagram to a tunnel device's port (VXLAN, Geneve)."""
+    if tunnel_ports:
+        ports = " or ".join(f"udp dst port {p}" for p in tunnel_ports)
+        return f"({ports}) or ({capture_filter(run, udp_port)})"
+    if udp_port is not None:
+        p = udp_port
+        errors = (
+            "(icmp and (icmp[0] = 3 or icmp[0] = 11 or icmp[0] = 12) and icmp[17] = 17 "
+            f"and (icmp[28:2] = {p} or icmp[30:2] = {p}))"
+        )
+        errors6 = (
+            "(ip6 and ip6[6] = 58 and ip6[40] >= 1 and ip6[40] <= 4 and ip6[54] = 17 "
+            f"and (ip6[88:2] = {p} or ip6[90:2] = {p}))"
+        )
+        return f"(udp port {p}) or {errors} or {errors6} or ({capture_filter(run)})"
     run &= 0xFFFFFFFF
     run16 = run & 0xFFFF
     magic = f"(icmp[8:4] = {MAGIC:#x} or icmp[8:4] = {MAGIC_REPLY:#x})"

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pathtrace.model.event import Outer
+
 # What a series is: the injected packet, its answer, an ICMP error about it, or a
 # packet of the conversation that is neither: the source's own RST to an answer,
 # or the source's ICMP error about an answer nobody waits for.
@@ -78,6 +80,16 @@ class Hop:
     drop_reason: str | None = None
     events: tuple[int, ...] = ()  # positions in the run's event list
     captured: bool | None = None  # seen by the interface's capture (None: not a device hop)
+    # Inside a tunnel's datagram here: the outer headers (``packet`` stays the inner one).
+    outer: Outer | None = None
+
+    @property
+    def wire(self) -> Packet:
+        """The packet as the interface carries it: the tunnel's datagram, if encapsulated."""
+        if self.outer is None:
+            return self.packet
+        o = self.outer
+        return Packet("udp", o.src, o.dst, o.sport, o.dport, self.packet.ttl, self.packet.length)
 
 
 @dataclass

@@ -51,6 +51,7 @@ def to_json(result: RunResult, with_events: bool = True) -> dict[str, Any]:
                 "size": o.size,
                 "ttl": o.ttl,
                 "dont_fragment": o.dont_fragment,
+                **({"query": o.query} if o.kind == "dns" else {}),
             },
             "source_namespace": result.source_namespace,
         },

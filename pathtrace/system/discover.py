@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 from typing import Any
 
-from pathtrace.system import netns, observe
+from pathtrace.system import containers, netns, observe
 
 HOST = "host"  # what reports call the namespace pathtrace runs in
 
@@ -202,6 +202,9 @@ def name_of(path: str) -> str:
     named = netns.namespace_names().get(number)
     if named is not None and named != "root":
         return named  # a path to a namespace that has a /run/netns name
+    container = containers.names_by_inode().get(number)
+    if container:
+        return container  # as `docker ps` names it
     pid = path.split("/")[2]
     try:
         with open(f"/proc/{pid}/comm") as f:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import subprocess
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from pathtrace.errors import EnvironmentProblem
 from pathtrace.model.ruleset import iptables_made
@@ -87,6 +88,9 @@ def state(namespace: str, node: str, listing: str | None = None) -> NamespaceSta
                     mac=str(link.get("address") or ""),
                     peer_index=link.get("link") if kind == "veth" else None,
                     port=_bridge_port(link),
+                    parent_index=_parent_index(link, str(kind)),
+                    parent_elsewhere=link.get("IFLA_LINK_NETNSID") is not None,
+                    info=_info(link, str(kind)),
                 )
             )
         routes = [
@@ -133,6 +137,16 @@ def state(namespace: str, node: str, listing: str | None = None) -> NamespaceSta
                 )
             )
         state.neighbours = neighbours(ipr, names)
+        tunnels = {link.index for link in state.links if link.kind in ("vxlan", "geneve")}
+        if tunnels:
+            # A VXLAN device's own FDB: which VTEP (dst) each inner MAC goes to.
+            for entry in ipr.get_neighbours(family=socket.AF_BRIDGE):
+                if entry["ifindex"] in tunnels and entry.get("NDA_DST"):
+                    flags = _nud(entry["state"]).lower()
+                    state.fdb.append(
+                        f"{entry.get('NDA_LLADDR')} dev {names.get(entry['ifindex'])} "
+                        f"dst {entry.get('NDA_DST')} self {flags}"
+                    )
         if any(link.kind == "bridge" for link in state.links):
             for entry in ipr.get_neighbours(family=socket.AF_BRIDGE):
                 master = entry.get("NDA_MASTER")
@@ -183,6 +197,66 @@ def neighbours_now(namespace: str) -> list[str]:
 
 def _nud(value: int) -> str:
     return "|".join(name for bit, name in NUD.items() if value & bit) or "NONE"
+
+
+# The IFLA_INFO_DATA attributes worth saying, per kind: (attribute, our name).
+_INFO = {
+    "macvlan": (("IFLA_MACVLAN_MODE", "mode"),),
+    "macvtap": (("IFLA_MACVLAN_MODE", "mode"),),
+    "ipvlan": (("IFLA_IPVLAN_MODE", "mode"),),
+    "vlan": (("IFLA_VLAN_ID", "vlan"),),
+    "vxlan": (
+        ("IFLA_VXLAN_ID", "vni"),
+        ("IFLA_VXLAN_PORT", "port"),
+        ("IFLA_VXLAN_LOCAL", "local"),
+        ("IFLA_VXLAN_LOCAL6", "local"),
+        ("IFLA_VXLAN_GROUP", "remote"),
+        ("IFLA_VXLAN_GROUP6", "remote"),
+    ),
+    "geneve": (
+        ("IFLA_GENEVE_ID", "vni"),
+        ("IFLA_GENEVE_PORT", "port"),
+        ("IFLA_GENEVE_REMOTE", "remote"),
+        ("IFLA_GENEVE_REMOTE6", "remote"),
+    ),
+    "gre": (("IFLA_GRE_LOCAL", "local"), ("IFLA_GRE_REMOTE", "remote")),
+    "gretap": (("IFLA_GRE_LOCAL", "local"), ("IFLA_GRE_REMOTE", "remote")),
+    "ipip": (("IFLA_IPTUN_LOCAL", "local"), ("IFLA_IPTUN_REMOTE", "remote")),
+    "sit": (("IFLA_IPTUN_LOCAL", "local"), ("IFLA_IPTUN_REMOTE", "remote")),
+    "ip6tnl": (("IFLA_IPTUN_LOCAL", "local"), ("IFLA_IPTUN_REMOTE", "remote")),
+    "bond": (("IFLA_BOND_MODE", "mode"),),
+    "tun": (("IFLA_TUN_TYPE", "type"),),
+}
+_UNSET = {"0.0.0.0", "::", "0", "None", ""}
+
+
+def _info(link: Any, kind: str) -> tuple[tuple[str, str], ...]:
+    """What IFLA_INFO_DATA says of a link's kind (see ``_INFO``); nothing guessed."""
+    wanted = _INFO.get(kind, ())
+    data = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA") if wanted else None
+    found: list[tuple[str, str]] = []
+    for attribute, name in wanted:
+        value = data.get(attribute) if data is not None else None
+        if value is None or str(value) in _UNSET or any(n == name for n, _ in found):
+            continue
+        if kind == "ipvlan" and name == "mode":
+            value = {0: "l2", 1: "l3", 2: "l3s"}.get(int(value), value)
+        if kind == "tun" and name == "type":
+            value = {1: "tun", 2: "tap"}.get(int(value), value)
+        found.append((name, str(value)))
+    return tuple(found)
+
+
+def _parent_index(link: Any, kind: str) -> int | None:
+    """The lower device's ifindex: IFLA_LINK (not for a veth, where it is the peer),
+    or a tunnel's underlay device."""
+    if kind == "vxlan":
+        data = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
+        index = data.get("IFLA_VXLAN_LINK") if data is not None else None
+        return int(index) if index else None
+    if kind in ("veth", "loopback", "other") or not link.get("link"):
+        return None
+    return int(link.get("link"))
 
 
 def _bridge_port(link: object) -> BridgePort | None:

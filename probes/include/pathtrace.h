@@ -95,6 +95,40 @@ struct pt_event {
 	char ifname[PT_IFNAMSIZ];
 	__u8 saddr6[16]; /* IPv6, network order (family 6); ip_id holds the flow label's */
 	__u8 daddr6[16]; /* low 16 bits, ttl the hop limit; conntrack tuples stay zero */
+	/* A tagged packet inside a tunnel: the outer headers around it. */
+	__u8 encap;        /* enum pt_encap */
+	__u8 outer_family; /* 4 or 6 */
+	__u16 outer_sport; /* network order */
+	__u16 outer_dport;
+	__u32 vni;         /* VXLAN/Geneve network identifier */
+	__u8 outer_saddr[16]; /* IPv4: the first 4 bytes */
+	__u8 outer_daddr[16];
+};
+
+enum pt_encap {
+	PT_ENCAP_NONE = 0,
+	PT_ENCAP_VXLAN = 1,  /* UDP, 8-byte VXLAN header, inner Ethernet */
+	PT_ENCAP_GENEVE = 2, /* UDP, Geneve header and options, inner Ethernet */
+};
+
+#define PT_TUNNEL_PORTS 4 /* UDP ports of tunnel devices the loader can name */
+
+/* A UDP probe known by its flow (pt_flows in common.bpf.h): the key is what a
+ * datagram carries, its destination address and ports; the loader writes
+ * entries too, so user space reads this layout from the objects' BTF. */
+struct pt_flow_key {
+	__u32 addr[4]; /* IPv4: addr[0] */
+	__u16 sport;   /* network order */
+	__u16 dport;
+	__u8 family;
+	__u8 protocol;
+	__u8 pad[2];
+};
+
+struct pt_flow {
+	__u32 index;
+	__u8 kind; /* enum pt_tag_kind: REQUEST or REPLY */
+	__u8 pad[3];
 };
 
 #endif

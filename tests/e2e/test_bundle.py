@@ -288,3 +288,60 @@ def test_unsent_probes_read_back_as_they_were_judged(
     shown = pathtrace("bundle", "show", str(tmp_path / "unsent"))
     assert shown.returncode == 1
     assert shown.stdout == live.stdout
+
+
+def test_the_capture_overturns_a_verdict_it_contradicts(
+    saved: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A trace that lost the answer's events (as a full ring buffer or a hook that
+    failed to arm would) against captures that hold the answer: the capture wins.
+    The events are the run's own, less the answer's; the captures are untouched."""
+    folder, _ = saved
+    copy = tmp_path / "lost-answer"
+    shutil.copytree(folder, copy)
+    events = (copy / "events.jsonl").read_text().splitlines()
+    kept = [line for line in events if json.loads(line).get("tag") != "reply"]
+    assert len(kept) < len(events)
+    (copy / "events.jsonl").write_text("".join(line + "\n" for line in kept))
+    shown = pathtrace("bundle", "show", str(copy), "--json")
+    assert shown.returncode == 0, shown.stderr  # what the capture proves: answered
+    report = json.loads(shown.stdout)
+    for probe in report["probes"]:
+        verdict = probe["verdict"]
+        assert verdict["outcome"] == "answered", verdict
+        assert verdict["where"] == "container1/veth-cont1", verdict
+        assert verdict["confidence"].startswith("disputed: the trace said"), verdict
+    # The untouched bundle stands as the trace judged it.
+    plain = json.loads(pathtrace("bundle", "show", str(folder), "--json").stdout)
+    assert all(p["verdict"]["confidence"] == "certain" for p in plain["probes"])
+
+
+def test_an_interface_whose_capture_is_empty_is_the_tools_fault(
+    saved: tuple[Path, str], tmp_path: Path
+) -> None:
+    """The capture of one interface the trace crossed holds nothing: a warning about
+    the capture, and no verdict changes."""
+    folder, _ = saved
+    copy = tmp_path / "no-capture"
+    shutil.copytree(folder, copy)
+    _drop_captures(copy, "br0")
+    shown = pathtrace("bundle", "show", str(copy), "--json")
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    warnings = [w for w in report["warnings"] if w.startswith("capture: 0 packets on host/br0")]
+    assert warnings and "fault of pathtrace's capture" in warnings[0], report["warnings"]
+    assert all(p["verdict"]["outcome"] == "answered" for p in report["probes"])
+
+
+def _drop_captures(folder: Path, ifname: str) -> None:
+    """The bundle's captures less those of ``ifname`` (the pcapng and its index)."""
+    from pathtrace.output import pcapng
+
+    result, _ = bundle.load(folder)
+    rows = (folder / "captures.jsonl").read_text().splitlines()
+    kept = [i for i, c in enumerate(result.captures) if c.ifname != ifname]
+    assert len(kept) < len(rows)
+    result.captures = [result.captures[i] for i in kept]
+    with open(folder / "trace.pcapng", "wb") as f:
+        pcapng.write(f, result)
+    (folder / "captures.jsonl").write_text("".join(rows[i] + "\n" for i in kept))

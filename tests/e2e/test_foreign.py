@@ -539,8 +539,10 @@ before = counters()
 out["internet"] = pathtrace("run", "ping", "8.8.8.8", "--from", str(pid["web"]), "-c", "1",
                             "--json")
 out["internet_counted"] = [h for h, n in counters().items() if n > before.get(h, 0)]
-out["containers"] = pathtrace("run", "ping", ip["db"], "--from", str(pid["web"]), "-c", "1",
-                              "--json")
+# Containers by the names Docker gives them: its name, an id prefix.
+out["containers"] = pathtrace("run", "ping", ip["db"], "--from", "web", "-c", "1", "--json")
+out["by_id"] = pathtrace("run", "ping", ip["db"], "--from", web_id[:8], "-c", "1", "--json")
+out["unknown"] = pathtrace("run", "ping", ip["db"], "--from", "nosuchbox", "-c", "1")
 before = counters()
 out["hostport"] = pathtrace("run", "tcp", "198.51.100.2:8080", "--from", "wan", "-c", "1",
                             "--json")
@@ -557,7 +559,8 @@ def test_a_docker_network_is_traced_with_its_rules() -> None:
     """Docker's own daemon (in the scratch host), two containers of an imported
     busybox image, one publishing 8080: its MASQUERADE, its DNAT in the DOCKER
     chain behind PREROUTING's addrtype jump, its FORWARD policy drop with the
-    accepts it writes, containers found through /proc and named by hostname."""
+    accepts it writes, containers found through /proc and named as `docker ps` names
+    them, and given to --from by name or id prefix."""
     if shutil.which("dockerd") is None:
         pytest.fail("docker.io is not installed: make setup installs it")
     seen = scratch.result(DOCKER, timeout=240)
@@ -567,14 +570,13 @@ def test_a_docker_network_is_traced_with_its_rules() -> None:
         assert code == 0, report
         return report["probes"][0]["request"]["hops"]  # type: ignore[no-any-return]
 
-    short = seen["web_id"][:12]  # Docker gives a container its short id as hostname
     snat = next(h for h in hops("internet") if h["translation"])
     rule = str(snat["translation"]["rule"])  # type: ignore[index]
     assert snat["node"] == "host" and "nat POSTROUTING handle" in rule, rule
     assert "iptables: -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE" in rule, rule
     handle = int(re.search(r"POSTROUTING handle (\d+)", rule).group(1))  # type: ignore[union-attr]
     assert handle in seen["internet_counted"], (rule, seen["internet_counted"])
-    assert hops("internet")[0]["node"] == short
+    assert hops("internet")[0]["node"] == "web"  # as `docker ps` names it, not its hostname
     assert seen["internet"][1]["probes"][0]["verdict"]["outcome"] == "answered"
     texts = [str(h["text"]) for h in hops("containers")]
     assert any(
@@ -582,6 +584,13 @@ def test_a_docker_network_is_traced_with_its_rules() -> None:
         for t in texts
     ), texts
     assert seen["containers"][1]["probes"][0]["verdict"]["outcome"] == "answered"
+    for case in ("containers", "by_id"):
+        report = seen[case][1]
+        source = report["run"]["source_namespace"]
+        assert report["namespaces"][source] == "web", report["namespaces"]
+        assert hops(case)[-1]["node"] == "db", hops(case)
+    code, text = seen["unknown"]
+    assert code == 2 and "unknown node 'nosuchbox'" in text, text
     dnat = next(h for h in hops("hostport") if h["translation"])
     rule = str(dnat["translation"]["rule"])  # type: ignore[index]
     assert "nat PREROUTING -> DOCKER handle" in rule, rule

@@ -50,7 +50,10 @@ def test_macvlan_is_not_called_a_veth_pair_and_its_answer_is_taken_in() -> None:
         for h in (p[s] or {}).get("hops", [])
     ]
     assert not [t for t in texts if "veth pair" in t], texts
-    assert "passes from mv1/eth0 (macvlan) to host/lan0 (veth)" in texts, texts
+    # The mode and the lower device are netlink's (IFLA_INFO_DATA, IFLA_LINK), as ip says.
+    assert "mv1/eth0 (macvlan, bridge mode) hands it to its lower device host/lan0 (veth)" in (
+        texts
+    ), texts
     assert any(t.startswith("mv1 takes the answer in") for t in texts), texts
     for probe in report["probes"]:
         assert probe["verdict"]["outcome"] == "answered", probe["verdict"]
