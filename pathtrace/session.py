@@ -7,6 +7,7 @@ The library API behind the CLI and the TUI: ``Run(options).execute()`` gives a
 from __future__ import annotations
 
 import os
+import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -23,10 +24,10 @@ from pathtrace.inject import send
 from pathtrace.kernel import libbpf
 from pathtrace.kernel.decode import DecodeContext, decode
 from pathtrace.kernel.engine import Tracer
-from pathtrace.lab import DEFAULT_SOURCE, RESTORE_COMMAND, build, lock, record
+from pathtrace.lab import DEFAULT_PREFIX, DEFAULT_SOURCE, RESTORE_COMMAND, build, lock, record
 from pathtrace.lab.topology import Topology
 from pathtrace.model import tag
-from pathtrace.model.event import HOOK_CODES, Event, Hook, TagKind
+from pathtrace.model.event import ENCAP_KINDS, HOOK_CODES, Event, Hook, TagKind
 from pathtrace.model.options import Address, RunOptions
 from pathtrace.model.result import RunResult, Setting
 from pathtrace.model.state import NamespaceState
@@ -118,6 +119,21 @@ def _find_source(source: str, topology: Topology | None) -> tuple[str, bool]:
     container = containers.namespace_of(source)
     if container is not None:
         return container[0], False
+    # A namespace only a process holds, by the name reports give it (its hostname).
+    held = [
+        path
+        for path in discover.candidates()
+        if path.startswith("/proc/")
+        and path != discover.host_path()
+        and discover.name_of(path) == source
+    ]
+    if len(held) == 1:
+        return held[0], False
+    if held:
+        raise UsageError(
+            f"--from {source}: {len(held)} namespaces go by that name; give a pid: "
+            + ", ".join(p.split("/")[2] for p in held)
+        )
     raise UsageError(
         f"unknown node {source!r}: lab nodes are {nodes}; or give a namespace "
         "name, a container's name or id, a pid or a namespace path"
@@ -177,7 +193,7 @@ class Run:
         names = {**netns.namespace_names(), **{_inode(n): n for n in states}}
         source_name = names.get(_inode(source), source)
         run_id = self.run_id or tag.new_run()
-        restore = RESTORE_COMMAND if is_lab_node else None
+        restore = self._restore_command() if is_lab_node else None
         setting = Setting(
             run_id, source_name, str(self.options.target), self.options.count, states, restore
         )
@@ -314,12 +330,14 @@ class Run:
         result.captures = sorted(sniffer.packets, key=lambda c: c.time_ns)
         result.capture_drops = sniffer.drops
         result.capture_interfaces = len(sniffer.interfaces)
+        result.capture_on = [(ns, ifname) for ns, ifname in sniffer.interfaces]
         result.probes, result.correlation = trace_probes(
             result.events,
             result.captures if sniffer.interfaces else None,
             setting,
             sum(result.lost.values()),
             result.send_errors,
+            result.capture_on,
         )
 
     def _send(
@@ -387,7 +405,12 @@ class Run:
             for link in state.links
             if link.kind in ("vxlan", "geneve") and (p := link.detail("port")) and p.isdigit()
         )
-        expression = capture_filter(run_id, port, tuple(dict.fromkeys(tunnels)))
+        ip_tunnels = any(
+            link.kind in (*ENCAP_KINDS["ipip"], *ENCAP_KINDS["gre"])
+            for state in states.values()
+            for link in state.links
+        )
+        expression = capture_filter(run_id, port, tuple(dict.fromkeys(tunnels)), ip_tunnels)
         program = None if o.capture == "all" else compile_filter(expression)
         return Capture(interfaces, program)
 
@@ -407,6 +430,18 @@ class Run:
         # A network pathtrace did not build: the namespaces its packets can reach
         # from the source through veth pairs, the host's own included; no other.
         return discover.reachable(source, discover.candidates(), str(self.options.target))
+
+    def _restore_command(self) -> str | None:
+        """`lab fix` for this run's lab: bare for the default lab (which `lab fix` picks),
+        with --topology for another; none where no file names the lab (`lab fix` would
+        act on another lab)."""
+        assert self.topology is not None
+        if self.topology.prefix == DEFAULT_PREFIX:
+            return RESTORE_COMMAND
+        source = self.topology.source
+        if source and source != "reference" and os.path.isfile(source):
+            return f"{RESTORE_COMMAND} --topology {shlex.quote(os.path.abspath(source))}"
+        return None
 
     def _node_name(self, namespace: str) -> str:
         if self.topology is not None:

@@ -377,40 +377,67 @@ struct pt_outer {
 	__u8 family, encap;
 };
 
-/* The packet inside a tunnel datagram p (parsed at l3), or 0: the inner IP
- * header behind the UDP, tunnel and inner Ethernet headers, for the UDP ports
- * the loader named. The outer headers go to o. */
+/* The packet inside a tunnel packet p (parsed at l3), or 0: the inner IP header
+ * behind IPIP (protocol 4, 41), GRE (47) or, for the UDP ports the loader named,
+ * VXLAN or Geneve and their inner Ethernet header. The outer headers go to o. */
 static __always_inline const unsigned char *pt_tunnel_inner(const unsigned char *l3,
 							     const struct pt_pkt *p,
 							     struct pt_outer *o)
 {
+	const unsigned char *l4 = l3 + p->l4_off;
+	const unsigned char *inner = 0;
 	__u8 encap = 0;
 	__u32 hdr[2];
 
-	if (p->protocol != IPPROTO_UDP || !pt_tunnel_port[0])
+	if (p->protocol == 4 || p->protocol == 41) {
+		encap = PT_ENCAP_IPIP;
+		inner = l4;
+	} else if (p->protocol == 47) {
+		if (pt_read(hdr, 2, l4))
+			return 0;
+		__u16 flags = bpf_ntohs(hdr[0] & 0xffff), proto = bpf_ntohs(hdr[0] >> 16);
+		__u32 skip = 4 + ((flags & 0x8000) ? 4 : 0);
+
+		if (flags & 0x0007)
+			return 0; /* not version 0: PPTP's enhanced GRE */
+		if (flags & 0x2000) { /* the key follows the checksum, if any */
+			__u32 key;
+			if (pt_read(&key, 1, l4 + skip))
+				return 0;
+			o->vni = bpf_ntohl(key);
+			skip += 4;
+		}
+		skip += (flags & 0x1000) ? 4 : 0;
+		if (proto == 0x6558)
+			skip += 14; /* gretap: an Ethernet frame inside */
+		else if (proto != PT_ETH_P_IP && proto != PT_ETH_P_IPV6)
+			return 0;
+		encap = PT_ENCAP_GRE;
+		inner = l4 + skip;
+	} else if (p->protocol == IPPROTO_UDP && pt_tunnel_port[0]) {
+		for (int i = 0; i < PT_TUNNEL_PORTS; i++)
+			if (pt_tunnel_port[i] && pt_tunnel_port[i] == p->dport)
+				encap = pt_tunnel_kind[i];
+		if (!encap || pt_read(hdr, 2, l4 + 8))
+			return 0;
+		__u8 *b = (__u8 *)hdr;
+		__u32 skip = 8;
+		if (encap == PT_ENCAP_VXLAN && !(b[0] & 0x08))
+			return 0; /* no VNI: not a VXLAN header */
+		if (encap == PT_ENCAP_GENEVE) {
+			if (bpf_ntohs(*(__u16 *)(b + 2)) != 0x6558)
+				return 0; /* carries no Ethernet frame */
+			skip += (b[0] & 0x3f) * 4;
+		}
+		o->vni = bpf_ntohl(hdr[1]) >> 8;
+		o->sport = p->sport;
+		o->dport = p->dport;
+		inner = l4 + 8 + skip + 14; /* past the inner Ethernet header */
+	} else {
 		return 0;
-	for (int i = 0; i < PT_TUNNEL_PORTS; i++)
-		if (pt_tunnel_port[i] && pt_tunnel_port[i] == p->dport)
-			encap = pt_tunnel_kind[i];
-	if (!encap)
-		return 0;
-	const unsigned char *tunnel = l3 + p->l4_off + 8;
-	if (pt_read(hdr, 2, tunnel))
-		return 0;
-	__u8 *b = (__u8 *)hdr;
-	__u32 skip = 8;
-	if (encap == PT_ENCAP_VXLAN && !(b[0] & 0x08))
-		return 0; /* no VNI: not a VXLAN header */
-	if (encap == PT_ENCAP_GENEVE) {
-		if (bpf_ntohs(*(__u16 *)(b + 2)) != 0x6558)
-			return 0; /* carries no Ethernet frame */
-		skip += (b[0] & 0x3f) * 4;
 	}
-	o->vni = bpf_ntohl(hdr[1]) >> 8;
 	o->encap = encap;
 	o->family = p->family;
-	o->sport = p->sport;
-	o->dport = p->dport;
 	if (p->family == 6) {
 		__builtin_memcpy(o->saddr, p->saddr6, 16);
 		__builtin_memcpy(o->daddr, p->daddr6, 16);
@@ -418,7 +445,7 @@ static __always_inline const unsigned char *pt_tunnel_inner(const unsigned char 
 		o->saddr[0] = p->saddr;
 		o->daddr[0] = p->daddr;
 	}
-	return tunnel + skip + 14; /* past the inner Ethernet header */
+	return inner;
 }
 
 static __always_inline __u64 *pt_counter(__u32 which)

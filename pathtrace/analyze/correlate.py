@@ -27,7 +27,7 @@ def correlate(events: list[Event], captures: list[Captured], run: int) -> Correl
         ]
     )
     # Tunnel datagrams are looked into on the ports the probes saw the run's use.
-    tunnels = {e.outer.dport: e.outer.kind for e in events if e.outer is not None}
+    tunnels = {e.outer.dport: e.outer.kind for e in events if e.outer and e.outer.dport}
     result.capture_tags = [classify(c.data, run, flows, tunnels) for c in captures]
     free: dict[tuple[str, str, str, int, str], list[int]] = {}
     for n, (capture, found) in enumerate(zip(captures, result.capture_tags, strict=True)):

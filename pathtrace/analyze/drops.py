@@ -71,8 +71,11 @@ def explain(
                 f"reverse-path filtering in {node} ({values}): the source {packet.src} "
                 f"is routed back through {lookup.route.dev if lookup and lookup.route else '?'}, "
                 f"not {drop.interface}",
-                net.command(node, "sysctl -w net.ipv4.conf.all.rp_filter=2")
-                + f": loose rp_filter, or route {packet.src} back through {drop.interface}",
+                # The effective value is the larger of `all` and the interface's: 2
+                # on the interface alone loosens it there and nowhere else.
+                net.command(node, f"sysctl -w net.ipv4.conf.{drop.interface or 'all'}.rp_filter=2")
+                + f": loose rp_filter on {drop.interface or 'every interface'}, or route "
+                f"{packet.src} back through {drop.interface}",
                 [f"{node}: {values}", f"{node}: route to {packet.src}: {back}"],
             ),
         )
@@ -338,6 +341,38 @@ def _tunnel_no_target(
     return None, (cause, fix, evidence)
 
 
+def dnat_to_a_closed_port(
+    request: Series, sockets: list[str], arrived: Packet
+) -> tuple[str, str] | None:
+    """A DNAT rule sent the probe to a port nothing listens on, while the service
+    listens on another port of that address: the rule's port is as likely the
+    fault as the service. (cause, fix) naming both; None without such a rule."""
+    dnat = next(
+        (
+            h.translation
+            for h in reversed(request.hops)
+            if h.translation and h.translation.kind == "DNAT" and h.translation.rule
+        ),
+        None,
+    )
+    if dnat is None:
+        return None
+    here = [
+        s.split()[1]
+        for s in sockets
+        if s.split()[1].rsplit(":", 1)[0].strip("[]") in (arrived.dst, "0.0.0.0", "::", "*")
+        and not s.endswith(f":{arrived.dport}")
+    ]
+    if not here:
+        return None
+    return (
+        f"{dnat.rule} sends it to port {arrived.dport}, while the service there listens on "
+        f"{', '.join(here)}",
+        f"make the DNAT ({dnat.rule}) translate to a port that listens ({', '.join(here)}), "
+        f"or start a listener on {arrived.dst}:{arrived.dport}",
+    )
+
+
 def _tunnel_mtu(net: Network, drop: Hop) -> tuple[str | None, Found] | None:
     """A tunnel's datagram too big for its underlay device, which may not fragment it
     (the tunnel sets DF on the outer header): the overlay's MTU is the underlay's
@@ -548,12 +583,15 @@ def refusal(
             )
     if code == (3, 3):
         sockets = [s for s in state.listeners if s.startswith(f"{packet.protocol} ")]
-        return (
-            f"nothing listens on {packet.protocol} port {packet.dport} in {sender}",
+        cause = f"nothing listens on {packet.protocol} port {packet.dport} in {sender}"
+        fix = (
             f"start a listener on {packet.protocol} port {packet.dport} in {sender}, or "
-            "check the port",
-            [f"{sender} has open: {', '.join(sockets) or 'nothing'}"],
+            "check the port"
         )
+        other = dnat_to_a_closed_port(request, sockets, packet)
+        if other is not None:
+            cause, fix = f"{cause}; {other[0]}", other[1]
+        return (cause, fix, [f"{sender} has open: {', '.join(sockets) or 'nothing'}"])
     if code == (3, 4):
         lookup = routing.route_get(state, packet.dst, packet.src if iif else None, iif)
         link = state.link(lookup.route.dev) if lookup.route and lookup.route.dev else None

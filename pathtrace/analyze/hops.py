@@ -15,7 +15,7 @@ from ipaddress import ip_address, ip_network
 from typing import Literal
 
 from pathtrace.analyze.copies import Fdb, is_group
-from pathtrace.model.event import Event, Hook, Outer
+from pathtrace.model.event import ENCAP_KINDS, Event, Hook, Outer
 from pathtrace.model.ruleset import LiveRule
 from pathtrace.model.state import Link, NamespaceState
 from pathtrace.model.trace import Direction, Hop, Packet, Series, Translation
@@ -52,7 +52,9 @@ class HopBuilder:
         states: dict[str, NamespaceState],
         captured: set[int] | None = None,
         events: Sequence[Event] = (),
+        capture_on: set[tuple[str, str]] | None = None,
     ) -> None:
+        self.capture_on = capture_on
         """``captured``: positions of the events a capture matched (None: no capture);
         ``events``: the whole run's, for what the bridges learned during it."""
         self.states = states
@@ -201,6 +203,8 @@ class HopBuilder:
             return None
         if e.namespace not in self.states:
             return None  # a namespace the run did not trace: nothing captured there
+        if self.capture_on is not None and (e.namespace, e.ifname) not in self.capture_on:
+            return None  # a link leading away from the traced ones: no capture on it
         return position in self.captured
 
     def _bridge(self, namespace: str, ifname: str) -> str | None:
@@ -259,7 +263,7 @@ class HopBuilder:
             # Encapsulated here: routed by the outer destination, not the inner.
             route = state.route_for(e.outer.dst) if state else None
             via = f" via {route.gateway}" if route and route.gateway else ""
-            tunnel = self._tunnel(e.namespace, e.outer)
+            tunnel = self._tunnel(e.namespace, e.outer, previous)
             by = f"{tunnel} ({tunnel_kind})" if (tunnel_kind := self._kind_of(e, tunnel)) else ""
             return (
                 "route",
@@ -270,18 +274,32 @@ class HopBuilder:
         via = f" via {route.gateway}" if route and route.gateway else ""
         return ("route", f"{node} routes it out of {e.ifname}{via}")
 
-    def _tunnel(self, namespace: str, outer: Outer) -> str | None:
-        """The device of ``namespace`` that netlink says makes these outer headers: of
-        the tunnel's kind, on its UDP port, with its VNI."""
+    def _tunnel(self, namespace: str, outer: Outer, previous: Event | None) -> str | None:
+        """The tunnel device that made these outer headers: the one the packet was
+        just sent on, if it is of the tunnel's kind (the event says so); else the
+        device of ``namespace`` that netlink gives these headers' VNI and port, or
+        (IPIP, GRE) these endpoints, the most exact first."""
+        kinds = ENCAP_KINDS.get(outer.kind, ())
+        if previous is not None and previous.namespace == namespace:
+            sent_on = self._link(namespace, previous.ifname)
+            if sent_on is not None and sent_on.kind in kinds:
+                return sent_on.name
         state = self.states.get(namespace)
+        best: tuple[int, str] | None = None
         for link in state.links if state else []:
-            if (
-                link.kind == outer.kind
-                and link.detail("port") in (None, str(outer.dport), str(outer.sport))
-                and link.detail("vni") in (None, str(outer.vni))
-            ):
-                return link.name
-        return None
+            if link.kind not in kinds:
+                continue
+            if outer.kind in ("ipip", "gre"):
+                wanted = {"local": outer.src, "remote": outer.dst}
+            else:
+                wanted = {"vni": str(outer.vni), "port": str(outer.dport)}
+            said = {k: link.detail(k) for k in wanted}
+            if any(v is not None and v != wanted[k] for k, v in said.items()):
+                continue  # netlink says otherwise
+            exact = sum(v is not None for v in said.values())
+            if best is None or exact > best[0]:
+                best = (exact, link.name)
+        return best[1] if best else None
 
     def _kind_of(self, e: Event, name: str | None) -> str:
         return self._kind(e.namespace, self._link(e.namespace, name)) if name else ""

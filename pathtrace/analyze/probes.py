@@ -28,11 +28,14 @@ def trace_probes(
     setting: Setting,
     lost: int,
     send_errors: dict[int, str],
+    capture_on: list[tuple[str, str]] | None = None,
 ) -> tuple[list[ProbeTrace], Correlation | None]:
     """A finished run's probes, and its events matched to its captures. ``captures``
     is None when nothing was captured; an empty list (interfaces captured, no
     packet came) is still correlated."""
     correlation = correlate(events, captures, setting.run_id) if captures is not None else None
+    if correlation is not None and capture_on is not None:
+        correlation.interfaces = set(capture_on)
     probes = build_probes(events, setting, lost, send_errors, correlation)
     if captures is not None and correlation is not None:
         probes = cross_examine(probes, captures, correlation, setting.source, setting.states)
@@ -54,7 +57,12 @@ def build_probes(
     by_probe: dict[int, list[tuple[int, Event]]] = defaultdict(list)
     for position, event in enumerate(events):
         by_probe[event.index].append((position, event))
-    builder = HopBuilder(setting.states, set(correlation.matched) if correlation else None, events)
+    builder = HopBuilder(
+        setting.states,
+        set(correlation.matched) if correlation else None,
+        events,
+        correlation.interfaces if correlation else None,
+    )
     judge = Judge(setting.states, setting.source, setting.target, lost, setting.restore)
     source = setting.states.get(setting.source)
     probes = []

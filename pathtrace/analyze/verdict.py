@@ -273,6 +273,9 @@ class Judge:
             or arrived.dport != request.hops[0].packet.dport
         ):
             cause += f" (the probe was translated to {arrived.dst}:{arrived.dport} on the way)"
+            other = drops.dnat_to_a_closed_port(request, sockets, arrived)
+            if other is not None:
+                cause, fix = f"{cause}; {other[0]}", other[1]
         return Verdict(
             "rejected",
             f"{responder} refused the connection (RST)",

@@ -25,3 +25,5 @@ class Correlation:
     events_without_capture: list[int] = field(default_factory=list)
     captures_without_event: list[int] = field(default_factory=list)
     capture_tags: list[tuple[int, str] | None] = field(default_factory=list)
+    # The (namespace, interface) pairs captured on; None: not known (older bundles).
+    interfaces: set[tuple[str, str]] | None = None

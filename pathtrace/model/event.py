@@ -88,7 +88,14 @@ class Conntrack:
         return bool(self.status & (1 << 5))
 
 
-ENCAP_CODES = {1: "vxlan", 2: "geneve"}  # enum pt_encap
+ENCAP_CODES = {1: "vxlan", 2: "geneve", 3: "ipip", 4: "gre"}  # enum pt_encap
+# The link kinds (IFLA_INFO_KIND) that make each encapsulation.
+ENCAP_KINDS = {
+    "vxlan": ("vxlan",),
+    "geneve": ("geneve",),
+    "ipip": ("ipip", "sit", "ip6tnl"),
+    "gre": ("gre", "gretap", "ip6gre", "ip6gretap"),
+}
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,11 @@ class Outer:
     vni: int
 
     def describe(self) -> str:
+        if self.kind == "ipip":
+            return f"IP in IP, {self.src} -> {self.dst}"
+        if self.kind == "gre":
+            key = f" key {self.vni}" if self.vni else ""
+            return f"GRE{key}, {self.src} -> {self.dst}"
         src, dst = (f"[{a}]" if ":" in a else a for a in (self.src, self.dst))
         name = {"vxlan": "VXLAN", "geneve": "Geneve"}.get(self.kind, self.kind)
         return f"{name} VNI {self.vni}, {src}:{self.sport} -> {dst}:{self.dport}"

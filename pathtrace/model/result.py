@@ -49,6 +49,9 @@ class RunResult:
     correlation: Correlation | None = None
     capture_drops: int = 0
     capture_interfaces: int = 0
+    # (namespace, interface) of every capture socket; None: not known (bundles before
+    # 2026-11-29 say only how many).
+    capture_on: list[tuple[str, str]] | None = None
     # Taken while the run's namespaces were there, so saving never goes back to them.
     conntrack: dict[str, list[str]] = field(default_factory=dict)  # namespace -> entries
     versions: dict[str, str] = field(default_factory=dict)  # pathtrace, libbpf, scapy, ...
@@ -79,8 +82,12 @@ class RunResult:
                     f"{family} hooks could not be armed ({hook.get('reason')}): what they "
                     f"show ({hook.get('purpose')}) may be missing from the hops"
                 )
-        gaps = _capture_gaps(self.probes, self.captures, self.states) if self.correlation else []
-        return list(found.values()) + gaps
+        gaps = (
+            _capture_gaps(self.probes, self.captures, self.states, self.capture_on)
+            if self.correlation and self.capture_on is not None
+            else []
+        )
+        return list(found.values()) + gaps + conflicts(self.states)
 
     @property
     def notes(self) -> list[str]:
@@ -109,9 +116,13 @@ class RunResult:
 
 
 def _capture_gaps(
-    probes: Sequence[ProbeTrace], captures: Sequence[Captured], states: dict[str, NamespaceState]
+    probes: Sequence[ProbeTrace],
+    captures: Sequence[Captured],
+    states: dict[str, NamespaceState],
+    capture_on: list[tuple[str, str]],
 ) -> list[str]:
-    """Interfaces the trace crossed whose capture holds nothing at all: the tool's fault."""
+    """Interfaces the trace crossed, captured, whose capture holds nothing at all: the
+    tool's fault."""
     namespace = {s.node: ns for ns, s in states.items()}
     holding = {(c.namespace, c.ifname) for c in captures}
     missed: Counter[tuple[str, str]] = Counter()
@@ -125,4 +136,41 @@ def _capture_gaps(
         "missed them (a fault of pathtrace's capture, not of the network)"
         for (n, ifname), count in sorted(missed.items())
         if (namespace.get(n, n), ifname) not in holding
+        and (namespace.get(n, n), ifname) in set(capture_on)
     ]
+
+
+def conflicts(states: dict[str, NamespaceState]) -> list[str]:
+    """What the saved state says cannot all be right, said even when probes pass: an
+    address two namespaces hold, a neighbour entry that points at a MAC whose owner
+    does not hold the address."""
+    holders: dict[str, list[str]] = {}
+    by_mac: dict[str, tuple[NamespaceState, str]] = {}
+    for state in states.values():
+        for link in state.links:
+            if link.kind == "loopback":
+                continue
+            if link.mac:
+                by_mac.setdefault(link.mac.lower(), (state, link.name))
+            for address in link.addresses:
+                holders.setdefault(address.split("/")[0], []).append(f"{state.node}/{link.name}")
+    found = [
+        f"conflict: {address} is held by {' and '.join(where)}: which answers depends on "
+        "whose ARP or neighbour reply comes first"
+        for address, where in sorted(holders.items())
+        if len({w.split("/")[0] for w in where}) > 1
+    ]
+    for state in states.values():
+        for entry in state.neighbour_entries():
+            owner = by_mac.get((entry.lladdr or "").lower())
+            if owner is None or entry.state in ("FAILED", "INCOMPLETE", "NOARP"):
+                continue
+            other, ifname = owner
+            if other is state or other.owns(entry.dst):
+                continue
+            found.append(
+                f"conflict: {state.node}'s neighbour entry says {entry.dst} is at "
+                f"{entry.lladdr}, which is {other.node}/{ifname}'s, and {other.node} does not "
+                f"hold {entry.dst} (unless it answers for it by proxy ARP)"
+            )
+    return found

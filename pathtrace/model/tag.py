@@ -67,7 +67,7 @@ def classify(
     """(probe index, tag kind) of an Ethernet frame carrying ``run``'s tag (or, UDP,
     of one of ``flows``), else None; ``tunnels``: UDP port -> kind (vxlan, geneve)
     of tunnel devices, whose datagrams carry the frame looked into."""
-    inner = _inside_tunnel(frame, tunnels) if tunnels else None
+    inner = _inside_tunnel(frame, tunnels) if tunnels is not None else None
     if inner is not None:
         return classify(inner, run, flows)
     found = _by_flow(frame, flows) if flows else None
@@ -97,14 +97,26 @@ def classify(
 
 
 def _inside_tunnel(frame: bytes, tunnels: dict[int, str]) -> bytes | None:
-    """The Ethernet frame a VXLAN or Geneve datagram carries (as the probes read it)."""
-    if frame[12:14] == b"\x08\x00" and len(frame) >= 42 and frame[23] == 17:
-        l4 = frame[14 + (frame[14] & 0x0F) * 4 :]
-    elif frame[12:14] == b"\x86\xdd" and len(frame) >= 62 and frame[20] == 17:
-        l4 = frame[54:]
+    """The Ethernet frame (made up, for an inner IP packet) a tunnel packet carries:
+    IPIP, GRE, or VXLAN and Geneve on the UDP ports of ``tunnels``, as the probes
+    read them."""
+    if frame[12:14] == b"\x08\x00" and len(frame) >= 34:
+        proto, l4 = frame[23], frame[14 + (frame[14] & 0x0F) * 4 :]
+    elif frame[12:14] == b"\x86\xdd" and len(frame) >= 54:
+        proto, l4 = frame[20], frame[54:]
     else:
         return None
-    if len(l4) < 16:
+    if proto in (4, 41) and l4:
+        return _as_frame(l4)
+    if proto == 47 and len(l4) >= 4:
+        flags, inner = struct.unpack(">HH", l4[:4])
+        skip = 4 + 4 * sum(bool(flags & bit) for bit in (0x8000, 0x2000, 0x1000))
+        if flags & 0x0007:
+            return None
+        if inner == 0x6558:
+            return l4[skip:]
+        return _as_frame(l4[skip:]) if inner in (0x0800, 0x86DD) else None
+    if proto != 17 or len(l4) < 16:
         return None
     kind = tunnels.get(struct.unpack(">H", l4[2:4])[0])
     if kind == "vxlan" and l4[8] & 0x08:
@@ -112,6 +124,11 @@ def _inside_tunnel(frame: bytes, tunnels: dict[int, str]) -> bytes | None:
     if kind == "geneve" and l4[10:12] == b"\x65\x58":
         return l4[16 + (l4[8] & 0x3F) * 4 :]
     return None
+
+
+def _as_frame(ip: bytes) -> bytes:
+    """An IP packet behind a made-up Ethernet header: what ``classify`` reads."""
+    return bytes(12) + (b"\x86\xdd" if ip[0] >> 4 == 6 else b"\x08\x00") + ip
 
 
 def _by_flow(frame: bytes, flows: Flows) -> tuple[int, str] | None:
@@ -193,17 +210,24 @@ def _classify_l4(proto: int, l4: bytes, run: int) -> tuple[int, str] | None:
 
 
 def capture_filter(
-    run: int, udp_port: int | None = None, tunnel_ports: tuple[int, ...] = ()
+    run: int,
+    udp_port: int | None = None,
+    tunnel_ports: tuple[int, ...] = (),
+    ip_tunnels: bool = False,
 ) -> str:
     """The pcap expression that keeps what the probes' tag matcher keeps: tagged ICMP
     echo and UDP (request or answer), the handshake segments of a tagged TCP probe,
     and ICMP errors quoting a tagged packet (quoted IP header without options);
     with ``udp_port``, every datagram to or from it (UDP probes known by their flow:
     which of them are the run's is decided after, by ``classify``); with
-    ``tunnel_ports``, every datagram to a tunnel device's port (VXLAN, Geneve)."""
+    ``tunnel_ports``, every datagram to a tunnel device's port (VXLAN, Geneve); with
+    ``ip_tunnels``, every IPIP and GRE packet."""
     if tunnel_ports:
         ports = " or ".join(f"udp dst port {p}" for p in tunnel_ports)
-        return f"({ports}) or ({capture_filter(run, udp_port)})"
+        return f"({ports}) or ({capture_filter(run, udp_port, ip_tunnels=ip_tunnels)})"
+    if ip_tunnels:
+        carried = "ip proto 4 or ip proto 41 or ip proto 47 or ip6 proto 41 or ip6 proto 47"
+        return f"({carried}) or ({capture_filter(run, udp_port)})"
     if udp_port is not None:
         p = udp_port
         errors = (

@@ -156,6 +156,9 @@ def _facts(result: RunResult) -> dict[str, Any]:
         "capture": {
             "mode": o.capture,
             "interfaces": result.capture_interfaces,
+            "on": [f"{ns}\t{ifname}" for ns, ifname in result.capture_on or []]
+            if result.capture_on is not None
+            else None,
             "packets": len(result.captures),
             "dropped": result.capture_drops,
         },
@@ -300,6 +303,7 @@ def _load(folder: _Folder) -> tuple[RunResult, dict[str, Any]]:
             # Bundles before "restore" was saved: a lab run is one with its topology.
             restore=facts.get("restore", _LAB_FIX if folder.has("topology.toml") else None),
             interrupted=bool(facts.get("interrupted", False)),
+            capture_on=_capture_on(capture.get("on"), f"{path}/facts.json capture on"),
         )
         _check_result(result, str(path))
         # Judged again by the same analysis as a live run: the same hops and verdicts.
@@ -309,6 +313,7 @@ def _load(folder: _Folder) -> tuple[RunResult, dict[str, Any]]:
             result.setting,
             sum(result.lost.values()),
             result.send_errors,
+            result.capture_on,
         )
     except BundleError:
         raise
@@ -359,6 +364,19 @@ def _read_events(folder: _Folder) -> list[Event]:
         for line in lines[1:]
         if line.strip()
     ]
+
+
+def _capture_on(value: Any, where: str) -> list[tuple[str, str]] | None:
+    """The captured interfaces, as "namespace<TAB>interface" (None before 2026-11-29)."""
+    if value is None:
+        return None
+    found = []
+    for item in _expect(value, list, where):
+        namespace, tab, ifname = _expect(item, str, where).partition("\t")
+        if not tab:
+            raise BundleError(f"{where}: {item!r} is not namespace<TAB>interface")
+        found.append((namespace, ifname))
+    return found
 
 
 def _read_captures(folder: _Folder) -> list[Captured]:

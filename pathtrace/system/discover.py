@@ -131,10 +131,44 @@ def reachable(source: str, among: Sequence[str], target: str | None = None) -> R
                     beside.setdefault(here, set()).update(by_id[nsid])
             finally:
                 ipr.close()
+        if target is not None:
+            found += _upper_devices_owning(fds, found, traced | left, wanted)
         return Reach(found, beside, rulesets)
     finally:
         for fd in fds.values():
             os.close(fd)
+
+
+def _upper_devices_owning(
+    fds: dict[str, int], found: list[str], seen: set[int], wanted: set[str]
+) -> list[str]:
+    """Namespaces owning a wanted address that no link of the found ones leads to, but
+    whose own link leads to one of them: a macvlan, ipvlan or vlan whose lower device
+    is there (netlink shows the link only on the upper device's side). Asked only
+    when the search found no owner of the target: each costs a look inside."""
+    if any(_glance(n)[0] & wanted for n in found[1:]) or not wanted:
+        return []
+    homes = {os.fstat(fds[n]).st_ino: fds[n] for n in found if n in fds}
+    added = []
+    for candidate, fd in fds.items():
+        number = os.fstat(fd).st_ino
+        if number in seen or number in homes or not _glance(candidate)[0] & wanted:
+            continue
+        ipr = netns.iproute(candidate)
+        try:
+            ids = {
+                link.get("IFLA_LINK_NETNSID")
+                for link in ipr.get_links()
+                if link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") not in (None, "veth")
+            } - {None}
+            for home_fd in homes.values():
+                answer = ipr.get_netnsid(fd=home_fd) if ids else None
+                if answer and answer.get("nsid") in ids:
+                    added.append(candidate)
+                    break
+        finally:
+            ipr.close()
+    return added
 
 
 def _route_out(ipr: Any, target: str) -> str | None:

@@ -100,7 +100,7 @@ struct pt_event {
 	__u8 outer_family; /* 4 or 6 */
 	__u16 outer_sport; /* network order */
 	__u16 outer_dport;
-	__u32 vni;         /* VXLAN/Geneve network identifier */
+	__u32 vni;         /* VXLAN/Geneve network identifier; GRE: the key, if any */
 	__u8 outer_saddr[16]; /* IPv4: the first 4 bytes */
 	__u8 outer_daddr[16];
 };
@@ -109,6 +109,8 @@ enum pt_encap {
 	PT_ENCAP_NONE = 0,
 	PT_ENCAP_VXLAN = 1,  /* UDP, 8-byte VXLAN header, inner Ethernet */
 	PT_ENCAP_GENEVE = 2, /* UDP, Geneve header and options, inner Ethernet */
+	PT_ENCAP_IPIP = 3,   /* IP protocol 4 or 41: the inner IP header right after */
+	PT_ENCAP_GRE = 4,    /* IP protocol 47: GRE (key in vni), inner IP or Ethernet */
 };
 
 #define PT_TUNNEL_PORTS 4 /* UDP ports of tunnel devices the loader can name */

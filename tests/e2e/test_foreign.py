@@ -131,10 +131,11 @@ print(json.dumps(out))
     assert seen["theirs"] == 0 and seen["lab"] == 0
 
 
-def held_by_a_process(holder: str, also: str = "") -> Any:
+def held_by_a_process(holder: str, also: str = "", source: str = "") -> Any:
     """A namespace that only a process holds (``holder``, a shell command that
     ends by exec'ing ``sleep``), a veth pair to it from the scratch host, ``also``
-    run in the host, and `run ping` from the holder's pid: what it printed."""
+    run in the host, and `run ping` from ``source`` (default: the holder's pid):
+    what it printed."""
     return scratch.result(
         rf"""
 import json, os, subprocess, sys, time
@@ -154,7 +155,8 @@ sh(f"ip link add h0 type veth peer name p0 netns /proc/{{pid}}/ns/net && "
    f"ip link set lo up'")
 sh({also!r} or "true")
 done = subprocess.run([sys.executable, "-m", "pathtrace", "run", "ping", "10.9.0.1",
-                       "--from", str(pid), "-c", "1", "--json"], capture_output=True, text=True)
+                       "--from", {source!r} or str(pid), "-c", "1", "--json"],
+                      capture_output=True, text=True)
 holder.kill()
 print(json.dumps({{"code": done.returncode, "report": json.loads(done.stdout or "null"),
                   "stderr": done.stderr, "pid": pid}}))
@@ -500,8 +502,10 @@ def test_a_netavark_network_is_traced_with_its_rules() -> None:
 def test_a_container_is_named_by_its_own_hostname() -> None:
     """A namespace held by a process with a UTS namespace of its own (as every
     container has) is called by that hostname."""
-    seen = held_by_a_process("exec unshare --net --uts sh -c 'hostname web-1 && exec sleep 120'")
-    assert seen["code"] == 0, seen["stderr"]
+    seen = held_by_a_process(
+        "exec unshare --net --uts sh -c 'hostname web-1 && exec sleep 120'", source="web-1"
+    )
+    assert seen["code"] == 0, seen["stderr"]  # --from takes the name it is shown by
     names = set(seen["report"]["namespaces"].values())
     held = next(n for n in names if n != "host")
     assert held == "web-1", held

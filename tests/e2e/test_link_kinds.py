@@ -27,13 +27,20 @@ sh("ip link add lan0 type veth peer name lan0p && ip link set lan0 up && ip link
    "ip -n mv1 addr add 10.9.0.2/24 dev eth0 && ip -n mv1 link set eth0 up && "
    "ip -n mv1 link set lo up && "
    "ip link add shim link lan0 type macvlan mode bridge && "
-   "ip addr add 10.9.0.1/24 dev shim && ip link set shim up")
+   "ip addr add 10.9.0.1/24 dev shim && ip link set shim up && "
+   "ip netns add mv2 && ip link add mv2 link lan0 type macvlan mode bridge && "
+   "ip link set mv2 netns mv2 && ip -n mv2 link set mv2 name eth0 && "
+   "ip -n mv2 addr add 10.9.0.3/24 dev eth0 && ip -n mv2 link set eth0 up")
 kinds = subprocess.run(["ip", "-d", "-n", "mv1", "-o", "link", "show", "eth0"],
                        capture_output=True, text=True).stdout
 done = subprocess.run([sys.executable, "-m", "pathtrace", "run", "ping", "10.9.0.1", "--from",
                        "mv1", "-c", "2", "--json"], capture_output=True, text=True, timeout=60)
+# Child to child: the lower device is only on the children's side in netlink.
+child = subprocess.run([sys.executable, "-m", "pathtrace", "run", "ping", "10.9.0.3", "--from",
+                        "mv1", "-c", "2", "--json"], capture_output=True, text=True, timeout=60)
 print(json.dumps({"code": done.returncode, "report": json.loads(done.stdout or "null"),
-                  "stderr": done.stderr, "kinds": kinds}))
+                  "stderr": done.stderr, "kinds": kinds, "child": child.returncode,
+                  "child_report": json.loads(child.stdout or "null")}))
 """
 
 
@@ -57,3 +64,15 @@ def test_macvlan_is_not_called_a_veth_pair_and_its_answer_is_taken_in() -> None:
     assert any(t.startswith("mv1 takes the answer in") for t in texts), texts
     for probe in report["probes"]:
         assert probe["verdict"]["outcome"] == "answered", probe["verdict"]
+
+    # mv1 to mv2, both on lan0: mv2 is traced (found through its own link to the
+    # host), and each hand-over is said as netlink links the devices.
+    child = seen["child_report"]
+    assert seen["child"] == 0, child
+    assert "mv2" in child["namespaces"].values(), child["namespaces"]
+    for probe in child["probes"]:
+        assert probe["verdict"]["outcome"] == "answered" and probe["verdict"]["where"] == "mv2"
+        reply = [h["text"] for h in probe["reply"]["hops"]]
+        assert (
+            "mv2/eth0 (macvlan, bridge mode) hands it to its lower device host/lan0 (veth)" in reply
+        ), reply

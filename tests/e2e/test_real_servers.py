@@ -44,6 +44,8 @@ ip netns exec gw sysctl -qw net.ipv6.conf.all.forwarding=1
 ip netns exec gw iptables -t nat -A POSTROUTING -o vc -j MASQUERADE
 ip netns exec gw iptables -t nat -A PREROUTING -i vb -d 10.7.0.254 -p udp --dport 53 \
   -j DNAT --to-destination 10.8.0.2:53
+ip netns exec gw iptables -t nat -A PREROUTING -i vb -d 10.7.0.254 -p tcp --dport 8080 \
+  -j DNAT --to-destination 10.8.0.2:81
 ''')
 SERVER = '''
 import socket, sys
@@ -89,6 +91,7 @@ cases = {
     "dns": ["dns", "10.7.0.254", "--query", "example.com"],
     "tcp_open": ["tcp", "10.8.0.2:80"],
     "tcp_closed": ["tcp", "10.8.0.2:81"],
+    "dnat_closed": ["tcp", "10.7.0.254:8080"],
 }
 out = {}
 for name, args in cases.items():
@@ -203,6 +206,24 @@ def test_tcp_to_a_listening_port_is_answered_and_to_a_closed_one_refused(seen: A
         assert probe["verdict"]["outcome"] == "rejected", probe["verdict"]
         assert probe["verdict"]["where"] == "srv"
     assert _answers_in_tcpdump(seen, "10.8.0.2.81 > 10.7.0.1.") == 2  # the RSTs
+
+
+def test_a_dnat_to_a_port_nobody_listens_on_names_the_rule_not_only_the_service(
+    seen: Any,
+) -> None:
+    case = seen["dnat_closed"]
+    assert case["code"] == 1, case["stderr"]
+    for probe in case["report"]["probes"]:
+        verdict = probe["verdict"]
+        assert verdict["outcome"] == "rejected" and verdict["where"] == "srv", verdict
+        # dnsmasq listens on tcp 53 too: every listening port of that address is named.
+        assert (
+            "sends it to port 81, while the service there listens on 10.8.0.2:53, "
+            in (verdict["cause"])
+        ), verdict
+        assert verdict["cause"].endswith("10.8.0.2:80"), verdict
+        assert verdict["fix"].startswith("make the DNAT (rule handle"), verdict
+        assert "translate to a port that listens (10.8.0.2:53, 10.8.0.2:80)" in verdict["fix"]
 
 
 def test_an_answer_from_another_address_is_said_and_not_taken_as_the_reply(seen: Any) -> None:

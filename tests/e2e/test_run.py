@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -144,7 +146,11 @@ def test_break_is_diagnosed_and_fix_restores(
     assert verdict.where is not None and verdict.where.startswith(where), text
     assert cause in f"{verdict.cause} {verdict.fix}", text
     assert not broken.delivered
-    fixed = pathtrace("lab", "fix", "--topology", str(topology_file))
+    # The restore offered beside the fix is this lab's, run exactly as printed (the
+    # test lab is not the default one: a bare `lab fix` would act on another).
+    restore = re.search(r"\(or `pathtrace (lab fix [^`]*)`\)$", verdict.fix or "")
+    assert restore is not None and str(topology_file) in restore.group(1), verdict.fix
+    fixed = pathtrace(*shlex.split(restore.group(1)))
     assert fixed.returncode == 0, fixed.stderr
     again = run(lab, kind, target, port, count=1, **extra)
     assert again.delivered, again.probes[0].verdict
