@@ -15,11 +15,26 @@ from pathtrace.lab import DEFAULT_PREFIX, DEFAULT_SOURCE
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one line, exit code 2, like every usage error
-        raise UsageError(f"{self.prog}: {message} (see --help)")
+        # main() prefixes "pathtrace: "; a subcommand's own name says where.
+        where = self.prog.removeprefix("pathtrace").strip()
+        raise UsageError(f"{where + ': ' if where else ''}{message} (see --help)")
+
+
+def _version() -> str:
+    """This pathtrace, its probe objects' event layout, and the running kernel."""
+    from pathtrace import __version__
+    from pathtrace.kernel.engine import probes_dir
+
+    built = (probes_dir() / "device.bpf.o").exists()
+    probes = "probes built" if built else "probes not built (make probes)"
+    return f"pathtrace {__version__} ({probes}); kernel {os.uname().release}"
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pathtrace", description=__doc__)
+    parser.add_argument(
+        "--version", action="version", version=_version(), help="the versions, and exit"
+    )
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     lab = commands.add_parser("lab", help="build, inspect and remove the reference lab")

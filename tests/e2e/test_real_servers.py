@@ -11,14 +11,20 @@ gw's per-rule counters and conntrack.
 
 from __future__ import annotations
 
+import json
 import shutil
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from tests import scratch
 
 pytestmark = pytest.mark.root
+SCHEMA = json.loads(
+    (Path(__file__).parents[2] / "pathtrace" / "output" / "schema.json").read_text()
+)
 
 SERVERS = r"""
 import json, subprocess, sys, time
@@ -178,6 +184,9 @@ def test_an_ipv6_answer_with_another_payload_is_known_by_its_flow(seen: Any) -> 
 
 
 def test_a_dns_query_through_a_dnat_is_answered_by_dnsmasq(seen: Any) -> None:
+    # The report keeps its contract, formats checked (the target, the new fields).
+    jsonschema.validate(seen["dns"]["report"], SCHEMA, format_checker=jsonschema.FormatChecker())
+    jsonschema.validate(seen["other6"]["report"], SCHEMA, format_checker=jsonschema.FormatChecker())
     for probe in _answered(seen["dns"]):
         request = _hops(probe, "request")
         dnat = [t for h in request if (t := h.get("translation")) and t["kind"] == "DNAT"]

@@ -38,3 +38,22 @@ def test_a_wheel_of_the_project_holds_the_probes_and_data(tmp_path: Path) -> Non
         "pathtrace/lab/reference.toml",
         "pathtrace/tui/app.tcss",
     } <= names
+
+
+def test_version_says_the_package_the_probes_and_the_kernel() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from pathtrace import __version__
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pathtrace", "--version"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"pathtrace {__version__} (probes ")
+    assert done.stdout.strip().endswith(f"kernel {os.uname().release}")
+    bad = subprocess.run(
+        [sys.executable, "-m", "pathtrace", "--bogus"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("pathtrace: unrecognized arguments")
