@@ -79,6 +79,21 @@ def explain(
                 [f"{node}: {values}", f"{node}: route to {packet.src}: {back}"],
             ),
         )
+    elif "xdp" in location and (link := net.link(node, drop.interface)) and link.xdp:
+        mode = link.xdp.split()[0]
+        off = {"generic": "xdpgeneric", "native": "xdpdrv"}.get(mode, "xdp")
+        found = (
+            None,
+            (
+                f"the XDP program on {node}/{link.name} ({link.xdp}) dropped it: the kernel "
+                f"freed it in {location}, where a program's XDP_DROP (or XDP_ABORTED) ends",
+                net.command(node, f"ip link set dev {link.name} {off} off")
+                + ", or make the program pass it",
+                [f"{node}: {link.name} xdp {link.xdp}"],
+            ),
+        )
+    elif reason == "IP_LOCALNET":
+        found = _localnet(net, drop)
     elif reason.startswith("TC_") or "tcf_" in location or "mirred" in location:
         found = _tc(net, drop, reason)
     elif "dev_forward_skb" in location or "veth" in location:
@@ -286,6 +301,25 @@ def _crossed_bridge(net: Network, series: Series) -> tuple[str, str] | str:
     return "?"
 
 
+def _localnet(net: Network, drop: Hop) -> tuple[str | None, Found] | None:
+    """A packet for 127.0.0.0/8 that came in on an interface (a DNAT to 127.0.0.1,
+    say): routed only where route_localnet is on for that interface or `all`."""
+    state, iif = net.state(drop.node), drop.interface
+    if state is None or iif is None:
+        return None
+    values = {k: state.sysctl("route_localnet", k) for k in ("all", iif)}
+    if any(v is None for v in values.values()) or "1" in values.values():
+        return None  # not read, or on: something else refused it
+    translated = drop.packet.dst
+    return None, (
+        f"{drop.node} will not route {translated} (a loopback address) for a packet that came in "
+        f"on {iif}: net.ipv4.conf.{iif}.route_localnet and conf.all.route_localnet are 0",
+        net.command(drop.node, f"sysctl -w net.ipv4.conf.{iif}.route_localnet=1")
+        + " (or translate to an address of an interface, not 127.0.0.0/8)",
+        [f"{drop.node}: net.ipv4.conf.{k}.route_localnet={v}" for k, v in values.items()],
+    )
+
+
 def _kind(net: Network, drop: Hop) -> str | None:
     link = net.link(drop.node, drop.interface)
     return link.kind if link else None
@@ -419,6 +453,19 @@ def _bridge_stop(net: Network, series: Series, drop: Hop) -> tuple[str | None, F
     ingress = net.link(drop.node, drop.interface)
     if state is None or ingress is None or ingress.master is None:
         return None
+    if "STP_STATE" in (drop.drop_reason or ""):
+        # The port that took the frame in does not forward: its state, or its
+        # bridge being down (which disables every port), says why.
+        blocked = links.bridge_blocks(state, ingress, ingress, None)
+        if blocked is not None:
+            evidence = (
+                [f"{drop.node}: {ingress.name} {ingress.port.describe()}"] if (ingress.port) else []
+            )
+            return f"{drop.node}/{ingress.master}", (
+                blocked.why,
+                net.command(drop.node, blocked.fix),
+                evidence,
+            )
     owner = links.owner(net.all, drop.packet.dst)
     if owner is None:
         return None
@@ -726,6 +773,13 @@ def _no_arp_answer(
             net.command(o_state.node, f"ip link set {o_link.name} up"),
             [f"{o_state.node}: {o_link.name} down"],
         )
+    if o_link.noarp and o_link.kind != "loopback":
+        return (
+            f"{address} is on {o_state.node}/{o_link.name}, which has NOARP set: it answers "
+            "no ARP request (nor neighbour solicitation)",
+            net.command(o_state.node, f"ip link set dev {o_link.name} arp on"),
+            [f"{o_state.node}: {o_link.name} flags NOARP"],
+        )
     if ":" in address:
         return _no_neighbour_advertisement(net, o_state, address)
     # The kernel uses the larger of the two; 8 answers no ARP request at all.
@@ -736,6 +790,16 @@ def _no_arp_answer(
             f"{o_state.node} does not answer ARP for {address}: {key}={value}",
             net.command(o_state.node, f"sysctl -w {key}=0"),
             [f"{o_state.node}: {key}={value}"],
+        )
+    if o_link.xdp:
+        # ARP carries no tag, so no event shows where the requests went; the program
+        # sees every frame on that link before the stack does.
+        return (
+            f"{address} is on {o_state.node}/{o_link.name}, which has an XDP program attached "
+            f"({o_link.xdp}): it sees every frame before ARP does, and may be dropping the "
+            "requests (ARP is not traced: unproven)",
+            None,
+            [f"{o_state.node}: {o_link.name} xdp {o_link.xdp}"],
         )
     mine = links.bridge_port_towards(net.all, state, link)
     theirs = links.bridge_port_towards(net.all, o_state, o_link)

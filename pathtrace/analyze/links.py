@@ -78,6 +78,14 @@ def bridge_blocks(
     """Why the bridge would not pass a frame from port ``ingress`` to port ``egress``
     (``dst_mac``: the frame's destination, None for a broadcast such as ARP)."""
     bridge = ingress.master
+    device = bridge_state.link(bridge) if bridge else None
+    if device is not None and not device.up:
+        # A bridge that is down puts every port in state disabled: the ports'
+        # state follows from it, and setting them heals nothing.
+        return Blocked(
+            f"{bridge} itself is down (so its ports are disabled): it passes no frame",
+            f"ip link set {bridge} up",
+        )
     for port in (ingress, egress):
         if port.port is not None and port.port.state not in ("forwarding",):
             return Blocked(

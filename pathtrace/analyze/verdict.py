@@ -17,7 +17,8 @@ from ipaddress import ip_address
 
 from pathtrace.analyze import drops
 from pathtrace.analyze.network import Network
-from pathtrace.model.event import Event, TagKind
+from pathtrace.model.event import Event, Hook, TagKind
+from pathtrace.model.ruleset import LiveRule
 from pathtrace.model.state import NamespaceState
 from pathtrace.model.trace import Hop, Packet, Series, Verdict
 
@@ -74,6 +75,7 @@ class Judge:
         """``restore``: the command that puts the network back as described, when one
         exists (a lab's); fixes offer it beside their own command."""
         self.net = Network(states, restore)
+        self._own: Sequence[Event] = ()  # the probe being judged: its events
         self.source_state = states.get(source_namespace)
         self.source_node = self.source_state.node if self.source_state else source_namespace
         self.target = target
@@ -139,6 +141,7 @@ class Judge:
         errors: Sequence[Series],
         events: Sequence[Event],
     ) -> Verdict:
+        self._own = events  # this probe's events, for the findings that read them
         if self._reached_source(reply):
             assert reply is not None
             rst = any(e.tag == TagKind.REPLY and e.tcp_flags and e.tcp_flags & 0x04 for e in events)
@@ -383,8 +386,17 @@ class Judge:
                     f"masquerade (SNAT) {sent.src} where it leaves for {node}, or give "
                     f"{node} a route to it"
                 )
+                untracked = _untracked(self.net, self._own)
                 chosen = self._chosen_source(sent.src)
-                if chosen is not None:
+                if untracked is not None:
+                    node_nt, rule = untracked
+                    cause += (
+                        f"; {node_nt} did not track it (no conntrack entry at any of its "
+                        f"netfilter hooks), so its NAT rules never ran: {rule.cited}"
+                    )
+                    fix = self.net.command(node_nt, rule.delete_command)
+                    evidence.append(f"{node_nt}: {rule.cited}")
+                elif chosen is not None:
                     route, plain = chosen
                     cause += (
                         f"; {self.source_node} chose {sent.src} as the source because its "
@@ -511,3 +523,23 @@ def _untranslated_answer(request: Series, reply: Series, drop: Hop) -> Verdict |
         ),
         evidence=[f"request at {node}: {rules}", f"answer: {first.packet.describe()}"],
     )
+
+
+def _untracked(net: Network, events: Sequence[Event]) -> tuple[str, LiveRule] | None:
+    """A namespace with rules where the request had no conntrack entry at any netfilter
+    hook (the probes read the skb's conntrack there), and the notrack rule that
+    explains it, if its ruleset has exactly one."""
+    seen: dict[str, bool] = {}
+    for e in events:
+        if e.tag == TagKind.REQUEST and e.hook in (Hook.NF_BEFORE, Hook.NF_AFTER):
+            if ":" in e.src:
+                return None  # the probes read IPv4 conntrack only
+            seen[e.namespace] = seen.get(e.namespace, False) or e.conntrack is not None
+    for namespace, tracked in seen.items():
+        state = net.states.get(namespace)
+        if tracked or state is None:
+            continue
+        rules = [r for r in state.rules().rules if "notrack" in r.text.split()]
+        if len(rules) == 1:
+            return state.node, rules[0]
+    return None

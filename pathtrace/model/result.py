@@ -128,8 +128,14 @@ def _capture_gaps(
     missed: Counter[tuple[str, str]] = Counter()
     for probe in probes:
         for series in probe.series:
-            for hop in series.hops:
-                if hop.captured is False:
+            for i, hop in enumerate(series.hops):
+                # Only where the packet went on past the interface: a drop right there
+                # (an XDP program, before any capture tap) explains an empty capture.
+                went_on = any(
+                    h.action != "drop" or (h.node, h.interface) != (hop.node, hop.interface)
+                    for h in series.hops[i + 1 :]
+                )
+                if hop.captured is False and went_on:
                     missed[(hop.node, hop.interface)] += 1
     return [
         f"capture: 0 packets on {n}/{ifname}, where the trace saw {count} hops: the capture "

@@ -19,6 +19,7 @@ SYSCTLS = (
     "net.ipv4.conf.default.rp_filter",
     "net.ipv4.conf.all.arp_ignore",
     "net.ipv4.conf.all.forwarding",
+    "net.ipv4.conf.all.route_localnet",
     "net.ipv4.icmp_echo_ignore_all",
     "net.bridge.bridge-nf-call-iptables",
     "net.ipv6.conf.all.forwarding",
@@ -26,7 +27,7 @@ SYSCTLS = (
     "net.bridge.bridge-nf-call-ip6tables",
 )
 # Read for each interface: net.ipv4.conf.IFNAME.KEY
-INTERFACE_SYSCTLS = ("forwarding", "rp_filter", "arp_ignore")
+INTERFACE_SYSCTLS = ("forwarding", "rp_filter", "arp_ignore", "route_localnet")
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ class Link:
     parent_elsewhere: bool = False
     # What IFLA_INFO_DATA says of the kind, as (name, value): mode, vni, port...
     info: tuple[tuple[str, str], ...] = ()
+    noarp: bool = False  # IFF_NOARP: answers (and sends) no ARP
+    xdp: str = ""  # an attached XDP program: "generic id 42", "native id 7" (IFLA_XDP)
 
     def detail(self, name: str) -> str | None:
         return next((v for k, v in self.info if k == name), None)

@@ -91,6 +91,8 @@ def state(namespace: str, node: str, listing: str | None = None) -> NamespaceSta
                     parent_index=_parent_index(link, str(kind)),
                     parent_elsewhere=link.get("IFLA_LINK_NETNSID") is not None,
                     info=_info(link, str(kind)),
+                    noarp=bool(link["flags"] & 0x80),
+                    xdp=_xdp(link),
                 )
             )
         routes = [
@@ -245,6 +247,23 @@ def _info(link: Any, kind: str) -> tuple[tuple[str, str], ...]:
             value = {1: "tun", 2: "tap"}.get(int(value), value)
         found.append((name, str(value)))
     return tuple(found)
+
+
+# IFLA_XDP_ATTACHED, as a number or as pyroute2 names it.
+_XDP_MODES: dict[object, str] = {
+    1: "native", 2: "generic", 3: "offloaded", 4: "multi",
+    "xdpdrv": "native", "xdp": "native", "xdpgeneric": "generic", "xdpoffload": "offloaded",
+    "xdpmulti": "multi",
+}  # fmt: skip
+
+
+def _xdp(link: Any) -> str:
+    """The XDP program attached to a link, as IFLA_XDP says: mode and program id."""
+    mode = link.get_nested("IFLA_XDP", "IFLA_XDP_ATTACHED")
+    if not mode:
+        return ""
+    prog = link.get_nested("IFLA_XDP", "IFLA_XDP_PROG_ID")
+    return f"{_XDP_MODES.get(mode, f'mode {mode}')} id {prog}"
 
 
 def _parent_index(link: Any, kind: str) -> int | None:

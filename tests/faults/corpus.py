@@ -636,6 +636,71 @@ FAULTS: list[Fault] = [
         ("tc", "egress", "veth-cont1", "redirect dev tcsink", "down"),
         ("tc filter del dev veth-cont1 egress",),
     ),
+    # ---- found cold, outside the corpus, then added (issue 22) ----
+    Fault(
+        "bridge-down",
+        "l2",
+        (("host", "ip link set br0 down"),),
+        Probe(),
+        "container1/veth-cont1",
+        ("br0", "down"),
+        ("ip link set br0 up",),
+        outcome="lost",
+    ),
+    Fault(
+        "bridge-down-gateway-known",
+        "l2",
+        (
+            # The gateway's MAC already known: the frame goes out and meets the bridge.
+            (
+                "container1",
+                "ip neigh replace 192.168.100.1 dev veth-cont1 nud permanent "
+                "lladdr $(ip -n @host -br link show br0 | awk '{print $3}')",
+            ),
+            ("host", "ip link set br0 down"),
+        ),
+        Probe(),
+        "host/br0",
+        ("br0 itself is down",),
+        ("ip link set br0 up",),
+    ),
+    Fault(
+        "notrack-before-nat",
+        "netfilter",
+        (
+            (
+                "host",
+                _nft(
+                    "table ip raw2 { chain p { type filter hook prerouting priority -300; "
+                    "ip saddr 192.168.100.0/24 notrack; } }"
+                ),
+            ),
+        ),
+        Probe(),
+        "wan",
+        ("did not track it", "notrack"),
+        ("nft delete rule ip raw2 p handle",),
+        outcome="lost",
+    ),
+    Fault(
+        "dnat-to-localhost",
+        "netfilter",
+        (("host", "nft insert rule ip nat PREROUTING tcp dport 8080 dnat to 127.0.0.1:80"),),
+        Probe("tcp", "198.51.100.2", 8080, source="wan"),
+        "host/eth0",
+        ("route_localnet", "127.0.0.1"),
+        ("net.ipv4.conf.eth0.route_localnet=1",),
+    ),
+    Fault(
+        "noarp-destination",
+        "l2",
+        (("container2", "ip link set dev veth-cont2 arp off"),),
+        Probe(target="192.168.100.3"),
+        "container1/veth-cont1",
+        ("NOARP", "192.168.100.3"),
+        ("arp on",),
+        outcome="lost",
+    ),
 ]
 
 BY_NAME = {fault.name: fault for fault in FAULTS}
