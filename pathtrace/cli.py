@@ -20,8 +20,17 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{where + ': ' if where else ''}{message} (see --help)")
 
 
+class _Version(argparse.Action):
+    """--version, worked out only when asked (it looks for the probe objects)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kw: Any) -> None:
+        print(_version())
+        parser.exit()
+
+
 def _version() -> str:
-    """This pathtrace, its probe objects' event layout, and the running kernel."""
+    """This pathtrace, whether its probe objects are built, and the running kernel."""
+    # lazy: a command loads only its own part (the engine pulls in libbpf)
     from pathtrace import __version__
     from pathtrace.kernel.engine import probes_dir
 
@@ -32,9 +41,7 @@ def _version() -> str:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pathtrace", description=__doc__)
-    parser.add_argument(
-        "--version", action="version", version=_version(), help="the versions, and exit"
-    )
+    parser.add_argument("--version", action=_Version, nargs=0, help="the versions, and exit")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     lab = commands.add_parser("lab", help="build, inspect and remove the reference lab")
