@@ -237,7 +237,7 @@ def _netfilter(
         cause += (
             f"; the packet was only bridged, but {node} has "
             "net.bridge.bridge-nf-call-iptables=1, so bridged IPv4 traffic "
-            "passes the ip FORWARD chain too"
+            + (f"passes the ip family's {hook} hook too" if hook else "passes the ip hooks too")
         )
     return cause, fix, evidence, hook
 
@@ -276,6 +276,17 @@ def _wrong_mac(net: Network, series: Series, drop: Hop) -> tuple[str | None, Fou
         return None
     if entry.lladdr.lower() == owner[1].mac.lower():
         return None
+    out = state.link(sent.interface)
+    if out is not None and out.noarp:
+        # No neighbour resolution on a NOARP link: the kernel fills in an address of
+        # its own, and deleting the entry makes the same one again.
+        return f"{sent.node}/{out.name}", (
+            f"{sent.node}/{out.name} has NOARP set: the kernel resolves no neighbour on it "
+            f"and sends the frame for {hop_ip} to {entry.lladdr}, not {owner[0].node}/"
+            f"{owner[1].name}'s {owner[1].mac}, which drops it as not its own (OTHERHOST)",
+            net.command(sent.node, f"ip link set dev {out.name} arp on"),
+            [f"{sent.node}: {out.name} flags NOARP", f"{sent.node}: neighbour {entry.describe()}"],
+        )
     bridge = sent.interface if state.is_bridge(sent.interface) else _crossed_bridge(net, series)
     place = f"{bridge[0]}/{bridge[1]}" if isinstance(bridge, tuple) else f"{sent.node}/{bridge}"
     cause = (
@@ -499,7 +510,9 @@ def _routing(
     state = net.state(node)
     if state is None:
         return None
-    forwarding = not state.owns(series.hops[0].packet.dst) and node != source
+    # As the packet was where it stopped: a DNAT on the way makes a packet to this
+    # node's own address one it must forward.
+    forwarding = not state.owns(packet.dst) and node != source
     if forwarding and ":" in packet.dst and state.sysctl("net.ipv6.conf.all.forwarding") == "0":
         key = "net.ipv6.conf.all.forwarding"
         return None, (

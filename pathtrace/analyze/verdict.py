@@ -203,6 +203,30 @@ class Judge:
             has_default = any(r.dst == "default" for r in mine if r.table == 254)
             routes = ", ".join(r.describe() for r in mine) or "none"
             gateway = self.net.gateway_for(node, version) or "GATEWAY"
+            # An up link with no address of the family carries no route: its connected
+            # network and every route via a gateway on it went with the address.
+            bare = [
+                link
+                for link in state.links
+                if link.up
+                and link.kind != "loopback"
+                and not any((":" in a) == (version == 6) for a in link.addresses)
+            ]
+            if bare and not has_default:
+                names = ", ".join(link.name for link in bare)
+                return Verdict(
+                    "dropped",
+                    f"{node} has no route to {self.target}",
+                    where=node,
+                    cause=f"{node} has no route to {self.target}: {names} has no IPv{version} "
+                    "address, so no route goes through it (its connected network and the "
+                    "routes via a gateway on it went with the address)",
+                    fix=self.net.advice(
+                        f"give {names} its IPv{version} address back, then the routes through it"
+                    ),
+                    evidence=[f"{node}'s routes: {routes}"]
+                    + [f"{node}: {link.name} has no IPv{version} address" for link in bare],
+                )
             return Verdict(
                 "dropped",
                 f"{node} has no route to {self.target}",
