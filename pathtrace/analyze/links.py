@@ -170,10 +170,30 @@ def leaves_machine(
     out = host.link(lookup.route.dev)
     if out is None:
         return None
-    ports = [link for link in host.links if link.master == out.name]
-    leads_away = [
-        link.name for link in ([out] if out.kind != "bridge" else ports) if link.kind != "veth"
-    ]
+    leads_away = _leads_away(host, out, 4)
     if leads_away:
-        return f"the host's route to {target} goes out of {', '.join(leads_away)}, not a veth"
+        return (
+            f"the host's route to {target} goes out of {', '.join(leads_away)}, not a veth "
+            "(or a device on one)"
+        )
     return None
+
+
+# Devices whose frames go out through their lower device (IFLA_LINK).
+_UPPER = ("macvlan", "macvtap", "ipvlan", "ipvtap", "vlan", "vxlan", "geneve")
+
+
+def _leads_away(host: NamespaceState, link: Link, depth: int) -> list[str]:
+    """The links through which ``link``'s frames could leave the machine: none for a
+    veth, a bridge of veths, or a device whose lower device (in the same namespace,
+    as netlink says) is one of those."""
+    if link.kind == "veth":
+        return []
+    if link.kind == "bridge" and depth:
+        ports = [p for p in host.links if p.master == link.name]
+        return [name for p in ports for name in _leads_away(host, p, depth - 1)]
+    if link.kind in _UPPER and depth and link.parent_index is not None:
+        lower = None if link.parent_elsewhere else host.link_by_index(link.parent_index)
+        if lower is not None:
+            return _leads_away(host, lower, depth - 1)
+    return [link.name]

@@ -35,12 +35,17 @@ kinds = subprocess.run(["ip", "-d", "-n", "mv1", "-o", "link", "show", "eth0"],
                        capture_output=True, text=True).stdout
 done = subprocess.run([sys.executable, "-m", "pathtrace", "run", "ping", "10.9.0.1", "--from",
                        "mv1", "-c", "2", "--json"], capture_output=True, text=True, timeout=60)
+# From the host (the scratch host) to a macvlan child: an address of a traced namespace.
+from_host = subprocess.run([sys.executable, "-m", "pathtrace", "run", "ping", "10.9.0.2",
+                            "--from", "host", "-c", "1", "--json"], capture_output=True,
+                           text=True, timeout=60)
 # Child to child: the lower device is only on the children's side in netlink.
 child = subprocess.run([sys.executable, "-m", "pathtrace", "run", "ping", "10.9.0.3", "--from",
                         "mv1", "-c", "2", "--json"], capture_output=True, text=True, timeout=60)
 print(json.dumps({"code": done.returncode, "report": json.loads(done.stdout or "null"),
                   "stderr": done.stderr, "kinds": kinds, "child": child.returncode,
-                  "child_report": json.loads(child.stdout or "null")}))
+                  "child_report": json.loads(child.stdout or "null"),
+                  "from_host": from_host.returncode, "from_host_err": from_host.stderr}))
 """
 
 
@@ -64,6 +69,10 @@ def test_macvlan_is_not_called_a_veth_pair_and_its_answer_is_taken_in() -> None:
     assert any(t.startswith("mv1 takes the answer in") for t in texts), texts
     for probe in report["probes"]:
         assert probe["verdict"]["outcome"] == "answered", probe["verdict"]
+        # The capture saw the hops on the macvlan and its lower device (tcpdump does).
+        device_hops = [h for h in probe["request"]["hops"] if h["captured"] is not None]
+        assert device_hops and all(h["captured"] for h in device_hops), device_hops
+    assert seen["from_host"] == 0, seen["from_host_err"]  # not refused as "no namespace's"
 
     # mv1 to mv2, both on lan0: mv2 is traced (found through its own link to the
     # host), and each hand-over is said as netlink links the devices.
