@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from ipaddress import ip_address, ip_interface
 
 from pathtrace.analyze import links, routing
 from pathtrace.analyze.network import Network
@@ -98,6 +99,8 @@ def explain(
         found = _tc(net, drop, reason)
     elif "dev_forward_skb" in location or "veth" in location:
         found = _veth_mtu(net, drop)
+    if found is None and reason in ("IP_INADDRERRORS", "IP_INNOROUTES", "NO_ROUTE"):
+        found = _sent_here_by_default(net, series, drop)
     if found is None and reason in ROUTING_REASONS + ("IP_INHDR",):
         found = _routing(net, series, drop, arrived_on, reason, source)
     if found is None:
@@ -498,6 +501,51 @@ def _bridge_stop(net: Network, series: Series, drop: Hop) -> tuple[str | None, F
 # ---- routing ----
 
 
+def _sent_here_by_default(
+    net: Network, series: Series, drop: Hop
+) -> tuple[str | None, Found] | None:
+    """A packet a router translated (DNAT) to an address it then had no route for but
+    its default, so it went to a node that could only drop it: the fault is the
+    router's missing route, not the last node's."""
+    dst = drop.packet.dst
+    before = [h for h in series.hops if h.node != drop.node and h.time_ns <= drop.time_ns]
+    if not before or before[-1].action not in ("route", "send"):
+        return None
+    router = before[-1].node
+    dnat = [
+        h
+        for h in series.hops
+        if h.node == router and h.translation and h.translation.kind == "DNAT"
+    ]
+    state = net.state(router)
+    if not dnat or state is None:
+        return None
+    lookup = routing.route_get(state, dst)
+    if lookup.route is None or lookup.route.dst != "default":
+        return None
+    down = [
+        link
+        for link in state.links
+        if not link.up
+        and any(ip_address(dst) in ip_interface(a).network for a in link.addresses)
+    ]
+    rule = dnat[-1].translation.rule if dnat[-1].translation else None
+    cause = (
+        f"{router} translated it to {dst} (DNAT{f' by {rule}' if rule else ''}) and has no route "
+        f"to {dst} but its default ({lookup.route.describe()}), so it sent it to {drop.node}, "
+        f"which has none either ({drop.drop_reason})"
+    )
+    if down:
+        cause += f": {router}'s {down[0].name}, on {dst}'s network, is down"
+        fix = net.command(router, f"ip link set {down[0].name} up")
+    else:
+        cause += f": no link of {router} has an address on {dst}'s network"
+        fix = net.advice(f"give {router} an address on {dst}'s network, or a route to {dst}")
+    evidence = [f"{router}: route to {dst}: {lookup.describe()}"]
+    evidence += [f"{router}: {link.name} down" for link in down]
+    return f"{router}", (cause, fix, evidence)
+
+
 def _routing(
     net: Network,
     series: Series,
@@ -816,6 +864,16 @@ def _no_arp_answer(
         )
     mine = links.bridge_port_towards(net.all, state, link)
     theirs = links.bridge_port_towards(net.all, o_state, o_link)
+    if mine and mine[0] is o_state and mine[1].master == o_link.name:
+        # The address is the bridge's own: the port the request comes in by must pass it.
+        blocked = links.bridge_blocks(o_state, mine[1], mine[1], None)
+        if blocked is not None:
+            evidence = (
+                [f"{o_state.node}: {mine[1].name} {mine[1].port.describe()}"]
+                if (mine[1].port)
+                else []
+            )
+            return blocked.why, net.command(o_state.node, blocked.fix), evidence
     if mine and theirs and mine[0] is theirs[0] and mine[1].master == theirs[1].master:
         b_state = mine[0]
         if not theirs[1].carrier or not theirs[1].up:

@@ -401,7 +401,25 @@ class Judge:
             )
             evidence = [f"{node}'s routes: {routes}"]
             cause = f"{node} has no route back to {packet.src}"
-            if packet.src == sent.src:
+            published = any(
+                h.translation is not None and h.translation.kind == "DNAT" for h in request.hops
+            )
+            if published:
+                # Reached through a DNAT: the client's own address is kept by design, and
+                # the way back is this node's route, not a translation on the way.
+                family = 6 if ":" in packet.src else 4
+                gateway = self.net.gateway_for(node, family)
+                has_default = any(
+                    r.dst == "default" and r.family == family and r.table == 254
+                    for r in state.routes
+                )
+                cause += "" if has_default else " (it has no default route)"
+                fix = (
+                    self.net.command(node, f"ip route add default via {gateway}")
+                    if gateway and not has_default
+                    else self.net.advice(f"give {node} a route to {packet.src}")
+                )
+            elif packet.src == sent.src:
                 cause += (
                     f": the request arrived with the source's own address {sent.src}; "
                     "nothing translated it on the way"
