@@ -526,8 +526,7 @@ def _sent_here_by_default(
     down = [
         link
         for link in state.links
-        if not link.up
-        and any(ip_address(dst) in ip_interface(a).network for a in link.addresses)
+        if not link.up and any(ip_address(dst) in ip_interface(a).network for a in link.addresses)
     ]
     rule = dnat[-1].translation.rule if dnat[-1].translation else None
     cause = (
