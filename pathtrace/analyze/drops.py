@@ -51,7 +51,13 @@ def explain(
         found = (None, (cause, fix, evidence))
     elif reason == "OTHERHOST":
         found = _wrong_mac(net, series, drop)
-    elif drop.outer is not None and (found := _tunnel_mtu(net, drop)) is not None:
+    elif (
+        drop.outer is not None
+        # Freed in fragmentation (or where the symbol is not known): then the size is
+        # the fact that explains it.
+        and ("fragment" in location or not location)
+        and (found := _tunnel_mtu(net, drop)) is not None
+    ):
         pass  # the datagram was larger than its underlay device carries
     elif location.startswith(("vxlan_", "geneve_")) or _kind(net, drop) in ("vxlan", "geneve"):
         found = _tunnel_no_target(net, drop, events)
