@@ -11,16 +11,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from ipaddress import ip_address, ip_interface
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_interface
 
 from pathtrace.analyze import links, routing
 from pathtrace.analyze.network import Network
+from pathtrace.model.cause import Finding, ref
 from pathtrace.model.event import Event, Hook
 from pathtrace.model.ruleset import LiveRule
 from pathtrace.model.state import Link, NamespaceState
 from pathtrace.model.trace import Hop, Packet, Series, Verdict
 
-Found = tuple[str, str | None, list[str]]  # cause, fix, evidence
+Placed = tuple[str | None, Finding]  # (a better place than the drop's, the finding)
 ROUTING_REASONS = (
     "NOT_SPECIFIED",
     "IP_INADDRERRORS",
@@ -42,13 +43,13 @@ def explain(
     location = _location(drop, events)
     arrived_on = _arrived_on(net, series, drop)
     packet = drop.packet
-    found: tuple[str | None, Found] | None = None  # (a better place, the finding)
+    found: Placed | None = None
     if reason == "NETFILTER_DROP":
         chain = _open_chain(net, node, events)
-        cause, fix, evidence, hook = _netfilter(net, series, drop, chain)
+        finding, hook = _netfilter(net, series, drop, chain)
         if not drop.interface:
             where = f"{node} ({hook or 'netfilter'}, before any device)"
-        found = (None, (cause, fix, evidence))
+        found = (None, finding)
     elif reason == "OTHERHOST":
         found = _wrong_mac(net, series, drop)
     elif (
@@ -72,9 +73,16 @@ def explain(
         )
         lookup = net.lookup(node, packet.src)
         back = lookup.describe() if lookup else "?"
+        keys = [
+            k
+            for k, v in (state.sysctls.items() if state else [])
+            if k.endswith("rp_filter") and v != "0"
+        ]
         found = (
             None,
-            (
+            Finding(
+                "sysctl.rp_filter",
+                (*(ref("sysctl", node, k) for k in keys), ref("route", node, packet.src)),
                 f"reverse-path filtering in {node} ({values}): the source {packet.src} "
                 f"is routed back through {lookup.route.dev if lookup and lookup.route else '?'}, "
                 f"not {drop.interface}",
@@ -91,7 +99,9 @@ def explain(
         off = {"generic": "xdpgeneric", "native": "xdpdrv"}.get(mode, "xdp")
         found = (
             None,
-            (
+            Finding(
+                "xdp.drop",
+                (ref("xdp", node, link.name),),
                 f"the XDP program on {node}/{link.name} ({link.xdp}) dropped it: the kernel "
                 f"freed it in {location}, where a program's XDP_DROP (or XDP_ABORTED) ends",
                 net.command(node, f"ip link set dev {link.name} {off} off")
@@ -101,6 +111,9 @@ def explain(
         )
     elif reason == "IP_LOCALNET":
         found = _localnet(net, drop)
+    elif reason == "NEIGH_FAILED":
+        # Freed when address resolution gave up: why it was never answered.
+        found = stalled(net, series, drop)
     elif reason.startswith("TC_") or "tcf_" in location or "mirred" in location:
         found = _tc(net, drop, reason)
     elif "dev_forward_skb" in location or "veth" in location:
@@ -118,16 +131,10 @@ def explain(
             + (f" in {location}" if location else "")
             + "; the saved state does not show why",
             fix=None,
+            code="unknown",
         )
-    better, (cause, fix, evidence) = found
-    return Verdict(
-        "dropped",
-        f"dropped in {better or where}",
-        where=better or where,
-        cause=cause,
-        fix=fix,
-        evidence=evidence,
-    )
+    better, finding = found
+    return Verdict.of("dropped", f"dropped in {better or where}", better or where, finding)
 
 
 def _node_of_skb(net: Network, drop: Hop, events: Sequence[Event]) -> str | None:
@@ -184,33 +191,42 @@ def _open_chain(net: Network, node: str, events: Sequence[Event]) -> str | None:
     return open_chains[-1] if open_chains else None
 
 
+def nf_ref(node: str, rule: LiveRule) -> str:
+    return ref("nf", node, f"{rule.family} {rule.table} {rule.chain} handle {rule.handle}")
+
+
 def _netfilter(
     net: Network, series: Series, drop: Hop, chain: str | None
-) -> tuple[str, str | None, list[str], str | None]:
-    """(cause, fix, evidence, the hook it happened at)."""
+) -> tuple[Finding, str | None]:
+    """(the finding, the hook it happened at)."""
     node, packet = drop.node, drop.wire  # a tunnel's datagram is what the rules saw
     state = net.state(node)
     ruleset = state.rules() if state else None
     rule: LiveRule | None = None
     others: list[LiveRule] = []
     if ruleset is not None:
+        # A reject rule frees the packet as a drop does (and sends an error or a RST).
         candidates = ruleset.rules_at(chain) if chain else []
-        rule = next((r for r in candidates if r.verdict == "drop"), None)
+        rule = next((r for r in candidates if r.verdict in ("drop", "reject")), None)
         if rule is None:  # a chain pathtrace has no link in: a bridge table, a raw chain
-            rule, others = _only(r for r in ruleset.rules if r.verdict == "drop")
+            rule, others = _only(r for r in ruleset.rules if r.verdict in ("drop", "reject"))
     hook = (ruleset.hook_of(rule) if ruleset and rule else None) or chain
     family = rule.family if rule else "ip"
     at = f"{family} {rule.table} {rule.chain} (hook {hook})" if rule else (chain or "a chain")
     cause = f"netfilter dropped it in {at} of {node}"
     evidence = []
     fix: str | None
+    code, objects = "unknown", [ref("nf", node, f"{family} {chain or '?'}")]
     if rule is not None:
         cause += f": rule {rule.cited}"
         evidence.append(f"{node}: {rule.cited}")
         fix = net.command(node, rule.delete_command)
+        code = "nf.reject" if rule.verdict == "reject" else "nf.drop"
+        objects = [nf_ref(node, rule)]
     else:
         policy = ruleset.policy_at(chain) if ruleset and chain else None
         if policy == "drop":
+            code = "nf.policy"
             cause += f": the chain's policy is drop and no rule accepts {packet.describe()}"
             evidence.append(f"{node}: {chain} policy drop")
             fix = net.advice(
@@ -224,6 +240,7 @@ def _netfilter(
                 f"{len(others)} rules there drop and it cannot tell which"
             )
             evidence += [f"{node}: {r.cited}" for r in others]
+            objects = [nf_ref(node, r) for r in others]
             fix = None
         else:
             cause = f"unknown: netfilter dropped it in {at} of {node}, and no rule there drops"
@@ -248,7 +265,8 @@ def _netfilter(
             "net.bridge.bridge-nf-call-iptables=1, so bridged IPv4 traffic "
             + (f"passes the ip family's {hook} hook too" if hook else "passes the ip hooks too")
         )
-    return cause, fix, evidence, hook
+        objects.append(ref("sysctl", node, "net.bridge.bridge-nf-call-iptables"))
+    return Finding(code, tuple(objects), cause, fix, evidence), hook
 
 
 # ---- layer 2 ----
@@ -265,7 +283,7 @@ def _sender_of(net: Network, series: Series, drop: Hop) -> Hop | None:
     return None
 
 
-def _wrong_mac(net: Network, series: Series, drop: Hop) -> tuple[str | None, Found] | None:
+def _wrong_mac(net: Network, series: Series, drop: Hop) -> Placed | None:
     """A frame that reached a host which is not its destination (OTHERHOST): its
     sender addressed it to a MAC that is not the next hop's."""
     sent = _sender_of(net, series, drop)
@@ -289,7 +307,9 @@ def _wrong_mac(net: Network, series: Series, drop: Hop) -> tuple[str | None, Fou
     if out is not None and out.noarp:
         # No neighbour resolution on a NOARP link: the kernel fills in an address of
         # its own, and deleting the entry makes the same one again.
-        return f"{sent.node}/{out.name}", (
+        return f"{sent.node}/{out.name}", Finding(
+            "link.noarp",
+            (ref("link", sent.node, out.name), ref("neigh", sent.node, hop_ip)),
             f"{sent.node}/{out.name} has NOARP set: the kernel resolves no neighbour on it "
             f"and sends the frame for {hop_ip} to {entry.lladdr}, not {owner[0].node}/"
             f"{owner[1].name}'s {owner[1].mac}, which drops it as not its own (OTHERHOST)",
@@ -309,7 +329,9 @@ def _wrong_mac(net: Network, series: Series, drop: Hop) -> tuple[str | None, Fou
         f"{sent.node}: neighbour {entry.describe()}",
         f"{owner[0].node}: {owner[1].name} has {hop_ip} and MAC {owner[1].mac}",
     ]
-    return place, (cause, fix, evidence)
+    return place, Finding(
+        "neigh.wrong_mac", (ref("neigh", sent.node, hop_ip),), cause, fix, evidence
+    )
 
 
 def _crossed_bridge(net: Network, series: Series) -> tuple[str, str] | str:
@@ -321,7 +343,7 @@ def _crossed_bridge(net: Network, series: Series) -> tuple[str, str] | str:
     return "?"
 
 
-def _localnet(net: Network, drop: Hop) -> tuple[str | None, Found] | None:
+def _localnet(net: Network, drop: Hop) -> Placed | None:
     """A packet for 127.0.0.0/8 that came in on an interface (a DNAT to 127.0.0.1,
     say): routed only where route_localnet is on for that interface or `all`."""
     state, iif = net.state(drop.node), drop.interface
@@ -331,7 +353,9 @@ def _localnet(net: Network, drop: Hop) -> tuple[str | None, Found] | None:
     if any(v is None for v in values.values()) or "1" in values.values():
         return None  # not read, or on: something else refused it
     translated = drop.packet.dst
-    return None, (
+    return None, Finding(
+        "sysctl.route_localnet",
+        tuple(ref("sysctl", drop.node, f"net.ipv4.conf.{k}.route_localnet") for k in values),
         f"{drop.node} will not route {translated} (a loopback address) for a packet that came in "
         f"on {iif}: net.ipv4.conf.{iif}.route_localnet and conf.all.route_localnet are 0",
         net.command(drop.node, f"sysctl -w net.ipv4.conf.{iif}.route_localnet=1")
@@ -345,9 +369,7 @@ def _kind(net: Network, drop: Hop) -> str | None:
     return link.kind if link else None
 
 
-def _tunnel_no_target(
-    net: Network, drop: Hop, events: Sequence[Event]
-) -> tuple[str | None, Found] | None:
+def _tunnel_no_target(net: Network, drop: Hop, events: Sequence[Event]) -> Placed | None:
     """A VXLAN device with no VTEP for the frame's destination MAC: no FDB entry for
     it, no default (all-zeros) entry, no remote or group of its own."""
     state = net.state(drop.node)
@@ -392,24 +414,26 @@ def _tunnel_no_target(
     fix = net.command(
         drop.node, f"bridge fdb append {mac} dev {link.name} dst {dst} self permanent"
     )
-    return None, (cause, fix, evidence)
+    objects = (ref("fdb", drop.node, mac), ref("link", drop.node, link.name))
+    return None, Finding("tunnel.fdb", objects, cause, fix, evidence)
 
 
 def dnat_to_a_closed_port(
     request: Series, sockets: list[str], arrived: Packet
-) -> tuple[str, str] | None:
+) -> tuple[str, str, tuple[str, ...]] | None:
     """A DNAT rule sent the probe to a port nothing listens on, while the service
     listens on another port of that address: the rule's port is as likely the
     fault as the service. (cause, fix) naming both; None without such a rule."""
-    dnat = next(
+    at = next(
         (
-            h.translation
+            h
             for h in reversed(request.hops)
             if h.translation and h.translation.kind == "DNAT" and h.translation.rule
         ),
         None,
     )
-    if dnat is None:
+    dnat = at.translation if at else None
+    if at is None or dnat is None:
         return None
     here = [
         s.split()[1]
@@ -424,10 +448,11 @@ def dnat_to_a_closed_port(
         f"{', '.join(here)}",
         f"make the DNAT ({dnat.rule}) translate to a port that listens ({', '.join(here)}), "
         f"or start a listener on {arrived.dst}:{arrived.dport}",
+        (ref("nf", at.node, dnat.rule_id),) if dnat.rule_id else (),
     )
 
 
-def _tunnel_mtu(net: Network, drop: Hop) -> tuple[str | None, Found] | None:
+def _tunnel_mtu(net: Network, drop: Hop) -> Placed | None:
     """A tunnel's datagram too big for its underlay device, which may not fragment it
     (the tunnel sets DF on the outer header): the overlay's MTU is the underlay's
     minus the encapsulation."""
@@ -464,15 +489,18 @@ def _tunnel_mtu(net: Network, drop: Hop) -> tuple[str | None, Found] | None:
         f"{drop.node}: {tunnel.name} mtu {tunnel.mtu}",
         f"the datagram: {outer.describe()}, {size} bytes",
     ]
-    return None, (cause, fix, evidence)
+    objects = (ref("link", drop.node, tunnel.name), ref("link", drop.node, underlay.name))
+    return None, Finding("tunnel.mtu", objects, cause, fix, evidence)
 
 
-def _bridge_stop(net: Network, series: Series, drop: Hop) -> tuple[str | None, Found] | None:
+def _bridge_stop(net: Network, series: Series, drop: Hop) -> Placed | None:
     """A bridge that had nowhere to send the frame: the port switches say why."""
     state = net.state(drop.node)
     ingress = net.link(drop.node, drop.interface)
-    if state is None or ingress is None or ingress.master is None:
+    # A frame that came in on a port, or that the bridge device itself sent.
+    if state is None or ingress is None or (ingress.master is None and ingress.kind != "bridge"):
         return None
+    bridge = ingress.name if ingress.kind == "bridge" else ingress.master
     if "STP_STATE" in (drop.drop_reason or ""):
         # The port that took the frame in does not forward: its state, or its
         # bridge being down (which disables every port), says why.
@@ -481,10 +509,8 @@ def _bridge_stop(net: Network, series: Series, drop: Hop) -> tuple[str | None, F
             evidence = (
                 [f"{drop.node}: {ingress.name} {ingress.port.describe()}"] if (ingress.port) else []
             )
-            return f"{drop.node}/{ingress.master}", (
-                blocked.why,
-                net.command(drop.node, blocked.fix),
-                evidence,
+            return f"{drop.node}/{bridge}", blocked.finding(
+                drop.node, net.command(drop.node, blocked.fix), evidence
             )
     owner = links.owner(net.all, drop.packet.dst)
     if owner is None:
@@ -497,19 +523,15 @@ def _bridge_stop(net: Network, series: Series, drop: Hop) -> tuple[str | None, F
         return None
     evidence = [f"{drop.node}: {p.name} {p.port.describe()}" for p in (ingress, port[1]) if p.port]
     evidence += [f"{drop.node}: fdb {line}" for line in state.fdb if owner[1].mac in line]
-    return f"{drop.node}/{ingress.master}", (
-        blocked.why,
-        net.command(drop.node, blocked.fix),
-        evidence,
+    return f"{drop.node}/{bridge}", blocked.finding(
+        drop.node, net.command(drop.node, blocked.fix), evidence
     )
 
 
 # ---- routing ----
 
 
-def _sent_here_by_default(
-    net: Network, series: Series, drop: Hop
-) -> tuple[str | None, Found] | None:
+def _sent_here_by_default(net: Network, series: Series, drop: Hop) -> Placed | None:
     """A packet a router translated (DNAT) to an address it then had no route for but
     its default, so it went to a node that could only drop it: the fault is the
     router's missing route, not the last node's."""
@@ -540,15 +562,70 @@ def _sent_here_by_default(
         f"to {dst} but its default ({lookup.route.describe()}), so it sent it to {drop.node}, "
         f"which has none either ({drop.drop_reason})"
     )
+    objects: tuple[str, ...]
     if down:
         cause += f": {router}'s {down[0].name}, on {dst}'s network, is down"
         fix = net.command(router, f"ip link set {down[0].name} up")
+        code, objects = links.down_code(down[0]), (ref("link", router, down[0].name),)
+    elif (bare := _bare_link_towards(net, state, dst)) is not None:
+        link, owner, address = bare
+        cause += (
+            f": {router}'s {link.name} reaches {dst} ({owner}) on its link but has no "
+            f"address on {dst}'s network"
+        )
+        fix = (
+            net.command(router, f"ip addr add {address} dev {link.name}")
+            if address
+            else net.advice(f"give {router}'s {link.name} an address on {dst}'s network")
+        )
+        code, objects = (
+            "link.no_address",
+            (ref("link", router, link.name), ref("route", router, dst)),
+        )
+        if address:
+            cause += (
+                f"; {owner.split('/')[0]} routes via {address.split('/')[0]}, which no traced "
+                "namespace holds (the fix assumes it was this link's)"
+            )
     else:
         cause += f": no link of {router} has an address on {dst}'s network"
         fix = net.advice(f"give {router} an address on {dst}'s network, or a route to {dst}")
+        code, objects = "route.none", (ref("route", router, dst),)
     evidence = [f"{router}: route to {dst}: {lookup.describe()}"]
     evidence += [f"{router}: {link.name} down" for link in down]
-    return f"{router}", (cause, fix, evidence)
+    return f"{router}", Finding(code, objects, cause, fix, evidence)
+
+
+def _bare_link_towards(
+    net: Network, state: NamespaceState, dst: str
+) -> tuple[Link, str, str | None] | None:
+    """A link of ``state``, up and with no address of ``dst``'s family, whose layer-2
+    segment holds ``dst``'s owner: (the link, the owner as node/link, the address the
+    owner's routes go via that nobody holds, with the owner's prefix, if one does)."""
+    owner = links.owner(net.all, dst)
+    if owner is None:
+        return None
+    o_state, o_link = owner
+    version = ip_address(dst).version
+    for link in state.links:
+        if not link.up or any(ip_interface(a).version == version for a in link.addresses):
+            continue
+        if not any(
+            s is o_state and other is o_link for s, other in links.segment(net.all, state, link)
+        ):
+            continue
+        held = next(a for a in o_link.addresses if a.split("/")[0] == dst)
+        network = ip_interface(held).network
+        gateways = {
+            r.gateway
+            for r in o_state.routes
+            if r.gateway
+            and ip_address(r.gateway) in network
+            and links.owner(net.all, r.gateway) is None
+        }
+        address = f"{gateways.pop()}/{network.prefixlen}" if len(gateways) == 1 else None
+        return link, f"{o_state.node}/{o_link.name}", address
+    return None
 
 
 def _routing(
@@ -558,7 +635,7 @@ def _routing(
     iif: str | None,
     reason: str,
     source: str,
-) -> tuple[str | None, Found] | None:
+) -> Placed | None:
     node, packet = drop.node, drop.packet
     state = net.state(node)
     if state is None:
@@ -568,20 +645,26 @@ def _routing(
     forwarding = not state.owns(packet.dst) and node != source
     if forwarding and ":" in packet.dst and state.sysctl("net.ipv6.conf.all.forwarding") == "0":
         key = "net.ipv6.conf.all.forwarding"
-        return None, (
+        return None, Finding(
+            "sysctl.forwarding",
+            (ref("sysctl", node, key),),
             f"{node} does not forward IPv6: {key} is 0 ({reason})",
             net.command(node, f"sysctl -w {key}=1"),
             [f"{node}: {key}=0"],
         )
     if forwarding and ":" not in packet.dst and state.sysctl("net.ipv4.ip_forward") == "0":
-        return None, (
+        return None, Finding(
+            "sysctl.forwarding",
+            (ref("sysctl", node, "net.ipv4.ip_forward"),),
             f"{node} does not forward: net.ipv4.ip_forward is 0 ({reason})",
             net.command(node, "sysctl -w net.ipv4.ip_forward=1"),
             [f"{node}: net.ipv4.ip_forward=0"],
         )
     if forwarding and iif and state.sysctl("forwarding", iif) == "0":
         key = f"net.ipv4.conf.{iif}.forwarding"
-        return None, (
+        return None, Finding(
+            "sysctl.forwarding",
+            (ref("sysctl", node, key),),
             f"{node} does not forward what arrives on {iif}: {key}=0 ({reason})",
             net.command(node, f"sysctl -w {key}=1"),
             [f"{node}: {key}=0"],
@@ -597,12 +680,20 @@ def _routing(
         )
         if lookup.kind == "none":
             cause = f"{node} has no route to {packet.dst} ({reason})"
-            return None, (
+            return None, Finding(
+                "route.none",
+                (ref("route", node, packet.dst),),
                 cause,
                 net.command(node, f"ip route add {packet.dst} via GATEWAY"),
                 [f"{node}: {said}"],
             )
-        return None, (cause, net.command(node, delete) if delete else None, [f"{node}: {said}"])
+        return None, Finding(
+            f"route.{lookup.kind}",
+            routing.refs(node, lookup, packet.dst),
+            cause,
+            net.command(node, delete) if delete else None,
+            [f"{node}: {said}"],
+        )
     return None
 
 
@@ -612,33 +703,59 @@ def _routing(
 _REDIRECT = re.compile(r"Redirect to device ([^\s)]+)")
 
 
-def _tc(net: Network, drop: Hop, reason: str) -> tuple[str | None, Found] | None:
+def _tc(net: Network, drop: Hop, reason: str) -> Placed | None:
     state = net.state(drop.node)
     if state is None or not drop.interface:
         return None
     direction = "egress" if "EGRESS" in reason else "ingress"
-    filters = [f for f in state.tc if f.startswith(f"{drop.interface} ")]
-    if not filters:
+    found = tc_filter(net, state, drop.interface, direction, every=False)
+    return (None, found) if found is not None else None
+
+
+def tc_filter(
+    net: Network, state: NamespaceState, ifname: str, direction: str, every: bool
+) -> Finding | None:
+    """The tc filter on ``ifname`` that drops or redirects away what passes
+    ``direction`` (the other direction's, when that one has none). ``every``: only a
+    filter that takes every frame (protocol all, a u32 match of nothing or matchall)
+    with a drop or a redirect, as one that stops untraced frames (ARP) must."""
+    filters = [f for f in state.tc if f.startswith(f"{ifname} ")]
+    mine = [f for f in filters if f.startswith(f"{ifname} {direction}:")]
+    if every:
+        mine = [
+            f
+            for f in mine
+            if "protocol all" in f
+            and ("match 00000000/00000000" in f or " matchall " in f)
+            and (_REDIRECT.search(f) or " drop" in f)
+        ]
+        if not mine:
+            return None
+    mine = mine or filters
+    if not mine:
         return None
-    mine = [f for f in filters if f.startswith(f"{drop.interface} {direction}:")] or filters
     direction = mine[0].split()[1].rstrip(":")
-    cause = f"a tc {direction} filter on {drop.interface} drops it"
+    on = f"{state.node}/{ifname}" if every else ifname
+    it = "every frame (protocol all, matching all, ARP too)" if every else "it"
+    cause = f"a tc {direction} filter on {on} drops {it}"
     m = _REDIRECT.search(mine[0])
     if m:
         target = state.link(m.group(1))
         status = "down" if target is not None and not target.up else "not able to send"
         cause = (
-            f"a tc {direction} filter on {drop.interface} redirects it (mirred: redirect dev "
+            f"a tc {direction} filter on {on} redirects {it} (mirred: redirect dev "
             f"{m.group(1)}) to {m.group(1)}, which is {status}: the redirect drops it"
         )
-    return None, (
+    return Finding(
+        "tc.redirect" if m else "tc.drop",
+        (ref("tc", state.node, f"{ifname} {direction}"),),
         cause,
-        net.command(drop.node, f"tc filter del dev {drop.interface} {direction}"),
-        [f"{drop.node}: tc {f}" for f in mine],
+        net.command(state.node, f"tc filter del dev {ifname} {direction}"),
+        [f"{state.node}: tc {f}" for f in mine],
     )
 
 
-def _veth_mtu(net: Network, drop: Hop) -> tuple[str | None, Found] | None:
+def _veth_mtu(net: Network, drop: Hop) -> Placed | None:
     state = net.state(drop.node)
     link = net.link(drop.node, drop.interface)
     if state is None or link is None:
@@ -646,7 +763,9 @@ def _veth_mtu(net: Network, drop: Hop) -> tuple[str | None, Found] | None:
     big = links.veth_mtu(net.all, state, link, drop.packet.length)
     if big is None:
         return None
-    return None, (
+    return None, Finding(
+        "link.mtu",
+        (ref("link", drop.node, big.sender), ref("link", *big.receiver.split("/", 1))),
         f"{drop.node} sent a {drop.packet.length}-byte packet on {big.sender} (MTU "
         f"{big.mtu}), but its peer {big.receiver} takes at most {big.peer_mtu} bytes: the "
         "veth drops what the peer's MTU refuses",
@@ -665,7 +784,7 @@ def refusal(
     packet: Packet,
     iif: str | None,
     request: Series,
-) -> Found | None:
+) -> Finding | None:
     state = net.state(sender)
     if state is None:
         return None
@@ -673,15 +792,21 @@ def refusal(
         lookup = routing.route_get(state, packet.dst, packet.src if iif else None, iif)
         if lookup.kind in routing.REFUSING:
             delete = routing.delete_command(lookup)
-            return (
+            return Finding(
+                f"route.{lookup.kind}",
+                routing.refs(sender, lookup, packet.dst),
                 f"{sender}'s route lookup for {packet.dst} ends in {lookup.kind}: "
                 f"{lookup.describe()}",
                 net.command(sender, delete) if delete else None,
                 [f"{sender}: {lookup.describe()}"],
             )
+        if lookup.kind == "none" and code[1] in (0, 1):
+            return no_route(net, state, packet.dst)
         if iif and state.sysctl("forwarding", iif) == "0":
             key = f"net.ipv4.conf.{iif}.forwarding"
-            return (
+            return Finding(
+                "sysctl.forwarding",
+                (ref("sysctl", sender, key),),
                 f"{sender} does not forward what arrives on {iif}: {key}=0",
                 net.command(sender, f"sysctl -w {key}=1"),
                 [f"{sender}: {key}=0"],
@@ -689,7 +814,9 @@ def refusal(
     if code[0] == 3 and code[1] in (3, 9, 10, 13, 0, 1):
         rule, _ = _only(r for r in state.rules().rules if "reject" in r.text.split())
         if rule is not None:
-            return (
+            return Finding(
+                "nf.reject",
+                (nf_ref(sender, rule),),
                 f"a reject rule in {sender}: {rule.cited}",
                 net.command(sender, rule.delete_command),
                 [f"{sender}: {rule.cited}"],
@@ -701,17 +828,23 @@ def refusal(
             f"start a listener on {packet.protocol} port {packet.dport} in {sender}, or "
             "check the port"
         )
+        said = "socket.none"
+        objects: tuple[str, ...] = (ref("socket", sender, f"{packet.protocol} {packet.dport}"),)
         other = dnat_to_a_closed_port(request, sockets, packet)
         if other is not None:
             cause, fix = f"{cause}; {other[0]}", other[1]
-        return (cause, fix, [f"{sender} has open: {', '.join(sockets) or 'nothing'}"])
+            said, objects = "nat.port", (*other[2], *objects)
+        evidence = [f"{sender} has open: {', '.join(sockets) or 'nothing'}"]
+        return Finding(said, objects, cause, fix, evidence)
     if code == (3, 4):
         lookup = routing.route_get(state, packet.dst, packet.src if iif else None, iif)
         link = state.link(lookup.route.dev) if lookup.route and lookup.route.dev else None
         if link is None:
             return None
         v6 = ":" in packet.dst
-        return (
+        return Finding(
+            "link.mtu",
+            (ref("link", sender, link.name),),
             f"{sender} must send the {packet.length}-byte packet out of {link.name}, whose "
             f"MTU is {link.mtu}, and "
             + ("IPv6 routers never fragment" if v6 else "DF forbids fragmenting it"),
@@ -728,12 +861,16 @@ def refusal(
             s = net.state(hop.node)
             rule = next((r for r in s.rules().rules if "ttl set" in r.text), None) if s else None
             if rule is not None and s is not None:
-                return (
+                return Finding(
+                    "nf.ttl",
+                    (nf_ref(s.node, rule),),
                     f"the TTL reached 0 at {sender}: a rule in {s.node} rewrites it: {rule.cited}",
                     net.command(s.node, rule.delete_command),
                     [f"{s.node}: {rule.cited}"],
                 )
-        return (
+        return Finding(
+            "path.ttl",
+            (),
             f"the TTL reached 0 at {sender}",
             "raise the TTL (the path is longer than it allows)",
             [],
@@ -744,10 +881,8 @@ def refusal(
 # ---- nothing more was seen ----
 
 
-def stalled(
-    net: Network, series: Series | None, last: Hop
-) -> tuple[str, str, str | None, list[str]] | None:
-    """(place, cause, fix, evidence) for a packet last seen at ``last``."""
+def stalled(net: Network, series: Series | None, last: Hop) -> tuple[str, Finding] | None:
+    """(place, finding) for a packet last seen at ``last``."""
     if series is None:
         return None
     node = last.node
@@ -764,14 +899,19 @@ def stalled(
                 if other
                 else "bring its peer up"
             )
-            return (
-                f"{node}/{link.name}",
+            objects = [ref("link", node, link.name)]
+            if other:
+                objects.append(ref("link", other[0].node, other[1].name))
+            return f"{node}/{link.name}", Finding(
+                "link.carrier",
+                tuple(objects),
                 f"{link.name} has no carrier: {peer_words} is down",
                 fix,
                 [f"{node}: {link.name} up, no carrier", f"{peer_words}: down"],
             )
-        return (
-            f"{node}/{link.name}",
+        return f"{node}/{link.name}", Finding(
+            links.down_code(link),
+            (ref("link", node, link.name),),
             f"{link.name} is down",
             net.command(node, f"ip link set {link.name} up"),
             [f"{node}: {link.name} down"],
@@ -783,18 +923,24 @@ def stalled(
             last = sent[-1]
         elif last.action != "end":  # an "end" with a device: freed on its way out
             return None
-    # The lookup as the node made it: for the packet as it came in, from where it came.
+    # The lookup as the node made it: for the packet as it came in, from where it came,
+    # to where it was going once PREROUTING was done (a DNAT changes that).
     first = next((h for h in series.hops if h.node == node), last)
     forwarded = node != series.hops[0].node
     lookup = routing.route_get(
         state,
-        first.packet.dst,
+        last.packet.dst,
         first.packet.src if forwarded else None,
         arrival(net, series, node) if forwarded else None,
     )
     if lookup.route is None:
         return None
     hop_ip = lookup.route.gateway or last.packet.dst
+    if link is not None and link.kind == "bridge":
+        # Sent by the bridge device itself: its port towards the next hop must pass it.
+        blocked = _bridge_port_towards(net, state, link, hop_ip)
+        if blocked is not None:
+            return f"{node}/{link.name}", blocked
     entry = links.neighbour(state, hop_ip, last.interface, after=True)
     if not links.unresolved(entry):
         return None
@@ -806,7 +952,9 @@ def stalled(
     )
     evidence = [f"{node}: neighbour {entry.describe()}", f"{node}: {lookup.describe()}"]
     fix = f"make sure {hop_ip} is up and reachable on {last.interface}'s link"
+    code, objects = "neigh.failed", [ref("neigh", node, hop_ip)]
     if lookup.rule is not None and lookup.rule.table not in (254, 255):
+        objects.append(ref("rule", node, f"pref {lookup.rule.priority}"))
         cause += f"; the route came from {lookup.describe()}"
         six = "-6 " if lookup.rule.family == 6 else ""
         fix = net.command(node, f"ip {six}rule del pref {lookup.rule.priority}") + (
@@ -814,18 +962,90 @@ def stalled(
         )
     why = _no_arp_answer(net, state, link, hop_ip) if link is not None else None
     if why is not None:
-        said, why_fix, more = why
-        cause += f": {said}"
-        fix = why_fix or fix
-        evidence += more
+        cause += f": {why.cause}"
+        fix = why.fix if why.fix else fix
+        evidence += why.evidence
+        # The owner's fault is the cause; the unanswered entry is how it showed.
+        code, objects = why.code, [*why.objects, *objects]
     elif links.owner(net.all, hop_ip) is None:
         cause += f"; no traced namespace holds {hop_ip}"
-    return f"{node}/{last.interface}", cause, fix, evidence
+        bare = _bare_station(net, state, link, hop_ip) if link is not None else None
+        gateway = net.gateway_for(node, ip_address(hop_ip).version)
+        if bare is None and lookup.route.gateway == hop_ip:
+            route = lookup.route
+            cause += f", the gateway of {node}'s route {route.describe()}"
+            objects.append(ref("route", node, route.dst))
+            if gateway is not None and gateway != hop_ip:
+                cause += f"; the traced namespace that forwards on that network is at {gateway}"
+                fix = net.command(node, f"ip route replace {route.dst} via {gateway}")
+                evidence.append(f"{node}: route {route.describe()}")
+        if bare is not None:
+            b_state, b_link, network = bare
+            cause += (
+                f", and the one station on {last.interface}'s link without an address in "
+                f"{network} is {b_state.node}/{b_link.name} (the fix below assumes "
+                f"{hop_ip} was its address)"
+            )
+            evidence.append(
+                f"{b_state.node}: {b_link.name} addresses: {', '.join(b_link.addresses) or 'none'}"
+            )
+            objects.append(ref("link", b_state.node, b_link.name))
+            fix = net.command(
+                b_state.node, f"ip addr add {hop_ip}/{network.prefixlen} dev {b_link.name}"
+            )
+    return f"{node}/{last.interface}", Finding(code, tuple(objects), cause, fix, evidence)
 
 
-def _no_arp_answer(
+def _bare_station(
     net: Network, state: NamespaceState, link: Link, address: str
-) -> tuple[str, str | None, list[str]] | None:
+) -> tuple[NamespaceState, Link, IPv4Network | IPv6Network] | None:
+    """The one station on ``link``'s segment with no address in the network ``link``
+    reaches ``address`` by (where an address nobody holds any more was, likely)."""
+    network = next(
+        (
+            ip_interface(a).network
+            for a in link.addresses
+            if ip_address(address) in ip_interface(a).network
+        ),
+        None,
+    )
+    if network is None:
+        return None
+    bare = [
+        (s, other)
+        for s, other in links.segment(net.all, state, link)
+        if other.up
+        and not any(
+            ip_interface(a).version == network.version and ip_interface(a).network == network
+            for a in other.addresses
+        )
+    ]
+    if len(bare) != 1:
+        return None
+    return bare[0][0], bare[0][1], network
+
+
+def _bridge_port_towards(
+    net: Network, state: NamespaceState, bridge: Link, address: str
+) -> Finding | None:
+    """Why ``bridge`` (a device of ``state``) would not pass what it sends to the
+    holder of ``address`` out of the port towards it (None for a broadcast's)."""
+    owner = links.owner(net.all, address)
+    if owner is None:
+        return None
+    port = links.bridge_port_towards(net.all, owner[0], owner[1])
+    if port is None or port[0] is not state or port[1].master != bridge.name:
+        return None
+    entry = links.neighbour(state, address, bridge.name, after=True)
+    mac = None if links.unresolved(entry) or entry is None else entry.lladdr
+    blocked = links.bridge_blocks(state, bridge, port[1], mac)
+    if blocked is None:
+        return None
+    evidence = [f"{state.node}: {port[1].name} {port[1].port.describe()}"] if port[1].port else []
+    return blocked.finding(state.node, net.command(state.node, blocked.fix), evidence)
+
+
+def _no_arp_answer(net: Network, state: NamespaceState, link: Link, address: str) -> Finding | None:
     """Why the owner of ``address`` did not answer ARP: its link, its sysctls, or a
     bridge between the two that does not pass the request."""
     owner = links.owner(net.all, address)
@@ -833,14 +1053,18 @@ def _no_arp_answer(
         return None
     o_state, o_link = owner
     if not o_link.up:
-        return (
+        return Finding(
+            links.down_code(o_link),
+            (ref("link", o_state.node, o_link.name),),
             f"{address} is on {o_state.node}/{o_link.name}, which is down"
             + _port_words(net, o_state, o_link),
             net.command(o_state.node, f"ip link set {o_link.name} up"),
             [f"{o_state.node}: {o_link.name} down"],
         )
     if o_link.noarp and o_link.kind != "loopback":
-        return (
+        return Finding(
+            "link.noarp",
+            (ref("link", o_state.node, o_link.name),),
             f"{address} is on {o_state.node}/{o_link.name}, which has NOARP set: it answers "
             "no ARP request (nor neighbour solicitation)",
             net.command(o_state.node, f"ip link set dev {o_link.name} arp on"),
@@ -852,7 +1076,9 @@ def _no_arp_answer(
     keys = ("net.ipv4.conf.all.arp_ignore", f"net.ipv4.conf.{o_link.name}.arp_ignore")
     key, value = max(((k, o_state.sysctls.get(k, "0")) for k in keys), key=lambda kv: int(kv[1]))
     if value == "8":
-        return (
+        return Finding(
+            "sysctl.arp_ignore",
+            (ref("sysctl", o_state.node, key),),
             f"{o_state.node} does not answer ARP for {address}: {key}={value}",
             net.command(o_state.node, f"sysctl -w {key}=0"),
             [f"{o_state.node}: {key}={value}"],
@@ -860,7 +1086,9 @@ def _no_arp_answer(
     if o_link.xdp:
         # ARP carries no tag, so no event shows where the requests went; the program
         # sees every frame on that link before the stack does.
-        return (
+        return Finding(
+            "xdp.attached",
+            (ref("xdp", o_state.node, o_link.name),),
             f"{address} is on {o_state.node}/{o_link.name}, which has an XDP program attached "
             f"({o_link.xdp}): it sees every frame before ARP does, and may be dropping the "
             "requests (ARP is not traced: unproven)",
@@ -869,6 +1097,18 @@ def _no_arp_answer(
         )
     mine = links.bridge_port_towards(net.all, state, link)
     theirs = links.bridge_port_towards(net.all, o_state, o_link)
+    # tc filters that take every frame, on the links the request and the answer cross:
+    # the asker's, the bridge's ports towards both, the owner's.
+    way = [(state, link), *([mine] if mine else []), *([theirs] if theirs else []), owner]
+    for w_state, w_link in way:
+        for direction in ("egress", "ingress"):  # the request out, the answer back
+            tc = tc_filter(net, w_state, w_link.name, direction, every=True)
+            if tc is not None:
+                return tc
+    if link.kind == "bridge":  # the bridge device itself asks, out of its ports
+        blocked_here = _bridge_port_towards(net, state, link, address)
+        if blocked_here is not None:
+            return blocked_here
     if mine and mine[0] is o_state and mine[1].master == o_link.name:
         # The address is the bridge's own: the port the request comes in by must pass it.
         blocked = links.bridge_blocks(o_state, mine[1], mine[1], None)
@@ -878,11 +1118,13 @@ def _no_arp_answer(
                 if (mine[1].port)
                 else []
             )
-            return blocked.why, net.command(o_state.node, blocked.fix), evidence
+            return blocked.finding(o_state.node, net.command(o_state.node, blocked.fix), evidence)
     if mine and theirs and mine[0] is theirs[0] and mine[1].master == theirs[1].master:
         b_state = mine[0]
         if not theirs[1].carrier or not theirs[1].up:
-            return (
+            return Finding(
+                "link.carrier",
+                (ref("link", b_state.node, theirs[1].name),),
                 f"{b_state.node}'s port {theirs[1].name} has no carrier",
                 None,
                 [f"{b_state.node}: {theirs[1].name} no carrier"],
@@ -894,18 +1136,20 @@ def _no_arp_answer(
                 for p in (mine[1], theirs[1])
                 if p.port
             ]
-            return blocked.why, net.command(b_state.node, blocked.fix), evidence
+            return blocked.finding(b_state.node, net.command(b_state.node, blocked.fix), evidence)
     return None
 
 
 def _no_neighbour_advertisement(
     net: Network, o_state: NamespaceState, address: str
-) -> tuple[str, str | None, list[str]] | None:
+) -> Finding | None:
     """Why the owner of an IPv6 address did not answer a neighbour solicitation:
     IPv6 off there, or a rule of its own that drops solicitations."""
     key = "net.ipv6.conf.all.disable_ipv6"
     if o_state.sysctls.get(key) == "1":
-        return (
+        return Finding(
+            "sysctl.disable_ipv6",
+            (ref("sysctl", o_state.node, key),),
             f"{o_state.node} has IPv6 off: {key}=1",
             net.command(o_state.node, f"sysctl -w {key}=0"),
             [f"{o_state.node}: {key}=1"],
@@ -918,12 +1162,62 @@ def _no_neighbour_advertisement(
     ]
     rule, _ = _only(candidates)
     if rule is not None:
-        return (
+        return Finding(
+            "nf.drop",
+            (nf_ref(o_state.node, rule),),
             f"{o_state.node} drops the neighbour solicitations for {address}: {rule.cited}",
             net.command(o_state.node, rule.delete_command),
             [f"{o_state.node}: {rule.cited}"],
         )
     return None
+
+
+def no_route(net: Network, state: NamespaceState, dst: str) -> Finding:
+    """``state`` has no route to ``dst``: where an up link has no address of the family,
+    the routes through it went with the address (its connected network, the routes via
+    a gateway on it)."""
+    node, version = state.node, ip_address(dst).version
+    mine = [r for r in state.routes if r.family == version and r.table == 254]
+    has_default = any(r.dst == "default" for r in mine)
+    routes = ", ".join(r.describe() for r in mine) or "none"
+
+    def has_family(link: Link) -> bool:
+        return any(ip_interface(a).version == version for a in link.addresses)
+
+    # Links that could carry routes (not loopback, not a port of a bridge or a bond).
+    own = [link for link in state.links if link.kind != "loopback" and link.master is None]
+    down = [link for link in own if not link.up and has_family(link)]
+    bare = [link for link in own if link.up and not has_family(link)]
+    evidence = [f"{node}'s routes: {routes}"]
+    if down and not has_default:
+        # A link that is down takes its connected network and the routes through it.
+        names = ", ".join(link.name for link in down)
+        return Finding(
+            links.down_code(down[0]),
+            (*(ref("link", node, link.name) for link in down), ref("route", node, dst)),
+            f"{node} has no route to {dst}: {names} is down, so the routes through it are gone",
+            net.command(node, f"ip link set {down[0].name} up"),
+            evidence + [f"{node}: {link.name} down ({', '.join(link.addresses)})" for link in down],
+        )
+    if bare and not has_default:
+        names = ", ".join(link.name for link in bare)
+        return Finding(
+            "link.no_address",
+            (*(ref("link", node, link.name) for link in bare), ref("route", node, dst)),
+            f"{node} has no route to {dst}: {names} has no IPv{version} address, so no route "
+            "goes through it (its connected network and the routes via a gateway on it "
+            "went with the address)",
+            net.advice(f"give {names} its IPv{version} address back, then the routes through it"),
+            evidence + [f"{node}: {link.name} has no IPv{version} address" for link in bare],
+        )
+    gateway = net.gateway_for(node, version) or "GATEWAY"
+    return Finding(
+        "route.none",
+        (ref("route", node, dst),),
+        f"{node} has no route to {dst}" + ("" if has_default else " (it has no default route)"),
+        net.command(node, f"ip {'-6 ' if version == 6 else ''}route add default via {gateway}"),
+        evidence,
+    )
 
 
 def _port_words(net: Network, state: NamespaceState, link: Link) -> str:

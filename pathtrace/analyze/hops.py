@@ -387,12 +387,14 @@ class HopBuilder:
         source_changed = (pb.src, pb.sport) != (pa.src, pa.sport)
         kind = "SNAT" if source_changed else "DNAT"
         side: Literal["src", "dst"] = "src" if source_changed else "dst"
-        rule_text = None
+        rule_text: str | None = None
+        rule_id: str | None = None
         if direction == "request":
             found = self.attribute(after, kind, before)
             if found is not None:
                 rule, path = found
                 rule_text = f"rule {rule.name} ({rule.cited_via(path)})"
+                rule_id = f"{rule.family} {rule.table} {rule.chain} handle {rule.handle}"
         elif direction in ("source_rst", "source_icmp_error"):
             # The request's way again, in its connection: conntrack, not a rule.
             rule_text = "conntrack (the request's translation, for the same connection)"
@@ -400,7 +402,12 @@ class HopBuilder:
             kind = "un-DNAT" if source_changed else "un-SNAT"
             rule_text = "conntrack (the reverse of the request's translation)"
         return Translation(
-            kind, pb.endpoint(side), pa.endpoint(side), rule_text, self.node(after.namespace)
+            kind,
+            pb.endpoint(side),
+            pa.endpoint(side),
+            rule_text,
+            self.node(after.namespace),
+            rule_id,
         )
 
     def attribute(

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pathtrace.analyze.routing import route_get
+from pathtrace.model.cause import Finding, ref
 from pathtrace.model.state import Link, NamespaceState, Neighbour
 
 Place = tuple[NamespaceState, Link]
@@ -66,18 +67,59 @@ def bridge_port_towards(
     return None
 
 
+def segment(states: list[NamespaceState], state: NamespaceState, link: Link) -> list[Place]:
+    """The other stations on ``link``'s layer-2 segment, as netlink shows it: a veth's
+    peer, or, where that peer (or ``link`` itself) is a bridge port or a bridge, the
+    bridge device and the far ends of its other ports. Empty where it is not known."""
+    found: list[Place] = []
+    far = peer(states, state, link)
+    if far is not None and far[1].master is None:
+        return [far]
+    bridge_state, bridge_name, came_by = state, link.name, None
+    if far is not None:
+        bridge_state, bridge_name, came_by = far[0], far[1].master or "", far[1].name
+    elif link.master is not None:
+        bridge_name, came_by = link.master, link.name
+    bridge = bridge_state.link(bridge_name)
+    if bridge is None or bridge.kind != "bridge":
+        return []
+    if bridge is not link:
+        found.append((bridge_state, bridge))
+    for port in bridge_state.links:
+        if port.master != bridge.name or port.name == came_by:
+            continue
+        end = peer(states, bridge_state, port)
+        if end is not None:
+            found.append(end)
+    return found
+
+
 @dataclass(frozen=True)
 class Blocked:
     why: str  # in a person's words
     fix: str  # a command for the bridge's node
+    code: str  # the cause's code (model.cause)
+    subject: tuple[str, str]  # (object kind, name) in the bridge's node
+
+    def finding(self, node: str, fix: str | None, evidence: list[str]) -> Finding:
+        """As a finding in ``node``, the bridge's, with the fix as the caller words it."""
+        return Finding(
+            self.code, (ref(self.subject[0], node, self.subject[1]),), self.why, fix, evidence
+        )
+
+
+def down_code(link: Link) -> str:
+    """A link that is down, as a cause code: a bridge down stops every port."""
+    return "bridge.down" if link.kind == "bridge" else "link.down"
 
 
 def bridge_blocks(
     bridge_state: NamespaceState, ingress: Link, egress: Link, dst_mac: str | None
 ) -> Blocked | None:
-    """Why the bridge would not pass a frame from port ``ingress`` to port ``egress``
-    (``dst_mac``: the frame's destination, None for a broadcast such as ARP)."""
-    bridge = ingress.master
+    """Why the bridge would not pass a frame from port ``ingress`` (or the bridge
+    device itself, sending) to port ``egress`` (``dst_mac``: the frame's destination,
+    None for a broadcast such as ARP)."""
+    bridge = ingress.name if ingress.kind == "bridge" else ingress.master
     device = bridge_state.link(bridge) if bridge else None
     if device is not None and not device.up:
         # A bridge that is down puts every port in state disabled: the ports'
@@ -85,12 +127,16 @@ def bridge_blocks(
         return Blocked(
             f"{bridge} itself is down (so its ports are disabled): it passes no frame",
             f"ip link set {bridge} up",
+            "bridge.down",
+            ("link", device.name),
         )
     for port in (ingress, egress):
         if port.port is not None and port.port.state not in ("forwarding",):
             return Blocked(
                 f"{bridge}'s port {port.name} is in state {port.port.state}, not forwarding",
                 f"bridge link set dev {port.name} state 3",
+                "bridge.port_state",
+                ("port", port.name),
             )
         if not port.up or not port.carrier:
             return None  # the link's own fault, said elsewhere
@@ -100,6 +146,8 @@ def bridge_blocks(
             f"{bridge}'s ports {ingress.name} and {egress.name} are both isolated "
             "(isolated on): an isolated port never sends to another",
             f"bridge link set dev {egress.name} isolated off",
+            "bridge.isolated",
+            ("port", egress.name),
         )
     if dst_mac is None:
         if e is not None and not e.bcast_flood:
@@ -107,6 +155,8 @@ def bridge_blocks(
                 f"{bridge} does not flood broadcasts (such as ARP requests) to "
                 f"{egress.name}: bcast_flood off",
                 f"bridge link set dev {egress.name} bcast_flood on",
+                "bridge.flood",
+                ("port", egress.name),
             )
         return None
     known = fdb_port(bridge_state, dst_mac)
@@ -117,11 +167,15 @@ def bridge_blocks(
             f"whose port has {off}: it never learns it), and does not flood unknown "
             f"unicast to {egress.name}",
             f"bridge link set dev {egress.name} learning on flood on",
+            "bridge.flood",
+            ("port", egress.name),
         )
     if known is not None and known != egress.name:
         return Blocked(
             f"{bridge}'s FDB sends {dst_mac} to {known}, but that MAC is behind {egress.name}",
             f"bridge fdb del {dst_mac} dev {known} master",
+            "bridge.fdb",
+            ("fdb", dst_mac),
         )
     return None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 
+from pathtrace.model.cause import ref
 from pathtrace.model.state import TABLE_NAMES, NamespaceState, RouteEntry, Rule
 
 REFUSING = ("blackhole", "unreachable", "prohibit")
@@ -116,3 +117,14 @@ def delete_command(lookup: Lookup) -> str | None:
         dst = "::/0" if lookup.route.dst == "default" and six else lookup.route.dst
         return f"ip {six}route del {lookup.route.type} {dst}{table}"
     return None
+
+
+def refs(node: str, lookup: Lookup, dst: str) -> tuple[str, ...]:
+    """The objects a lookup's end names: the rule that decided (a table of its own
+    or a refusing action), and the route it found, or the route to ``dst`` it needed."""
+    found = []
+    rule = lookup.rule
+    if rule is not None and (rule.action != "lookup" or rule.table not in (254, 255)):
+        found.append(ref("rule", node, f"pref {rule.priority}"))
+    found.append(ref("route", node, lookup.route.dst if lookup.route else dst))
+    return tuple(found)

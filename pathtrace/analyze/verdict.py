@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from ipaddress import ip_address
 
-from pathtrace.analyze import drops
+from pathtrace.analyze import drops, links, routing
 from pathtrace.analyze.network import Network
+from pathtrace.model.cause import Finding, ref
 from pathtrace.model.event import Event, Hook, TagKind
 from pathtrace.model.ruleset import LiveRule
 from pathtrace.model.state import NamespaceState
@@ -194,56 +194,36 @@ class Judge:
                 f"{node} has no way to {self.target}",
                 fix=self.net.command(node, f"ip link set {link.name} up"),
                 evidence=[f"{node}: {link.name} is down (addresses {', '.join(link.addresses)})"],
+                code=links.down_code(link),
+                objects=[ref("link", node, link.name)],
             )
         if send_error is not None:
             return self._refused_at_source(send_error)
-        if state is not None and state.route_for(self.target) is None:
-            version = ip_address(self.target).version
-            mine = [r for r in state.routes if r.family == version]
-            has_default = any(r.dst == "default" for r in mine if r.table == 254)
-            routes = ", ".join(r.describe() for r in mine) or "none"
-            gateway = self.net.gateway_for(node, version) or "GATEWAY"
-            # An up link with no address of the family carries no route: its connected
-            # network and every route via a gateway on it went with the address.
-            bare = [
-                link
-                for link in state.links
-                if link.up
-                and link.kind != "loopback"
-                and not any((":" in a) == (version == 6) for a in link.addresses)
-            ]
-            if bare and not has_default:
-                names = ", ".join(link.name for link in bare)
-                return Verdict(
-                    "dropped",
-                    f"{node} has no route to {self.target}",
-                    where=node,
-                    cause=f"{node} has no route to {self.target}: {names} has no IPv{version} "
-                    "address, so no route goes through it (its connected network and the "
-                    "routes via a gateway on it went with the address)",
-                    fix=self.net.advice(
-                        f"give {names} its IPv{version} address back, then the routes through it"
-                    ),
-                    evidence=[f"{node}'s routes: {routes}"]
-                    + [f"{node}: {link.name} has no IPv{version} address" for link in bare],
-                )
+        lookup = routing.route_get(state, self.target) if state is not None else None
+        if lookup is not None and lookup.kind in routing.REFUSING:
+            # The source's own lookup, policy rules first, refused it: nothing is sent.
+            delete = routing.delete_command(lookup)
+            said = lookup.describe()
             return Verdict(
                 "dropped",
-                f"{node} has no route to {self.target}",
+                f"{node} could not send it: its route lookup ends in {lookup.kind}",
                 where=node,
-                cause=f"{node} has no route to {self.target}"
-                + ("" if has_default else " (it has no default route)"),
-                fix=self.net.command(
-                    node, f"ip {'-6 ' if version == 6 else ''}route add default via {gateway}"
-                ),
-                evidence=[f"{node}'s routes: {routes}"],
+                cause=f"{node}'s route lookup for {self.target} ends in {lookup.kind}: {said}",
+                fix=self.net.command(node, delete) if delete else None,
+                evidence=[f"{node}: {said}"],
+                code=f"route.{lookup.kind}",
+                objects=list(routing.refs(node, lookup, self.target)),
             )
+        if state is not None and state.route_for(self.target) is None:
+            finding = drops.no_route(self.net, state, self.target)
+            return Verdict.of("dropped", f"{node} has no route to {self.target}", node, finding)
         return Verdict(
             "lost",
             f"never seen leaving {node}",
             where=node,
             cause="unknown: no hook saw the probe: it was not sent, or every event was lost",
             fix="check `pathtrace doctor` and the source's routes",
+            code="unknown",
         )
 
     def _refused_at_source(self, send_error: str) -> Verdict:
@@ -251,6 +231,7 @@ class Judge:
         cause = f"the source's own stack refused the packet ({send_error})"
         fix = "see the error: the source's routes, neighbours and firewall"
         evidence = []
+        code, objects = "source.refused", []
         lookup = self.net.lookup(node, self.target)
         link = self.net.link(node, lookup.route.dev if lookup and lookup.route else None)
         if "too long" in send_error.lower() and link is not None:  # EMSGSIZE
@@ -263,6 +244,7 @@ class Judge:
             )
             fix = f"send smaller probes (-s: at most {link.mtu} bytes in all)"
             evidence.append(f"{node}/{link.name} mtu {link.mtu}")
+            code, objects = "source.too_big", [ref("link", node, link.name)]
         return Verdict(
             "dropped",
             f"{node} could not send it: {send_error}",
@@ -270,6 +252,8 @@ class Judge:
             cause=cause,
             fix=fix,
             evidence=evidence,
+            code=code,
+            objects=objects,
         )
 
     # ---- answered with a refusal ----
@@ -285,7 +269,9 @@ class Judge:
             f"start a listener on {arrived.dst}:{arrived.dport} in {responder}, "
             "or probe a port that has one"
         )
+        code, objects = "socket.none", [ref("socket", responder, f"tcp {arrived.dport}")]
         if port:
+            code = "socket.bound"
             bound = ", ".join(p.split()[1] for p in port)
             cause = (
                 f"{responder} listens on {bound} only, not on {arrived.dst}: "
@@ -303,6 +289,7 @@ class Judge:
             other = drops.dnat_to_a_closed_port(request, sockets, arrived)
             if other is not None:
                 cause, fix = f"{cause}; {other[0]}", other[1]
+                code, objects = "nat.port", [*other[2], *objects]
         return Verdict(
             "rejected",
             f"{responder} refused the connection (RST)",
@@ -310,6 +297,8 @@ class Judge:
             cause=cause,
             fix=fix,
             evidence=[f"{responder} listens on: {', '.join(sockets) or 'no tcp port'}"],
+            code=code,
+            objects=objects,
         )
 
     def _icmp_error(self, error: Series, request: Series, events: Sequence[Event]) -> Verdict:
@@ -327,8 +316,10 @@ class Judge:
         at = [h for h in request.hops if h.node == sender]
         packet = at[-1].packet if at else request.hops[-1].packet
         iif = drops.arrival(self.net, request, sender)
-        found = drops.refusal(self.net, sender, code, packet, iif, request)
-        cause, fix, evidence = found if found else (f"unknown: {sender} sent {what}", None, [])
+        found = drops.refusal(self.net, sender, code, packet, iif, request) or Finding(
+            "unknown", (), f"unknown: {sender} sent {what}", None
+        )
+        cause, fix, evidence = found.cause, found.fix, found.evidence
         lost = next((h for h in error.hops if h.action == "drop"), None)
         if lost is not None:
             # The error never reached the source: for a packet too big, a path MTU
@@ -342,15 +333,11 @@ class Judge:
                 f"way to {self.source_node}, so the source never learns: {blocked.cause}",
                 fix=blocked.fix or fix,
                 evidence=evidence + blocked.evidence,
+                # What keeps the source from learning is the fault the fix mends.
+                code=blocked.code if blocked.fix or found.code == "unknown" else found.code,
+                objects=[*blocked.objects, *found.objects],
             )
-        return Verdict(
-            "rejected",
-            f"{sender} answered with ICMP {what}",
-            where=sender,
-            cause=cause,
-            fix=fix,
-            evidence=evidence,
-        )
+        return Verdict.of("rejected", f"{sender} answered with ICMP {what}", sender, found)
 
     # ---- nothing more was seen ----
 
@@ -369,14 +356,9 @@ class Judge:
             return self._unanswered(request, last, state)
         found = drops.stalled(self.net, request if went == "the probe" else reply, last)
         if found is not None:
-            place, cause, fix, evidence = found
-            return Verdict(
-                "lost",
-                f"{went} was last seen at {where} ({last.text})",
-                where=place,
-                cause=cause,
-                fix=fix,
-                evidence=evidence,
+            place, finding = found
+            return Verdict.of(
+                "lost", f"{went} was last seen at {where} ({last.text})", place, finding
             )
         return Verdict(
             "lost",
@@ -384,6 +366,7 @@ class Judge:
             where=where,
             cause="unknown: no hook saw it after that, and the saved state shows no reason",
             fix="look at the next hop's interfaces, routes and rules",
+            code="unknown",
         )
 
     def _unanswered(self, request: Series, last: Hop, state: NamespaceState) -> Verdict:
@@ -401,6 +384,7 @@ class Judge:
             )
             evidence = [f"{node}'s routes: {routes}"]
             cause = f"{node} has no route back to {packet.src}"
+            code, objects = "route.back", [ref("route", node, packet.src)]
             published = any(
                 h.translation is not None and h.translation.kind == "DNAT" for h in request.hops
             )
@@ -428,6 +412,7 @@ class Judge:
                     f"masquerade (SNAT) {sent.src} where it leaves for {node}, or give "
                     f"{node} a route to it"
                 )
+                code = "nat.none"
                 untracked = _untracked(self.net, self._own)
                 chosen = self._chosen_source(sent.src)
                 if untracked is not None:
@@ -438,6 +423,7 @@ class Judge:
                     )
                     fix = self.net.command(node_nt, rule.delete_command)
                     evidence.append(f"{node_nt}: {rule.cited}")
+                    code, objects = "nf.notrack", [drops.nf_ref(node_nt, rule), *objects]
                 elif chosen is not None:
                     route, plain = chosen
                     cause += (
@@ -446,6 +432,8 @@ class Judge:
                     )
                     fix = self.net.command(self.source_node, f"ip route replace {plain}")
                     evidence.append(f"{self.source_node}: route {route}")
+                    code = "route.source"
+                    objects = [ref("route", self.source_node, self.target), *objects]
             else:
                 cause += f" (the request arrived translated to {packet.src})"
                 fix = self.net.advice(
@@ -459,6 +447,8 @@ class Judge:
                 cause=cause,
                 fix=fix,
                 evidence=evidence,
+                code=code,
+                objects=objects,
             )
         if packet.protocol == "icmp" and state.sysctl("net.ipv4.icmp_echo_ignore_all") == "1":
             return Verdict(
@@ -468,6 +458,8 @@ class Judge:
                 cause=f"{node} ignores echo requests: net.ipv4.icmp_echo_ignore_all=1",
                 fix=self.net.command(node, "sysctl -w net.ipv4.icmp_echo_ignore_all=0"),
                 evidence=[f"{node}: net.ipv4.icmp_echo_ignore_all=1"],
+                code="sysctl.icmp_echo_ignore",
+                objects=[ref("sysctl", node, "net.ipv4.icmp_echo_ignore_all")],
             )
         return Verdict(
             "delivered",
@@ -476,6 +468,7 @@ class Judge:
             cause="unknown: the destination took it but did not answer, and its saved "
             "state shows no reason",
             fix="check the service on the destination",
+            code="unknown",
         )
 
     def _chosen_source(self, address: str) -> tuple[str, str] | None:
@@ -564,6 +557,10 @@ def _untranslated_answer(request: Series, reply: Series, drop: Hop) -> Verdict |
             "request arrived (bind its socket to that address, or answer with IP_PKTINFO)"
         ),
         evidence=[f"request at {node}: {rules}", f"answer: {first.packet.describe()}"],
+        code="nat.reply",
+        objects=[
+            ref("socket", first.node, f"{first.packet.protocol} {first.packet.sport or ''}".strip())
+        ],
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pathtrace.model.cause import Finding
 from pathtrace.model.event import Outer
 
 # What a series is: the injected packet, its answer, an ICMP error about it, or a
@@ -59,6 +60,7 @@ class Translation:
     after: str
     rule: str | None  # the rule that did it, as the ruleset shows it
     node: str
+    rule_id: str | None = None  # the rule as data: FAMILY TABLE CHAIN handle N
 
     def describe(self) -> str:
         by = f" by {self.rule}" if self.rule else ""
@@ -114,6 +116,22 @@ class Verdict:
     fix: str | None = None  # what to change
     confidence: str = "certain"  # or what lost events make it
     evidence: list[str] = field(default_factory=list)  # the saved state that proves the cause
+    code: str | None = None  # the cause as data (model.cause.CAUSES); None when nothing failed
+    objects: list[str] = field(default_factory=list)  # what the cause names: KIND:NODE/NAME
+
+    @classmethod
+    def of(cls, outcome: Outcome, summary: str, where: str | None, finding: Finding) -> Verdict:
+        """A verdict whose cause, fix, evidence, code and objects are the finding's."""
+        return cls(
+            outcome,
+            summary,
+            where=where,
+            cause=finding.cause,
+            fix=finding.fix,
+            evidence=list(finding.evidence),
+            code=finding.code,
+            objects=list(finding.objects),
+        )
 
 
 @dataclass

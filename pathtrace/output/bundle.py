@@ -42,7 +42,10 @@ from pathtrace.system.safe_files import PARTIAL, BundleFolder, read_member, save
 
 FORMAT = "pathtrace.bundle"
 _LAB_FIX = "pathtrace lab fix"  # what bundles of lab runs said before they saved it
-VERSION = 1
+# 2: report.json's verdicts carry a cause code and object references. A bundle is
+# judged again from its events and state when read, so version 1 reads the same.
+VERSION = 2
+READS = (1, 2)
 DEFAULT_DIR = Path("captures")
 
 
@@ -258,10 +261,10 @@ def manifest(folder: _Folder) -> dict[str, Any]:
     found = folder.json("bundle.json")
     if not isinstance(found, dict) or found.get("format") != FORMAT:
         raise BundleError(f"{folder.path}: not a pathtrace bundle")
-    if found.get("version") != VERSION:
+    if found.get("version") not in READS:
         raise BundleError(
             f"{folder.path}: bundle format version {found.get('version')!r}; this "
-            f"pathtrace reads version {VERSION}: upgrade pathtrace"
+            f"pathtrace reads versions {', '.join(map(str, READS))}: upgrade pathtrace"
         )
     return found
 

@@ -4,8 +4,8 @@ On a fresh reference lab each time, one mutation of the live state, made with th
 plain tools (ip, bridge, sysctl, nft), then the probes a user would run. Every
 mutation knows the object it changed; every probe it breaks is scored:
 
-- named: the verdict (where, cause, evidence) names the mutated object;
-- honest: the cause is "unknown";
+- named: the verdict's objects (model.cause references) name the mutated object;
+- honest: the cause's code is "unknown";
 - wrong: it blames something else;
 - healed (of the named): the printed fix, run exactly as printed, makes the probe pass.
 
@@ -24,9 +24,10 @@ import subprocess
 import sys
 import uuid
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, ip_address, ip_network
 
 from pathtrace.lab import build, topology
+from pathtrace.model.cause import parse_ref, ref
 from pathtrace.model.options import RunOptions
 from pathtrace.model.trace import Verdict
 from pathtrace.session import Run
@@ -42,13 +43,12 @@ PROBES = (
 
 @dataclass(frozen=True)
 class Mutation:
-    kind: str  # link, address, route, sysctl, neigh, bridge, nf
+    kind: str  # link, address, route, rule, sysctl, neigh, bridge, nf, tc
     node: str
     command: str  # run in the node's namespace (sh)
-    names: tuple[str, ...]  # what a verdict naming the object says: all of them
-    # Other ways to name it, each complete (an address removed: by the address, which
-    # nothing holds any more, or by the node and the link it was on).
-    or_names: tuple[tuple[str, ...], ...] = ()
+    # The objects it changed, as verdicts name them (model.cause refs): naming any
+    # of them is naming the mutation (an address removed: the address, or its link).
+    objects: tuple[str, ...]
 
     @property
     def label(self) -> str:
@@ -64,27 +64,56 @@ class Scored:
     healed: bool | None  # None: not named, or no command to run
 
 
+def _nft_table(hook: str, rule: str) -> str:
+    return (
+        f"nft add table ip fz && nft add chain ip fz {hook} "
+        f"'{{ type filter hook {hook} priority 0; }}' && nft add rule ip fz {hook} {rule}"
+    )
+
+
 def catalog(lab: topology.Topology) -> list[Mutation]:
     """Single mutations of the lab as it is: each link, address, route, neighbour,
-    bridge port and forwarding switch, and a drop in each netfilter hook."""
+    bridge port, forwarding switch and ARP switch, policy rules in front of the
+    routes, tc filters, and a drop, a reject and a conntrack-state drop in each
+    netfilter hook."""
     found: list[Mutation] = []
     for node in lab.nodes:
         state = observe.state(lab.namespace(node), node)
         for link in state.links:
             if link.kind == "loopback":
                 continue
-            found.append(Mutation("link", node, f"ip link set {link.name} down", (link.name,)))
+            here = ref("link", node, link.name)
+            found.append(Mutation("link", node, f"ip link set {link.name} down", (here,)))
             if link.kind != "bridge":
                 found.append(
-                    Mutation("link", node, f"ip link set dev {link.name} arp off", (link.name,))
+                    Mutation("link", node, f"ip link set dev {link.name} arp off", (here,))
                 )
+                # (This kernel has no matchall or gact: a u32 match of every frame,
+                # redirected to a device that is down.)
+                for direction in ("ingress", "egress"):
+                    found.append(
+                        Mutation(
+                            "tc",
+                            node,
+                            "ip link add fzsink type veth peer name fzsink-peer && "
+                            f"tc qdisc add dev {link.name} clsact && tc filter add dev "
+                            f"{link.name} {direction} u32 match u32 0 0 action mirred egress "
+                            "redirect dev fzsink",
+                            (ref("tc", node, f"{link.name} {direction}"),),
+                        )
+                    )
             if link.port is not None:
+                port = ref("port", node, link.name)
+                found.append(
+                    Mutation("bridge", node, f"bridge link set dev {link.name} state 0", (port,))
+                )
                 found.append(
                     Mutation(
                         "bridge",
                         node,
-                        f"bridge link set dev {link.name} state 0",
-                        (link.name,),
+                        f"bridge link set dev {link.name} flood off learning off && "
+                        f"bridge fdb flush dev {link.name}",
+                        (port,),
                     )
                 )
             for address in link.addresses:
@@ -95,8 +124,7 @@ def catalog(lab: topology.Topology) -> list[Mutation]:
                         "address",
                         node,
                         f"ip addr del {address} dev {link.name}",
-                        (link.name,),
-                        or_names=((address.split("/")[0],),),
+                        (here, ref("address", node, address.split("/")[0])),
                     )
                 )
         for route in state.routes:
@@ -105,34 +133,77 @@ def catalog(lab: topology.Topology) -> list[Mutation]:
                 and route.table == 254
                 and (route.gateway or route.dst == "default")
             ):
-                found.append(Mutation("route", node, f"ip route del {route.dst}", (route.dst,)))
+                found.append(
+                    Mutation(
+                        "route", node, f"ip route del {route.dst}", (ref("route", node, route.dst),)
+                    )
+                )
+                if route.gateway:
+                    # The same route through a gateway nobody holds.
+                    found.append(
+                        Mutation(
+                            "route",
+                            node,
+                            f"ip route replace {route.dst} via {_unused_neighbour(route.gateway)}",
+                            (ref("route", node, route.dst),),
+                        )
+                    )
         for entry in state.neighbour_entries():
-            if entry.lladdr and ":" not in entry.dst:
+            if entry.lladdr and ":" not in entry.dst and not ip_address(entry.dst).is_multicast:
                 found.append(
                     Mutation(
                         "neigh",
                         node,
                         f"ip neigh replace {entry.dst} lladdr 02:00:00:00:00:77 "
                         f"dev {entry.dev} nud permanent",
-                        ("02:00:00:00:00:77",),
+                        (ref("neigh", node, entry.dst),),
                     )
                 )
-        if state.sysctls.get("net.ipv4.ip_forward") == "1":
-            found.append(
-                Mutation("sysctl", node, "sysctl -qw net.ipv4.ip_forward=0", ("ip_forward",))
-            )
-        for hook in ("prerouting", "input", "forward", "output", "postrouting"):
+        # Policy rules in front of the main table: a refusing action, and a lookup
+        # in a table whose only route is a blackhole.
+        for action in ("prohibit", "blackhole"):
             found.append(
                 Mutation(
-                    "nf",
+                    "rule",
                     node,
-                    f"nft add table ip fz && nft add chain ip fz {hook} "
-                    f"'{{ type filter hook {hook} priority 0; }}' && "
-                    f"nft add rule ip fz {hook} counter drop",
-                    ("fz", hook),
+                    f"ip rule add to 0.0.0.0/1 {action} pref 90",
+                    (ref("rule", node, "pref 90"),),
                 )
             )
-    return found
+        found.append(
+            Mutation(
+                "rule",
+                node,
+                "ip route add blackhole default table 90 && "
+                "ip rule add to 128.0.0.0/1 lookup 90 pref 90",
+                (ref("rule", node, "pref 90"),),
+            )
+        )
+        if state.sysctls.get("net.ipv4.ip_forward") == "1":
+            key = "net.ipv4.ip_forward"
+            found.append(
+                Mutation("sysctl", node, f"sysctl -qw {key}=0", (ref("sysctl", node, key),))
+            )
+        for key, value in (
+            ("net.ipv4.conf.all.arp_ignore", "8"),
+            ("net.ipv4.icmp_echo_ignore_all", "1"),
+        ):
+            found.append(
+                Mutation("sysctl", node, f"sysctl -qw {key}={value}", (ref("sysctl", node, key),))
+            )
+        for hook in ("prerouting", "input", "forward", "output", "postrouting"):
+            chain = (ref("nf", node, f"ip fz {hook}"),)
+            found.append(Mutation("nf", node, _nft_table(hook, "counter drop"), chain))
+            if hook in ("input", "forward", "output"):
+                found.append(Mutation("nf", node, _nft_table(hook, "counter reject"), chain))
+            found.append(Mutation("nf", node, _nft_table(hook, "ct state new counter drop"), chain))
+    # Netlink lists neighbours (and more) in no fixed order: a seed must pick the same.
+    return sorted(set(found), key=lambda m: m.label)
+
+
+def _unused_neighbour(gateway: str) -> str:
+    """An address beside ``gateway`` on its network that nothing in the lab holds."""
+    return str(IPv4Address(gateway) + 50)
 
 
 def _run(lab: topology.Topology, text: str, probe: tuple[str, str, int, str]) -> Verdict:
@@ -148,12 +219,31 @@ def _run(lab: topology.Topology, text: str, probe: tuple[str, str, int, str]) ->
     return Run(options, lab, topology_text=text).execute().probes[0].verdict
 
 
+def same_object(said: str, changed: str) -> bool:
+    """A verdict's object reference names the changed one: the same kind and node, and
+    the same name, where a route is named by any address or network it covers, an
+    address with or without its prefix, and a chain by any of its rules."""
+    kind, node, name = parse_ref(said)
+    c_kind, c_node, c_name = parse_ref(changed)
+    if (kind, node) != (c_kind, c_node):
+        return False
+    if kind == "route":
+        changed_net = ip_network("0.0.0.0/0" if c_name == "default" else c_name, strict=False)
+        said_net = ip_network("0.0.0.0/0" if name == "default" else name, strict=False)
+        return said_net.version == changed_net.version and (
+            said_net.subnet_of(changed_net) or changed_net.subnet_of(said_net)  # type: ignore[arg-type]
+        )
+    if kind == "address":
+        return name.split("/")[0] == c_name.split("/")[0]
+    if kind == "nf":
+        return name == c_name or name.startswith(f"{c_name} handle ")
+    return name == c_name
+
+
 def _named(verdict: Verdict, mutation: Mutation) -> str:
-    text = " ".join([verdict.where or "", verdict.cause or "", *verdict.evidence])
-    ways = [(mutation.node, *mutation.names), *mutation.or_names]
-    if any(all(name.lower() in text.lower() for name in way) for way in ways):
+    if any(same_object(o, c) for o in verdict.objects for c in mutation.objects):
         return "named"
-    if (verdict.cause or "").lower().startswith("unknown") or verdict.cause is None:
+    if verdict.code in (None, "unknown"):
         return "honest"
     return "wrong"
 
@@ -176,6 +266,7 @@ def fuzz(seed: int, count: int, verbose: bool = False) -> list[Scored]:
     chosen = rng.sample(mutations, min(count, len(mutations)))
     scored: list[Scored] = []
     for mutation in chosen:
+        build.down(None, prefix=prefix)  # fresh: converging leaves what a mutation added
         build.up(lab, text)
         try:
             netns.run(lab.namespace(mutation.node), ["sh", "-ec", mutation.command])
@@ -189,7 +280,8 @@ def fuzz(seed: int, count: int, verbose: bool = False) -> list[Scored]:
                 if mark == "named" and command is not None:
                     subprocess.run(["sh", "-c", command.group(1)], capture_output=True, timeout=20)
                     healed = _run(lab, text, probe).outcome in ("answered", "delivered")
-                    build.up(lab, text)  # converge back, and make the mutation again
+                    build.down(None, prefix=prefix)  # afresh, and make the mutation again
+                    build.up(lab, text)
                     netns.run(lab.namespace(mutation.node), ["sh", "-ec", mutation.command])
                 elif mark == "named":
                     healed = False
@@ -198,6 +290,7 @@ def fuzz(seed: int, count: int, verbose: bool = False) -> list[Scored]:
                     print(
                         f"{mark:6} healed={healed} | {mutation.label} | {probe[0]} {probe[1]} "
                         f"from {probe[3]}\n  {verdict.outcome} {verdict.where}: {verdict.cause}"
+                        f"\n  code: {verdict.code} {verdict.objects}"
                         f"\n  fix: {verdict.fix}",
                         file=sys.stderr,
                     )

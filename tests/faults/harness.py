@@ -14,7 +14,7 @@ from pathtrace.model.options import RunOptions
 from pathtrace.model.result import RunResult
 from pathtrace.model.trace import Verdict
 from pathtrace.session import Run
-from tests.faults.corpus import Fault
+from tests.faults.corpus import NAMES, Fault
 
 Mark = Literal["right", "wrong", "unknown"]
 
@@ -25,22 +25,29 @@ class Score:
     verdict: Verdict
     outcome: bool
     place: bool
-    cause: Mark
+    cause: Mark  # by the code and objects the verdict names
     fix: bool
+    said: bool = True  # the cause's words, as people read them
 
     @property
     def right(self) -> bool:
-        return self.outcome and self.place and self.cause == "right" and self.fix
+        return self.outcome and self.place and self.cause == "right" and self.fix and self.said
 
 
 def _has(text: str | None, words: tuple[str, ...]) -> bool:
     return text is not None and all(w.lower() in text.lower() for w in words)
 
 
+def names(verdict: Verdict, objects: tuple[str, ...]) -> bool:
+    """Every expected object is (a prefix of) one the verdict names."""
+    return all(any(o.startswith(want) for o in verdict.objects) for want in objects)
+
+
 def score(fault: Fault, verdict: Verdict) -> Score:
-    if _has(verdict.cause, fault.cause):
+    code, objects = NAMES[fault.name]
+    if verdict.code == code and names(verdict, objects):
         cause: Mark = "right"
-    elif verdict.cause is None or verdict.cause.lower().startswith("unknown"):
+    elif verdict.code in (None, "unknown"):
         cause = "unknown"  # an honest "cannot tell" is not a wrong cause
     else:
         cause = "wrong"
@@ -51,6 +58,7 @@ def score(fault: Fault, verdict: Verdict) -> Score:
         place=verdict.where == fault.place,
         cause=cause,
         fix=_has(verdict.fix, fault.fix),
+        said=_has(verdict.cause, fault.cause),
     )
 
 

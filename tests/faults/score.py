@@ -18,14 +18,15 @@ MARKS = {True: "right", False: "wrong"}
 
 
 def table(scores: list[Score], markdown: bool) -> str:
-    head = ("fault", "layer", "outcome", "place", "cause", "fix")
+    head = ("fault", "layer", "outcome", "place", "cause (code)", "words", "fix")
     rows = [
         (
             s.fault.name,
             s.fault.layer,
             MARKS[s.outcome],
             MARKS[s.place],
-            s.cause,
+            f"{s.cause} ({s.verdict.code})",
+            MARKS[s.said],
             MARKS[s.fix],
         )
         for s in scores
@@ -38,6 +39,7 @@ def table(scores: list[Score], markdown: bool) -> str:
         f"{sum(s.place for s in scores)}/{n}",
         f"{sum(s.cause == 'right' for s in scores)}/{n} "
         f"({sum(s.cause == 'wrong' for s in scores)} wrong)",
+        f"{sum(s.said for s in scores)}/{n}",
         f"{sum(s.fix for s in scores)}/{n}",
     )
     if markdown:
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             v = s.verdict
             print(
                 f"{fault.name}: {v.outcome} | {v.summary}\n  where: {v.where}\n"
-                f"  cause: {v.cause}\n  fix: {v.fix}",
+                f"  cause: {v.cause}\n  code: {v.code} {v.objects}\n  fix: {v.fix}",
                 file=sys.stderr,
             )
     print(table(scores, args.markdown))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pathtrace.output import bundle
-from tests.faults.corpus import FAULTS, Fault
+from tests.faults.corpus import BY_NAME, FAULTS, NAMES, Fault
 from tests.faults.harness import run_fault, score
 
 pytestmark = pytest.mark.root
@@ -18,6 +18,7 @@ pytestmark = pytest.mark.root
 def test_the_corpus_is_wide() -> None:
     assert len(FAULTS) >= 30
     assert len({f.name for f in FAULTS}) == len(FAULTS)
+    assert set(NAMES) == set(BY_NAME)  # each fault says the code and objects it expects
     assert {"link", "l2", "routing", "mtu", "netfilter", "delivery", "sysctl", "tc"} <= {
         f.layer for f in FAULTS
     }
@@ -29,6 +30,7 @@ def test_fault_is_diagnosed(fault: Fault, tmp_path: Path) -> None:
     verdict = result.probes[0].verdict
     said = f"{verdict.outcome} | {verdict.where} | {verdict.cause} | {verdict.fix}"
     marks = score(fault, verdict)
+    said += f" | {verdict.code} {verdict.objects}"
     assert marks.cause != "wrong", f"a wrong cause: {said}"
     assert marks.right, said
     assert verdict.evidence, f"no evidence quoted: {said}"

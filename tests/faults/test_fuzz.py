@@ -12,7 +12,7 @@ pytestmark = pytest.mark.root
 
 
 def test_a_fixed_seed_blames_nothing_wrongly() -> None:
-    scored = fuzz(seed=177, count=8)
+    scored = fuzz(seed=69, count=8)
     print(summary(scored))
     assert len(scored) >= 10  # the seed breaks probes of several kinds
     assert len({s.mutation.kind for s in scored}) >= 5
