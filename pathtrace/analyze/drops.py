@@ -192,7 +192,9 @@ def _open_chain(net: Network, node: str, events: Sequence[Event]) -> str | None:
 
 
 def nf_ref(node: str, rule: LiveRule) -> str:
-    return ref("nf", node, f"{rule.family} {rule.table} {rule.chain} handle {rule.handle}")
+    """A rule as an object: by handle, or (iptables-legacy) by position, `rule N`."""
+    at = f"rule {rule.handle}" if rule.legacy else f"handle {rule.handle}"
+    return ref("nf", node, f"{rule.family} {rule.table} {rule.chain} {at}")
 
 
 def _netfilter(

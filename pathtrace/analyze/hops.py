@@ -394,7 +394,8 @@ class HopBuilder:
             if found is not None:
                 rule, path = found
                 rule_text = f"rule {rule.name} ({rule.cited_via(path)})"
-                rule_id = f"{rule.family} {rule.table} {rule.chain} handle {rule.handle}"
+                at = f"rule {rule.handle}" if rule.legacy else f"handle {rule.handle}"
+                rule_id = f"{rule.family} {rule.table} {rule.chain} {at}"
         elif direction in ("source_rst", "source_icmp_error"):
             # The request's way again, in its connection: conntrack, not a rule.
             rule_text = "conntrack (the request's translation, for the same connection)"

@@ -76,7 +76,7 @@ OBJECT_KINDS = (
     "neigh",  # a neighbour entry: neigh:NODE/ADDRESS
     "fdb",  # a bridge or VXLAN FDB entry: fdb:NODE/MAC
     "sysctl",  # sysctl:NODE/KEY
-    "nf",  # a chain or rule: nf:NODE/FAMILY TABLE CHAIN[ handle N]
+    "nf",  # a chain or rule: nf:NODE/FAMILY TABLE CHAIN[ handle N | rule N (iptables-legacy)]
     "tc",  # tc:NODE/IFNAME DIRECTION
     "xdp",  # xdp:NODE/IFNAME
     "socket",  # socket:NODE/PROTOCOL PORT

@@ -95,11 +95,17 @@ class RunResult:
         found = []
         for state in self.states.values():
             tables = state.legacy_tables.split()
-            if tables:
+            if tables and state.legacy_save and any(r.legacy for r in state.rules().rules):
+                found.append(
+                    f"{state.node} uses iptables-legacy (tables {', '.join(tables)}): its rules "
+                    "were read with iptables-legacy-save (cited by position in their chain, "
+                    "`rule N`)"
+                )
+            elif tables:
                 found.append(
                     f"{state.node} uses iptables-legacy (tables {', '.join(tables)}): nft does "
-                    "not list those rules, so their translations and drops are shown "
-                    "without the rule that did them (iptables-legacy-save lists them)"
+                    "not list those rules and iptables-legacy-save could not be read, so their "
+                    "translations and drops are shown without the rule that did them"
                 )
         return found
 

@@ -32,6 +32,9 @@ class LiveRule:
     text: str  # as nft prints it, without comment and handle
     comment: str | None
     iptables: str | None = None  # "-A CHAIN ..." as iptables-save shows it, if iptables made it
+    # An iptables-legacy (x_tables) rule: nft cannot list it; ``handle`` is its position
+    # in the chain (1, 2, ...), ``text`` iptables-restore-translate's nft form of it.
+    legacy: bool = False
 
     @property
     def cited(self) -> str:
@@ -48,15 +51,19 @@ class LiveRule:
             label = step.comment if step.comment and step.comment != self.comment else ""
             chains += f"{step.chain} -[{label}]-> " if label else f"{step.chain} -> "
         chains += self.chain
-        said = f"{self.table} {chains} handle {self.handle}: {self.text}"
+        place = f"rule {self.handle}" if self.legacy else f"handle {self.handle}"
+        said = f"{self.table} {chains} {place}: {self.text}"
         if not self.iptables:
             return said
         comment = f"comment: {self.comment}; " if self.comment else ""
-        return f"{said} ({comment}iptables: {self.iptables})"
+        tool = "iptables-legacy" if self.legacy else "iptables"
+        return f"{said} ({comment}{tool}: {self.iptables})"
 
     @property
     def delete_command(self) -> str:
         """The command that removes this rule, in the tool that made it."""
+        if self.legacy:
+            return f"iptables-legacy -t {self.table} -D {self.chain} {self.handle}"
         if self.iptables and self.iptables.startswith("-A "):
             return f"iptables -t {self.table} -D {self.iptables[3:]}"
         return f"nft delete rule {self.family} {self.table} {self.chain} handle {self.handle}"
@@ -185,6 +192,46 @@ def parse_listing(text: str, iptables_save: str = "") -> Ruleset:
             rules.append(LiveRule(family, table, chain, int(m.group(3)), text, m.group(2)))
     if iptables_save:
         rules = _with_iptables_lines(rules, managed | _uncommented(rules), iptables_save)
+    return Ruleset(tuple(chains), tuple(rules))
+
+
+_ADD_CHAIN = re.compile(
+    r"^add chain ip (\S+) (\S+)(?: \{ type \w+ hook (\w+) .*?; policy (\w+); \})?$"
+)
+_ADD_RULE = re.compile(r'^add rule ip (\S+) (\S+) (.*?)(?: comment "([^"]*)")?$')
+
+
+def parse_legacy(translated: str, save: str) -> Ruleset:
+    """iptables-legacy's chains and rules, from ``iptables-restore-translate`` of
+    ``iptables-legacy-save``: each rule matched to its save line by table, chain and
+    position (a chain whose rules the two list differently is left out: no guess)."""
+    chains: list[LiveChain] = []
+    translated_rules: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
+    for raw in translated.splitlines():
+        line = raw.strip()
+        if m := _ADD_CHAIN.match(line):
+            chains.append(LiveChain("ip", m.group(1), m.group(2), m.group(3), m.group(4), 0))
+        elif m := _ADD_RULE.match(line):
+            text = " ".join(m.group(3).split())
+            translated_rules.setdefault((m.group(1), m.group(2)), []).append((text, m.group(4)))
+        elif line.startswith("# -A "):  # a rule the translator could not put in nft's words
+            chain = line.split()[2]
+            table = chains[-1].table if chains else ""
+            translated_rules.setdefault((table, chain), []).append((line[2:], None))
+    lines: dict[tuple[str, str], list[str]] = {}
+    table = ""
+    for line in save.splitlines():
+        if line.startswith("*"):
+            table = line[1:].strip()
+        elif line.startswith("-A ") and table:
+            lines.setdefault((table, line.split()[1]), []).append(line)
+    rules: list[LiveRule] = []
+    for (table, chain), theirs in lines.items():
+        ours = translated_rules.get((table, chain), [])
+        if len(ours) != len(theirs):
+            continue
+        for position, ((text, comment), line) in enumerate(zip(ours, theirs, strict=True), 1):
+            rules.append(LiveRule("ip", table, chain, position, text, comment, line, legacy=True))
     return Ruleset(tuple(chains), tuple(rules))
 
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any
 
-from pathtrace.model.ruleset import Ruleset, parse_listing
+from pathtrace.model.ruleset import Ruleset, parse_legacy, parse_listing
 
 SYSCTLS = (
     "net.ipv4.ip_forward",
@@ -213,6 +213,8 @@ class NamespaceState:
     ruleset: str = ""
     legacy_tables: str = ""  # iptables-legacy tables, which nft does not list
     iptables: str = ""  # iptables-save, where iptables-nft manages tables (their comments)
+    legacy_save: str = ""  # iptables-legacy-save, where legacy tables are in use
+    legacy_nft: str = ""  # the same through iptables-restore-translate (nft's words)
 
     @property
     def has_rules(self) -> bool:
@@ -244,7 +246,11 @@ class NamespaceState:
         return self.sysctls.get(key)
 
     def rules(self) -> Ruleset:
-        return parse_listing(self.ruleset, self.iptables)
+        found = parse_listing(self.ruleset, self.iptables)
+        if not self.legacy_save:
+            return found
+        legacy = parse_legacy(self.legacy_nft, self.legacy_save)
+        return Ruleset(found.chains + legacy.chains, found.rules + legacy.rules)
 
     def owns(self, address: str) -> bool:
         return any(a.split("/")[0] == address for link in self.links for a in link.addresses)
@@ -269,6 +275,8 @@ class NamespaceState:
             ruleset=data["ruleset"],
             legacy_tables=data.get("legacy_tables", ""),
             iptables=data.get("iptables", ""),
+            legacy_save=data.get("legacy_save", ""),
+            legacy_nft=data.get("legacy_nft", ""),
         )
 
 

@@ -172,6 +172,8 @@ def state(namespace: str, node: str, listing: str | None = None) -> NamespaceSta
     if iptables_made(state.ruleset):
         state.iptables = iptables_save(namespace)
     state.legacy_tables = legacy_tables(namespace)
+    if state.legacy_tables.strip():
+        state.legacy_save, state.legacy_nft = legacy_rules(namespace)
     return state
 
 
@@ -405,6 +407,26 @@ def with_rules(namespaces: Sequence[str]) -> list[str]:
         if proc.returncode != 0 or out.strip():
             found.add(n)
     return [n for n in namespaces if n in found]
+
+
+def legacy_rules(namespace: str) -> tuple[str, str]:
+    """iptables-legacy-save in the namespace, and the same in nft's words
+    (iptables-restore-translate, which reads text only); '' for what is missing."""
+    try:
+        save = netns.run(namespace, ["iptables-legacy-save"], check=False).stdout
+    except EnvironmentProblem:
+        return "", ""
+    try:
+        translated = subprocess.run(
+            ["iptables-restore-translate", "-f", "/dev/stdin"],
+            input=save,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        translated = ""
+    return save, translated
 
 
 def iptables_save(namespace: str) -> str:

@@ -297,13 +297,21 @@ def test_a_cni_network_is_traced_with_its_rules() -> None:
     assert set(seen["hostport"][1]["namespaces"].values()) == {"wan", "host", "pod1"}
 
 
-def test_legacy_iptables_rules_are_said_to_be_invisible() -> None:
+def test_legacy_iptables_rules_are_read() -> None:
+    """Rules nft cannot list (x_tables, made by iptables-legacy) are read with
+    iptables-legacy-save: the SNAT names its rule, a drop cites its rule, and the
+    fix, run as printed, heals."""
     seen = scratch.result(
         r"""
-import json, subprocess, sys
+import json, re, subprocess, sys
 
 def sh(command):
     subprocess.run(["bash", "-c", command], check=True, capture_output=True)
+
+def run():
+    done = subprocess.run([sys.executable, "-m", "pathtrace", "run", "ping", "8.8.8.8",
+                           "--from", "c", "-c", "1", "--json"], capture_output=True, text=True)
+    return json.loads(done.stdout or "null"), done.stderr
 
 sh("ip netns add c && ip link add v0 type veth peer name v1 netns c && "
    "ip addr add 10.7.0.1/24 dev v0 && ip link set v0 up && "
@@ -315,22 +323,37 @@ sh("ip netns add c && ip link add v0 type veth peer name v1 netns c && "
    "ip -n wan link set lo up && ip -n wan addr add 8.8.8.8/32 dev lo && "
    "ip route add default via 198.51.100.1 && "
    "iptables-legacy -t nat -A POSTROUTING -s 10.7.0.0/24 -o eth0 -j MASQUERADE")
-run = subprocess.run([sys.executable, "-m", "pathtrace", "run", "ping", "8.8.8.8", "--from", "c",
-                      "-c", "1", "--json"], capture_output=True, text=True)
+answered, err = run()
+sh("iptables-legacy -A FORWARD -s 10.7.0.0/24 -p icmp -j DROP")
+dropped, _ = run()
+fix = dropped["probes"][0]["verdict"]["fix"] if dropped else ""
+command = re.match(r"^(iptables-legacy [^(]+?)(?: \(|$)", fix or "")
+if command:
+    sh(command.group(1))
+healed, _ = run()
 doctor = subprocess.run([sys.executable, "-m", "pathtrace", "doctor", "--json"],
                         capture_output=True, text=True)
-sh("iptables-legacy -t nat -F")
-print(json.dumps({"run": json.loads(run.stdout or "null"), "err": run.stderr,
+sh("iptables-legacy -t nat -F && iptables-legacy -F")
+print(json.dumps({"run": answered, "err": err, "dropped": dropped, "healed": healed,
                   "doctor": json.loads(doctor.stdout or "null")}))
 """
     )
     report = seen["run"]
     assert report is not None, seen["err"]
     assert report["probes"][0]["verdict"]["outcome"] == "answered"
-    assert any("host uses iptables-legacy (tables nat)" in n for n in report["notes"])
+    assert any("read with iptables-legacy-save" in n for n in report["notes"])
     snat = next(h for h in report["probes"][0]["request"]["hops"] if h["translation"])
-    assert snat["translation"]["kind"] == "SNAT" and snat["translation"]["rule"] is None
-    assert seen["doctor"]["legacy_iptables"] == ["nat"]
+    assert snat["translation"]["kind"] == "SNAT"
+    assert "iptables-legacy: -A POSTROUTING -s 10.7.0.0/24 -o eth0 -j MASQUERADE" in str(
+        snat["translation"]["rule"]
+    )
+    verdict = seen["dropped"]["probes"][0]["verdict"]
+    assert verdict["outcome"] == "dropped" and verdict["code"] == "nf.drop", verdict
+    assert verdict["objects"] == ["nf:host/ip filter FORWARD rule 1"]
+    assert "filter FORWARD rule 1" in verdict["cause"], verdict["cause"]
+    assert verdict["fix"].startswith("iptables-legacy -t filter -D FORWARD 1"), verdict["fix"]
+    assert seen["healed"]["probes"][0]["verdict"]["outcome"] == "answered"
+    assert sorted(seen["doctor"]["legacy_iptables"]) == ["filter", "nat"]
 
 
 def test_the_advised_fix_for_someone_elses_rule_works() -> None:

@@ -749,6 +749,15 @@ FAULTS: list[Fault] = [
         ("bridge link set dev veth-host1 state 3",),
         outcome="lost",
     ),
+    Fault(
+        "legacy-forward-drop",
+        "netfilter",
+        (("host", "iptables-legacy -A FORWARD -s 192.168.100.0/24 -p icmp -j DROP"),),
+        Probe(),
+        "host/br0",
+        ("filter FORWARD rule 1", "iptables-legacy: -A FORWARD"),
+        ("iptables-legacy -t filter -D FORWARD 1",),
+    ),
 ]
 
 BY_NAME = {fault.name: fault for fault in FAULTS}
@@ -817,4 +826,5 @@ NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "address-removed": ("neigh.failed", ("link:container2/veth-cont2",)),
     "prohibit-rule-at-source": ("route.prohibit", ("rule:container1/pref 90",)),
     "dnat-to-disabled-port": ("bridge.port_state", ("port:host/veth-host1",)),
+    "legacy-forward-drop": ("nf.drop", ("nf:host/ip filter FORWARD rule 1",)),
 }

@@ -236,7 +236,7 @@ def same_object(said: str, changed: str) -> bool:
     if kind == "address":
         return name.split("/")[0] == c_name.split("/")[0]
     if kind == "nf":
-        return name == c_name or name.startswith(f"{c_name} handle ")
+        return name == c_name or name.startswith((f"{c_name} handle ", f"{c_name} rule "))
     return name == c_name
 
 
