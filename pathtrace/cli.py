@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pathtrace.errors import BundleError, PathtraceError, UsageError
+from pathtrace.errors import BundleError, PathtraceError, ProbesMissing, UsageError
 from pathtrace.lab import DEFAULT_PREFIX, DEFAULT_SOURCE
 
 
@@ -323,6 +323,8 @@ def _doctor(args: argparse.Namespace) -> int:
         print(json.dumps(diagnosis.to_json(), indent=2))
     else:
         doctor.print_diagnosis(diagnosis)
+    if not diagnosis.probes_built:
+        return ProbesMissing.exit_code  # as a run without probes exits
     usable = any(h["state"] == "used" and h["family"] == "device" for h in diagnosis.hooks)
     return 0 if usable else 3
 

@@ -37,6 +37,7 @@ class Diagnosis:
     # iptables-legacy tables in use in the namespace pathtrace runs in: nft cannot list them.
     # None: not known (reading them needs root).
     legacy_iptables: list[str] | None = field(default_factory=list)
+    probes_advice: str = ""  # how to get probes, for the way pathtrace was installed
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -68,6 +69,7 @@ def diagnose() -> Diagnosis:
             for f in ("device", "drop", "netfilter", "veth", "bridge", "nat")
         ),
         tools={tool: shutil.which(tool) is not None for tool in TOOLS},
+        probes_advice=engine.how_to_build_probes(),
     )
     try:
         result.legacy_iptables = observe.legacy_tables(discover.host_path()).split()
@@ -117,7 +119,7 @@ def print_diagnosis(d: Diagnosis) -> None:
     line(
         "probes",
         d.probes_built,
-        d.probes if d.probes_built else f"not built in {d.probes}: run `make probes`",
+        d.probes if d.probes_built else f"not built in {d.probes}: {d.probes_advice}",
     )
     missing = [t for t, ok in d.tools.items() if not ok]
     line("tools", not missing, "all present" if not missing else "missing: " + " ".join(missing))

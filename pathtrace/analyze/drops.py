@@ -63,7 +63,10 @@ def explain(
     elif location.startswith(("vxlan_", "geneve_")) or _kind(net, drop) in ("vxlan", "geneve"):
         found = _tunnel_no_target(net, drop, events)
     elif reason == "NO_TX_TARGET" or location.startswith("br_"):
-        found = _bridge_stop(net, series, drop)
+        # The bridge's switches; else the frame's address: a MAC that is not the next
+        # hop's goes nowhere (or back towards the port it came in by, which a bridge
+        # never does).
+        found = _bridge_stop(net, series, drop) or _wrong_mac(net, series, drop)
     elif reason == "IP_RPFILTER":
         state = net.state(node)
         values = ", ".join(
@@ -306,6 +309,11 @@ def _wrong_mac(net: Network, series: Series, drop: Hop) -> Placed | None:
     if entry.lladdr.lower() == owner[1].mac.lower():
         return None
     out = state.link(sent.interface)
+    # How the frame died, as the kernel said: a host's OTHERHOST, or a bridge's drop.
+    if drop.drop_reason == "OTHERHOST":
+        died = "which drops it as not its own (OTHERHOST)"
+    else:
+        died = f"and {drop.node}/{drop.interface} drops it ({drop.drop_reason or 'no reason'})"
     if out is not None and out.noarp:
         # No neighbour resolution on a NOARP link: the kernel fills in an address of
         # its own, and deleting the entry makes the same one again.
@@ -314,7 +322,7 @@ def _wrong_mac(net: Network, series: Series, drop: Hop) -> Placed | None:
             (ref("link", sent.node, out.name), ref("neigh", sent.node, hop_ip)),
             f"{sent.node}/{out.name} has NOARP set: the kernel resolves no neighbour on it "
             f"and sends the frame for {hop_ip} to {entry.lladdr}, not {owner[0].node}/"
-            f"{owner[1].name}'s {owner[1].mac}, which drops it as not its own (OTHERHOST)",
+            f"{owner[1].name}'s {owner[1].mac}, {died}",
             net.command(sent.node, f"ip link set dev {out.name} arp on"),
             [f"{sent.node}: {out.name} flags NOARP", f"{sent.node}: neighbour {entry.describe()}"],
         )
@@ -323,8 +331,12 @@ def _wrong_mac(net: Network, series: Series, drop: Hop) -> Placed | None:
     cause = (
         f"{sent.node}'s neighbour entry for {hop_ip} says {entry.lladdr}, but {hop_ip} is "
         f"{owner[0].node}/{owner[1].name} with MAC {owner[1].mac}: the frame goes to a MAC "
-        f"no one has, the bridge floods it, and each receiver drops it as not its own "
-        f"(OTHERHOST)"
+        + (
+            "no one has, the bridge floods it, and each receiver drops it as not its own "
+            "(OTHERHOST)"
+            if drop.drop_reason == "OTHERHOST"
+            else f"that is not the next hop's, {died}"
+        )
     )
     fix = net.command(sent.node, f"ip neigh del {hop_ip} dev {sent.interface}")
     evidence = [

@@ -131,6 +131,11 @@ def bridge_blocks(
             ("link", device.name),
         )
     for port in (ingress, egress):
+        if not port.up or not port.carrier:
+            # The link's own fault, said elsewhere: a port without carrier is disabled
+            # by the bridge, and setting its state heals nothing.
+            return None
+    for port in (ingress, egress):
         if port.port is not None and port.port.state not in ("forwarding",):
             return Blocked(
                 f"{bridge}'s port {port.name} is in state {port.port.state}, not forwarding",
@@ -138,8 +143,6 @@ def bridge_blocks(
                 "bridge.port_state",
                 ("port", port.name),
             )
-        if not port.up or not port.carrier:
-            return None  # the link's own fault, said elsewhere
     i, e = ingress.port, egress.port
     if i is not None and e is not None and i.isolated and e.isolated:
         return Blocked(

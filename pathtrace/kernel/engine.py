@@ -36,6 +36,19 @@ def probes_dir() -> Path:
     return Path(__file__).resolve().with_name("bpf")
 
 
+def how_to_build_probes() -> str:
+    """What to do about missing probes, for the way pathtrace was installed: from a
+    checkout (make), or from a wheel (whose build compiles them)."""
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "probes" / "Makefile").exists():
+        return f"run `make setup` (or `make probes`) in {checkout}"
+    return (
+        "this installation carries no probes: reinstall pathtrace from a wheel built "
+        "where clang, llvm-strip and bpftool are present (building the wheel compiles "
+        "them), or set PATHTRACE_PROBES to a folder of built objects"
+    )
+
+
 @dataclass
 class HookStatus:
     family: str
@@ -140,10 +153,7 @@ class Tracer:
     def _start_family(self, family: hooks.Family, facts: hooks.KernelFacts) -> None:
         path = self.directory / f"{family.name}.bpf.o"
         if not path.exists():
-            raise ProbesMissing(
-                f"probe object {path} is missing: run `make setup` (or "
-                "`make probes`) to build the probes"
-            )
+            raise ProbesMissing(f"probe object {path} is missing: {how_to_build_probes()}")
         # Plain packet reads first; the helper-reading build where the kernel refuses them.
         compat = self.directory / f"{family.name}.compat.bpf.o"
         objects = [path, compat] if compat.exists() else [path]

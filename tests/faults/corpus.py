@@ -758,6 +758,25 @@ FAULTS: list[Fault] = [
         ("filter FORWARD rule 1", "iptables-legacy: -A FORWARD"),
         ("iptables-legacy -t filter -D FORWARD 1",),
     ),
+    Fault(
+        "noarp-source",
+        "l2",
+        (("container1", "ip link set dev veth-cont1 arp off"),),
+        Probe(),
+        "container1/veth-cont1",
+        ("NOARP", "192.168.100.1", "host/veth-host1 drops it"),
+        ("ip link set dev veth-cont1 arp on",),
+    ),
+    Fault(
+        "dnat-target-link-down",
+        "link",
+        (("container1", "ip link set veth-cont1 down"),),
+        Probe("tcp", "198.51.100.2", 8080, source="wan"),
+        "host/br0",
+        ("192.168.100.2 is on container1/veth-cont1, which is down",),
+        ("ip link set veth-cont1 up",),
+        outcome="lost",
+    ),
 ]
 
 BY_NAME = {fault.name: fault for fault in FAULTS}
@@ -827,4 +846,6 @@ NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "prohibit-rule-at-source": ("route.prohibit", ("rule:container1/pref 90",)),
     "dnat-to-disabled-port": ("bridge.port_state", ("port:host/veth-host1",)),
     "legacy-forward-drop": ("nf.drop", ("nf:host/ip filter FORWARD rule 1",)),
+    "noarp-source": ("link.noarp", ("link:container1/veth-cont1",)),
+    "dnat-target-link-down": ("link.down", ("link:container1/veth-cont1",)),
 }
