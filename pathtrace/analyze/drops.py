@@ -1050,6 +1050,25 @@ def _bridge_port_towards(
     port = links.bridge_port_towards(net.all, owner[0], owner[1])
     if port is None or port[0] is not state or port[1].master != bridge.name:
         return None
+    o_state, o_link = owner
+    if not port[1].up:
+        return Finding(
+            "link.down",
+            (ref("link", state.node, port[1].name),),
+            f"{bridge.name}'s port {port[1].name}, towards {address} ({o_state.node}/"
+            f"{o_link.name}), is down",
+            net.command(state.node, f"ip link set {port[1].name} up"),
+            [f"{state.node}: {port[1].name} down"],
+        )
+    if not port[1].carrier and not o_link.up:
+        return Finding(
+            "link.down",
+            (ref("link", o_state.node, o_link.name), ref("link", state.node, port[1].name)),
+            f"{address} is on {o_state.node}/{o_link.name}, which is down (so {bridge.name}'s "
+            f"port {port[1].name} has no carrier)",
+            net.command(o_state.node, f"ip link set {o_link.name} up"),
+            [f"{o_state.node}: {o_link.name} down", f"{state.node}: {port[1].name} no carrier"],
+        )
     entry = links.neighbour(state, address, bridge.name, after=True)
     mac = None if links.unresolved(entry) or entry is None else entry.lladdr
     blocked = links.bridge_blocks(state, bridge, port[1], mac)

@@ -777,6 +777,16 @@ FAULTS: list[Fault] = [
         ("ip link set veth-cont1 up",),
         outcome="lost",
     ),
+    Fault(
+        "dnat-target-port-down",
+        "link",
+        (("host", "ip link set veth-host1 down"),),
+        Probe("tcp", "198.51.100.2", 8080, source="wan"),
+        "host/br0",
+        ("br0's port veth-host1", "is down"),
+        ("ip link set veth-host1 up",),
+        outcome="lost",
+    ),
 ]
 
 BY_NAME = {fault.name: fault for fault in FAULTS}
@@ -848,4 +858,5 @@ NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "legacy-forward-drop": ("nf.drop", ("nf:host/ip filter FORWARD rule 1",)),
     "noarp-source": ("link.noarp", ("link:container1/veth-cont1",)),
     "dnat-target-link-down": ("link.down", ("link:container1/veth-cont1",)),
+    "dnat-target-port-down": ("link.down", ("link:host/veth-host1",)),
 }
