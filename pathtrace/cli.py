@@ -9,8 +9,11 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pathtrace.config import Config
+from pathtrace.config import load as load_config
+from pathtrace.config import path as config_path
 from pathtrace.errors import BundleError, PathtraceError, ProbesMissing, UsageError
-from pathtrace.lab import DEFAULT_PREFIX, DEFAULT_SOURCE
+from pathtrace.lab import DEFAULT_PREFIX
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,8 +42,15 @@ def _version() -> str:
     return f"pathtrace {__version__} ({probes}); kernel {os.uname().release}"
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="pathtrace", description=__doc__)
+def _build_parser(config: Config | None = None) -> argparse.ArgumentParser:
+    """The command line; ``config``: the user's defaults (config file, environment)."""
+    config = config or Config()
+    parser = _Parser(
+        prog="pathtrace",
+        description=__doc__,
+        epilog=f"defaults: {config_path()} (bundles, from, topology), and PATHTRACE_BUNDLES, "
+        "PATHTRACE_FROM, PATHTRACE_TOPOLOGY over it",
+    )
     parser.add_argument("--version", action=_Version, nargs=0, help="the versions, and exit")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
@@ -56,6 +66,7 @@ def _build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--topology",
             metavar="FILE",
+            default=config.topology,
             help="a topology file (default: the running lab's, else the reference)",
         )
         if name in ("status", "show"):
@@ -64,26 +75,32 @@ def _build_parser() -> argparse.ArgumentParser:
     brk = lab_commands.add_parser("break", help="break the lab in a known way (see --list)")
     brk.add_argument("scenario", nargs="?", help="what to break")
     brk.add_argument("--list", action="store_true", help="explain every scenario")
-    brk.add_argument("--topology", metavar="FILE", help=argparse.SUPPRESS)
+    brk.add_argument("--topology", metavar="FILE", default=config.topology, help=argparse.SUPPRESS)
     brk.set_defaults(handler=_lab_break)
     fix = lab_commands.add_parser("fix", help="undo any break: converge to the description")
-    fix.add_argument("--topology", metavar="FILE", help=argparse.SUPPRESS)
+    fix.add_argument(
+        "--topology", metavar="FILE", default=config.topology, help="the lab's topology file"
+    )
     fix.set_defaults(handler=_lab_fix)
 
     run = commands.add_parser("run", help="trace tagged probes hop by hop")
-    run.add_argument("kind", choices=["ping", "udp", "tcp", "dns"])
+    run.add_argument(
+        "kind",
+        choices=["ping", "udp", "tcp", "dns"],
+        help="the probe: ICMP echo, UDP, TCP SYN, DNS",
+    )
     run.add_argument("target", help="ping: ADDRESS; udp, tcp: ADDRESS:PORT; dns: ADDRESS[:PORT]")
     run.add_argument(
         "--from",
         dest="source",
-        default=DEFAULT_SOURCE,
+        default=config.source,
         metavar="NODE",
         help="a lab node, a namespace name, host, a pid or a namespace path (default: %(default)s)",
     )
-    run.add_argument("-c", "--count", type=int, default=3)
+    run.add_argument("-c", "--count", type=int, default=3, help="probes to send (default: 3)")
     run.add_argument("-i", "--interval", type=float, default=0.01, help="seconds between probes")
     run.add_argument("-s", "--size", type=int, default=56, help="payload bytes (tag included)")
-    run.add_argument("--ttl", type=int, default=64)
+    run.add_argument("--ttl", type=int, default=64, help="TTL / hop limit (default: 64)")
     run.add_argument("--df", action="store_true", help="set Don't Fragment")
     run.add_argument(
         "--query", default="example.com", metavar="NAME", help="dns: the name asked (type A)"
@@ -94,9 +111,18 @@ def _build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="seconds in which no probe is seen anywhere new before the run ends (0-600]",
     )
-    run.add_argument("--format", choices=["text", "json", "markdown", "mermaid"], default="text")
-    run.add_argument("--json", action="store_const", const="json", dest="format")
-    run.add_argument("--topology", metavar="FILE", help="the lab's topology file")
+    run.add_argument(
+        "--format",
+        choices=["text", "json", "markdown", "mermaid"],
+        default="text",
+        help="the report's form (default: text)",
+    )
+    run.add_argument(
+        "--json", action="store_const", const="json", dest="format", help="--format json"
+    )
+    run.add_argument(
+        "--topology", metavar="FILE", default=config.topology, help="the lab's topology file"
+    )
     run.add_argument(
         "--capture",
         choices=["run", "all", "off"],
@@ -108,7 +134,7 @@ def _build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const="",
         metavar="DIR",
-        help="save a bundle (default folder: captures/<UTC time>-<probe>-<target>)",
+        help=f"save a bundle (default folder: {config.bundles}/<UTC time>-<probe>-<target>)",
     )
     run.set_defaults(handler=_run)
 
@@ -117,30 +143,58 @@ def _build_parser() -> argparse.ArgumentParser:
         dest="bundle_command", required=True, parser_class=_Parser
     )
     listing = bundle_commands.add_parser("list", help="the bundles under a folder")
-    listing.add_argument("folder", nargs="?", default="captures")
+    listing.add_argument(
+        "folder",
+        nargs="?",
+        default=str(config.bundles),
+        help="where to look (default: %(default)s)",
+    )
     listing.add_argument(
         "-v", "--verbose", action="store_true", help="say what was skipped, and why"
     )
     listing.set_defaults(handler=_bundle_list)
     show = bundle_commands.add_parser("show", help="a saved run's report")
-    show.add_argument("path")
-    show.add_argument("--format", choices=["text", "json", "markdown", "mermaid"], default="text")
-    show.add_argument("--json", action="store_const", const="json", dest="format")
+    show.add_argument("path", help="a bundle's folder")
+    show.add_argument(
+        "--format",
+        choices=["text", "json", "markdown", "mermaid"],
+        default="text",
+        help="the report's form (default: text)",
+    )
+    show.add_argument(
+        "--json", action="store_const", const="json", dest="format", help="--format json"
+    )
     show.set_defaults(handler=_bundle_show)
     compare = bundle_commands.add_parser("diff", help="where two runs' paths part ways")
-    compare.add_argument("a")
-    compare.add_argument("b")
+    compare.add_argument("a", help="a bundle's folder")
+    compare.add_argument("b", help="another bundle's folder")
     compare.set_defaults(handler=_bundle_diff)
 
     tui = commands.add_parser("tui", help="the interactive view (default on a terminal)")
     tui.add_argument("--bundle", metavar="PATH", help="open a saved run (no root, no lab)")
-    tui.add_argument("--topology", metavar="FILE", help="the lab's topology file")
+    tui.add_argument(
+        "--topology", metavar="FILE", default=config.topology, help="the lab's topology file"
+    )
     tui.set_defaults(handler=_tui)
 
     doctor = commands.add_parser("doctor", help="what this machine lets pathtrace trace, and why")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.set_defaults(handler=_doctor)
+
+    completion = commands.add_parser("completion", help="a shell completion script")
+    completion.add_argument("shell", choices=["bash", "zsh", "tcsh"], help="for which shell")
+    completion.set_defaults(handler=_completion)
+    parser.set_defaults(config=config)
     return parser
+
+
+def _completion(args: argparse.Namespace) -> int:
+    """Printed for the shell to source: `source <(pathtrace completion bash)`."""
+    # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
+    import shtab
+
+    print(shtab.complete(_build_parser(args.config), shell=args.shell))
+    return 0
 
 
 def _lab_break(args: argparse.Namespace) -> int:
@@ -204,7 +258,9 @@ def _run(args: argparse.Namespace) -> int:
 
         # Checked (and made ready) before anything is armed: a run is never
         # lost to a save path that could not work.
-        folder = bundle.destination(options, Path(args.save) if args.save else None)
+        folder = bundle.destination(
+            options, Path(args.save) if args.save else None, root=args.config.bundles
+        )
     try:
         result = Run(options, topo, text, progress=_progress).execute()
     except BaseException:
@@ -307,10 +363,10 @@ def _tui(args: argparse.Namespace) -> int:
         from pathtrace.output import bundle
 
         bundle.load(Path(args.bundle))  # a bad bundle: one line, before the screen opens
-        make_app(bundle=Path(args.bundle)).run()
+        make_app(bundle=Path(args.bundle), bundles_dir=args.config.bundles).run()
         return 0
     topo, text = _topology_for(args)
-    make_app(topo, text).run()
+    make_app(topo, text, bundles_dir=args.config.bundles).run()
     return 0
 
 
@@ -421,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     lock.announce = lambda text: print(f"pathtrace: {text}", file=sys.stderr, flush=True)
     try:
-        parser = _build_parser()
+        parser = _build_parser(load_config())
         args = parser.parse_args(argv)
         if args.command is None:  # bare `pathtrace`: the TUI on a terminal, else usage
             if sys.stdout.isatty() and sys.stdin.isatty():

@@ -25,8 +25,9 @@ ALLOWED: dict[str, set[str]] = {
     "session": BASE | {"kernel", "inject", "capture", "lab", "analyze"},
     "output": BASE | {"analyze"},
     "doctor": BASE | {"kernel"},
+    "config": {"lab"},  # the user's defaults (DEFAULT_SOURCE is the lab's)
     "cli": BASE | {"kernel", "inject", "capture", "lab", "analyze", "session", "output"}
-    | {"doctor", "tui"},
+    | {"doctor", "tui", "config"},
     "tui": BASE | {"lab", "analyze", "session", "output"},
     "__main__": {"cli"},
 }  # fmt: skip
