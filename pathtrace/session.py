@@ -227,7 +227,9 @@ class Run:
         states: dict[str, NamespaceState] = {}
         for ns in reach.namespaces:
             try:
-                states[ns] = observe.state(ns, self._node_name(ns), reach.rulesets.get(ns))
+                states[ns] = observe.state(
+                    ns, self._node_name(ns), reach.rulesets.get(ns), reach.namespaces
+                )
             except OSError:
                 if ns == source:
                     raise

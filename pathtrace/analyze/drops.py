@@ -51,7 +51,7 @@ def explain(
             where = f"{node} ({hook or 'netfilter'}, before any device)"
         found = (None, finding)
     elif reason == "OTHERHOST":
-        found = _wrong_mac(net, series, drop)
+        found = _wrong_mac(net, series, drop) or _flooded_past(net, series, drop)
     elif (
         drop.outer is not None
         # Freed in fragmentation (or where the symbol is not known): then the size is
@@ -346,6 +346,40 @@ def _wrong_mac(net: Network, series: Series, drop: Hop) -> Placed | None:
     return place, Finding(
         "neigh.wrong_mac", (ref("neigh", sent.node, hop_ip),), cause, fix, evidence
     )
+
+
+def _flooded_past(net: Network, series: Series, drop: Hop) -> Placed | None:
+    """A frame with the right MAC that a bridge on the way flooded to a host it was not
+    for (OTHERHOST there): the bridge would not send it out of the port towards its
+    owner (no FDB entry and that port does not take floods, or its state)."""
+    crossed = _crossed_bridge(net, series)
+    if not isinstance(crossed, tuple):  # or a bridge that sent it itself (routed onto it)
+        sent = next(
+            (
+                (h.node, h.interface)
+                for h in series.hops
+                if h.action in ("send", "route", "end")
+                and h.interface
+                and (link := net.link(h.node, h.interface)) is not None
+                and link.kind == "bridge"
+            ),
+            None,
+        )
+        if sent is None or sent[1] is None:
+            return None
+        crossed = (sent[0], sent[1])
+    state = next((s for s in net.all if s.node == crossed[0]), None)
+    bridge = state.link(crossed[1]) if state else None
+    if state is None or bridge is None:
+        return None
+    found = _bridge_port_towards(net, state, bridge, drop.packet.dst)
+    if found is None:
+        return None
+    said = (
+        f"{found.cause}; it flooded the frame to its other ports instead, and "
+        f"{drop.node}/{drop.interface} dropped it as not its own (OTHERHOST)"
+    )
+    return f"{state.node}/{bridge.name}", replace(found, cause=said)
 
 
 def _crossed_bridge(net: Network, series: Series) -> tuple[str, str] | str:
@@ -1152,6 +1186,14 @@ def _no_arp_answer(net: Network, state: NamespaceState, link: Link, address: str
                 else []
             )
             return blocked.finding(o_state.node, net.command(o_state.node, blocked.fix), evidence)
+        # The answer goes back, unicast to the asker's MAC, out of that same port.
+        blocked = links.bridge_blocks(o_state, o_link, mine[1], link.mac)
+        if blocked is not None:
+            return blocked.finding(
+                o_state.node,
+                net.command(o_state.node, blocked.fix),
+                _port_evidence(o_state, (mine[1],), link.mac),
+            )
     if mine and theirs and mine[0] is theirs[0] and mine[1].master == theirs[1].master:
         b_state = mine[0]
         if not theirs[1].carrier or not theirs[1].up:
@@ -1170,7 +1212,25 @@ def _no_arp_answer(net: Network, state: NamespaceState, link: Link, address: str
                 if p.port
             ]
             return blocked.finding(b_state.node, net.command(b_state.node, blocked.fix), evidence)
+        # The answer, unicast to the asker's MAC, from the owner's port to the asker's.
+        blocked = links.bridge_blocks(b_state, theirs[1], mine[1], link.mac)
+        if blocked is not None:
+            return blocked.finding(
+                b_state.node,
+                net.command(b_state.node, blocked.fix),
+                _port_evidence(b_state, (theirs[1], mine[1]), link.mac),
+            )
     return None
+
+
+def _port_evidence(state: NamespaceState, ports: Iterable[Link], mac: str) -> list[str]:
+    """The ports' switches and the FDB's word on ``mac`` (or that it has none)."""
+    found = [f"{state.node}: {p.name} {p.port.describe()}" for p in ports if p.port]
+    fdb = [line for line in state.fdb if line.lower().startswith(mac.lower())]
+    found += [f"{state.node}: fdb {line}" for line in fdb] or [
+        f"{state.node}: no fdb entry for {mac}"
+    ]
+    return found
 
 
 def _no_neighbour_advertisement(

@@ -19,19 +19,26 @@ Place = tuple[NamespaceState, Link]
 
 def peer(states: Iterable[NamespaceState], state: NamespaceState, link: Link) -> Place | None:
     """The other end of veth ``link``: the link whose index is its peer index and
-    whose peer index is its own (unique enough across namespaces)."""
+    whose peer index is its own, in the namespace netlink says (IFLA_LINK_NETNSID,
+    resolved through the namespace's ids; none: the same namespace). Ifindexes repeat
+    across namespaces: where the saved state cannot tell two candidates apart, None."""
     if link.peer_index is None:
         return None
-    for other in states:
-        for candidate in other.links:
-            if (
-                candidate.index == link.peer_index
-                and candidate.peer_index == link.index
-                and candidate.kind == "veth"
-                and (other is not state or candidate is not link)
-            ):
-                return other, candidate
-    return None
+    where = next((ns for ns, i in state.nsids.items() if i == link.peer_nsid), None)
+    found = [
+        (other, candidate)
+        for other in states
+        if link.parent_elsewhere is None or (other is not state) == link.parent_elsewhere
+        if where is None or other.namespace == where
+        for candidate in other.links
+        if candidate.index == link.peer_index
+        and candidate.peer_index == link.index
+        and candidate.kind == "veth"
+        and candidate is not link
+    ]
+    if link.parent_elsewhere is None:  # an old bundle: the first, as it was read then
+        return found[0] if found else None
+    return found[0] if len(found) == 1 else None
 
 
 def owner(states: Iterable[NamespaceState], address: str) -> Place | None:

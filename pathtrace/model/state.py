@@ -84,7 +84,10 @@ class Link:
     # The lower device (IFLA_LINK: a macvlan's or vlan's parent; a tunnel's
     # underlay device) by ifindex, and whether it is in another namespace.
     parent_index: int | None = None
-    parent_elsewhere: bool = False
+    parent_elsewhere: bool | None = False  # None: not recorded (a bundle from before)
+    # IFLA_LINK_NETNSID: the id, in this namespace, of the namespace the peer (or the
+    # lower device) is in; NamespaceState.nsids says which namespace that is.
+    peer_nsid: int | None = None
     # What IFLA_INFO_DATA says of the kind, as (name, value): mode, vni, port...
     info: tuple[tuple[str, str], ...] = ()
     noarp: bool = False  # IFF_NOARP: answers (and sends) no ARP
@@ -215,6 +218,7 @@ class NamespaceState:
     iptables: str = ""  # iptables-save, where iptables-nft manages tables (their comments)
     legacy_save: str = ""  # iptables-legacy-save, where legacy tables are in use
     legacy_nft: str = ""  # the same through iptables-restore-translate (nft's words)
+    nsids: dict[str, int] = field(default_factory=dict)  # other traced namespaces' ids here
 
     @property
     def has_rules(self) -> bool:
@@ -277,6 +281,7 @@ class NamespaceState:
             iptables=data.get("iptables", ""),
             legacy_save=data.get("legacy_save", ""),
             legacy_nft=data.get("legacy_nft", ""),
+            nsids={str(k): int(v) for k, v in data.get("nsids", {}).items()},
         )
 
 
@@ -287,6 +292,7 @@ def _link(data: dict[str, Any]) -> Link:
             **data,
             "addresses": tuple(data["addresses"]),
             "port": BridgePort(**port) if port else None,
+            "parent_elsewhere": data.get("parent_elsewhere"),
             "info": tuple((str(k), str(v)) for k, v in data.get("info", ())),
         }
     )

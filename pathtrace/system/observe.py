@@ -7,6 +7,7 @@ inside the namespace. Everything here only reads.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 from collections.abc import Iterable, Sequence
@@ -54,7 +55,9 @@ PORT_STATES = {0: "disabled", 1: "listening", 2: "learning", 3: "forwarding", 4:
 NTF_SELF = 0x02
 
 
-def state(namespace: str, node: str, listing: str | None = None) -> NamespaceState:
+def state(
+    namespace: str, node: str, listing: str | None = None, others: Sequence[str] = ()
+) -> NamespaceState:
     """What the namespace holds now: links, routes, neighbours, sysctls, rules
     (``listing``: its nft listing, when discovery has just read it)."""
     state = NamespaceState(namespace, node)
@@ -90,6 +93,7 @@ def state(namespace: str, node: str, listing: str | None = None) -> NamespaceSta
                     port=_bridge_port(link),
                     parent_index=_parent_index(link, str(kind)),
                     parent_elsewhere=link.get("IFLA_LINK_NETNSID") is not None,
+                    peer_nsid=link.get("IFLA_LINK_NETNSID"),
                     info=_info(link, str(kind)),
                     noarp=bool(link["flags"] & 0x80),
                     xdp=_xdp(link),
@@ -160,6 +164,8 @@ def state(namespace: str, node: str, listing: str | None = None) -> NamespaceSta
                     f"master {names.get(master)} {flags}"
                 )
         clsact = [names[q["index"]] for q in ipr.get_qdiscs() if q.get("TCA_KIND") == "clsact"]
+        if any(link.peer_nsid is not None for link in state.links):
+            state.nsids = _nsids(ipr, namespace, others)
     finally:
         ipr.close()
     keys = [*SYSCTLS] + [
@@ -175,6 +181,29 @@ def state(namespace: str, node: str, listing: str | None = None) -> NamespaceSta
     if state.legacy_tables.strip():
         state.legacy_save, state.legacy_nft = legacy_rules(namespace)
     return state
+
+
+def _nsids(ipr: Any, namespace: str, others: Sequence[str]) -> dict[str, int]:
+    """The id this namespace gives each of ``others`` (RTM_GETNSID by file): what
+    resolves a veth's IFLA_LINK_NETNSID to the namespace its peer is in, where
+    ifindexes alone repeat across namespaces."""
+    found: dict[str, int] = {}
+    for other in others:
+        if other == namespace:
+            continue
+        try:
+            fd = os.open(netns.path(other), os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            nsid = (ipr.get_netnsid(fd=fd) or {}).get("nsid")
+        except Exception:  # pyroute2's netlink errors: an id not known is no id
+            nsid = None
+        finally:
+            os.close(fd)
+        if isinstance(nsid, int) and nsid >= 0:
+            found[other] = nsid
+    return found
 
 
 def neighbours(ipr: object, names: dict[int, str]) -> list[str]:

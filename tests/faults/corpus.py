@@ -787,6 +787,37 @@ FAULTS: list[Fault] = [
         ("ip link set veth-host1 up",),
         outcome="lost",
     ),
+    Fault(
+        "port-unlearned-answer",
+        "l2",
+        (
+            (
+                "host",
+                "bridge link set dev veth-host1 flood off learning off && "
+                "ip link set dev veth-host1 type bridge_slave fdb_flush",
+            ),
+        ),
+        Probe(),
+        "container1/veth-cont1",
+        ("no FDB entry", "veth-host1", "flood"),
+        ("bridge link set dev veth-host1 learning on flood on",),
+        outcome="lost",
+    ),
+    Fault(
+        "dnat-flooded-past",
+        "l2",
+        (
+            (
+                "host",
+                "bridge link set dev veth-host1 flood off learning off && "
+                "ip link set dev veth-host1 type bridge_slave fdb_flush",
+            ),
+        ),
+        Probe("tcp", "198.51.100.2", 8080, source="wan"),
+        "host/br0",
+        ("no FDB entry", "veth-host1", "flood"),
+        ("bridge link set dev veth-host1 learning on flood on",),
+    ),
 ]
 
 BY_NAME = {fault.name: fault for fault in FAULTS}
@@ -859,4 +890,6 @@ NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "noarp-source": ("link.noarp", ("link:container1/veth-cont1",)),
     "dnat-target-link-down": ("link.down", ("link:container1/veth-cont1",)),
     "dnat-target-port-down": ("link.down", ("link:host/veth-host1",)),
+    "port-unlearned-answer": ("bridge.flood", ("port:host/veth-host1",)),
+    "dnat-flooded-past": ("bridge.flood", ("port:host/veth-host1",)),
 }

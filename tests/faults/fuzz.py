@@ -12,7 +12,8 @@ mutation knows the object it changed; every probe it breaks is scored:
 The catalog is built from the lab's own state (its links, addresses, routes, ARP
 entries, bridge ports, nodes that forward), not from a list of known faults; a
 seed picks the mutations, so a run is reproducible and a failing seed can become
-a corpus entry. Only the reference lab's topology so far. Needs root.
+a corpus entry. Topologies: the reference lab, and a routed path (routed.toml:
+two routers, no NAT, no bridge). Needs root.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ import re
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address, ip_network
+from pathlib import Path
 
 from pathtrace.lab import build, topology
 from pathtrace.model.cause import parse_ref, ref
@@ -33,12 +36,28 @@ from pathtrace.model.trace import Verdict
 from pathtrace.session import Run
 from pathtrace.system import netns, observe
 
-# What a user runs on the lab: out through the NAT, across the bridge, in through the DNAT.
-PROBES = (
-    ("ping", "8.8.8.8", 0, "container1"),
-    ("ping", "192.168.100.3", 0, "container1"),
-    ("tcp", "198.51.100.2", 8080, "wan"),
-)
+# Per topology: its description, and what a user runs on it. The lab: out through
+# the NAT, across the bridge, in through the DNAT. Routed: across two routers, both
+# ways, and a TCP connection.
+Probe = tuple[str, str, int, str]
+TOPOLOGIES: dict[str, tuple[Callable[[], str], tuple[Probe, ...]]] = {
+    "lab": (
+        topology.reference_text,
+        (
+            ("ping", "8.8.8.8", 0, "container1"),
+            ("ping", "192.168.100.3", 0, "container1"),
+            ("tcp", "198.51.100.2", 8080, "wan"),
+        ),
+    ),
+    "routed": (
+        lambda: (Path(__file__).parent / "routed.toml").read_text(),
+        (
+            ("ping", "10.2.0.2", 0, "client"),
+            ("tcp", "10.2.0.2", 80, "client"),
+            ("ping", "10.1.0.2", 0, "server"),
+        ),
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -253,10 +272,11 @@ def _named(verdict: Verdict, mutation: Mutation) -> str:
 _COMMAND = re.compile(r"^(ip netns exec \S+ [^,(]+?)(?:,| \(or `|$)")
 
 
-def fuzz(seed: int, count: int, verbose: bool = False) -> list[Scored]:
+def fuzz(seed: int, count: int, verbose: bool = False, on: str = "lab") -> list[Scored]:
     rng = random.Random(seed)
     prefix = f"ptz{uuid.uuid4().hex[:5]}-"
-    text = topology.reference_text().replace('prefix = "pt-"', f'prefix = "{prefix}"', 1)
+    describe, probes = TOPOLOGIES[on]
+    text = describe().replace('prefix = "pt-"', f'prefix = "{prefix}"', 1)
     lab = topology.parse(text)
     build.up(lab, text)
     try:
@@ -275,7 +295,7 @@ def fuzz(seed: int, count: int, verbose: bool = False) -> list[Scored]:
             if made.returncode != 0:  # this kernel or these tools cannot make it: said
                 print(f"not made: {mutation.label}: {made.stderr.strip()}", file=sys.stderr)
                 continue
-            for probe in PROBES:
+            for probe in probes:
                 verdict = _run(lab, text, probe)
                 if verdict.outcome in ("answered", "delivered"):
                     continue
@@ -331,9 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--count", type=int, default=20, help="mutations to make")
     parser.add_argument("-v", "--verbose", action="store_true", help="each broken probe")
+    parser.add_argument("--topology", choices=sorted(TOPOLOGIES), default="lab")
     args = parser.parse_args(argv)
-    scored = fuzz(args.seed, args.count, args.verbose)
-    print(f"seed {args.seed}, {args.count} mutations of the reference lab:")
+    scored = fuzz(args.seed, args.count, args.verbose, args.topology)
+    print(f"seed {args.seed}, {args.count} mutations of the {args.topology} topology:")
     print(summary(scored))
     return 1 if any(s.mark == "wrong" for s in scored) else 0
 

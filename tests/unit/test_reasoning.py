@@ -24,10 +24,32 @@ def _host() -> NamespaceState:
                 "aa:00:00:00:00:01",
             ),
             Link(
-                "veth-host1", 3, "veth", True, True, 1500, "br0", (), "aa:00:00:00:00:03", 2, port
+                "veth-host1",
+                3,
+                "veth",
+                True,
+                True,
+                1500,
+                "br0",
+                (),
+                "aa:00:00:00:00:03",
+                2,
+                port,
+                parent_elsewhere=True,
             ),
             Link(
-                "veth-host2", 4, "veth", True, True, 1500, "br0", (), "aa:00:00:00:00:04", 2, port
+                "veth-host2",
+                4,
+                "veth",
+                True,
+                True,
+                1500,
+                "br0",
+                (),
+                "aa:00:00:00:00:04",
+                2,
+                port,
+                parent_elsewhere=True,
             ),
             Link(
                 "eth0",
@@ -40,6 +62,7 @@ def _host() -> NamespaceState:
                 ("198.51.100.2/24",),
                 "aa:00:00:00:00:05",
                 2,
+                parent_elsewhere=True,
             ),
         ],
         routes=[
@@ -66,6 +89,7 @@ def _container(index: int, peer: int, mtu: int = 1500) -> NamespaceState:
                 (f"192.168.100.{index}/24",),
                 f"bb:00:00:00:00:0{index}",
                 peer,
+                parent_elsewhere=True,
             )
         ],
     )
@@ -139,6 +163,20 @@ def test_peers_owners_and_neighbours() -> None:
     # The form bundles saved before 2026-11-28 wrote.
     old = Neighbour.parse("192.168.100.1 lladdr aa:bb:cc:dd:ee:ff dev veth-cont1 state 2")
     assert (old.dst, old.dev, old.lladdr) == ("192.168.100.1", "veth-cont1", "aa:bb:cc:dd:ee:ff")
+
+
+def test_a_veth_peer_is_found_in_the_namespace_netlink_names() -> None:
+    """Ifindexes repeat across namespaces: two candidates with the same index pair are
+    told apart by IFLA_LINK_NETNSID and the namespace's ids; without them, none."""
+    host, c1, c2 = _host(), _container(2, 3), _container(3, 3)
+    twin = NamespaceState("pt-twin", "twin", links=[Link(**host.links[1].__dict__)])
+    c1.links[0] = Link(**{**c1.links[0].__dict__, "peer_nsid": 7})
+    assert links.peer([host, twin, c1], c1, c1.links[0]) is None  # cannot tell
+    c1.nsids = {"pt-host": 7, "pt-twin": 8}
+    assert links.peer([host, twin, c1], c1, c1.links[0]) == (host, host.links[1])
+    # A veth whose peer is in its own namespace (no IFLA_LINK_NETNSID): only there.
+    same = Link(**{**c2.links[0].__dict__, "parent_elsewhere": False})
+    assert links.peer([host, c2], c2, same) is None
 
 
 def test_bridge_blocks_says_which_switch() -> None:
