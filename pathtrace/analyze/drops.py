@@ -114,6 +114,14 @@ def explain(
         )
     elif reason == "IP_LOCALNET":
         found = _localnet(net, drop)
+    elif reason == "IP_LOCAL_SOURCE" and (state := net.state(node)) is not None:
+        dup = duplicate(
+            net,
+            state,
+            packet.src,
+            f"{node} drops a packet that arrives from an address of its own (IP_LOCAL_SOURCE)",
+        )
+        found = (None, dup) if dup is not None else None
     elif reason == "NEIGH_FAILED":
         # Freed when address resolution gave up: why it was never answered.
         found = stalled(net, series, drop)
@@ -375,9 +383,14 @@ def _flooded_past(net: Network, series: Series, drop: Hop) -> Placed | None:
     found = _bridge_port_towards(net, state, bridge, drop.packet.dst)
     if found is None:
         return None
+    how = (
+        "sent the frame out of that port instead"
+        if found.code == "bridge.fdb"
+        else "flooded the frame to its other ports instead"
+    )
     said = (
-        f"{found.cause}; it flooded the frame to its other ports instead, and "
-        f"{drop.node}/{drop.interface} dropped it as not its own (OTHERHOST)"
+        f"{found.cause}; it {how}, and {drop.node}/{drop.interface} dropped it as not its "
+        "own (OTHERHOST)"
     )
     return f"{state.node}/{bridge.name}", replace(found, cause=said)
 
@@ -588,10 +601,11 @@ def _sent_here_by_default(net: Network, series: Series, drop: Hop) -> Placed | N
     if not before or before[-1].action not in ("route", "send"):
         return None
     router = before[-1].node
+    # A translation of the destination: a DNAT, or the un-SNAT of an answer.
     dnat = [
         h
         for h in series.hops
-        if h.node == router and h.translation and h.translation.kind == "DNAT"
+        if h.node == router and h.translation and h.translation.kind in ("DNAT", "un-SNAT")
     ]
     state = net.state(router)
     if not dnat or state is None:
@@ -605,16 +619,21 @@ def _sent_here_by_default(net: Network, series: Series, drop: Hop) -> Placed | N
         if not link.up and any(ip_address(dst) in ip_interface(a).network for a in link.addresses)
     ]
     rule = dnat[-1].translation.rule if dnat[-1].translation else None
+    kind = dnat[-1].translation.kind if dnat[-1].translation else "DNAT"
     cause = (
-        f"{router} translated it to {dst} (DNAT{f' by {rule}' if rule else ''}) and has no route "
+        f"{router} translated it to {dst} ({kind}{f' by {rule}' if rule else ''}) and has no route "
         f"to {dst} but its default ({lookup.route.describe()}), so it sent it to {drop.node}, "
         f"which has none either ({drop.drop_reason})"
     )
     objects: tuple[str, ...]
+    fix: str | None
     if down:
         cause += f": {router}'s {down[0].name}, on {dst}'s network, is down"
         fix = net.command(router, f"ip link set {down[0].name} up")
         code, objects = links.down_code(down[0]), (ref("link", router, down[0].name),)
+    elif (narrow := _narrow_towards(net, state, dst)) is not None:
+        cause, fix = f"{cause}: {narrow.cause}", narrow.fix
+        code, objects = narrow.code, narrow.objects
     elif (bare := _bare_link_towards(net, state, dst)) is not None:
         link, owner, address = bare
         cause += (
@@ -642,6 +661,20 @@ def _sent_here_by_default(net: Network, series: Series, drop: Hop) -> Placed | N
     evidence = [f"{router}: route to {dst}: {lookup.describe()}"]
     evidence += [f"{router}: {link.name} down" for link in down]
     return f"{router}", Finding(code, objects, cause, fix, evidence)
+
+
+def _narrow_towards(net: Network, state: NamespaceState, dst: str) -> Finding | None:
+    """A link of ``state`` whose segment holds ``dst``'s owner and whose address there
+    has a prefix too narrow to reach it."""
+    owner = links.owner(net.all, dst)
+    if owner is None:
+        return None
+    for link in state.links:
+        if link.up and any(
+            s is owner[0] and other is owner[1] for s, other in links.segment(net.all, state, link)
+        ):
+            return _prefix_finding(net, state, link, dst, f"{link.name} reaches {dst}")
+    return None
 
 
 def _bare_link_towards(
@@ -719,7 +752,6 @@ def _routing(
         )
     lookup = routing.route_get(state, packet.dst, packet.src if iif else None, iif)
     if lookup.refused:
-        delete = routing.delete_command(lookup)
         said = lookup.describe()
         cause = (
             f"{node}'s route lookup for {packet.dst} from {packet.src}"
@@ -727,6 +759,9 @@ def _routing(
             + f" ends in {lookup.kind}: {said}"
         )
         if lookup.kind == "none":
+            gone = no_route(net, state, packet.dst)
+            if gone.code != "route.none":  # the routes went with a link or an address
+                return None, gone
             cause = f"{node} has no route to {packet.dst} ({reason})"
             return None, Finding(
                 "route.none",
@@ -739,7 +774,7 @@ def _routing(
             f"route.{lookup.kind}",
             routing.refs(node, lookup, packet.dst),
             cause,
-            net.command(node, delete) if delete else None,
+            refused_fix(net, node, lookup),
             [f"{node}: {said}"],
         )
     return None
@@ -839,13 +874,12 @@ def refusal(
     if code in ((3, 0), (3, 1), (3, 9), (3, 10), (3, 13)):
         lookup = routing.route_get(state, packet.dst, packet.src if iif else None, iif)
         if lookup.kind in routing.REFUSING:
-            delete = routing.delete_command(lookup)
             return Finding(
                 f"route.{lookup.kind}",
                 routing.refs(sender, lookup, packet.dst),
                 f"{sender}'s route lookup for {packet.dst} ends in {lookup.kind}: "
                 f"{lookup.describe()}",
-                net.command(sender, delete) if delete else None,
+                refused_fix(net, sender, lookup),
                 [f"{sender}: {lookup.describe()}"],
             )
         if lookup.kind == "none" and code[1] in (0, 1):
@@ -869,6 +903,12 @@ def refusal(
                 net.command(sender, rule.delete_command),
                 [f"{sender}: {rule.cited}"],
             )
+    if code == (3, 3) and (
+        dup := duplicate(
+            net, state, packet.dst, f"{sender} took the packet for {packet.dst} as its own"
+        )
+    ):
+        return dup
     if code == (3, 3):
         sockets = [s for s in state.listeners if s.startswith(f"{packet.protocol} ")]
         cause = f"nothing listens on {packet.protocol} port {packet.dport} in {sender}"
@@ -1119,6 +1159,29 @@ def _no_arp_answer(net: Network, state: NamespaceState, link: Link, address: str
     if owner is None:
         return None
     o_state, o_link = owner
+    if ":" not in address:
+        # The request's sender address is one the owner holds too: the kernel takes
+        # such an ARP request for a conflict and answers nothing.
+        network = next(
+            (
+                ip_interface(a).network
+                for a in o_link.addresses
+                if ":" not in a and ip_address(address) in ip_interface(a).network
+            ),
+            None,
+        )
+        for a in link.addresses:
+            ip = a.split("/")[0]
+            if network is not None and ip_address(ip) in network and o_state.owns(ip):
+                dup = duplicate(
+                    net,
+                    o_state,
+                    ip,
+                    f"{state.node}'s ARP request comes from {ip}, which {o_state.node} holds "
+                    "too, so it answers nothing",
+                )
+                if dup is not None:
+                    return dup
     if not o_link.up:
         return Finding(
             links.down_code(o_link),
@@ -1265,6 +1328,106 @@ def _no_neighbour_advertisement(
     return None
 
 
+def duplicate(net: Network, here: NamespaceState, address: str, what: str) -> Finding | None:
+    """``here`` holds ``address`` and so does another traced namespace: ``what`` says
+    what that did to the packet. The fix removes ``here``'s copy first (the one that
+    acted on this packet), the other's after ", or"."""
+    mine = next(
+        (link for link in here.links if any(a.split("/")[0] == address for a in link.addresses)),
+        None,
+    )
+    others = [
+        (state, link)
+        for state in net.all
+        if state is not here
+        for link in state.links
+        if any(a.split("/")[0] == address for a in link.addresses)
+    ]
+    if mine is None or not others:
+        return None
+    o_state, o_link = others[0]
+    held = next(a for a in mine.addresses if a.split("/")[0] == address)
+    o_held = next(a for a in o_link.addresses if a.split("/")[0] == address)
+    return Finding(
+        "address.duplicate",
+        (ref("address", here.node, address), ref("address", o_state.node, address)),
+        f"{address} is held by both {here.node}/{mine.name} and {o_state.node}/{o_link.name}: "
+        f"{what}",
+        net.run_in(here.node)
+        + f"ip addr del {held} dev {mine.name}, or if {here.node}'s is the right one: "
+        + net.command(o_state.node, f"ip addr del {o_held} dev {o_link.name}"),
+        [
+            f"{here.node}: {mine.name} has {held}",
+            f"{o_state.node}: {o_link.name} has {o_held}",
+        ],
+    )
+
+
+def narrow_address(
+    net: Network, state: NamespaceState, link: Link
+) -> tuple[str, NamespaceState, Link, IPv4Network | IPv6Network] | None:
+    """An address of ``link`` whose prefix is narrower than the network a station on
+    its segment uses for it (192.168.100.2/32 where the bridge has 192.168.100.1/24):
+    no connected route, so no route via a gateway there. (held, the station, its
+    link, the station's network)."""
+    for held in link.addresses:
+        mine = ip_interface(held)
+        for s, other in links.segment(net.all, state, link):
+            for theirs in other.addresses:
+                network = ip_interface(theirs).network
+                if (
+                    network.version == mine.version
+                    and network.prefixlen < mine.network.prefixlen
+                    and mine.ip in network
+                ):
+                    return held, s, other, network
+    return None
+
+
+def _prefix_finding(
+    net: Network, state: NamespaceState, link: Link, dst: str, what: str
+) -> Finding | None:
+    found = narrow_address(net, state, link)
+    if found is None:
+        return None
+    held, s, other, network = found
+    ip = held.split("/")[0]
+    node = state.node
+    return Finding(
+        "address.prefix",
+        (ref("address", node, ip), ref("link", node, link.name), ref("route", node, dst)),
+        f"{what}: {link.name} has {held}, while {s.node}/{other.name} on its link uses "
+        f"{network}: with /{ip_interface(held).network.prefixlen} there is no route to that "
+        "network, nor via a gateway on it",
+        f"{net.run_in(node)}ip addr del {held} dev {link.name} && "
+        + net.command(node, f"ip addr add {ip}/{network.prefixlen} dev {link.name}")
+        + (
+            ""
+            if ip_address(dst) in network
+            else ", then the routes via a gateway on that network (the kernel removed them "
+            "with the connected route)"
+        ),
+        [
+            f"{node}: {link.name} has {held}",
+            f"{s.node}: {other.name} has {', '.join(other.addresses)}",
+        ],
+    )
+
+
+def refused_fix(net: Network, node: str, lookup: routing.Lookup) -> str | None:
+    """What mends a lookup that ends in a refusing route or rule: a refusing default
+    route replaced by one via the traced namespace that forwards on the node's own
+    network (deleting it would leave no route at all); else the refusal deleted."""
+    route = lookup.route
+    if route is not None and route.dst == "default" and route.table == 254:
+        gateway = net.gateway_for(node, route.family)
+        if gateway is not None:
+            six = "-6 " if route.family == 6 else ""
+            return net.command(node, f"ip {six}route replace default via {gateway}")
+    delete = routing.delete_command(lookup)
+    return net.command(node, delete) if delete else None
+
+
 def no_route(net: Network, state: NamespaceState, dst: str) -> Finding:
     """``state`` has no route to ``dst``: where an up link has no address of the family,
     the routes through it went with the address (its connected network, the routes via
@@ -1303,6 +1466,11 @@ def no_route(net: Network, state: NamespaceState, dst: str) -> Finding:
             net.advice(f"give {names} its IPv{version} address back, then the routes through it"),
             evidence + [f"{node}: {link.name} has no IPv{version} address" for link in bare],
         )
+    for link in own:
+        if link.up and (
+            narrow := _prefix_finding(net, state, link, dst, f"{node} has no route to {dst}")
+        ):
+            return replace(narrow, evidence=[*evidence, *narrow.evidence])
     gateway = net.gateway_for(node, version) or "GATEWAY"
     return Finding(
         "route.none",

@@ -107,12 +107,12 @@ class Blocked:
     fix: str  # a command for the bridge's node
     code: str  # the cause's code (model.cause)
     subject: tuple[str, str]  # (object kind, name) in the bridge's node
+    also: tuple[tuple[str, str], ...] = ()  # other objects it names there
 
     def finding(self, node: str, fix: str | None, evidence: list[str]) -> Finding:
         """As a finding in ``node``, the bridge's, with the fix as the caller words it."""
-        return Finding(
-            self.code, (ref(self.subject[0], node, self.subject[1]),), self.why, fix, evidence
-        )
+        objects = tuple(ref(kind, node, name) for kind, name in (self.subject, *self.also))
+        return Finding(self.code, objects, self.why, fix, evidence)
 
 
 def down_code(link: Link) -> str:
@@ -186,6 +186,7 @@ def bridge_blocks(
             f"bridge fdb del {dst_mac} dev {known} master",
             "bridge.fdb",
             ("fdb", dst_mac),
+            (("port", known),),
         )
     return None
 

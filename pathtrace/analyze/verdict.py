@@ -202,14 +202,13 @@ class Judge:
         lookup = routing.route_get(state, self.target) if state is not None else None
         if lookup is not None and lookup.kind in routing.REFUSING:
             # The source's own lookup, policy rules first, refused it: nothing is sent.
-            delete = routing.delete_command(lookup)
             said = lookup.describe()
             return Verdict(
                 "dropped",
                 f"{node} could not send it: its route lookup ends in {lookup.kind}",
                 where=node,
                 cause=f"{node}'s route lookup for {self.target} ends in {lookup.kind}: {said}",
-                fix=self.net.command(node, delete) if delete else None,
+                fix=drops.refused_fix(self.net, node, lookup),
                 evidence=[f"{node}: {said}"],
                 code=f"route.{lookup.kind}",
                 objects=list(routing.refs(node, lookup, self.target)),
@@ -262,6 +261,17 @@ class Judge:
         responder = reply.hops[0].node
         arrived = request.hops[-1].packet  # after any DNAT on the way
         state = self.net.state(responder)
+        dup = (
+            drops.duplicate(
+                self.net, state, arrived.dst, f"{responder} took the connection as its own"
+            )
+            if state is not None
+            else None
+        )
+        if dup is not None:
+            return Verdict.of(
+                "rejected", f"{responder} refused the connection (RST)", responder, dup
+            )
         sockets = [s for s in (state.listeners if state else []) if s.startswith("tcp ")]
         port = [s for s in sockets if s.endswith(f":{arrived.dport}")]
         cause = f"nothing listens on {arrived.dst} port {arrived.dport} in {responder}"
@@ -375,6 +385,11 @@ class Judge:
         packet: Packet = request.hops[-1].packet  # as the destination saw it
         sent = request.hops[0].packet
         if state.route_for(packet.src) is None:
+            # The routes back went with a link or an address (down, none, too narrow):
+            # the same facts as for a source with no route.
+            gone = drops.no_route(self.net, state, packet.src)
+            if gone.code in ("link.down", "bridge.down", "link.no_address", "address.prefix"):
+                return Verdict.of("lost", f"reached {node}, which cannot answer", node, gone)
             family = 6 if ":" in packet.src else 4
             routes = (
                 ", ".join(

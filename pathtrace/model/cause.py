@@ -45,6 +45,8 @@ CAUSES: dict[str, str] = {
     "link.noarp": "a link has NOARP set",
     "link.mtu": "a packet larger than a link's MTU",
     "link.no_address": "the source's link has no address of the family",
+    "address.duplicate": "two traced namespaces hold the same address",
+    "address.prefix": "an address's prefix is narrower than the network its link's stations use",
     # bridges
     "bridge.down": "the bridge itself is down",
     "bridge.port_state": "a bridge port is not forwarding",

@@ -1,4 +1,4 @@
-"""The run as JSON: a documented, versioned form (schema: report/schema.json)."""
+"""The run as JSON: a documented, versioned form (schema: pathtrace/output/schema.json)."""
 
 from __future__ import annotations
 

@@ -818,6 +818,40 @@ FAULTS: list[Fault] = [
         ("no FDB entry", "veth-host1", "flood"),
         ("bridge link set dev veth-host1 learning on flood on",),
     ),
+    Fault(
+        "duplicate-address-on-gateway",
+        "l2",
+        (("host", "ip addr add 192.168.100.2/24 dev br0 nodad"),),
+        Probe(),
+        "container1/veth-cont1",
+        ("192.168.100.2 is held by both host/br0 and container1/veth-cont1",),
+        ("ip addr del 192.168.100.2/24 dev br0",),
+        outcome="lost",
+    ),
+    Fault(
+        "host-prefix-address",
+        "routing",
+        (
+            (
+                "container1",
+                "ip addr del 192.168.100.2/24 dev veth-cont1 && "
+                "ip addr add 192.168.100.2/32 dev veth-cont1",
+            ),
+        ),
+        Probe(target="192.168.100.3"),
+        "container1",
+        ("192.168.100.2/32", "192.168.100.0/24"),
+        ("ip addr add 192.168.100.2/24 dev veth-cont1",),
+    ),
+    Fault(
+        "blackhole-default-at-source",
+        "routing",
+        (("container1", "ip route replace blackhole default"),),
+        Probe(),
+        "container1",
+        ("ends in blackhole", "route blackhole default"),
+        ("ip route replace default via 192.168.100.1",),
+    ),
 ]
 
 BY_NAME = {fault.name: fault for fault in FAULTS}
@@ -892,4 +926,7 @@ NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "dnat-target-port-down": ("link.down", ("link:host/veth-host1",)),
     "port-unlearned-answer": ("bridge.flood", ("port:host/veth-host1",)),
     "dnat-flooded-past": ("bridge.flood", ("port:host/veth-host1",)),
+    "duplicate-address-on-gateway": ("address.duplicate", ("address:host/192.168.100.2",)),
+    "host-prefix-address": ("address.prefix", ("address:container1/192.168.100.2",)),
+    "blackhole-default-at-source": ("route.blackhole", ("route:container1/default",)),
 }

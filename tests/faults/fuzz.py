@@ -157,6 +157,15 @@ def catalog(lab: topology.Topology) -> list[Mutation]:
                         "route", node, f"ip route del {route.dst}", (ref("route", node, route.dst),)
                     )
                 )
+                for kind in ("blackhole", "unreachable", "prohibit"):
+                    found.append(
+                        Mutation(
+                            "route",
+                            node,
+                            f"ip route replace {kind} {route.dst}",
+                            (ref("route", node, route.dst),),
+                        )
+                    )
                 if route.gateway:
                     # The same route through a gateway nobody holds.
                     found.append(
@@ -203,6 +212,12 @@ def catalog(lab: topology.Topology) -> list[Mutation]:
             found.append(
                 Mutation("sysctl", node, f"sysctl -qw {key}=0", (ref("sysctl", node, key),))
             )
+            for link in state.links:  # forwarding off for what comes in on one interface
+                if link.kind != "loopback" and link.master is None and link.addresses:
+                    key = f"net.ipv4.conf.{link.name}.forwarding"
+                    found.append(
+                        Mutation("sysctl", node, f"sysctl -qw {key}=0", (ref("sysctl", node, key),))
+                    )
         for key, value in (
             ("net.ipv4.conf.all.arp_ignore", "8"),
             ("net.ipv4.icmp_echo_ignore_all", "1"),
@@ -216,8 +231,78 @@ def catalog(lab: topology.Topology) -> list[Mutation]:
             if hook in ("input", "forward", "output"):
                 found.append(Mutation("nf", node, _nft_table(hook, "counter reject"), chain))
             found.append(Mutation("nf", node, _nft_table(hook, "ct state new counter drop"), chain))
+    found += _across_nodes(lab)
     # Netlink lists neighbours (and more) in no fixed order: a seed must pick the same.
     return sorted(set(found), key=lambda m: m.label)
+
+
+def _across_nodes(lab: topology.Topology) -> list[Mutation]:
+    """Mutations that involve two nodes: an address also given to another station of
+    its network (a duplicate), a static FDB entry sending a port's MAC out of another
+    port of the bridge, an address whose prefix shrank to /32."""
+    states = {node: observe.state(lab.namespace(node), node) for node in lab.nodes}
+    found: list[Mutation] = []
+    for node, state in states.items():
+        for link in state.links:
+            for address in link.addresses:
+                if ":" in address or link.kind == "loopback":
+                    continue
+                ip, _, plen = address.partition("/")
+                found.append(
+                    Mutation(
+                        "address",
+                        node,
+                        f"ip addr del {address} dev {link.name} && "
+                        f"ip addr add {ip}/32 dev {link.name}",
+                        (ref("address", node, ip), ref("link", node, link.name)),
+                    )
+                )
+                network = ip_network(address, strict=False)
+                for other, o_state in states.items():
+                    if other == node:
+                        continue
+                    for o_link in o_state.links:
+                        if any(
+                            ":" not in a and ip_network(a, strict=False) == network
+                            for a in o_link.addresses
+                        ):
+                            found.append(
+                                Mutation(
+                                    "address",
+                                    other,
+                                    f"ip addr add {ip}/{plen} dev {o_link.name} nodad",
+                                    (ref("address", other, ip), ref("address", node, ip)),
+                                )
+                            )
+        ports = [link for link in state.links if link.port is not None and link.master]
+        for port in ports:
+            peer = next(
+                (
+                    (o_node, o_link.name)
+                    for o_node, o_state in states.items()
+                    for o_link in o_state.links
+                    if o_state is not state
+                    and o_link.index == port.peer_index
+                    and o_link.peer_index == port.index
+                ),
+                None,
+            )
+            wrong = next((p for p in ports if p is not port and p.master == port.master), None)
+            if peer is not None and wrong is not None:
+                # The MAC as the lab made it this time (veths get new ones when rebuilt).
+                mac = (
+                    f"$(ip -n {lab.namespace(peer[0])} -br link show {peer[1]} "
+                    "| awk '{print $3}')"
+                )
+                found.append(
+                    Mutation(
+                        "bridge",
+                        node,
+                        f"bridge fdb replace {mac} dev {wrong.name} master static sticky",
+                        (ref("port", node, wrong.name),),
+                    )
+                )
+    return found
 
 
 def _unused_neighbour(gateway: str) -> str:
@@ -272,7 +357,10 @@ def _named(verdict: Verdict, mutation: Mutation) -> str:
 _COMMAND = re.compile(r"^(ip netns exec \S+ [^,(]+?)(?:,| \(or `|$)")
 
 
-def fuzz(seed: int, count: int, verbose: bool = False, on: str = "lab") -> list[Scored]:
+def fuzz(
+    seed: int, count: int, verbose: bool = False, on: str = "lab", only: str = ""
+) -> list[Scored]:
+    """``only``: mutations whose label holds this text (to reproduce one)."""
     rng = random.Random(seed)
     prefix = f"ptz{uuid.uuid4().hex[:5]}-"
     describe, probes = TOPOLOGIES[on]
@@ -283,6 +371,7 @@ def fuzz(seed: int, count: int, verbose: bool = False, on: str = "lab") -> list[
         mutations = catalog(lab)
     finally:
         build.down(None, prefix=prefix)
+    mutations = [m for m in mutations if only in m.label]
     chosen = rng.sample(mutations, min(count, len(mutations)))
     scored: list[Scored] = []
     for mutation in chosen:
@@ -352,8 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=20, help="mutations to make")
     parser.add_argument("-v", "--verbose", action="store_true", help="each broken probe")
     parser.add_argument("--topology", choices=sorted(TOPOLOGIES), default="lab")
+    parser.add_argument("--only", default="", metavar="TEXT", help="mutations whose label has it")
     args = parser.parse_args(argv)
-    scored = fuzz(args.seed, args.count, args.verbose, args.topology)
+    scored = fuzz(args.seed, args.count, args.verbose, args.topology, args.only)
     print(f"seed {args.seed}, {args.count} mutations of the {args.topology} topology:")
     print(summary(scored))
     return 1 if any(s.mark == "wrong" for s in scored) else 0
