@@ -122,8 +122,9 @@ def explain(
             f"{node} drops a packet that arrives from an address of its own (IP_LOCAL_SOURCE)",
         )
         found = (None, dup) if dup is not None else None
-    elif reason == "NEIGH_FAILED":
-        # Freed when address resolution gave up: why it was never answered.
+    elif reason in ("NEIGH_FAILED", "QUEUE_PURGE"):
+        # Freed when address resolution gave up, or its queue was purged (the entry
+        # destroyed): why it was never answered.
         found = stalled(net, series, drop)
     elif reason.startswith("TC_") or "tcf_" in location or "mirred" in location:
         found = _tc(net, drop, reason)
