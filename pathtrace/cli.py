@@ -482,8 +482,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:  # bare `pathtrace`: the TUI on a terminal, else usage
             if sys.stdout.isatty() and sys.stdin.isatty():
                 args = parser.parse_args(["tui"])
-            else:
-                parser.error("a command is required (run, lab, bundle, doctor, tui)")
+            else:  # piped or scripted: what there is to run, and a usage exit
+                parser.print_help()
+                return UsageError.exit_code
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except PathtraceError as error:

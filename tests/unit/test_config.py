@@ -125,3 +125,9 @@ def test_bash_completion_completes_commands_and_choices(tmp_path: Path) -> None:
     assert "run" in complete("pathtrace", "ru")
     assert {"ping", "udp", "tcp", "dns"} <= complete("pathtrace", "run", "")
     assert "--capture" in complete("pathtrace", "run", "--ca")
+
+
+def test_bare_pathtrace_without_a_terminal_prints_help(tmp_path: Path) -> None:
+    done = _cli(tmp_path)
+    assert done.returncode == 2
+    assert done.stdout.startswith("usage: pathtrace") and "completion" in done.stdout
