@@ -47,7 +47,12 @@ def load(environ: Mapping[str, str] = os.environ) -> Config:
     file = path(environ)
     values: dict[str, str] = {}
     read: Path | None = None
-    if file.is_file():
+    try:
+        present = file.is_file()
+    except PermissionError:
+        # Not ours to read (HOME is another user's, as under setpriv): no defaults there.
+        present = False
+    if present:
         read = file
         try:
             data = tomllib.loads(file.read_text())

@@ -131,3 +131,19 @@ def test_bare_pathtrace_without_a_terminal_prints_help(tmp_path: Path) -> None:
     done = _cli(tmp_path)
     assert done.returncode == 2
     assert done.stdout.startswith("usage: pathtrace") and "completion" in done.stdout
+
+
+def test_a_config_file_this_user_cannot_reach_is_no_config(tmp_path: Path) -> None:
+    import os as os_
+
+    if os_.geteuid() != 0:
+        pytest.skip("needs root to make a folder another user cannot enter")
+    (tmp_path / "xdg" / "pathtrace").mkdir(parents=True)
+    (tmp_path / "xdg").chmod(0o700)
+    done = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+         sys.executable, "-m", "pathtrace", "completion", "bash"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, **_env(tmp_path)}, cwd="/",
+    )  # fmt: skip
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
