@@ -111,15 +111,7 @@ def _build_parser(config: Config | None = None) -> argparse.ArgumentParser:
         default=1.0,
         help="seconds in which no probe is seen anywhere new before the run ends (0-600]",
     )
-    run.add_argument(
-        "--format",
-        choices=["text", "json", "markdown", "mermaid"],
-        default="text",
-        help="the report's form (default: text)",
-    )
-    run.add_argument(
-        "--json", action="store_const", const="json", dest="format", help="--format json"
-    )
+    _add_format(run)
     run.add_argument(
         "--topology", metavar="FILE", default=config.topology, help="the lab's topology file"
     )
@@ -155,15 +147,7 @@ def _build_parser(config: Config | None = None) -> argparse.ArgumentParser:
     listing.set_defaults(handler=_bundle_list)
     show = bundle_commands.add_parser("show", help="a saved run's report")
     show.add_argument("path", help="a bundle's folder")
-    show.add_argument(
-        "--format",
-        choices=["text", "json", "markdown", "mermaid"],
-        default="text",
-        help="the report's form (default: text)",
-    )
-    show.add_argument(
-        "--json", action="store_const", const="json", dest="format", help="--format json"
-    )
+    _add_format(show)
     show.set_defaults(handler=_bundle_show)
     compare = bundle_commands.add_parser("diff", help="where two runs' paths part ways")
     compare.add_argument("a", help="a bundle's folder")
@@ -186,6 +170,19 @@ def _build_parser(config: Config | None = None) -> argparse.ArgumentParser:
     completion.set_defaults(handler=_completion)
     parser.set_defaults(config=config)
     return parser
+
+
+def _add_format(parser: argparse.ArgumentParser) -> None:
+    """--format and its --json shorthand, alike wherever a report is printed."""
+    parser.add_argument(
+        "--format",
+        choices=["text", "json", "markdown", "mermaid"],
+        default="text",
+        help="the report's form (default: text)",
+    )
+    parser.add_argument(
+        "--json", action="store_const", const="json", dest="format", help="--format json"
+    )
 
 
 def _completion(args: argparse.Namespace) -> int:

@@ -218,15 +218,8 @@ def parse_legacy(translated: str, save: str) -> Ruleset:
             chain = line.split()[2]
             table = chains[-1].table if chains else ""
             translated_rules.setdefault((table, chain), []).append((line[2:], None))
-    lines: dict[tuple[str, str], list[str]] = {}
-    table = ""
-    for line in save.splitlines():
-        if line.startswith("*"):
-            table = line[1:].strip()
-        elif line.startswith("-A ") and table:
-            lines.setdefault((table, line.split()[1]), []).append(line)
     rules: list[LiveRule] = []
-    for (table, chain), theirs in lines.items():
+    for (table, chain), theirs in _save_lines(save).items():
         ours = translated_rules.get((table, chain), [])
         if len(ours) != len(theirs):
             continue
@@ -258,14 +251,7 @@ def _with_iptables_lines(
 ) -> list[LiveRule]:
     """Each rule of an iptables-managed table with its iptables-save line, where both
     list the chain's rules alike (same count); a chain that differs is left as is."""
-    lines: dict[tuple[str, str], list[str]] = {}
-    table = ""
-    for line in save.splitlines():
-        if line.startswith("*"):
-            table = line[1:].strip()
-        elif line.startswith("-A ") and table:
-            chain = line.split()[1]
-            lines.setdefault((table, chain), []).append(line)
+    lines = _save_lines(save)
     by_chain: dict[tuple[str, str], list[int]] = {}
     for i, rule in enumerate(rules):
         if (rule.family, rule.table) in managed:
@@ -280,6 +266,18 @@ def _with_iptables_lines(
             comment = found.group(1).replace('\\"', '"') if found else None
             result[i] = replace(result[i], iptables=line, comment=result[i].comment or comment)
     return result
+
+
+def _save_lines(save: str) -> dict[tuple[str, str], list[str]]:
+    """iptables-save's "-A CHAIN ..." lines by (table, chain), in order."""
+    lines: dict[tuple[str, str], list[str]] = {}
+    table = ""
+    for line in save.splitlines():
+        if line.startswith("*"):
+            table = line[1:].strip()
+        elif line.startswith("-A ") and table:
+            lines.setdefault((table, line.split()[1]), []).append(line)
+    return lines
 
 
 _IPT_COMMENT = re.compile(r'--comment "((?:[^"\\]|\\.)*)"')
