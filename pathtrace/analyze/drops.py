@@ -754,11 +754,6 @@ def _routing(
     lookup = routing.route_get(state, packet.dst, packet.src if iif else None, iif)
     if lookup.refused:
         said = lookup.describe()
-        cause = (
-            f"{node}'s route lookup for {packet.dst} from {packet.src}"
-            + (f" (in on {iif})" if iif else "")
-            + f" ends in {lookup.kind}: {said}"
-        )
         if lookup.kind == "none":
             gone = no_route(net, state, packet.dst)
             if gone.code != "route.none":  # the routes went with a link or an address
@@ -771,13 +766,8 @@ def _routing(
                 net.command(node, f"ip route add {packet.dst} via GATEWAY"),
                 [f"{node}: {said}"],
             )
-        return None, Finding(
-            f"route.{lookup.kind}",
-            routing.refs(node, lookup, packet.dst),
-            cause,
-            refused_fix(net, node, lookup),
-            [f"{node}: {said}"],
-        )
+        way = f" from {packet.src}" + (f" (in on {iif})" if iif else "")
+        return None, refused_lookup(net, node, lookup, packet.dst, way)
     return None
 
 
@@ -875,14 +865,7 @@ def refusal(
     if code in ((3, 0), (3, 1), (3, 9), (3, 10), (3, 13)):
         lookup = routing.route_get(state, packet.dst, packet.src if iif else None, iif)
         if lookup.kind in routing.REFUSING:
-            return Finding(
-                f"route.{lookup.kind}",
-                routing.refs(sender, lookup, packet.dst),
-                f"{sender}'s route lookup for {packet.dst} ends in {lookup.kind}: "
-                f"{lookup.describe()}",
-                refused_fix(net, sender, lookup),
-                [f"{sender}: {lookup.describe()}"],
-            )
+            return refused_lookup(net, sender, lookup, packet.dst)
         if lookup.kind == "none" and code[1] in (0, 1):
             return no_route(net, state, packet.dst)
         if iif and state.sysctl("forwarding", iif) == "0":
@@ -1059,9 +1042,9 @@ def stalled(net: Network, series: Series | None, last: Hop) -> tuple[str, Findin
     elif links.owner(net.all, hop_ip) is None:
         cause += f"; no traced namespace holds {hop_ip}"
         bare = _bare_station(net, state, link, hop_ip) if link is not None else None
-        gateway = net.gateway_for(node, ip_address(hop_ip).version)
         if bare is None and lookup.route.gateway == hop_ip:
             route = lookup.route
+            gateway = net.gateway_for(node, ip_address(hop_ip).version)
             cause += f", the gateway of {node}'s route {route.describe()}"
             objects.append(ref("route", node, route.dst))
             if gateway is not None and gateway != hop_ip:
@@ -1412,6 +1395,21 @@ def _prefix_finding(
             f"{node}: {link.name} has {held}",
             f"{s.node}: {other.name} has {', '.join(other.addresses)}",
         ],
+    )
+
+
+def refused_lookup(
+    net: Network, node: str, lookup: routing.Lookup, dst: str, way: str = ""
+) -> Finding:
+    """A lookup for ``dst`` (``way``: from where it came) that ends in a blackhole,
+    unreachable or prohibit route or rule."""
+    said = lookup.describe()
+    return Finding(
+        f"route.{lookup.kind}",
+        routing.refs(node, lookup, dst),
+        f"{node}'s route lookup for {dst}{way} ends in {lookup.kind}: {said}",
+        refused_fix(net, node, lookup),
+        [f"{node}: {said}"],
     )
 
 

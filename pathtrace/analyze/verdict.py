@@ -202,16 +202,11 @@ class Judge:
         lookup = routing.route_get(state, self.target) if state is not None else None
         if lookup is not None and lookup.kind in routing.REFUSING:
             # The source's own lookup, policy rules first, refused it: nothing is sent.
-            said = lookup.describe()
-            return Verdict(
+            return Verdict.of(
                 "dropped",
                 f"{node} could not send it: its route lookup ends in {lookup.kind}",
-                where=node,
-                cause=f"{node}'s route lookup for {self.target} ends in {lookup.kind}: {said}",
-                fix=drops.refused_fix(self.net, node, lookup),
-                evidence=[f"{node}: {said}"],
-                code=f"route.{lookup.kind}",
-                objects=list(routing.refs(node, lookup, self.target)),
+                node,
+                drops.refused_lookup(self.net, node, lookup, self.target),
             )
         if state is not None and state.route_for(self.target) is None:
             finding = drops.no_route(self.net, state, self.target)
