@@ -226,7 +226,6 @@ def _lab_fix(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
     from pathtrace.model.options import RunOptions
-    from pathtrace.session import Run
     from pathtrace.system import privileges
 
     if not args.source.strip():  # the library's "" means the default: here, a slip
@@ -258,9 +257,21 @@ def _run(args: argparse.Namespace) -> int:
         folder = bundle.destination(
             options, Path(args.save) if args.save else None, root=args.config.bundles
         )
+    # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
+    from pathtrace.kernel.engine import for_probes
+    from pathtrace.model.tag import new_run
+
+    # The kernel verifies the probes while the rest of the library is imported
+    # and the namespaces are read: a third of a short run, hidden.
+    tracer = for_probes(options, new_run())
+    tracer.begin()
     try:
-        result = Run(options, topo, text, progress=_progress).execute()
+        # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
+        from pathtrace.session import Run
+
+        result = Run(options, topo, text, progress=_progress, tracer=tracer).execute()
     except BaseException:
+        tracer.stop()
         if folder is not None:
             folder.abandon()
         raise

@@ -23,7 +23,7 @@ from pathtrace.errors import PathtraceError, UsageError
 from pathtrace.inject import send
 from pathtrace.kernel import libbpf
 from pathtrace.kernel.decode import DecodeContext, decode
-from pathtrace.kernel.engine import Tracer
+from pathtrace.kernel.engine import Tracer, for_probes
 from pathtrace.lab import DEFAULT_PREFIX, DEFAULT_SOURCE, RESTORE_COMMAND, build, lock, record
 from pathtrace.lab.topology import Topology
 from pathtrace.model import tag
@@ -154,7 +154,11 @@ class Run:
         topology_text: str | None = None,
         progress: Progress | None = None,
         run_id: int | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
+        """``tracer``: one made by ``engine.for_probes`` for these options and begun
+        (the CLI begins loading the probes before it imports the rest of the
+        library); the run finishes, uses and stops it."""
         if not options.source:
             options = replace(options, source=DEFAULT_SOURCE)
         self.options = options
@@ -162,13 +166,21 @@ class Run:
         self.topology_text = topology_text
         self.progress = progress or (lambda _: None)
         self.on_event: Callable[[Event], None] | None = None
-        self.run_id = run_id  # chosen at random when None
+        self.run_id = tracer.run if tracer is not None else run_id  # random when None
+        self.tracer = tracer
         self._sent = 0  # probes sent so far
         # Called once the probes are armed (a live view rebuilds hops from the
         # events so far against the run's setting).
         self.on_armed: Callable[[Setting], None] | None = None
 
     def execute(self) -> RunResult:
+        try:
+            return self._execute_here()
+        finally:
+            if self.tracer is not None:  # begun by the caller: stopped on every way out
+                self.tracer.stop()
+
+    def _execute_here(self) -> RunResult:
         privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="pathtrace run")
         source, is_lab_node = resolve_source(self.options.source, self.topology)
         if not is_lab_node:
@@ -187,12 +199,26 @@ class Run:
         # import would each wait out the other's turn at the interpreter lock
         # (2.4 s instead of 0.2 s with 200 pods).
         versions: dict[str, str] = {}
-        importer = threading.Thread(target=_in_background, args=(versions, source), daemon=True)
+        # scapy only dissects DNS answers (the probes are written out by hand).
+        dissects = self.options.kind == "dns"
+        importer = threading.Thread(
+            target=_in_background, args=(versions, source, dissects), daemon=True
+        )
         importer.start()
-        states = self._observe(source, reach)
+        # The kernel verifies the probes (most of arming them) while the state is read.
+        self.progress("arming probes")
+        tracer = self.tracer
+        if tracer is None:
+            tracer = for_probes(self.options, self.run_id or tag.new_run())
+            tracer.begin()
+        run_id = tracer.run
+        try:
+            states = self._observe(source, reach)
+        except BaseException:
+            tracer.stop()
+            raise
         names = {**netns.namespace_names(), **{_inode(n): n for n in states}}
         source_name = names.get(_inode(source), source)
-        run_id = self.run_id or tag.new_run()
         restore = self._restore_command() if is_lab_node else None
         setting = Setting(
             run_id, source_name, str(self.options.target), self.options.count, states, restore
@@ -216,10 +242,14 @@ class Run:
             src = send.source_address(source, self.options.target)
         except send.NoRoute:
             # Nothing can leave the source: the verdict comes from its routing table.
+            tracer.stop()
             result.probes = build_probes([], setting)
             importer.join()
             return result
-        self._trace(result, setting, source, src, names, importer, reach.beside)
+        except BaseException:
+            tracer.stop()
+            raise
+        self._trace(result, setting, tracer, source, src, names, importer, reach.beside)
         return result
 
     def _observe(self, source: str, reach: discover.Reach) -> dict[str, NamespaceState]:
@@ -240,6 +270,7 @@ class Run:
         self,
         result: RunResult,
         setting: Setting,
+        tracer: Tracer,
         source: str,
         src: Address,
         names: dict[int, str],
@@ -250,23 +281,21 @@ class Run:
         o = self.options
         probe = send.Probe(o.kind, o.target, o.port, o.size, o.ttl, o.dont_fragment, o.query)
         states = setting.states
-        self.progress("arming probes")
-        tracer = Tracer(
-            setting.run_id,
-            list(states),
-            index_limit=o.count,
-            netfilter_namespaces=[ns for ns, state in states.items() if state.has_rules],
-            ip_versions=(o.target.version,),
-            by_flow=o.kind in ("udp", "dns"),
-            tunnels=[
-                (int(port), link.kind)
-                for state in states.values()
-                for link in state.links
-                if (port := link.detail("port")) is not None and port.isdigit()
-            ],
-        )
-        sniffer = self._capture(states, setting.run_id, beside)
-        with sniffer, tracer:
+        tracer.namespaces = list(states)
+        try:
+            sniffer = self._capture(states, setting.run_id, beside)
+        except BaseException:
+            tracer.stop()
+            raise
+        tunnels = [
+            (int(port), link.kind)
+            for state in states.values()
+            for link in state.links
+            if (port := link.detail("port")) is not None and port.isdigit()
+        ]
+        netfilter = [ns for ns, state in states.items() if state.has_rules]
+        # The capture sockets first, then the last links: ready when finish() returns.
+        with sniffer, tracer.finish(netfilter, tunnels):
             assert tracer.facts is not None and tracer.layout is not None
             layout = tracer.layout
             ctx = DecodeContext(namespaces=names, drop_reasons=tracer.facts.drop_reasons)
@@ -282,6 +311,10 @@ class Run:
             self.progress(f"sending {len(packets)} {o.kind} probes")
 
             answered: set[int] = set()
+            # Answers freed at the source (the very skb that arrived, not a copy of
+            # it a capture socket took): their path is whole.
+            arrived: dict[int, set[int]] = {}
+            ended: set[int] = set()
             places: set[tuple[object, ...]] = set()
 
             def take_events() -> int:
@@ -297,13 +330,18 @@ class Run:
                         progress += 1
                     if _answers(event, setting.source):
                         answered.add(event.index)
+                        arrived.setdefault(event.index, set()).add(event.skb_id)
+                    elif _ends_answer(event, setting.source) and event.skb_id in arrived.get(
+                        event.index, ()
+                    ):
+                        ended.add(event.index)
                     if self.on_event is not None:
                         self.on_event(event)
                 return progress
 
             try:
-                self._send(source, packets, take_events, result.send_errors)
-                self._collect(answered, take_events, len(result.send_errors))
+                self._send(source, packets, take_events, result.send_errors, result.fragmented)
+                self._collect(answered, ended, take_events, len(result.send_errors))
             except KeyboardInterrupt:
                 # Ctrl-C: what was seen so far is the report (as ping prints its
                 # statistics); the probes never sent are left out of it.
@@ -348,8 +386,10 @@ class Run:
         packets: list[bytes],
         take_events: Callable[[], int],
         errors: dict[int, str],
+        fragmented: dict[int, tuple[int, int]],
     ) -> None:
-        """Sends the probes; ``errors`` gets why any was not sent."""
+        """Sends the probes; ``errors`` gets why any was not sent, ``fragmented``
+        which were sent cut to the way's MTU."""
         self._sent = 0
         with send.Sender(source) as sender:
             for i, packet in enumerate(packets):
@@ -357,12 +397,16 @@ class Run:
                     time.sleep(self.options.interval)
                     take_events()  # live views see hops while probes still go out
                 try:
-                    sender.send(packet, self.options.target)
+                    cut = sender.send(packet, self.options.target)
+                    if cut is not None:
+                        fragmented[i] = cut
                 except OSError as error:  # the source's own stack refused it
                     errors[i] = error.strerror or str(error)
                 self._sent = i + 1
 
-    def _collect(self, answered: set[int], take_events: Callable[[], int], unsent: int) -> None:
+    def _collect(
+        self, answered: set[int], ended: set[int], take_events: Callable[[], int], unsent: int
+    ) -> None:
         """Takes events until every probe is answered, or until for --timeout no probe
         was seen anywhere new.
 
@@ -376,10 +420,14 @@ class Run:
             if take_events():
                 quiet_since = time.monotonic()
             if len(answered) >= self._sent - unsent:
-                # The last reply's own end (delivered, freed) comes just after
+                # The last answer's own end (freed at the source) comes just after
                 # it is received: without it the last probe's path looks short.
-                time.sleep(0.03)
-                take_events()
+                # Waited for, up to 30 ms (no drop probes, nothing answered: the
+                # whole wait).
+                until = time.monotonic() + 0.03
+                while not (answered and answered <= ended) and time.monotonic() < until:
+                    time.sleep(0.002)
+                    take_events()
                 return
             now = time.monotonic()
             if now - quiet_since > self.options.timeout or now > cap:
@@ -466,6 +514,15 @@ def _answers(event: Event, source: str) -> bool:
     )
 
 
+def _ends_answer(event: Event, source: str) -> bool:
+    """An answer freed (dropped or consumed) at the source: the end of its path."""
+    return (
+        event.namespace == source
+        and event.tag in (TagKind.REPLY, TagKind.ICMP_ERROR)
+        and event.hook in (Hook.DROP, Hook.CONSUME)
+    )
+
+
 def _guard_host(states: dict[str, NamespaceState], host: str, target: str) -> None:
     """Refuses a run from the host whose packets could leave the machine."""
     why = leaves_machine(states.values(), states[host], target)
@@ -479,15 +536,16 @@ def _inode(namespace: str) -> int:
     return os.stat(netns.path(namespace)).st_ino
 
 
-def _in_background(versions: dict[str, str], source: str) -> None:
-    # From inside the source namespace: scapy lists the interfaces it is
-    # imported among, and the host's may be hundreds.
-    scapy_setup.prepare()
-    try:
-        with netns.entered(source):
-            import scapy.layers.inet  # noqa: F401
-    except OSError:
-        pass  # the source is gone: the run says so; scapy loads when first used
+def _in_background(versions: dict[str, str], source: str, dissects: bool) -> None:
+    if dissects:
+        # From inside the source namespace: scapy lists the interfaces it is
+        # imported among, and the host's may be hundreds.
+        scapy_setup.prepare()
+        try:
+            with netns.entered(source):
+                import scapy.layers.dns  # noqa: F401
+        except OSError:
+            pass  # the source is gone: the run says so; scapy loads when first used
 
     versions.update(_versions())
 

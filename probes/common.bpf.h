@@ -37,11 +37,6 @@ const volatile __u32 pt_run = 0;
 const volatile __u32 pt_index_limit = 65536; /* tags at or above it are not ours */
 /* 1: the run's UDP probes are also known by their flows (pt_flows). */
 const volatile __u8 pt_by_flow = 0;
-/* The UDP ports (network order) of the traced namespaces' VXLAN and Geneve
- * devices, as netlink gives them, and which encapsulation each carries: a
- * datagram to one of them is looked into for a tagged packet. */
-const volatile __u16 pt_tunnel_port[PT_TUNNEL_PORTS] = {};
-const volatile __u8 pt_tunnel_kind[PT_TUNNEL_PORTS] = {};
 
 /* Anchors struct pt_event in the object's BTF, where user space reads its layout. */
 const volatile struct pt_event pt_event_layout = {};
@@ -79,6 +74,23 @@ struct {
 	__type(key, struct pt_flow_key);
 	__type(value, struct pt_flow);
 } pt_flows SEC(".maps");
+
+/* The UDP ports (network order) of the traced namespaces' VXLAN and Geneve
+ * devices, as netlink gives them, and which encapsulation each carries: a
+ * datagram to one of them is looked into for a tagged packet. A map, not
+ * read-only data: the loader writes it once it has read the namespaces, which
+ * it does while the kernel verifies the programs. */
+struct pt_tunnels {
+	__u16 port[PT_TUNNEL_PORTS];
+	__u8 kind[PT_TUNNEL_PORTS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pt_tunnels);
+} pt_tunnels SEC(".maps");
 
 /* Events that found the ring buffer full, per hook. */
 struct {
@@ -414,10 +426,14 @@ static __always_inline const unsigned char *pt_tunnel_inner(const unsigned char 
 			return 0;
 		encap = PT_ENCAP_GRE;
 		inner = l4 + skip;
-	} else if (p->protocol == IPPROTO_UDP && pt_tunnel_port[0]) {
+	} else if (p->protocol == IPPROTO_UDP) {
+		__u32 zero = 0;
+		struct pt_tunnels *t = bpf_map_lookup_elem(&pt_tunnels, &zero);
+		if (!t || !t->port[0])
+			return 0;
 		for (int i = 0; i < PT_TUNNEL_PORTS; i++)
-			if (pt_tunnel_port[i] && pt_tunnel_port[i] == p->dport)
-				encap = pt_tunnel_kind[i];
+			if (t->port[i] && t->port[i] == p->dport)
+				encap = t->kind[i];
 		if (!encap || pt_read(hdr, 2, l4 + 8))
 			return 0;
 		__u8 *b = (__u8 *)hdr;

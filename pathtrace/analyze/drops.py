@@ -837,14 +837,32 @@ def _veth_mtu(net: Network, drop: Hop) -> Placed | None:
     big = links.veth_mtu(net.all, state, link, drop.packet.length)
     if big is None:
         return None
+    receiver_node, receiver = big.receiver.split("/", 1)
+    onward = ", ".join(big.onward) or "none"
+    if big.receiver_is_odd:
+        # Everything past the receiver takes the sender's size: the receiver is the
+        # odd one out (lowering the sender instead would shrink every packet it sends).
+        fix = net.command(receiver_node, f"ip link set {receiver} mtu {big.mtu}")
+        why = (
+            f"; the links {receiver_node} passes packets on to take {big.mtu} ({onward})"
+            if big.onward
+            else f"; {receiver_node} has no other link to pass it on to"
+        )
+    else:
+        fix = net.command(drop.node, f"ip link set {big.sender} mtu {big.peer_mtu}")
+        why = f"; past {big.receiver}, not every link takes {big.mtu} ({onward})"
     return None, Finding(
         "link.mtu",
-        (ref("link", drop.node, big.sender), ref("link", *big.receiver.split("/", 1))),
+        (ref("link", drop.node, big.sender), ref("link", receiver_node, receiver)),
         f"{drop.node} sent a {drop.packet.length}-byte packet on {big.sender} (MTU "
         f"{big.mtu}), but its peer {big.receiver} takes at most {big.peer_mtu} bytes: the "
-        "veth drops what the peer's MTU refuses",
-        net.command(drop.node, f"ip link set {big.sender} mtu {big.peer_mtu}"),
-        [f"{drop.node}/{big.sender} mtu {big.mtu}", f"{big.receiver} mtu {big.peer_mtu}"],
+        f"veth drops what the peer's MTU refuses{why}",
+        fix,
+        [
+            f"{drop.node}/{big.sender} mtu {big.mtu}",
+            f"{big.receiver} mtu {big.peer_mtu}",
+            f"{receiver_node} passes on through: {onward}",
+        ],
     )
 
 

@@ -205,6 +205,11 @@ class TooBig:
     mtu: int
     receiver: str  # the peer that refused it
     peer_mtu: int
+    # The links the receiver passes packets on to (the other ports of its bridge, or
+    # its namespace's other links) all take the sender's MTU: the receiver is the
+    # odd one, and raising it is the fix (else the sender's is lowered).
+    receiver_is_odd: bool = False
+    onward: tuple[str, ...] = ()  # those links, "name mtu N"
 
 
 def veth_mtu(
@@ -216,8 +221,26 @@ def veth_mtu(
         return None
     peer_link = other[1]
     if length > peer_link.mtu and link.mtu > peer_link.mtu:
-        return TooBig(link.name, link.mtu, f"{other[0].node}/{peer_link.name}", peer_link.mtu)
+        onward = _onward(other[0], peer_link)
+        return TooBig(
+            link.name,
+            link.mtu,
+            f"{other[0].node}/{peer_link.name}",
+            peer_link.mtu,
+            all(o.mtu >= link.mtu for o in onward),
+            tuple(f"{o.name} mtu {o.mtu}" for o in onward),
+        )
     return None
+
+
+def _onward(state: NamespaceState, link: Link) -> list[Link]:
+    """The links a packet taken in on ``link`` can go on through: the other ports of
+    its bridge, or else the namespace's other links (not loopback, not ports)."""
+    if link.master:
+        return [o for o in state.links if o.master == link.master and o.name != link.name]
+    return [
+        o for o in state.links if o.name != link.name and o.kind != "loopback" and o.master is None
+    ]
 
 
 def leaves_machine(

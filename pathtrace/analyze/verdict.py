@@ -252,6 +252,30 @@ class Judge:
 
     # ---- answered with a refusal ----
 
+    def _dnat_kept_off(self, node: str, packet: Packet, request: Series) -> Finding | None:
+        """The probe reached ``node`` as it was sent, though ``node`` has DNAT rules,
+        because a notrack rule kept conntrack, and so NAT, away from it there."""
+        sent = request.hops[0].packet
+        untracked = _untracked(self.net, self._own)
+        state = self.net.state(node)
+        if untracked is None or untracked[0] != node or state is None:
+            return None
+        if (packet.dst, packet.dport) != (sent.dst, sent.dport):
+            return None  # it was translated: NAT did run somewhere
+        dnat = _dnat_rules(state, packet)
+        if not dnat:
+            return None
+        notrack = untracked[1]
+        return Finding(
+            "nf.notrack",
+            (drops.nf_ref(node, notrack), *(drops.nf_ref(node, r) for r in dnat)),
+            f"{node} did not track it (no conntrack entry at any of its netfilter hooks), "
+            f"so its DNAT rule never ran ({dnat[0].cited}) and it took the probe to "
+            f"{packet.dst} port {packet.dport} for itself: {notrack.cited}",
+            self.net.command(node, notrack.delete_command),
+            [f"{node}: {notrack.cited}", *(f"{node}: {r.cited}" for r in dnat)],
+        )
+
     def _refused(self, request: Series, reply: Series) -> Verdict:
         responder = reply.hops[0].node
         arrived = request.hops[-1].packet  # after any DNAT on the way
@@ -266,6 +290,11 @@ class Judge:
         if dup is not None:
             return Verdict.of(
                 "rejected", f"{responder} refused the connection (RST)", responder, dup
+            )
+        kept = self._dnat_kept_off(responder, arrived, request)
+        if kept is not None:
+            return Verdict.of(
+                "rejected", f"{responder} refused the connection (RST)", responder, kept
             )
         sockets = [s for s in (state.listeners if state else []) if s.startswith("tcp ")]
         port = [s for s in sockets if s.endswith(f":{arrived.dport}")]
@@ -321,8 +350,10 @@ class Judge:
         at = [h for h in request.hops if h.node == sender]
         packet = at[-1].packet if at else request.hops[-1].packet
         iif = drops.arrival(self.net, request, sender)
-        found = drops.refusal(self.net, sender, code, packet, iif, request) or Finding(
-            "unknown", (), f"unknown: {sender} sent {what}", None
+        found = (
+            (self._dnat_kept_off(sender, packet, request) if code == (3, 3) else None)
+            or drops.refusal(self.net, sender, code, packet, iif, request)
+            or Finding("unknown", (), f"unknown: {sender} sent {what}", None)
         )
         cause, fix, evidence = found.cause, found.fix, found.evidence
         lost = next((h for h in error.hops if h.action == "drop"), None)
@@ -572,6 +603,13 @@ def _untranslated_answer(request: Series, reply: Series, drop: Hop) -> Verdict |
             ref("socket", first.node, f"{first.packet.protocol} {first.packet.sport or ''}".strip())
         ],
     )
+
+
+def _dnat_rules(state: NamespaceState, packet: Packet) -> list[LiveRule]:
+    """The DNAT rules of ``state``; those that name the packet's port, if any do."""
+    rules = [r for r in state.rules().rules if "dnat" in r.text.split()]
+    named = [r for r in rules if f"dport {packet.dport}" in r.text]
+    return named or rules
 
 
 def _untracked(net: Network, events: Sequence[Event]) -> tuple[str, LiveRule] | None:

@@ -9,6 +9,7 @@ events are converted to) and the direction from the packet type.
 from __future__ import annotations
 
 import ctypes
+import os
 import selectors
 import socket
 import struct
@@ -40,6 +41,9 @@ class Capture:
         self._sockets: dict[socket.socket, tuple[str, str]] = {}
         self._selector = selectors.DefaultSelector()
         self._stop = threading.Event()
+        # Written to on stop: the reader wakes at once, not at its next timeout.
+        self._wake_read, self._wake_write = os.pipe()
+        self._selector.register(self._wake_read, selectors.EVENT_READ)
         self._thread: threading.Thread | None = None
         # The filter, packed once; the kernel copies it into each socket.
         self._code = ctypes.create_string_buffer(
@@ -82,7 +86,9 @@ class Capture:
 
     def _read(self) -> None:
         while not self._stop.is_set():
-            for key, _ in self._selector.select(timeout=0.05):
+            for key, _ in self._selector.select(timeout=1):
+                if key.fileobj == self._wake_read:
+                    return
                 self._drain(key.fileobj)  # type: ignore[arg-type]
 
     def _drain(self, sock: socket.socket) -> None:
@@ -102,6 +108,8 @@ class Capture:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._wake_write >= 0:
+            os.write(self._wake_write, b"x")
         if self._thread is not None:
             self._thread.join()
             self._thread = None
@@ -122,6 +130,10 @@ class Capture:
             closer.join()
         self._sockets.clear()
         self._selector.close()
+        for fd in (self._wake_read, self._wake_write):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_read = self._wake_write = -1
 
     def __enter__(self) -> Capture:
         return self.start()

@@ -1,7 +1,10 @@
 """The probe engine: open -> configure -> load -> attach -> poll -> stop.
 
 ``Tracer.start()`` returns only when every hook that can run is attached:
-that is the readiness barrier, and traffic may start right after it. Every
+that is the readiness barrier, and traffic may start right after it. A run
+that has yet to read the namespaces calls ``begin()`` first: the kernel
+verifies the programs (most of the start) in a thread meanwhile, and
+``finish()`` links netfilter into the namespaces with rules. Every
 program is held by a file descriptor of this process (BPF links, netfilter
 links), so whatever way the process ends, the kernel detaches them all.
 """
@@ -9,6 +12,7 @@ links), so whatever way the process ends, the kernel detaches them all.
 from __future__ import annotations
 
 import os
+import selectors
 import struct
 import threading
 from collections.abc import Callable, Sequence
@@ -21,10 +25,24 @@ from pathtrace.kernel import hooks, libbpf, nflink
 from pathtrace.kernel.layout import EventLayout
 from pathtrace.kernel.refusals import Refusals
 from pathtrace.model.event import ENCAP_CODES, HOOK_MAX, TAG_KIND_NUMBERS, TagKind
-from pathtrace.model.options import Address
+from pathtrace.model.options import Address, RunOptions
 from pathtrace.system import discover, observe, privileges
 
-SHARED_MAPS = ("pt_events", "pt_tracked", "pt_lost", "pt_ids", "pt_flows")
+SHARED_MAPS = ("pt_events", "pt_tracked", "pt_lost", "pt_ids", "pt_flows", "pt_tunnels")
+# Linked last: its links go into the namespaces with rules, known once they are read.
+LINKED_LAST = "netfilter"
+
+
+def for_probes(options: RunOptions, run: int) -> Tracer:
+    """The tracer a run of ``options`` arms: its run id, its count of probes, the
+    IP version of its target; UDP and DNS probes also followed by their flows."""
+    return Tracer(
+        run,
+        [],
+        index_limit=options.count,
+        ip_versions=(options.target.version,),
+        by_flow=options.kind in ("udp", "dns"),
+    )
 
 
 def probes_dir() -> Path:
@@ -124,10 +142,47 @@ class Tracer:
         self._thread: threading.Thread | None = None
         self.on_record: Callable[[], None] | None = None
         self._flow_layout: tuple[_Struct, _Struct] | None = None
+        self._tunnel_layout: _Struct | None = None
+        self._preloaded: dict[Path, libbpf.BpfObject | BaseException] = {}
+        self._beginning: threading.Thread | None = None
+        self._wake = (-1, -1)  # a pipe that ends the polling thread
+        self._begin_error: BaseException | None = None
 
     # -- lifecycle ----------------------------------------------------------
 
     def start(self) -> Tracer:
+        self._begin()
+        return self._finish()
+
+    def begin(self) -> None:
+        """Starts loading in a thread; ``finish()`` waits for it and links the rest."""
+        self._beginning = threading.Thread(target=self._begin_apart, name="pathtrace-load")
+        self._beginning.start()
+
+    def finish(
+        self, netfilter_namespaces: Sequence[str], tunnels: Sequence[tuple[int, str]]
+    ) -> Tracer:
+        """Ends a ``begin()``: the netfilter links into ``netfilter_namespaces``, the
+        tunnels written where the programs read them."""
+        if self._beginning is not None:
+            self._beginning.join()
+            self._beginning = None
+        if self._begin_error is not None:
+            self.stop()
+            self.refusals.save()
+            raise self._begin_error
+        self.netfilter_namespaces = list(netfilter_namespaces)
+        self.tunnels = list(dict.fromkeys(t for t in tunnels if t[1] in _ENCAP))[:4]
+        return self._finish()
+
+    def _begin_apart(self) -> None:
+        try:
+            self._begin()
+        except BaseException as error:  # raised again by finish(), in the caller's thread
+            self._begin_error = error
+
+    def _begin(self) -> None:
+        """Loads and attaches every family but the one linked last, and loads that one."""
         privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="tracing")
         self.facts = facts = hooks.KernelFacts.read()
         if not facts.btf:
@@ -137,18 +192,52 @@ class Tracer:
             )
         try:
             for family in hooks.FAMILIES:
-                if family.name in self.family_names:
+                if family.name in self.family_names and family.name != LINKED_LAST:
                     self._start_family(family, facts)
+            self._preload(LINKED_LAST)
+        except BaseException:
+            self.stop()
+            self.refusals.save()
+            raise
+
+    def _finish(self) -> Tracer:
+        assert self.facts is not None
+        try:
+            for family in hooks.FAMILIES:
+                if family.name in self.family_names and family.name == LINKED_LAST:
+                    self._start_family(family, self.facts)
             if self._ring is None:
                 raise KernelUnsupported("no probe could be attached: see `pathtrace doctor`")
+            self._write_tunnels()
         except BaseException:
             self.stop()
             raise
         finally:
             self.refusals.save()
+        self._wake = os.pipe()
         self._thread = threading.Thread(target=self._poll, name="pathtrace-ring", daemon=True)
         self._thread.start()
         return self
+
+    def _preload(self, name: str) -> None:
+        """Loads (verifies) family ``name``'s first object now, to attach it later: the
+        load is what takes the time, and it depends on nothing read from namespaces."""
+        family = next((f for f in hooks.FAMILIES if f.name == name), None)
+        if family is None or name not in self.family_names or not self._shared:
+            return
+        assert self.facts is not None
+        for mechanism in family.mechanisms:
+            if hooks.reason_unavailable(family, mechanism, self.facts):
+                continue
+            path = self.directory / f"{family.name}.bpf.o"
+            if path.exists() and not (
+                not self.ask_kernel_again and self.refusals.get(path, mechanism.via)
+            ):
+                try:
+                    self._preloaded[path] = self._load(path, mechanism)
+                except libbpf.BpfError as error:
+                    self._preloaded[path] = error  # said where the load is asked for
+            return
 
     def _start_family(self, family: hooks.Family, facts: hooks.KernelFacts) -> None:
         path = self.directory / f"{family.name}.bpf.o"
@@ -225,12 +314,9 @@ class Tracer:
             return path, why, False
         return None, why, this_run
 
-    def _load_and_attach(
-        self, path: Path, family: hooks.Family, mechanism: hooks.Mechanism
-    ) -> None:
+    def _load(self, path: Path, mechanism: hooks.Mechanism) -> libbpf.BpfObject:
+        """Opens, configures and loads the programs ``mechanism`` uses from ``path``."""
         obj = libbpf.BpfObject(str(path))
-        links: list[libbpf.Link] = []
-        nf_fds: list[int] = []
         try:
             for prog in obj.programs():
                 prog.autoload = prog.name in mechanism.programs
@@ -239,12 +325,24 @@ class Tracer:
             obj.set_rodata("pt_run", self.run.to_bytes(4, "little"))
             obj.set_rodata("pt_index_limit", self.index_limit.to_bytes(4, "little"))
             obj.set_rodata("pt_by_flow", bytes([self.by_flow]))
-            ports = [self.tunnels[i] if i < len(self.tunnels) else (0, "") for i in range(4)]
-            obj.set_rodata("pt_tunnel_port", b"".join(struct.pack("!H", p) for p, _ in ports))
-            obj.set_rodata("pt_tunnel_kind", bytes(_ENCAP.get(k, 0) for _, k in ports))
             for name, fd in self._shared.items():
                 obj.reuse_map(name, fd)
             obj.load()
+        except BaseException:
+            obj.close()
+            raise
+        return obj
+
+    def _load_and_attach(
+        self, path: Path, family: hooks.Family, mechanism: hooks.Mechanism
+    ) -> None:
+        preloaded = self._preloaded.pop(path, None)
+        if isinstance(preloaded, BaseException):
+            raise preloaded
+        obj = preloaded or self._load(path, mechanism)
+        links: list[libbpf.Link] = []
+        nf_fds: list[int] = []
+        try:
             if mechanism.via == "netfilter":
                 before, after = obj.program("pt_nf_before").fd, obj.program("pt_nf_after").fd
                 for namespace in self.netfilter_namespaces:
@@ -276,7 +374,21 @@ class Tracer:
                 libbpf.struct_members(obj.btf, "pt_flow_key"),
                 libbpf.struct_members(obj.btf, "pt_flow"),
             )
+            self._tunnel_layout = libbpf.struct_members(obj.btf, "pt_tunnels")
             self._ring = libbpf.RingBuffer(self._shared["pt_events"], self._on_sample)
+
+    def _write_tunnels(self) -> None:
+        """The tunnels' ports and kinds, where the programs look them up (pt_tunnels)."""
+        fd = self._shared.get("pt_tunnels")
+        if fd is None or self._tunnel_layout is None:
+            return
+        ports = [self.tunnels[i] if i < len(self.tunnels) else (0, "") for i in range(4)]
+        value = _pack(
+            self._tunnel_layout,
+            port=b"".join(struct.pack("!H", p) for p, _ in ports),
+            kind=bytes(_ENCAP.get(k, 0) for _, k in ports),
+        )
+        libbpf.map_update(fd, (0).to_bytes(4, "little"), value)
 
     def expect_flow(self, src: Address, dst: Address, sport: int, dport: int, index: int) -> None:
         """Makes UDP datagrams ``src:sport -> dst:dport`` probe ``index``'s request: for
@@ -303,10 +415,17 @@ class Tracer:
 
     def stop(self) -> None:
         """Detaches everything; safe to call twice and after a failed start."""
+        beginning = self._beginning
+        if beginning is not None and beginning is not threading.current_thread():
+            beginning.join()  # a load under way ends first: what it made is closed below
+            self._beginning = None
         self._stopping.set()
         if self._thread is not None:
+            os.write(self._wake[1], b"x")
             self._thread.join()
             self._thread = None
+            for fd in self._wake:
+                os.close(fd)
         if self._ring is not None:
             self._ring.consume()
         for link in self._links:
@@ -321,10 +440,15 @@ class Tracer:
         for obj in self._objects:
             obj.close()
         self._objects.clear()
+        for preloaded in self._preloaded.values():
+            if isinstance(preloaded, libbpf.BpfObject):
+                preloaded.close()
+        self._preloaded.clear()
         self._shared.clear()
 
     def __enter__(self) -> Tracer:
-        return self.start()
+        # A tracer already started (by finish()) is only stopped on leaving.
+        return self if self._thread is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -339,8 +463,16 @@ class Tracer:
 
     def _poll(self) -> None:
         assert self._ring is not None
-        while not self._stopping.is_set():
-            self._ring.poll(50)
+        # The ring's epoll file beside a pipe that stop() writes to: the thread
+        # ends at once, not at the end of a poll's timeout.
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._ring.epoll_fd(), selectors.EVENT_READ)
+            selector.register(self._wake[0], selectors.EVENT_READ)
+            while not self._stopping.is_set():
+                ready = selector.select(timeout=1)
+                if any(key.fd == self._wake[0] for key, _ in ready):
+                    return
+                self._ring.consume()
 
     def drain(self) -> list[bytes]:
         """The raw records received since the last drain."""

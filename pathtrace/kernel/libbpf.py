@@ -77,6 +77,7 @@ def _signatures(lib: ctypes.CDLL) -> None:
         "ring_buffer__new": (_vp, [_int, SampleFn, _vp, _vp]),
         "ring_buffer__poll": (_int, [_vp, _int]),
         "ring_buffer__consume": (_int, [_vp]),
+        "ring_buffer__epoll_fd": (_int, [_vp]),
         "ring_buffer__free": (None, [_vp]),
         "libbpf_set_print": (_vp, [_vp]),
         "libbpf_num_possible_cpus": (_int, []),
@@ -329,6 +330,10 @@ class RingBuffer:
 
     def consume(self) -> int:
         return max(int(lib().ring_buffer__consume(self.ptr)), 0)
+
+    def epoll_fd(self) -> int:
+        """Readable when a record waits (to wait on it beside other files)."""
+        return int(lib().ring_buffer__epoll_fd(self.ptr))
 
     def free(self) -> None:
         if self.ptr:

@@ -80,11 +80,11 @@ def recorded_prefixes() -> list[str]:
 def mark_of(namespace: str) -> str | None:
     """The mark on ``namespace``; '' when unmarked, None when it cannot be entered."""
     try:
-        ipr = netns.iproute(namespace)
+        ipr = netns.rtnl(namespace)
     except OSError:
         return None  # a half-made namespace: the file exists but is no namespace
     try:
-        lo = ipr.get_links(ifname="lo")
+        lo = ipr.get_links(1)  # lo is always ifindex 1
         return str(lo[0].get("ifalias") or "") if lo else ""
     finally:
         ipr.close()

@@ -96,7 +96,7 @@ def observe(topology: Topology) -> StatusReport:
 
 
 def _observe_node(node: Node, ns: str, status: NodeStatus) -> None:
-    ipr = netns.iproute(ns)
+    ipr = netns.rtnl(ns)
     try:
         links = {link.get("ifname"): link for link in ipr.get_links()}
         names = {link["index"]: link.get("ifname") for link in links.values()}

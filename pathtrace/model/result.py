@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from ipaddress import ip_network
 from typing import Any
 
 from pathtrace.model.capture import Captured, Correlation
 from pathtrace.model.event import Event
 from pathtrace.model.options import RunOptions
-from pathtrace.model.state import NamespaceState
+from pathtrace.model.state import NamespaceState, Rule
 from pathtrace.model.trace import ProbeTrace
 
 
@@ -45,6 +46,8 @@ class RunResult:
     lost: dict[str, int] = field(default_factory=dict)  # hook name -> events lost
     events: list[Event] = field(default_factory=list)
     send_errors: dict[int, str] = field(default_factory=dict)  # probe -> why it was not sent
+    # probe -> (fragments, the way's MTU): larger than the MTU, sent cut as the kernel cuts
+    fragmented: dict[int, tuple[int, int]] = field(default_factory=dict)
     captures: list[Captured] = field(default_factory=list)
     correlation: Correlation | None = None
     capture_drops: int = 0
@@ -93,6 +96,14 @@ class RunResult:
     def notes(self) -> list[str]:
         """What the reader must know to trust the run: rules pathtrace cannot see."""
         found = []
+        if self.fragmented:
+            pieces, mtu = max(self.fragmented.values())
+            found.append(
+                f"{len(self.fragmented)} of the probes were larger than the MTU of the way "
+                f"from the source ({mtu}): each was sent in up to {pieces} fragments, as the "
+                "kernel cuts an application's datagram; the hops follow the first fragment "
+                "(it alone carries the headers and the tag)"
+            )
         for state in self.states.values():
             tables = state.legacy_tables.split()
             if tables and state.legacy_save and any(r.legacy for r in state.rules().rules):
@@ -155,7 +166,7 @@ def _capture_gaps(
 def conflicts(states: dict[str, NamespaceState]) -> list[str]:
     """What the saved state says cannot all be right, said even when probes pass: an
     address two namespaces hold, a neighbour entry that points at a MAC whose owner
-    does not hold the address."""
+    does not hold the address, two policy rules that tie."""
     holders: dict[str, list[str]] = {}
     by_mac: dict[str, tuple[NamespaceState, str]] = {}
     for state in states.values():
@@ -185,4 +196,42 @@ def conflicts(states: dict[str, NamespaceState]) -> list[str]:
                 f"{entry.lladdr}, which is {other.node}/{ifname}'s, and {other.node} does not "
                 f"hold {entry.dst} (unless it answers for it by proxy ARP)"
             )
+    for state in states.values():
+        found += _tied_rules(state)
     return found
+
+
+def _tied_rules(state: NamespaceState) -> list[str]:
+    """Rules of one family and priority that can match one packet and do different
+    things: the kernel tries them in the order they were added (the order `ip rule`
+    lists them), which nothing in either rule says."""
+    found = []
+    rules = state.route_rules
+    for i, a in enumerate(rules):
+        for b in rules[i + 1 :]:
+            if (a.family, a.priority) != (b.family, b.priority):
+                continue
+            if (a.action, a.table) == (b.action, b.table) or not _can_both_match(a, b):
+                continue
+            found.append(
+                f"conflict: {state.node}'s rules '{a.describe()}' and '{b.describe()}' share "
+                f"priority {a.priority} and can match the same packet: the kernel takes the "
+                "one added first (listed first by `ip rule`)"
+            )
+    return found
+
+
+def _can_both_match(a: Rule, b: Rule) -> bool:
+    for x, y in ((a.src, b.src), (a.dst, b.dst)):
+        if x and y and not ip_network(x, strict=False).overlaps(ip_network(y, strict=False)):
+            return False
+    for x, y in ((a.iif, b.iif), (a.oif, b.oif)):
+        if x and y and x != y:
+            return False
+    if a.fwmark is not None and b.fwmark is not None:
+        mask = (a.fwmask if a.fwmask is not None else 0xFFFFFFFF) & (
+            b.fwmask if b.fwmask is not None else 0xFFFFFFFF
+        )
+        if a.fwmark & mask != b.fwmark & mask:
+            return False
+    return True

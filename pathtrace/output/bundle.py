@@ -152,6 +152,7 @@ def _facts(result: RunResult) -> dict[str, Any]:
         "hooks": result.hooks,
         "lost_events": result.lost,
         "send_errors": {str(k): v for k, v in result.send_errors.items()},
+        "fragmented": {str(k): list(v) for k, v in result.fragmented.items()},
         "restore": result.restore,
         "interrupted": result.interrupted,
         "versions": result.versions,
@@ -298,6 +299,9 @@ def _load(folder: _Folder) -> tuple[RunResult, dict[str, Any]]:
             probes=[],
             states=states,
             send_errors={int(k): str(v) for k, v in facts.get("send_errors", {}).items()},
+            fragmented={
+                int(k): (int(v[0]), int(v[1])) for k, v in facts.get("fragmented", {}).items()
+            },
             captures=captures,
             capture_drops=_expect(capture["dropped"], int, "capture dropped"),
             capture_interfaces=_expect(capture["interfaces"], int, "capture interfaces"),

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address
-from typing import Any
 
 from pathtrace.system import containers, netns, observe
+from pathtrace.system.rtnl import Rtnl
 
 HOST = "host"  # what reports call the namespace pathtrace runs in
 
@@ -94,7 +95,7 @@ def reachable(source: str, among: Sequence[str], target: str | None = None) -> R
             if target is not None:
                 rulesets[here] = observe.ruleset(here)
                 wanted |= set(_DNAT.findall(rulesets[here]))
-            ipr = netns.iproute(here)
+            ipr = netns.rtnl(here)
             try:
                 # The link the kernel routes the target out of: the namespace at its
                 # other end is on the path whatever it does with the packet (a
@@ -154,7 +155,7 @@ def _upper_devices_owning(
         number = os.fstat(fd).st_ino
         if number in seen or number in homes or not _glance(candidate)[0] & wanted:
             continue
-        ipr = netns.iproute(candidate)
+        ipr = netns.rtnl(candidate)
         try:
             ids = {
                 link.get("IFLA_LINK_NETNSID")
@@ -171,13 +172,14 @@ def _upper_devices_owning(
     return added
 
 
-def _route_out(ipr: Any, target: str) -> str | None:
+def _route_out(ipr: Rtnl, target: str) -> str | None:
     """The name of the link a route lookup for ``target`` leaves by, if any."""
+    family = socket.AF_INET6 if ":" in target else socket.AF_INET
     try:
-        answer = ipr.route("get", dst=target)
+        answer = ipr.route_get(target, family)
         index = answer[0].get("RTA_OIF") if answer else None
         links = ipr.get_links(index) if index else []
-    except Exception:  # noqa: BLE001 - no route (ENETUNREACH) and the like: no way out
+    except (OSError, ValueError):  # no route (ENETUNREACH), not an address: no way out
         return None
     return str(links[0].get("ifname")) if links else None
 
@@ -211,7 +213,7 @@ _LOCAL = re.compile(r"\|-- (\d+\.\d+\.\d+\.\d+)\n\s+/32 host LOCAL")
 
 
 def _has_bridge(namespace: str) -> bool:
-    ipr = netns.iproute(namespace)
+    ipr = netns.rtnl(namespace)
     try:
         return any(
             link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") == "bridge"

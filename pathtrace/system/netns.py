@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pathtrace.errors import ConflictError, EnvironmentProblem
 from pathtrace.system import _pyroute2
+from pathtrace.system.rtnl import Rtnl, SockDiag
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
@@ -219,15 +220,17 @@ def _iproute_here() -> IPRoute:
     return IPRoute()
 
 
-def diag_socket(name: str) -> Any:
+def sock_diag(name: str) -> SockDiag:
     """A sock_diag netlink socket bound to namespace ``name`` (the caller closes it)."""
-    _pyroute2.install()
-    from pyroute2.netlink.diag import DiagSocket
-
     with entered(name):
-        sock = DiagSocket()
-    sock.bind()
-    return sock
+        return SockDiag()
+
+
+def rtnl(name: str) -> Rtnl:
+    """A plain rtnetlink socket bound to namespace ``name``, for reading (the caller
+    closes it)."""
+    with entered(name):
+        return Rtnl()
 
 
 def iproute(name: str) -> IPRoute:

@@ -26,6 +26,7 @@ from pathtrace.model.state import (
     Rule,
 )
 from pathtrace.system import netns
+from pathtrace.system.rtnl import Rtnl
 
 # rtnetlink's numbers, as the kernel's headers give them.
 ROUTE_TYPES = {
@@ -61,7 +62,7 @@ def state(
     """What the namespace holds now: links, routes, neighbours, sysctls, rules
     (``listing``: its nft listing, when discovery has just read it)."""
     state = NamespaceState(namespace, node)
-    ipr = netns.iproute(namespace)
+    ipr = netns.rtnl(namespace)
     try:
         names = {}
         raw_links = ipr.get_links()
@@ -163,7 +164,7 @@ def state(
                     f"{entry.get('NDA_LLADDR')} dev {names.get(entry['ifindex'])} "
                     f"master {names.get(master)} {flags}"
                 )
-        clsact = [names[q["index"]] for q in ipr.get_qdiscs() if q.get("TCA_KIND") == "clsact"]
+        clsact = [names[i] for i, kind in ipr.qdisc_kinds() if kind == "clsact" and i in names]
         if any(link.peer_nsid is not None for link in state.links):
             state.nsids = _nsids(ipr, namespace, others)
     finally:
@@ -197,30 +198,30 @@ def _nsids(ipr: Any, namespace: str, others: Sequence[str]) -> dict[str, int]:
             continue
         try:
             nsid = (ipr.get_netnsid(fd=fd) or {}).get("nsid")
-        except Exception:  # pyroute2's netlink errors: an id not known is no id
+        except OSError:  # an id not known is no id
             nsid = None
         finally:
             os.close(fd)
-        if isinstance(nsid, int) and nsid >= 0:
+        if isinstance(nsid, int) and 0 <= nsid < 1 << 31:  # not -1 (none assigned) as u32
             found[other] = nsid
     return found
 
 
-def neighbours(ipr: object, names: dict[int, str]) -> list[str]:
+def neighbours(ipr: Rtnl, names: dict[int, str]) -> list[str]:
     """The ARP table, as Neighbour.describe() words."""
     return [
         Neighbour(
             n.get("dst"), names.get(n["ifindex"], "?"), n.get("lladdr"), _nud(n["state"])
         ).describe()
         for family in (socket.AF_INET, socket.AF_INET6)
-        for n in ipr.get_neighbours(family=family)  # type: ignore[attr-defined]
+        for n in ipr.get_neighbours(family=family)
         if not str(n.get("dst", "")).startswith(("fe80:", "ff"))
     ]
 
 
 def neighbours_now(namespace: str) -> list[str]:
     """The ARP table now (read again once a run ends: what resolution came to)."""
-    ipr = netns.iproute(namespace)
+    ipr = netns.rtnl(namespace)
     try:
         names = {link["index"]: link.get("ifname") for link in ipr.get_links()}
         return neighbours(ipr, names)
@@ -331,15 +332,14 @@ def listeners(namespace: str) -> list[str]:
     Asked of sock_diag, which walks the namespace's listening sockets only:
     /proc/net/tcp walks the whole machine's connection table (~5 ms a file here)."""
     found = []
-    sock = netns.diag_socket(namespace)
+    sock = netns.sock_diag(namespace)
     try:
         for family in (socket.AF_INET, socket.AF_INET6):
             for protocol, name, state in (
                 (socket.IPPROTO_TCP, "tcp", _TCP_LISTEN),
                 (socket.IPPROTO_UDP, "udp", _UDP_BOUND),
             ):
-                for m in sock.get_sock_stats(family=family, protocol=protocol, states=1 << state):
-                    address, port = m["idiag_src"], m["idiag_sport"]
+                for address, port in sock.sockets(family, protocol, 1 << state):
                     host = f"[{address}]" if family == socket.AF_INET6 else address
                     found.append(f"{name} {host}:{port}")
     finally:

@@ -29,6 +29,11 @@ done
 ip -n c1 addr add 10.5.0.1/24 dev eth0; ip -n c2 addr add 10.5.0.2/24 dev eth0
 ip -n c3 addr add 10.5.0.2/24 dev eth0 nodad 2>/dev/null || ip -n c3 addr add 10.5.0.2/24 dev eth0
 ''')
+# Two rules that tie (same priority, both match c1's probe), two that cannot.
+sh("ip -n c1 rule add to 10.5.0.0/24 lookup 100 pref 1000; "
+   "ip -n c1 rule add from 10.5.0.1 lookup main pref 1000; "
+   "ip -n c1 rule add fwmark 1 lookup 100 pref 1001; "
+   "ip -n c1 rule add fwmark 2 lookup 101 pref 1001")
 mac3 = sh("ip -n c3 -br link show eth0").split()[2]
 sh(f"ip -n c1 neigh replace 10.5.0.2 lladdr {mac3} dev eth0 nud permanent")
 done = subprocess.run([sys.executable, "-m", "pathtrace", "run", "ping", "10.5.0.2", "--from", "c1",
@@ -72,3 +77,14 @@ def test_a_neighbour_entry_pointing_at_another_hosts_mac_is_a_warning() -> None:
         "host/br0's, and host does not hold 10.5.0.2"
     ) in " ".join(warnings), warnings
     assert report["probes"][0]["verdict"]["outcome"] != "answered"
+
+
+def test_rules_that_tie_are_a_warning_and_disjoint_ones_are_not() -> None:
+    seen = scratch.result(DUPLICATE)
+    warnings = seen["report"]["warnings"]
+    tied = [w for w in warnings if "share priority" in w]
+    assert tied == [
+        "conflict: c1's rules '1000: from all to 10.5.0.0/24 lookup 100' and "
+        "'1000: from 10.5.0.1 lookup main' share priority 1000 and can match the same "
+        "packet: the kernel takes the one added first (listed first by `ip rule`)"
+    ], warnings

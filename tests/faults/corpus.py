@@ -401,6 +401,29 @@ FAULTS: list[Fault] = [
         ("9000", "1500", "veth-host1"),
         ("ip link set veth-cont1 mtu 1500",),
     ),
+    # From the fuzzer (seed 7, cold): the small end is the bridge port, and the
+    # bridge's other ports take 1500: raise it (not lower container1's to 68).
+    Fault(
+        "bridge-port-mtu-small",
+        "mtu",
+        (("host", "ip link set veth-host1 mtu 68"),),
+        Probe(),
+        "container1/veth-cont1",
+        ("68", "veth-host1", "veth-host2 mtu 1500"),
+        ("ip link set veth-host1 mtu 1500",),
+    ),
+    # From the fuzzer (seed 7): the source's own link at 68 bytes. The probe, DF
+    # clear, is sent in fragments as the kernel would send an application's; the
+    # answer comes back whole and container1's veth cannot take it.
+    Fault(
+        "source-mtu-fragments",
+        "mtu",
+        (("container1", "ip link set veth-cont1 mtu 68"),),
+        Probe(),
+        "host/veth-host1",
+        ("68", "container1/veth-cont1"),
+        ("ip link set veth-cont1 mtu 1500",),
+    ),
     Fault(
         "source-mtu-df",
         "mtu",
@@ -682,6 +705,26 @@ FAULTS: list[Fault] = [
         ("nft delete rule ip raw2 p handle",),
         outcome="lost",
     ),
+    # From the fuzzer (seed 7, cold): notrack also keeps a port forward's DNAT away;
+    # the packet is the host's own, and nothing listens on 8080 there.
+    Fault(
+        "notrack-before-dnat",
+        "netfilter",
+        (
+            (
+                "host",
+                _nft(
+                    "table ip raw3 { chain p { type filter hook prerouting priority -300; "
+                    "tcp dport 8080 notrack; } }"
+                ),
+            ),
+        ),
+        Probe("tcp", "198.51.100.2", 8080, source="wan"),
+        "host",
+        ("did not track it", "DNAT rule never ran"),
+        ("nft delete rule ip raw3 p handle",),
+        outcome="rejected",
+    ),
     Fault(
         "dnat-to-localhost",
         "netfilter",
@@ -888,6 +931,8 @@ NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "source-address-selection": ("route.source", ("route:container1/8.8.8.8",)),
     "rp-filter": ("sysctl.rp_filter", ("sysctl:host/net.ipv4.conf.all.rp_filter",)),
     "veth-mtu-mismatch": ("link.mtu", ("link:container1/veth-cont1",)),
+    "bridge-port-mtu-small": ("link.mtu", ("link:host/veth-host1",)),
+    "source-mtu-fragments": ("link.mtu", ("link:container1/veth-cont1",)),
     "source-mtu-df": ("source.too_big", ("link:container1/veth-cont1",)),
     "container-output-drop": ("nf.drop", ("nf:container1/ip f o",)),
     "host-input-drop": ("nf.drop", ("nf:host/ip f i",)),
@@ -911,6 +956,7 @@ NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "bridge-down": ("bridge.down", ("link:host/br0",)),
     "bridge-down-gateway-known": ("bridge.down", ("link:host/br0",)),
     "notrack-before-nat": ("nf.notrack", ("nf:host/ip raw2 p",)),
+    "notrack-before-dnat": ("nf.notrack", ("nf:host/ip raw3 p",)),
     "dnat-to-localhost": (
         "sysctl.route_localnet",
         ("sysctl:host/net.ipv4.conf.eth0.route_localnet",),

@@ -62,7 +62,7 @@ TOPOLOGIES: dict[str, tuple[Callable[[], str], tuple[Probe, ...]]] = {
 
 @dataclass(frozen=True)
 class Mutation:
-    kind: str  # link, address, route, rule, sysctl, neigh, bridge, nf, tc
+    kind: str  # link, mtu, address, route, rule, sysctl, neigh, bridge, nf, tc
     node: str
     command: str  # run in the node's namespace (sh)
     # The objects it changed, as verdicts name them (model.cause refs): naming any
@@ -103,6 +103,9 @@ def catalog(lab: topology.Topology) -> list[Mutation]:
                 continue
             here = ref("link", node, link.name)
             found.append(Mutation("link", node, f"ip link set {link.name} down", (here,)))
+            # The smallest MTU IPv4 allows: frames from a peer with the usual 1500
+            # are too big to take in; what leaves is fragmented (or refused with DF).
+            found.append(Mutation("mtu", node, f"ip link set dev {link.name} mtu 68", (here,)))
             if link.kind != "bridge":
                 found.append(
                     Mutation("link", node, f"ip link set dev {link.name} arp off", (here,))
@@ -231,6 +234,19 @@ def catalog(lab: topology.Topology) -> list[Mutation]:
             if hook in ("input", "forward", "output"):
                 found.append(Mutation("nf", node, _nft_table(hook, "counter reject"), chain))
             found.append(Mutation("nf", node, _nft_table(hook, "ct state new counter drop"), chain))
+        # Conntrack told to leave packets alone before NAT could see them (raw
+        # priority), on the way in and on the node's own way out.
+        for hook in ("prerouting", "output"):
+            found.append(
+                Mutation(
+                    "nf",
+                    node,
+                    f"nft add table ip fz && nft add chain ip fz raw{hook} "
+                    f"'{{ type filter hook {hook} priority -300; }}' && "
+                    f"nft add rule ip fz raw{hook} counter notrack",
+                    (ref("nf", node, f"ip fz raw{hook}"),),
+                )
+            )
     found += _across_nodes(lab)
     # Netlink lists neighbours (and more) in no fixed order: a seed must pick the same.
     return sorted(set(found), key=lambda m: m.label)

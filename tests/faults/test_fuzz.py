@@ -14,7 +14,7 @@ pytestmark = pytest.mark.root
 
 @pytest.mark.parametrize(
     "on, seed, count, broken, kinds, healed",
-    [("lab", 52, 8, 8, 4, 0.75), ("routed", 2, 5, 10, 4, 0.6)],
+    [("lab", 52, 8, 8, 4, 0.75), ("routed", 3, 5, 10, 4, 0.6)],
 )
 def test_fixed_seeds_blame_nothing_wrongly(
     on: str, seed: int, count: int, broken: int, kinds: int, healed: float
