@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import compileall
 import os
-import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,19 +31,25 @@ PREFIX = "ptbr-"
 
 
 def _measure(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(seconds, peak RSS in MB) of one process."""
-    start = time.perf_counter()
-    pid = os.posix_spawn(
-        shutil.which(argv[0]) or argv[0],
-        argv,
-        env,
-        file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)],
-    )
-    _, status, usage = os.wait4(pid, 0)
-    elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) not in (0,):
-        raise RuntimeError(f"{argv} failed")
-    return elapsed, usage.ru_maxrss / 1024
+    """(seconds, peak RSS in MB) of one process.
+
+    Its peak RSS is read by /usr/bin/time, which this process starts: a child
+    forked from this process (large once it has run traces itself) would report
+    this process's size, which the kernel keeps as the child's peak across exec."""
+    with tempfile.NamedTemporaryFile("r") as out:
+        command = ["/usr/bin/time", "-f", "%M", "-o", out.name, *argv]
+        start = time.perf_counter()
+        pid = os.posix_spawn(
+            command[0],
+            command,
+            env,
+            file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)],
+        )
+        _, status = os.waitpid(pid, 0)
+        elapsed = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) not in (0,):
+            raise RuntimeError(f"{argv} failed")
+        return elapsed, int(out.read().split()[-1]) / 1024
 
 
 def main() -> int:
