@@ -85,6 +85,6 @@ def test_rules_that_tie_are_a_warning_and_disjoint_ones_are_not() -> None:
     tied = [w for w in warnings if "share priority" in w]
     assert tied == [
         "conflict: c1's rules '1000: from all to 10.5.0.0/24 lookup 100' and "
-        "'1000: from 10.5.0.1 lookup main' share priority 1000 and can match the same "
+        "'1000: from 10.5.0.1/32 lookup main' share priority 1000 and can match the same "
         "packet: the kernel takes the one added first (listed first by `ip rule`)"
     ], warnings
