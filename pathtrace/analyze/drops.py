@@ -751,10 +751,10 @@ def _routing(
             net.command(node, f"sysctl -w {key}=1"),
             [f"{node}: {key}=0"],
         )
-    lookup = routing.route_get(state, packet.dst, packet.src if iif else None, iif)
+    lookup = routing.route_get(state, packet.dst, packet.src if iif else None, iif, drop.mark)
     if lookup.refused:
         said = lookup.describe()
-        if lookup.kind == "none":
+        if lookup.kind == "none" and not drop.mark:
             gone = no_route(net, state, packet.dst)
             if gone.code != "route.none":  # the routes went with a link or an address
                 return None, gone
@@ -767,7 +767,10 @@ def _routing(
                 [f"{node}: {said}"],
             )
         way = f" from {packet.src}" + (f" (in on {iif})" if iif else "")
-        return None, refused_lookup(net, node, lookup, packet.dst, way)
+        found = refused_lookup(net, node, lookup, packet.dst, way)
+        return None, marked(
+            net, state, found, packet.dst, packet.src if iif else None, iif, drop.mark
+        )
     return None
 
 
@@ -1429,6 +1432,42 @@ def refused_lookup(
         refused_fix(net, node, lookup),
         [f"{node}: {said}"],
     )
+
+
+_MARK_SET = re.compile(r"\bmeta mark set (0x[0-9a-f]+|\d+)\b")
+
+
+def marked(
+    net: Network,
+    state: NamespaceState,
+    found: Finding,
+    dst: str,
+    src: str | None,
+    iif: str | None,
+    mark: int,
+) -> Finding:
+    """``found`` (a lookup refused), told that the packet carried ``mark`` (read from
+    the skb), which a policy rule routes by, and which rule set it: where the same
+    lookup without the mark would not refuse, the mark is why."""
+    if not mark:
+        return found
+    plain = routing.route_get(state, dst, src, iif, 0)
+    if plain.refused:
+        return found  # refused with or without it: the mark is not why
+    setters = [
+        r
+        for r in state.rules().rules
+        if (m := _MARK_SET.search(r.text)) is not None and int(m.group(1), 0) == mark
+    ]
+    setter, _ = _only(iter(setters))
+    said = f"; the packet carries mark {mark:#x}"
+    said += f", set by {setter.cited}" if setter is not None else " (no rule read here sets it)"
+    said += f"; without it the lookup would find {plain.describe()}"
+    objects = found.objects + ((nf_ref(state.node, setter),) if setter is not None else ())
+    evidence = [*found.evidence, f"{state.node}: skb mark {mark:#x}"]
+    if setter is not None:
+        evidence.append(f"{state.node}: {setter.cited}")
+    return replace(found, cause=found.cause + said, objects=objects, evidence=evidence)
 
 
 def refused_fix(net: Network, node: str, lookup: routing.Lookup) -> str | None:

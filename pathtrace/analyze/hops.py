@@ -190,6 +190,7 @@ class HopBuilder:
                     events=(position,),
                     captured=self._seen(position, e),
                     outer=e.outer,
+                    mark=e.mark,
                 )
             )
             hooks_here = []

@@ -117,6 +117,7 @@ class Judge:
     ) -> Verdict:
         """``send_error``: why the source's own stack refused to send the probe, if it did."""
         if not request.hops:
+            self._own = events
             return self._unsent(send_error)
         verdict = self._judge(request, reply, errors, events)
         if self.lost_events:
@@ -222,6 +223,21 @@ class Judge:
 
     def _refused_at_source(self, send_error: str) -> Verdict:
         node = self.source_node
+        state = self.net.state(node)
+        # Dropped on its way out with a mark (an output chain of type route routes
+        # the packet again when it changes the mark): the lookup that mark leads to.
+        mark = next((e.mark for e in self._own if e.hook == Hook.DROP and e.mark), 0)
+        lookup_marked = self.net.lookup(node, self.target, mark=mark) if mark else None
+        if state is not None and lookup_marked is not None and lookup_marked.refused:
+            refused = drops.refused_lookup(self.net, node, lookup_marked, self.target)
+            found = drops.marked(self.net, state, refused, self.target, None, None, mark)
+            if found is not refused:  # the mark is why: without it the lookup passes
+                return Verdict.of(
+                    "dropped",
+                    f"{node} could not send it: {send_error}",
+                    node,
+                    replace(found, cause=f"{found.cause} ({send_error} to the sender)"),
+                )
         cause = f"the source's own stack refused the packet ({send_error})"
         fix = "see the error: the source's routes, neighbours and firewall"
         evidence = []

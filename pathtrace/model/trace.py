@@ -84,6 +84,7 @@ class Hop:
     captured: bool | None = None  # seen by the interface's capture (None: not a device hop)
     # Inside a tunnel's datagram here: the outer headers (``packet`` stays the inner one).
     outer: Outer | None = None
+    mark: int = 0  # skb->mark as the hook read it (policy routing reads it)
 
     @property
     def wire(self) -> Packet:

@@ -349,6 +349,47 @@ FAULTS: list[Fault] = [
         ("ip rule del pref 100",),
         outcome="lost",
     ),
+    # From the fuzzer (seed 7, cold: 6 of 14 broken probes blamed elsewhere): a mark
+    # set by a netfilter rule, and a policy rule that routes marked packets into a
+    # table whose only route is a blackhole. The mark is read from the skb.
+    Fault(
+        "fwmark-rule-forwarded",
+        "routing",
+        (
+            (
+                "host",
+                _nft(
+                    "table ip mk { chain p { type filter hook prerouting priority -150; "
+                    "ip saddr 192.168.100.0/24 meta mark set 0x77; } }"
+                ),
+            ),
+            ("host", "ip route add blackhole default table 77"),
+            ("host", "ip rule add fwmark 0x77 lookup 77 pref 90"),
+        ),
+        Probe(),
+        "host/br0",
+        ("mark 0x77", "mk p", "blackhole"),
+        ("ip route del blackhole default table 77",),
+    ),
+    Fault(
+        "fwmark-rule-at-source",
+        "routing",
+        (
+            (
+                "container1",
+                _nft(
+                    "table ip mk { chain o { type route hook output priority -150; "
+                    "meta mark set 0x77; } }"
+                ),
+            ),
+            ("container1", "ip route add blackhole default table 77"),
+            ("container1", "ip rule add fwmark 0x77 lookup 77 pref 90"),
+        ),
+        Probe(),
+        "container1",
+        ("mark 0x77", "mk o", "blackhole", "Invalid argument"),
+        ("ip route del blackhole default table 77",),
+    ),
     Fault(
         "no-route-back",
         "routing",
@@ -927,6 +968,11 @@ NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "prohibit-route": ("route.prohibit", ("route:host/8.8.8.8/32",)),
     "policy-rule-blackhole": ("route.blackhole", ("rule:host/pref 100",)),
     "policy-rule-wrong-table": ("neigh.failed", ("rule:host/pref 100",)),
+    "fwmark-rule-forwarded": ("route.blackhole", ("rule:host/pref 90", "nf:host/ip mk p")),
+    "fwmark-rule-at-source": (
+        "route.blackhole",
+        ("rule:container1/pref 90", "nf:container1/ip mk o"),
+    ),
     "no-route-back": ("route.back", ("route:wan/198.51.100.2",)),
     "source-address-selection": ("route.source", ("route:container1/8.8.8.8",)),
     "rp-filter": ("sysctl.rp_filter", ("sysctl:host/net.ipv4.conf.all.rp_filter",)),

@@ -62,7 +62,7 @@ TOPOLOGIES: dict[str, tuple[Callable[[], str], tuple[Probe, ...]]] = {
 
 @dataclass(frozen=True)
 class Mutation:
-    kind: str  # link, mtu, address, route, rule, sysctl, neigh, bridge, nf, tc
+    kind: str  # link, mtu, address, route, rule, sysctl, neigh, bridge, vlan, nf, tc
     node: str
     command: str  # run in the node's namespace (sh)
     # The objects it changed, as verdicts name them (model.cause refs): naming any
@@ -122,6 +122,28 @@ def catalog(lab: topology.Topology) -> list[Mutation]:
                             f"{link.name} {direction} u32 match u32 0 0 action mirred egress "
                             "redirect dev fzsink",
                             (ref("tc", node, f"{link.name} {direction}"),),
+                        )
+                    )
+            if link.kind == "bridge":
+                ports = [p for p in state.links if p.master == link.name]
+                # Every port isolated: isolated ports pass frames only to ports that
+                # are not. And VLAN filtering on, each port taken out of VLAN 1.
+                found.append(
+                    Mutation(
+                        "bridge",
+                        node,
+                        " && ".join(f"bridge link set dev {p.name} isolated on" for p in ports),
+                        tuple(ref("port", node, p.name) for p in ports),
+                    )
+                )
+                for p in ports:
+                    found.append(
+                        Mutation(
+                            "vlan",
+                            node,
+                            f"ip link set dev {link.name} type bridge vlan_filtering 1 && "
+                            f"bridge vlan del dev {p.name} vid 1",
+                            (ref("port", node, p.name), here),
                         )
                     )
             if link.port is not None:
@@ -210,6 +232,22 @@ def catalog(lab: topology.Topology) -> list[Mutation]:
                 (ref("rule", node, "pref 90"),),
             )
         )
+        # A mark set by a netfilter rule, and a rule that routes marked packets by a
+        # table whose only route is a blackhole (forwarded packets: prerouting;
+        # the node's own: a route-type output chain, which routes them again).
+        for hook, kind in (("prerouting", "filter"), ("output", "route")):
+            found.append(
+                Mutation(
+                    "rule",
+                    node,
+                    f"nft add table ip fz && nft add chain ip fz mark{hook} "
+                    f"'{{ type {kind} hook {hook} priority -150; }}' && "
+                    f"nft add rule ip fz mark{hook} meta mark set 0x77 && "
+                    "ip route add blackhole default table 77 && "
+                    "ip rule add fwmark 0x77 lookup 77 pref 90",
+                    (ref("rule", node, "pref 90"), ref("nf", node, f"ip fz mark{hook}")),
+                )
+            )
         if state.sysctls.get("net.ipv4.ip_forward") == "1":
             key = "net.ipv4.ip_forward"
             found.append(
