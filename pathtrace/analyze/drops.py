@@ -1461,7 +1461,11 @@ def marked(
     ]
     setter, _ = _only(iter(setters))
     said = f"; the packet carries mark {mark:#x}"
-    said += f", set by {setter.cited}" if setter is not None else " (no rule read here sets it)"
+    said += (
+        f", which {setter.cited} sets (the one rule read here that sets that value)"
+        if setter is not None
+        else " (no rule read here sets that value)"
+    )
     said += f"; without it the lookup would find {plain.describe()}"
     objects = found.objects + ((nf_ref(state.node, setter),) if setter is not None else ())
     evidence = [*found.evidence, f"{state.node}: skb mark {mark:#x}"]
