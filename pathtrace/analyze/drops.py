@@ -763,7 +763,7 @@ def _routing(
                 "route.none",
                 (ref("route", node, packet.dst),),
                 cause,
-                net.command(node, f"ip route add {packet.dst} via GATEWAY"),
+                _route_add(net, node, packet.dst),
                 [f"{node}: {said}"],
             )
         way = f" from {packet.src}" + (f" (in on {iif})" if iif else "")
@@ -1429,7 +1429,7 @@ def refused_lookup(
         f"route.{lookup.kind}",
         routing.refs(node, lookup, dst),
         f"{node}'s route lookup for {dst}{way} ends in {lookup.kind}: {said}",
-        refused_fix(net, node, lookup),
+        refused_fix(net, node, lookup, dst),
         [f"{node}: {said}"],
     )
 
@@ -1474,16 +1474,27 @@ def marked(
     return replace(found, cause=found.cause + said, objects=objects, evidence=evidence)
 
 
-def refused_fix(net: Network, node: str, lookup: routing.Lookup) -> str | None:
+def refused_fix(
+    net: Network, node: str, lookup: routing.Lookup, dst: str | None = None
+) -> str | None:
     """What mends a lookup that ends in a refusing route or rule: a refusing default
     route replaced by one via the traced namespace that forwards on the node's own
-    network (deleting it would leave no route at all); else the refusal deleted."""
+    network (deleting it would leave no route at all); a refusing route to ``dst``
+    whose deletion would leave the lookup refused (tried on the saved state)
+    replaced by one via the namespace that takes packets on to ``dst``; else the
+    refusal deleted."""
     route = lookup.route
+    six = "-6 " if route is not None and route.family == 6 else ""
     if route is not None and route.dst == "default" and route.table == 254:
         gateway = net.gateway_for(node, route.family)
         if gateway is not None:
-            six = "-6 " if route.family == 6 else ""
             return net.command(node, f"ip {six}route replace default via {gateway}")
+    state = net.state(node)
+    if route is not None and route.table == 254 and dst is not None and state is not None:
+        without = replace(state, routes=[r for r in state.routes if r is not route])
+        hop = net.next_hop(node, dst)
+        if routing.route_get(without, dst).refused and hop is not None:
+            return net.command(node, f"ip {six}route replace {route.dst} via {hop[0]}")
     delete = routing.delete_command(lookup)
     return net.command(node, delete) if delete else None
 
@@ -1539,6 +1550,14 @@ def no_route(net: Network, state: NamespaceState, dst: str) -> Finding:
         net.command(node, f"ip {'-6 ' if version == 6 else ''}route add default via {gateway}"),
         evidence,
     )
+
+
+def _route_add(net: Network, node: str, dst: str) -> str:
+    """`ip route add` for a route ``node`` lacks to ``dst``, via the one traced
+    namespace that can take it on (GATEWAY where none, or several, can)."""
+    route = net.route_to(node, dst)
+    six = "-6 " if ":" in dst else ""
+    return net.command(node, f"ip {six}route add {route or f'{dst} via GATEWAY'}")
 
 
 def _port_words(net: Network, state: NamespaceState, link: Link) -> str:

@@ -61,6 +61,84 @@ class Network:
         state = self.state(node)
         return routing.route_get(state, dst, src, iif, mark) if state else None
 
+    def next_hop(self, node: str, dst: str) -> tuple[str, str] | None:
+        """(a gateway, a prefix) for a route ``node`` lacks to ``dst``: the address,
+        on one of ``node``'s own subnets, of the one traced namespace that holds
+        ``dst`` or forwards and whose own lookup reaches it (not back through
+        ``node``); the prefix is that namespace's route (its connected network), or
+        ``dst`` alone behind a default route. None when no namespace, or more than
+        one, qualifies: a fix then says GATEWAY rather than guess."""
+        state = self.state(node)
+        if state is None:
+            return None
+        version = ip_interface(dst).version
+        mine = [
+            ip_interface(a)
+            for link in state.links
+            if link.kind != "loopback"
+            for a in link.addresses
+            if ip_interface(a).version == version
+        ]
+        if any(ip_interface(dst).ip in m.network for m in mine):
+            return None  # on a network of its own: a connected route, no gateway
+        key = "net.ipv6.conf.all.forwarding" if version == 6 else "net.ipv4.ip_forward"
+        found: dict[str, str] = {}
+        for other in self.all:
+            if other is state:
+                continue
+            owns = other.owns(dst)
+            if not owns and other.sysctls.get(key) != "1":
+                continue
+            shared = [
+                ip_interface(a)
+                for link in other.links
+                for a in link.addresses
+                if any(ip_interface(a).ip in m.network and ip_interface(a).ip != m.ip for m in mine)
+            ]
+            if not shared:
+                continue
+            prefix = dst
+            if not owns:
+                lookup = routing.route_get(other, dst)
+                route = lookup.route
+                if lookup.refused or route is None:
+                    continue
+                if route.gateway and any(str(m.ip) == route.gateway for m in mine):
+                    continue  # its way there is back through ``node``
+                prefix = route.dst if route.dst != "default" else dst
+            else:
+                held = next(
+                    (
+                        ip_interface(a)
+                        for link in other.links
+                        for a in link.addresses
+                        if ip_interface(a).ip == ip_interface(dst).ip
+                    ),
+                    None,
+                )
+                if held is not None and held.network.prefixlen < held.max_prefixlen:
+                    prefix = str(held.network)
+            found.setdefault(str(shared[0].ip), prefix)
+        if len(found) != 1:
+            return None
+        gateway, prefix = next(iter(found.items()))
+        return gateway, prefix
+
+    def route_to(self, node: str, dst: str) -> str | None:
+        """What `ip route add` needs for ``node`` to reach ``dst``: its connected
+        network on the link that holds an address there (a connected route gone), or
+        a prefix via ``next_hop``; None when neither is known."""
+        state = self.state(node)
+        if state is None:
+            return None
+        for link in state.links:
+            for a in link.addresses:
+                held = ip_interface(a)
+                if link.kind != "loopback" and ip_interface(dst).ip in held.network:
+                    return f"{held.network} dev {link.name}"
+        hop = self.next_hop(node, dst)
+        return f"{hop[1]} via {hop[0]}" if hop is not None else None
+
     def gateway_for(self, node: str, version: int = 4) -> str | None:
         """The address, on one of ``node``'s own subnets, of a traced namespace that
         forwards: what a default route there would go via."""

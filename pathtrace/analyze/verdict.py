@@ -493,9 +493,14 @@ class Judge:
                     objects = [ref("route", self.source_node, self.target), *objects]
             else:
                 cause += f" (the request arrived translated to {packet.src})"
-                fix = self.net.advice(
-                    f"give {node} a route to {packet.src}: "
-                    f"{self.net.run_in(node)}ip route add {packet.src} via GATEWAY"
+                way = self.net.route_to(node, packet.src)
+                fix = (
+                    self.net.command(node, f"ip route add {way}")
+                    if way is not None
+                    else self.net.advice(
+                        f"give {node} a route to {packet.src}: "
+                        f"{self.net.run_in(node)}ip route add {packet.src} via GATEWAY"
+                    )
                 )
             return Verdict(
                 "lost",

@@ -397,7 +397,7 @@ FAULTS: list[Fault] = [
         Probe(),
         "wan",
         ("no route back to 198.51.100.2",),
-        ("route to 198.51.100.2",),
+        ("ip route add 198.51.100.0/24 dev eth0",),
         outcome="lost",
     ),
     Fault(
