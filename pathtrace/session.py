@@ -158,7 +158,8 @@ class Run:
     ) -> None:
         """``tracer``: one made by ``engine.for_probes`` for these options and begun
         (the CLI begins loading the probes before it imports the rest of the
-        library); the run finishes, uses and stops it."""
+        library); else the run makes and begins its own. Either way the run
+        finishes, uses and stops it."""
         if not options.source:
             options = replace(options, source=DEFAULT_SOURCE)
         self.options = options
@@ -174,11 +175,16 @@ class Run:
         self.on_armed: Callable[[Setting], None] | None = None
 
     def execute(self) -> RunResult:
+        if self.tracer is None or self.tracer.stopped:
+            # The kernel verifies the probes (most of arming them) while the run
+            # finds its source and reads the state.
+            self.tracer = for_probes(self.options, self.run_id or tag.new_run())
+            self.tracer.begin()
+            self.run_id = self.tracer.run
         try:
             return self._execute_here()
         finally:
-            if self.tracer is not None:  # begun by the caller: stopped on every way out
-                self.tracer.stop()
+            self.tracer.stop()  # on every way out; stopping twice is harmless
 
     def _execute_here(self) -> RunResult:
         privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="pathtrace run")
@@ -205,18 +211,10 @@ class Run:
             target=_in_background, args=(versions, source, dissects), daemon=True
         )
         importer.start()
-        # The kernel verifies the probes (most of arming them) while the state is read.
         self.progress("arming probes")
-        tracer = self.tracer
-        if tracer is None:
-            tracer = for_probes(self.options, self.run_id or tag.new_run())
-            tracer.begin()
-        run_id = tracer.run
-        try:
-            states = self._observe(source, reach)
-        except BaseException:
-            tracer.stop()
-            raise
+        assert self.tracer is not None  # made by execute()
+        tracer, run_id = self.tracer, self.tracer.run
+        states = self._observe(source, reach)
         names = {**netns.namespace_names(), **{_inode(n): n for n in states}}
         source_name = names.get(_inode(source), source)
         restore = self._restore_command() if is_lab_node else None
@@ -242,13 +240,9 @@ class Run:
             src = send.source_address(source, self.options.target)
         except send.NoRoute:
             # Nothing can leave the source: the verdict comes from its routing table.
-            tracer.stop()
             result.probes = build_probes([], setting)
             importer.join()
             return result
-        except BaseException:
-            tracer.stop()
-            raise
         self._trace(result, setting, tracer, source, src, names, importer, reach.beside)
         return result
 
@@ -282,11 +276,7 @@ class Run:
         probe = send.Probe(o.kind, o.target, o.port, o.size, o.ttl, o.dont_fragment, o.query)
         states = setting.states
         tracer.namespaces = list(states)
-        try:
-            sniffer = self._capture(states, setting.run_id, beside)
-        except BaseException:
-            tracer.stop()
-            raise
+        sniffer = self._capture(states, setting.run_id, beside)
         tunnels = [
             (int(port), link.kind)
             for state in states.values()

@@ -488,6 +488,11 @@ class Tracer:
         return {h: n for h, n in counts.items() if n}
 
     @property
+    def stopped(self) -> bool:
+        """Stopped (or failed to start): a tracer is not started again."""
+        return self._stopping.is_set()
+
+    @property
     def used(self) -> list[HookStatus]:
         return [s for s in self.statuses if s.state == "used"]
 
