@@ -130,6 +130,51 @@ def _build_parser(config: Config | None = None) -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_run)
 
+    watch = commands.add_parser(
+        "watch", help="follow real packets a pcap filter picks, by flow, hop by hop"
+    )
+    watch.add_argument("filter", help="a pcap-filter expression, as tcpdump takes: 'udp port 53'")
+    where = watch.add_mutually_exclusive_group()
+    where.add_argument(
+        "--from",
+        dest="source",
+        metavar="NODE",
+        help="pick packets only where they enter this node (default: every traced namespace)",
+    )
+    where.add_argument(
+        "--all",
+        dest="everywhere",
+        action="store_true",
+        help="trace every namespace on the machine, not only the lab's",
+    )
+    watch.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    watch.add_argument(
+        "--count",
+        type=int,
+        metavar="N",
+        help="stop once N flows were seen and 2 s passed without a packet of them",
+    )
+    watch.add_argument(
+        "--max-flows",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="follow at most N flows; packets that would start more are counted (default: 1000)",
+    )
+    watch.add_argument(
+        "--format",
+        choices=["text", "json", "markdown"],
+        default="text",
+        help="the report's form (default: text)",
+    )
+    watch.add_argument(
+        "--json", action="store_const", const="json", dest="format", help="--format json"
+    )
+    watch.add_argument(
+        "--topology", metavar="FILE", default=config.topology, help="the lab's topology file"
+    )
+    watch.set_defaults(handler=_watch)
+
     bundle = commands.add_parser("bundle", help="saved runs: list, show, diff (no root needed)")
     bundle_commands = bundle.add_subparsers(
         dest="bundle_command", required=True, parser_class=_Parser
@@ -284,6 +329,53 @@ def _run(args: argparse.Namespace) -> int:
     if result.interrupted:
         return 130
     return 0 if result.delivered else 1
+
+
+def _watch(args: argparse.Namespace) -> int:
+    # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
+    from pathtrace.system import privileges
+    from pathtrace.watch import Watch, WatchOptions
+
+    options = WatchOptions(
+        args.filter,
+        source=args.source,
+        everywhere=args.everywhere,
+        duration=args.duration,
+        count=args.count,
+        max_flows=args.max_flows,
+    )
+    privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="pathtrace watch")
+    topo, _ = _topology_for(args)
+    watch = Watch(options, topo, progress=_progress)
+    # Said always, as tcpdump says "listening on": what is watched, from when.
+    watch.on_armed = lambda nodes: print(
+        f"pathtrace: watching {args.filter!r} entering {', '.join(nodes)}; Ctrl-C ends it",
+        file=sys.stderr,
+        flush=True,
+    )
+    if sys.stderr.isatty():
+        watch.on_flow = lambda e: print(
+            f"  flow {e.index + 1}: {e.protocol} {e.src}:{e.sport} > {e.dst}:{e.dport} "
+            f"at {e.namespace}",
+            file=sys.stderr,
+        )
+    result = watch.execute()
+    # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
+    from pathtrace.output import watch_report
+
+    for note in result.notes:
+        print(f"pathtrace: warning: {note}", file=sys.stderr)
+    if args.format == "json":
+        json.dump(watch_report.to_json(result), sys.stdout, indent=1)
+        print()
+    elif args.format == "markdown":
+        print(watch_report.markdown(result))
+    else:
+        print(watch_report.text(result))
+    if result.ended == "interrupted":
+        return 130
+    failed = [f for f in result.flows if f.verdict.outcome in ("dropped", "lost", "rejected")]
+    return 1 if failed else 0
 
 
 def _print_result(result: Any, form: str) -> None:

@@ -37,6 +37,11 @@ const volatile __u32 pt_run = 0;
 const volatile __u32 pt_index_limit = 65536; /* tags at or above it are not ours */
 /* 1: the run's UDP probes are also known by their flows (pt_flows). */
 const volatile __u8 pt_by_flow = 0;
+/* 1: `watch`: no tags; packets the filter (pt_watch_filter) matches where they enter
+ * the traced set start flows, followed by their skbs and their flows' keys
+ * (TCP, UDP, ICMP echo), as many as pt_watch_flows. */
+const volatile __u8 pt_watch = 0;
+const volatile __u32 pt_watch_flows = 0;
 
 /* Anchors struct pt_event in the object's BTF, where user space reads its layout. */
 const volatile struct pt_event pt_event_layout = {};
@@ -102,12 +107,14 @@ struct {
 
 /* [0]: the last skb id given; [1]: entries in pt_tracked (never below the truth:
  * LRU evictions are not counted), so untagged packets skip the hash lookup
- * while nothing is being followed. One pair for all objects. */
+ * while nothing is being followed; [2]: flows watched so far. One set for all
+ * objects. */
 #define PT_ID_NEXT 0
 #define PT_ID_LIVE 1
+#define PT_ID_FLOWS 2
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 3);
 	__type(key, __u32);
 	__type(value, __u64);
 } pt_ids SEC(".maps");
@@ -140,15 +147,35 @@ static __always_inline int pt_read(__u32 *dst, __u32 words, const void *src)
 }
 #endif
 
+/* `watch`: the namespaces (inode numbers) where the filter picks packets. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} pt_watch_ns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PT_WATCH_STATS);
+	__type(key, __u32);
+	__type(value, __u64);
+} pt_watch_stats SEC(".maps");
+
+#include "filter.bpf.h"
+
 struct pt_pkt {
 	__u32 saddr, daddr, run, index;
 	__u32 saddr6[4], daddr6[4];
 	__u16 sport, dport, ip_id, tot_len, l4_off;
 	__u8 protocol, ttl, icmp_type, icmp_code, tcp_flags, tag_kind, family;
+	__u8 by_key; /* known here by its flow's key (pt_flows) */
 };
 
 static __always_inline int pt_tag_words(const __u32 *tag, struct pt_pkt *p, __u8 kind)
 {
+	if (pt_watch)
+		return 0;
 	if (tag[1] != bpf_htonl(pt_run) || bpf_ntohl(tag[2]) >= pt_index_limit)
 		return 0;
 	if (tag[0] == bpf_htonl(PT_TAG_MAGIC))
@@ -174,6 +201,8 @@ static __always_inline int pt_payload_tag(const void *at, struct pt_pkt *p, __u8
 
 static __always_inline int pt_seq_tag(__u32 seq, struct pt_pkt *p, __u8 kind)
 {
+	if (pt_watch)
+		return 0;
 	if ((seq >> 16) != (pt_run & 0xffff) || (seq & 0xffff) >= pt_index_limit)
 		return 0;
 	p->run = pt_run;
@@ -182,12 +211,13 @@ static __always_inline int pt_seq_tag(__u32 seq, struct pt_pkt *p, __u8 kind)
 	return 1;
 }
 
-/* A UDP datagram known by its flow: ports as read (network order), the
- * destination address in the packet's family. */
-static __always_inline int pt_flow_tag(const void *daddr, __u8 family, __u32 ports,
-				       struct pt_pkt *p, int quoted)
+/* A datagram known by its flow: ports as read (network order; ICMP echo: the
+ * id alone), the destination address in the packet's family. Run: UDP only;
+ * watch: TCP, UDP and ICMP echo. */
+static __always_inline int pt_flow_tag(const void *daddr, __u8 family, __u8 protocol,
+				       __u32 ports, struct pt_pkt *p, int quoted)
 {
-	struct pt_flow_key k = {.family = family, .protocol = IPPROTO_UDP};
+	struct pt_flow_key k = {.family = family, .protocol = protocol};
 
 	if (!pt_by_flow)
 		return 0;
@@ -203,6 +233,7 @@ static __always_inline int pt_flow_tag(const void *daddr, __u8 family, __u32 por
 	p->run = pt_run;
 	p->index = f->index;
 	p->tag_kind = quoted ? PT_TAG_ICMP_ERROR : f->kind;
+	p->by_key = 1;
 	return 1;
 }
 
@@ -214,8 +245,17 @@ static __always_inline int pt_quoted_l4(const unsigned char *l4, __u8 protocol,
 	__u32 seq, ports;
 
 	if (protocol == IPPROTO_UDP && pt_by_flow && !pt_read(&ports, 1, l4) &&
-	    pt_flow_tag(daddr, family, ports, p, 1))
+	    pt_flow_tag(daddr, family, IPPROTO_UDP, ports, p, 1))
 		return 1;
+	if (pt_watch && protocol == IPPROTO_TCP && !pt_read(&ports, 1, l4))
+		return pt_flow_tag(daddr, family, protocol, ports, p, 1);
+	if (pt_watch && (protocol == IPPROTO_ICMP || protocol == PT_IPPROTO_ICMPV6)) {
+		__u32 echo[2]; /* type, code, checksum; id, sequence */
+
+		if (pt_read(echo, 2, l4))
+			return 0;
+		return pt_flow_tag(daddr, family, protocol, echo[1] & 0xffff, p, 1);
+	}
 	if (protocol == IPPROTO_ICMP || protocol == IPPROTO_UDP || protocol == PT_IPPROTO_ICMPV6)
 		return pt_payload_tag(l4 + 8, p, PT_TAG_ICMP_ERROR);
 	if (protocol == IPPROTO_TCP && !pt_read(&seq, 1, l4 + 4))
@@ -335,6 +375,9 @@ static __always_inline int pt_parse_l4(const unsigned char *l4, __u32 l4_len,
 		p->icmp_code = ic->code;
 		p->sport = ic->un.echo.id;
 		p->dport = ic->un.echo.sequence;
+		if (pt_watch && (ic->type == (v6 ? 128 : 8) || ic->type == (v6 ? 129 : 0)))
+			return pt_flow_tag(p->family == 6 ? (void *)p->daddr6 : (void *)&p->daddr,
+					   p->family, p->protocol, p->sport, p, 0);
 		/* Echo request, echo reply: ICMP 8, 0; ICMPv6 128, 129. */
 		if (ic->type == (v6 ? 128 : 8))
 			return pt_tag_words(&w[2], p, PT_TAG_REQUEST);
@@ -355,14 +398,14 @@ static __always_inline int pt_parse_l4(const unsigned char *l4, __u32 l4_len,
 		p->dport = w[0] >> 16;
 		/* The flow first: an echo server's answer carries the request's tag. */
 		if (pt_flow_tag(p->family == 6 ? (void *)p->daddr6 : (void *)&p->daddr, p->family,
-				w[0], p, 0))
+				IPPROTO_UDP, w[0], p, 0))
 			return 1;
 		return pt_tag_words(&w[2], p, PT_TAG_REQUEST);
 	}
 	if (p->protocol == IPPROTO_TCP) {
 		/* A probe's handshake segments carry no payload: a segment longer than
 		 * the largest TCP header is bulk data, decided without reading it. */
-		if (l4_len > 60)
+		if (l4_len > 60 && !pt_watch)
 			return 0;
 		if (pt_read(w, 4, l4)) /* ports, seq, ack, offset and flags */
 			return 0;
@@ -371,6 +414,9 @@ static __always_inline int pt_parse_l4(const unsigned char *l4, __u32 l4_len,
 		__u8 flags = (bpf_ntohl(w[3]) >> 16) & 0xff;
 		__u32 seq = bpf_ntohl(w[1]), ack = bpf_ntohl(w[2]);
 		p->tcp_flags = flags;
+		if (pt_watch)
+			return pt_flow_tag(p->family == 6 ? (void *)p->daddr6 : (void *)&p->daddr,
+					   p->family, IPPROTO_TCP, w[0], p, 0);
 		/* Only the segments of a probe's handshake: data never matches. */
 		if ((flags & 0x12) == 0x02) /* SYN: the probe */
 			return pt_seq_tag(seq, p, PT_TAG_REQUEST);
@@ -534,7 +580,87 @@ struct pt_where {
 	/* Only skbs already followed: a hook every packet reaches after one that
 	 * reads tags costs untagged traffic a map read, not a header read. */
 	__u8 follow_only;
+	/* `watch`: a hook where packets enter the traced set (a device sends or
+	 * receives, the host's own packets leave OUTPUT, a drop): the filter runs
+	 * here, on packets not yet followed, and nowhere else. */
+	__u8 entry;
 };
+
+static __always_inline void pt_watch_count(__u32 which)
+{
+	__u64 *n = bpf_map_lookup_elem(&pt_watch_stats, &which);
+
+	if (n)
+		*n += 1;
+}
+
+/* `watch`: whether the packet at l3 (read into p) starts a flow: it is in a
+ * namespace the filter watches, the filter matches it, and the flow limit is
+ * not reached. p becomes the flow's first packet. */
+static __always_inline int pt_watch_pick(struct sk_buff *skb, const unsigned char *l3,
+					 struct pt_pkt *p, struct net_device *dev, struct net *net)
+{
+	__u32 inum = dev ? BPF_CORE_READ(dev, nd_net.net, ns.inum)
+			 : net ? BPF_CORE_READ(net, ns.inum) : 0;
+
+	if (!bpf_map_lookup_elem(&pt_watch_ns, &inum))
+		return 0;
+	pt_watch_count(PT_WATCH_RUNS);
+	const unsigned char *end = PT_SKB(skb, head) + PT_SKB(skb, tail);
+	__u32 avail = end > l3 ? end - l3 : 0;
+	if (!pt_filter_match(l3, p->tot_len, avail))
+		return 0;
+	__u64 *flows = pt_counter(PT_ID_FLOWS);
+	if (!flows)
+		return 0;
+	__u64 n = __sync_fetch_and_add(flows, 1);
+	if (n >= pt_watch_flows) {
+		pt_watch_count(PT_WATCH_OVER);
+		return 0;
+	}
+	pt_watch_count(PT_WATCH_MATCHED);
+	p->run = pt_run;
+	p->index = n;
+	p->tag_kind = PT_TAG_REQUEST;
+	return 1;
+}
+
+/* `watch`: a followed packet's flow keys as seen at this hop, its own way and
+ * the way back, so that the flow's next packets and its answers (whatever NAT
+ * made of them) are known by key from here on. Written where the packet was
+ * not known by its key, and after each translation: a key holds no source
+ * address, so a packet an SNAT rewrote is still known by the key of its way,
+ * while its answer will come back to the new source. */
+static __always_inline void pt_watch_keys(const struct pt_pkt *p, __u16 hook)
+{
+	__u8 icmp = p->protocol == IPPROTO_ICMP || p->protocol == PT_IPPROTO_ICMPV6;
+
+	if (p->by_key && hook != PT_HOOK_NF_AFTER && hook != PT_HOOK_NAT_AFTER)
+		return;
+	if (!p->family || (p->tag_kind != PT_TAG_REQUEST && p->tag_kind != PT_TAG_REPLY))
+		return;
+	if (p->protocol != IPPROTO_TCP && p->protocol != IPPROTO_UDP && !icmp)
+		return;
+	if (icmp && p->icmp_type != 8 && p->icmp_type != 0 && p->icmp_type != 128 &&
+	    p->icmp_type != 129)
+		return;
+	struct pt_flow_key way = {.family = p->family, .protocol = p->protocol,
+				  .sport = p->sport, .dport = icmp ? 0 : p->dport};
+	struct pt_flow_key back = {.family = p->family, .protocol = p->protocol,
+				   .sport = icmp ? p->sport : p->dport, .dport = icmp ? 0 : p->sport};
+	if (p->family == 6) {
+		__builtin_memcpy(way.addr, p->daddr6, 16);
+		__builtin_memcpy(back.addr, p->saddr6, 16);
+	} else {
+		way.addr[0] = p->daddr;
+		back.addr[0] = p->saddr;
+	}
+	__u8 other = p->tag_kind == PT_TAG_REQUEST ? PT_TAG_REPLY : PT_TAG_REQUEST;
+	struct pt_flow mine = {.index = p->index, .kind = p->tag_kind};
+	struct pt_flow theirs = {.index = p->index, .kind = other};
+	bpf_map_update_elem(&pt_flows, &way, &mine, BPF_NOEXIST);
+	bpf_map_update_elem(&pt_flows, &back, &theirs, BPF_NOEXIST);
+}
 
 static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char *l3,
 				       struct pt_where *w)
@@ -555,6 +681,7 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	}
 	int tagged = pt_parse(l3, &p);
 	struct pt_outer outer = {};
+	const unsigned char *at = l3; /* the packet p describes */
 
 	if (tagged == 0) {
 		/* Encapsulated: the tag is in the packet inside. */
@@ -565,6 +692,7 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 		if (found >= 0) {
 			tagged = found;
 			p = q;
+			at = inner;
 		} else {
 			outer.encap = 0;
 		}
@@ -572,6 +700,11 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 
 	if (!w->follow_only && (tagged == 1 || (live && *live)))
 		t = bpf_map_lookup_elem(&pt_tracked, &key);
+	if (pt_watch && tagged == 0 && !t && w->entry) {
+		if (!pt_watch_pick(skb, at, &p, w->dev, w->net))
+			return;
+		tagged = 1;
+	}
 	if (tagged == 1) {
 		if (t && t->run == p.run && t->index == p.index && t->kind == p.tag_kind) {
 			skb_id = t->skb_id;
@@ -600,7 +733,9 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	}
 	if (w->final)
 		pt_forget(&key);
-	if (pt_by_flow && p.tag_kind == PT_TAG_REQUEST && p.protocol == IPPROTO_UDP && p.family) {
+	if (pt_watch)
+		pt_watch_keys(&p, w->hook);
+	else if (pt_by_flow && p.tag_kind == PT_TAG_REQUEST && p.protocol == IPPROTO_UDP && p.family) {
 		/* Where this hop's answer will be: to the source as seen here. */
 		struct pt_flow_key back = {.family = p.family, .protocol = IPPROTO_UDP,
 					   .sport = p.dport, .dport = p.sport};

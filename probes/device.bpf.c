@@ -7,7 +7,8 @@
 SEC("tp_btf/net_dev_start_xmit")
 int BPF_PROG(pt_dev_xmit, struct sk_buff *skb, struct net_device *dev)
 {
-	struct pt_where w = { .dev = dev, .hook = PT_HOOK_DEV_XMIT, .via = PT_VIA_TP_BTF };
+	struct pt_where w = { .dev = dev, .hook = PT_HOOK_DEV_XMIT, .via = PT_VIA_TP_BTF,
+			     .entry = 1 };
 
 	pt_observe(skb, pt_l3_of(skb, 0), &w);
 	return 0;
@@ -19,7 +20,7 @@ int BPF_PROG(pt_dev_recv, struct sk_buff *skb)
 	/* The driver has pulled the Ethernet header: data is at the IP header,
 	 * while network_header may still be the sender's. */
 	struct pt_where w = {
-		.dev = skb->dev, .hook = PT_HOOK_DEV_RECV, .via = PT_VIA_TP_BTF,
+		.dev = skb->dev, .hook = PT_HOOK_DEV_RECV, .via = PT_VIA_TP_BTF, .entry = 1,
 	};
 
 	pt_observe(skb, pt_l3_of(skb, 1), &w);

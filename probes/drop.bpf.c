@@ -8,7 +8,7 @@ int BPF_PROG(pt_drop, struct sk_buff *skb, void *location, enum skb_drop_reason 
 {
 	struct pt_where w = {
 		.dev = skb->dev, .location = (__u64)location, .drop_reason = reason,
-		.hook = PT_HOOK_DROP, .via = PT_VIA_TP_BTF, .final = 1,
+		.hook = PT_HOOK_DROP, .via = PT_VIA_TP_BTF, .final = 1, .entry = 1,
 	};
 
 	pt_observe(skb, pt_l3_of(skb, 0), &w);

@@ -23,6 +23,7 @@ static __always_inline int pt_nf(struct bpf_nf_ctx *ctx, __u16 hook)
 		.dev = out ? out : state->in, .net = state->net, .hook = hook,
 		.via = PT_VIA_NETFILTER, .nf_hook = nf_hook,
 		.follow_only = nf_hook != PT_NF_INET_LOCAL_OUT,
+		.entry = nf_hook == PT_NF_INET_LOCAL_OUT,
 	};
 
 	pt_observe(skb, pt_l3_of(skb, 1), &w);

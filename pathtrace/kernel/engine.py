@@ -28,7 +28,12 @@ from pathtrace.model.event import ENCAP_CODES, HOOK_MAX, TAG_KIND_NUMBERS, TagKi
 from pathtrace.model.options import Address, RunOptions
 from pathtrace.system import discover, observe, privileges
 
-SHARED_MAPS = ("pt_events", "pt_tracked", "pt_lost", "pt_ids", "pt_flows", "pt_tunnels")
+SHARED_MAPS = (
+    "pt_events", "pt_tracked", "pt_lost", "pt_ids", "pt_flows", "pt_tunnels",
+    "pt_watch_filter", "pt_watch_ns", "pt_watch_stats", "pt_filter_vm",
+)  # fmt: skip
+# pt_watch_stats' entries (enum pt_watch_stat, probes/include/pathtrace.h).
+WATCH_STATS = ("filtered", "matched", "over_limit")
 # Linked last: its links go into the namespaces with rules, known once they are read.
 LINKED_LAST = "netfilter"
 
@@ -43,6 +48,12 @@ def for_probes(options: RunOptions, run: int) -> Tracer:
         ip_versions=(options.target.version,),
         by_flow=options.kind in ("udp", "dns"),
     )
+
+
+def for_watch(flows: int, run: int) -> Tracer:
+    """The tracer `watch` arms: no tags, packets chosen by a filter (``watch_filter``)
+    start flows, at most ``flows`` of them, followed by skb and by flow key."""
+    return Tracer(run, [], index_limit=0xFFFFFFFF, by_flow=True, watch_flows=flows)
 
 
 def probes_dir() -> Path:
@@ -100,8 +111,11 @@ class Tracer:
         ip_versions: Sequence[int] = (4, 6),
         by_flow: bool = False,
         tunnels: Sequence[tuple[int, str]] = (),
+        watch_flows: int = 0,
     ) -> None:
         self.run = run & 0xFFFFFFFF
+        # `watch`: how many flows the filter may start (0: a run of tagged probes).
+        self.watch_flows = watch_flows
         # UDP probes: an answer is any datagram of the reverse flow (common.bpf.h).
         self.by_flow = by_flow
         # (UDP port, kind) of the traced namespaces' VXLAN/Geneve devices: the
@@ -325,6 +339,8 @@ class Tracer:
             obj.set_rodata("pt_run", self.run.to_bytes(4, "little"))
             obj.set_rodata("pt_index_limit", self.index_limit.to_bytes(4, "little"))
             obj.set_rodata("pt_by_flow", bytes([self.by_flow]))
+            obj.set_rodata("pt_watch", bytes([self.watch_flows > 0]))
+            obj.set_rodata("pt_watch_flows", self.watch_flows.to_bytes(4, "little"))
             for name, fd in self._shared.items():
                 obj.reuse_map(name, fd)
             obj.load()
@@ -412,6 +428,36 @@ class Tracer:
             kind=bytes([TAG_KIND_NUMBERS[TagKind.REQUEST]]),
         )
         libbpf.map_update(fd, key, value)
+
+    def watch(
+        self, program: Sequence[tuple[int, int, int, int]], namespaces: Sequence[str]
+    ) -> None:
+        """`watch`: the classic BPF ``program`` (code, jt, jf, k per instruction, for raw
+        IP) the probes run on packets entering ``namespaces`` not yet followed."""
+        fd, where = self._shared.get("pt_watch_filter"), self._shared.get("pt_watch_ns")
+        if fd is None or where is None or not self.watch_flows:
+            raise ValueError("only a started tracer made by for_watch watches")
+        assert self._objects
+        size, members = libbpf.struct_members(self._objects[0].btf, "pt_watch_filter")
+        offsets = {name: offset for name, offset, _ in members}
+        limit = (size - offsets["insn"]) // 8
+        if len(program) > limit:
+            raise ValueError(f"the filter has {len(program)} instructions; the probes run {limit}")
+        value = bytearray(size)
+        struct.pack_into("=I", value, offsets["len"], len(program))
+        for i, (code, jt, jf, k) in enumerate(program):
+            struct.pack_into("=HBBI", value, offsets["insn"] + 8 * i, code, jt, jf, k)
+        libbpf.map_update(fd, (0).to_bytes(4, "little"), bytes(value))
+        for namespace in namespaces:
+            inode = os.stat(discover.netns.path(namespace)).st_ino
+            libbpf.map_update(where, struct.pack("=I", inode), b"\x01")
+
+    def watch_stats(self) -> dict[str, int]:
+        """What the filter cost and found so far (WATCH_STATS)."""
+        fd = self._shared.get("pt_watch_stats")
+        if fd is None:
+            return {}
+        return {name: libbpf.percpu_u64_sum(fd, i) for i, name in enumerate(WATCH_STATS)}
 
     def stop(self) -> None:
         """Detaches everything; safe to call twice and after a failed start."""

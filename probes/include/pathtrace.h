@@ -133,4 +133,31 @@ struct pt_flow {
 	__u8 pad[3];
 };
 
+/* `pathtrace watch`: real packets chosen by a pcap-filter expression, compiled
+ * by libpcap for raw IP (the bytes from the IP header on, at every hook) into
+ * classic BPF, which the probes run where a packet enters the traced set
+ * (filter.bpf.h). The loader writes it to pt_watch_filter. */
+#define PT_FILTER_INSNS 128
+
+struct pt_watch_insn {
+	__u16 code;
+	__u8 jt;
+	__u8 jf;
+	__u32 k;
+};
+
+struct pt_watch_filter {
+	__u32 len; /* instructions in use */
+	__u32 pad;
+	struct pt_watch_insn insn[PT_FILTER_INSNS];
+};
+
+/* pt_watch_stats (per CPU): what the filter cost and found. */
+enum pt_watch_stat {
+	PT_WATCH_RUNS = 0,      /* packets the filter was run on */
+	PT_WATCH_MATCHED = 1,   /* of those, matched: a new flow followed */
+	PT_WATCH_OVER = 2,      /* matched past the flow limit: not followed */
+	PT_WATCH_STATS = 3,
+};
+
 #endif

@@ -23,11 +23,12 @@ ALLOWED: dict[str, set[str]] = {
     "lab": BASE,
     "analyze": {"model"},
     "session": BASE | {"kernel", "inject", "capture", "lab", "analyze"},
+    "watch": BASE | {"kernel", "capture", "lab", "analyze", "session"},
     "output": BASE | {"analyze"},
     "doctor": BASE | {"kernel"},
     "config": {"lab"},  # the user's defaults (DEFAULT_SOURCE is the lab's)
     "cli": BASE | {"kernel", "inject", "capture", "lab", "analyze", "session", "output"}
-    | {"doctor", "tui", "config"},
+    | {"doctor", "tui", "config", "watch"},
     "tui": BASE | {"lab", "analyze", "session", "output"},
     "__main__": {"cli"},
 }  # fmt: skip

@@ -1,0 +1,120 @@
+"""`watch`'s two costs: traffic the filter does not match, and a flow it does.
+
+1. An iperf3 TCP stream that `watch 'udp port 53'` does not match, with the
+   watch armed against not armed (target >= 0.97), by the interleaved method
+   of bench_traced_throughput (armed windows against the unarmed ones either
+   side, in one long stream; the A/A schedule is the noise floor).
+2. A matched flow of 10,000 UDP datagrams a second (iperf3 -u, 3 s): events
+   lost to a full ring buffer (target: none), and the datagrams the probes
+   followed out of container1 against those iperf3 says it sent.
+
+Run: `python -m tests.bench.bench_watch` (as root; its own lab).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from pathtrace.capture.filter import compile_watch_filter
+from pathtrace.kernel.engine import for_watch
+from pathtrace.lab import build, topology
+from pathtrace.system import netns
+from tests.bench.bench_traced_throughput import _summary, cycled
+from tests.bench.common import PREFIX, lab
+
+PATHS = (
+    ("container1 -> container2", "container2", "192.168.100.3"),
+    ("container1 -> wan (NAT)", "wan", "8.8.8.8"),
+)
+
+
+def _arm(namespaces: list[str], expression: str) -> Callable[[], None]:
+    tracer = for_watch(1000, 12)
+    tracer.namespaces = namespaces
+    tracer.start()
+    tracer.watch(compile_watch_filter(expression), namespaces)
+    return tracer.stop
+
+
+def unmatched(topo: topology.Topology) -> None:
+    namespaces = [topo.namespace(n) for n in topo.nodes]
+
+    def not_armed() -> Callable[[], None]:
+        time.sleep(0.15)  # as long as arming takes, on the same CPU
+        return lambda: None
+
+    for label, server_node, dst in PATHS:
+        control = cycled(topo, server_node, dst, not_armed)
+        ratios = cycled(topo, server_node, dst, lambda: _arm(namespaces, "udp port 53"))
+        print(
+            f"iperf3 {label} under `watch 'udp port 53'` (not matched), {len(ratios)} cycles:\n"
+            f"  armed/unarmed     {_summary(ratios)} (target >= 0.97)\n"
+            f"  unarmed/unarmed   {_summary(control)} (noise floor)",
+            flush=True,
+        )
+
+
+def matched(topo: topology.Topology, rate: int = 10_000, seconds: int = 3) -> None:
+    namespaces = [topo.namespace(n) for n in topo.nodes]
+    tracer = for_watch(1000, 13)
+    tracer.namespaces = namespaces
+    tracer.start()
+    try:
+        tracer.watch(compile_watch_filter("udp port 5201"), namespaces)
+        server = netns.popen(
+            topo.namespace("container2"),
+            ["iperf3", "-s", "-1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.3)
+        bits = rate * 100 * 8
+        done = netns.run(
+            topo.namespace("container1"),
+            ["iperf3", "-u", "-c", "192.168.100.3", "-b", str(bits), "-l", "100"]
+            + ["-t", str(seconds), "-J"],
+            check=False,
+        )
+        server.wait(timeout=10)
+        time.sleep(0.5)
+        records = tracer.drain()
+        lost = tracer.lost()
+        stats = tracer.watch_stats()
+    finally:
+        tracer.stop()
+    sent = json.loads(done.stdout)["end"]["sum"]["packets"]
+    assert tracer.layout is not None
+    out = set()
+    for raw in records:
+        e = tracer.layout.unpack(raw)
+        if e["hook"] == 1 and e["sport"] != 5201:  # dev_xmit of a datagram to the server
+            out.add((e["skb_id"], e["ifindex"], e["netns"]))
+    first_hop = {k for k in out if k[2] == os.stat(netns.path(namespaces[0])).st_ino}
+    print(
+        f"a matched flow, {rate} datagrams/s for {seconds} s (iperf3 -u -l 100):\n"
+        f"  iperf3 sent {sent}; the probes followed {len(first_hop)} out of container1; "
+        f"{len(records)} events, lost {sum(lost.values())} {lost or ''}; filter {stats}",
+        flush=True,
+    )
+
+
+def main(argv: list[str]) -> int:
+    os.sched_setaffinity(0, {1})  # iperf3 has CPU 0
+    topo = lab()
+    try:
+        if not argv or "matched" in argv:
+            matched(topo)
+        if not argv or "unmatched" in argv:
+            unmatched(topo)
+    finally:
+        build.down(None, prefix=PREFIX)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

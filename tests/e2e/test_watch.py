@@ -1,0 +1,208 @@
+"""`pathtrace watch`: real programs' packets, picked by a pcap filter, followed by
+flow through a DNAT and a masquerade, answered, dropped and refused.
+
+In a scratch host: c1 - gw - srv. gw masquerades out of vc and publishes srv's
+DNS (dnsmasq) on 10.7.0.254:53 and a closed TCP port on 10.7.0.254:8080 by DNAT.
+The clients are real: glibc's resolver (getaddrinfo, with its own retries) and
+curl. Ground truth beside pathtrace: tcpdump on c1's and srv's interfaces, gw's
+per-rule counters.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from tests import scratch
+
+pytestmark = pytest.mark.root
+
+WATCH = r"""
+import json, subprocess, sys, time
+
+def sh(command):
+    subprocess.run(["bash", "-c", command], check=True, capture_output=True)
+
+sh('''set -e
+ip netns add c1; ip netns add gw; ip netns add srv
+ip link add va type veth peer name vb; ip link set va netns c1; ip link set vb netns gw
+ip link add vc type veth peer name vd; ip link set vc netns gw; ip link set vd netns srv
+ip -n c1 addr add 10.7.0.1/24 dev va; ip -n gw addr add 10.7.0.254/24 dev vb
+ip -n gw addr add 10.8.0.254/24 dev vc; ip -n srv addr add 10.8.0.2/24 dev vd
+for n in c1 gw srv; do ip -n $n link set lo up; done
+ip -n c1 link set va up; ip -n gw link set vb up; ip -n gw link set vc up; ip -n srv link set vd up
+ip -n c1 route add default via 10.7.0.254; ip -n srv route add default via 10.8.0.254
+ip netns exec gw sysctl -qw net.ipv4.ip_forward=1
+ip netns exec gw iptables -t nat -A POSTROUTING -o vc -j MASQUERADE
+ip netns exec gw iptables -t nat -A PREROUTING -i vb -d 10.7.0.254 -p udp --dport 53 \
+  -j DNAT --to-destination 10.8.0.2:53
+ip netns exec gw iptables -t nat -A PREROUTING -i vb -d 10.7.0.254 -p tcp --dport 8080 \
+  -j DNAT --to-destination 10.8.0.2:81
+''')
+subprocess.Popen(["ip", "netns", "exec", "srv", "dnsmasq", "--no-daemon", "--no-resolv",
+                  "--no-hosts", "--pid-file=", "--user=root", "--listen-address=10.8.0.2",
+                  "--bind-interfaces", "--address=/example.com/192.0.2.7"],
+                 stderr=subprocess.DEVNULL)
+# glibc's resolver asks gw; the mount is this scratch host's own.
+open("/run/resolv.conf", "w").write("nameserver 10.7.0.254\noptions timeout:1 attempts:2\n")
+sh("mount --bind /run/resolv.conf /etc/resolv.conf")
+RESOLVE = '''
+import socket
+try:
+    print(socket.getaddrinfo("example.com", 80, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0])
+except OSError as e:
+    print("failed:", e)
+'''
+TRAFFIC = '''
+import socket, subprocess
+subprocess.run(["ping", "-c", "20", "-i", "0.01", "-q", "10.8.0.2"], capture_output=True)
+for _ in range(5):
+    s = socket.socket(); s.settimeout(1)
+    try: s.connect(("10.8.0.2", 81))
+    except OSError: pass
+    s.close()
+'''
+
+def inside(ns, *argv):
+    return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True,
+                          timeout=60).stdout.strip()
+
+def watch(expression, client, *extra):
+    dumps = [subprocess.Popen(["ip", "netns", "exec", ns, "tcpdump", "-i", dev, "-n", "-U",
+                               "-w", f"/run/{ns}.pcap", expression],
+                              stderr=subprocess.DEVNULL) for ns, dev in (("c1", "va"), ("srv", "vd"))]
+    w = subprocess.Popen([sys.executable, "-m", "pathtrace", "watch", expression, "--json",
+                          *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    armed = w.stderr.readline()
+    time.sleep(0.5)  # tcpdump listening
+    said = inside("c1", *client)
+    out, err = w.communicate(timeout=120)
+    time.sleep(0.3)
+    for d in dumps:
+        d.terminate(); d.wait()
+    seen = {ns: subprocess.run(["tcpdump", "-r", f"/run/{ns}.pcap", "-n"], capture_output=True,
+                               text=True).stdout for ns in ("c1", "srv")}
+    counters = subprocess.run(["ip", "netns", "exec", "gw", "iptables-save", "-c"],
+                              capture_output=True, text=True).stdout
+    return {"armed": armed, "client": said, "code": w.returncode, "stderr": err,
+            "report": json.loads(out or "null"), "tcpdump": seen, "counters": counters}
+
+out = {}
+out["answered"] = watch("udp port 53", [sys.executable, "-c", RESOLVE], "--count", "1",
+                        "--duration", "20")
+out["unmatched"] = watch("udp port 53", [sys.executable, "-c", TRAFFIC], "--duration", "3")
+out["refused"] = watch("tcp port 8080", ["curl", "-s", "-m", "3", "http://10.7.0.254:8080/"],
+                       "--count", "1", "--duration", "20")
+sh("ip netns exec gw iptables -A FORWARD -i vc -p udp --sport 53 -j DROP")
+out["dropped"] = watch("udp port 53", [sys.executable, "-c", RESOLVE], "--count", "1",
+                       "--duration", "20", "--from", "c1")
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def seen() -> dict[str, Any]:
+    if shutil.which("dnsmasq") is None:
+        pytest.fail("dnsmasq is missing: `make setup` installs dnsmasq-base")
+    return scratch.result(WATCH, timeout=400)  # type: ignore[no-any-return]
+
+
+def _flows(case: dict[str, Any]) -> list[dict[str, Any]]:
+    report = case["report"]
+    assert report is not None, case["stderr"]
+    assert report["format"] == "pathtrace-watch/1"
+    return report["flows"]  # type: ignore[no-any-return]
+
+
+def _first(flow: dict[str, Any], direction: str) -> list[dict[str, Any]]:
+    series = next(p for p in flow["packets"] if p["direction"] == direction and p["hops"])
+    return series["hops"]  # type: ignore[no-any-return]
+
+
+def test_a_resolvers_query_is_followed_through_dnat_and_back(seen: Any) -> None:
+    case = seen["answered"]
+    assert case["client"] == "192.0.2.7", case
+    assert case["code"] == 0 and "watching 'udp port 53'" in case["armed"], case["stderr"]
+    (flow,) = _flows(case)
+    assert flow["protocol"] == "udp" and flow["server"] == "10.7.0.254:53", flow
+    assert flow["source"] == "c1" and flow["verdict"]["outcome"] == "answered", flow["verdict"]
+    assert flow["verdict"]["where"] == "srv"
+    request = _first(flow, "request")
+    assert [h["node"] for h in request][0] == "c1" and request[-1]["node"] == "srv", request
+    kinds = [h["translation"]["kind"] for h in request if h["translation"]]
+    assert kinds == ["DNAT", "SNAT"], kinds
+    dnat = next(h["translation"] for h in request if h["translation"])
+    assert dnat["after"] == "10.8.0.2:53" and "dnat to 10.8.0.2:53" in dnat["rule"]
+    reply = _first(flow, "reply")
+    assert reply[0]["node"] == "srv" and reply[-1]["node"] == "c1", reply
+    kinds = [h["translation"]["kind"] for h in reply if h["translation"]]
+    assert kinds == ["un-SNAT", "un-DNAT"], kinds
+    # Every query and answer tcpdump saw on c1's link is a packet of the flow.
+    rows = case["tcpdump"]["c1"].splitlines()
+    queries = [r for r in rows if "> 10.7.0.254.53:" in r]
+    answers = [r for r in rows if " IP 10.7.0.254.53 > 10.7.0.1." in r]
+    assert flow["counts"]["request"] == len(queries) >= 1, (flow["counts"], rows)
+    assert flow["counts"]["reply"] == len(answers) == len(queries), (flow["counts"], rows)
+    # ... and on srv's, after the DNAT and the masquerade.
+    assert sum(
+        "10.8.0.254." in r and "> 10.8.0.2.53:" in r for r in case["tcpdump"]["srv"].splitlines()
+    ) == len(queries)
+    rule = next(line for line in case["counters"].splitlines() if "--dport 53" in line)
+    assert rule.startswith(f"[{len(queries)}:"), rule  # the DNAT counts the flow's first packet
+    places = {(p["direction"], p["node"], p["action"]) for p in flow["places"]}
+    assert ("request", "gw", "translate") in places and ("reply", "c1", "cross") in places
+
+
+def test_a_dropped_answer_is_explained_with_the_rule(seen: Any) -> None:
+    case = seen["dropped"]
+    assert case["client"].startswith("failed"), case
+    assert case["code"] == 1, case["stderr"]
+    assert case["report"]["filtered_in"] == ["c1"]
+    (flow,) = _flows(case)
+    verdict = flow["verdict"]
+    assert verdict["outcome"] == "dropped" and verdict["where"].startswith("gw"), verdict
+    assert "--sport 53 -j DROP" in verdict["cause"] or "sport 53" in verdict["cause"], verdict
+    assert "nf:gw/ip filter FORWARD handle 2" in verdict["objects"], verdict
+    reply = _first(flow, "reply")
+    assert reply[0]["node"] == "srv" and reply[-1]["action"] == "drop", reply
+    # glibc asked again: every query went out, and no answer came back (tcpdump agrees).
+    rows = case["tcpdump"]["c1"].splitlines()
+    assert flow["counts"]["request"] == sum("> 10.7.0.254.53:" in r for r in rows) >= 2, rows
+    assert not any(" IP 10.7.0.254.53 > " in r for r in rows), rows
+    assert flow["unanswered"] == flow["counts"]["request"]
+
+
+def test_a_dnat_to_a_closed_port_is_refused_and_the_rst_named(seen: Any) -> None:
+    case = seen["refused"]
+    assert case["code"] == 1, case["stderr"]
+    (flow,) = _flows(case)
+    assert flow["protocol"] == "tcp" and flow["server"] == "10.7.0.254:8080", flow
+    assert flow["verdict"]["outcome"] == "rejected", flow["verdict"]
+    assert "srv (reply)" in flow["resets"], flow["resets"]
+    reply = _first(flow, "reply")
+    assert reply[0]["node"] == "srv" and reply[-1]["node"] == "c1", reply
+    rows = case["tcpdump"]["c1"].splitlines()
+    assert any("10.7.0.254.8080 > 10.7.0.1." in r and "[R" in r for r in rows), rows
+
+
+def test_traffic_the_filter_does_not_match_leaves_no_events(seen: Any) -> None:
+    case = seen["unmatched"]
+    report = case["report"]
+    assert report is not None, case["stderr"]
+    assert report["flows"] == [] and report["events"] == [], report["flows"]
+    # The filter ran on the ping and TCP packets entering the watched namespaces,
+    # and matched none (the probes' own counters).
+    assert report["stats"]["filtered"] >= 40 and report["stats"]["matched"] == 0, report["stats"]
+
+
+def test_the_report_keeps_its_shape(seen: Any) -> None:
+    schema = json.loads(
+        (Path(__file__).parents[2] / "pathtrace" / "output" / "watch_schema.json").read_text()
+    )
+    for case in ("answered", "dropped", "refused", "unmatched"):
+        jsonschema.validate(seen[case]["report"], schema)
