@@ -26,7 +26,7 @@ from pathtrace.kernel.layout import EventLayout
 from pathtrace.kernel.refusals import Refusals
 from pathtrace.model.event import ENCAP_CODES, HOOK_MAX, TAG_KIND_NUMBERS, TagKind
 from pathtrace.model.options import Address, RunOptions
-from pathtrace.system import discover, observe, privileges
+from pathtrace.system import discover, netns, observe, privileges
 
 SHARED_MAPS = (
     "pt_events", "pt_tracked", "pt_lost", "pt_ids", "pt_flows", "pt_tunnels",
@@ -449,7 +449,7 @@ class Tracer:
             struct.pack_into("=HBBI", value, offsets["insn"] + 8 * i, code, jt, jf, k)
         libbpf.map_update(fd, (0).to_bytes(4, "little"), bytes(value))
         for namespace in namespaces:
-            inode = os.stat(discover.netns.path(namespace)).st_ino
+            inode = netns.inode(namespace)
             libbpf.map_update(where, struct.pack("=I", inode), b"\x01")
 
     def watch_stats(self) -> dict[str, int]:

@@ -43,6 +43,22 @@ time.sleep(1.0)
 dump.terminate(); dump.wait()
 out["tcpdump"] = sh("tcpdump -r /tmp/ul0.pcap -n -T vxlan")
 
+# A real TCP conversation, watched: curl in pod-a to a web server in pod-b.
+web = subprocess.Popen(["ip", "netns", "exec", "pod-b", sys.executable, "-m", "http.server",
+                        "8000", "--bind", "10.244.1.2"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+w = subprocess.Popen([sys.executable, "-m", "pathtrace", "watch", "tcp port 8000", "--count",
+                      "1", "--duration", "30", "--json"], stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE, text=True)
+w.stderr.readline()  # armed
+time.sleep(0.3)  # the web server listening
+curl = subprocess.run(["ip", "netns", "exec", "pod-a", "curl", "-s", "-o", "/dev/null", "-w",
+                       "%{http_code}", "http://10.244.1.2:8000/"], capture_output=True, text=True)
+watched, err = w.communicate(timeout=60)
+web.kill(); web.wait()
+out["watch"] = {"curl": curl.stdout, "code": w.returncode, "report": json.loads(watched or "null"),
+                "stderr": err}
+
 sh('''ip netns exec node-b nft -f - <<'X'
 table inet under { chain input { type filter hook input priority 0; policy accept;
   udp dport 8472 counter drop; }; }
@@ -109,6 +125,25 @@ def test_the_overlay_is_followed_through_its_encapsulation(seen: Any) -> None:
     # tcpdump decodes the same datagrams: VNI 1 to node-b's VTEP, two requests.
     rows = [r for r in seen["tcpdump"].splitlines() if "172.30.0.1." in r and ".8472:" in r]
     assert len(rows) >= 2 and all("VXLAN" in r and "vni 1" in r for r in rows), rows
+
+
+def test_a_watched_tcp_flow_is_followed_through_the_overlay(seen: Any) -> None:
+    case = seen["watch"]
+    assert case["curl"] == "200" and case["code"] == 0, case["stderr"]
+    (flow,) = case["report"]["flows"]
+    assert flow["protocol"] == "tcp" and flow["server"] == "10.244.1.2:8000", flow
+    assert flow["source"] == "pod-a" and flow["verdict"]["outcome"] == "answered"
+    first = next(p for p in flow["packets"] if p["direction"] == "request")["hops"]
+    places = [(h["node"], h["interface"]) for h in first]
+    at = places.index(("node-a", "ul0"))
+    assert places[at - 1] == ("node-a", "flannel.1") and places[at + 1] == ("node-b", "ul0")
+    assert places[0][0] == "pod-a" and places[-1][0] == "pod-b", places
+    assert first[at]["outer"]["vni"] == 1 and first[at]["outer"]["dst"] == "172.30.0.2"
+    assert first[at]["packet"]["dst"] == "10.244.1.2"  # the flow's own packet, inside
+    answer = next(p for p in flow["packets"] if p["direction"] == "reply")["hops"]
+    assert answer[0]["node"] == "pod-b" and answer[-1]["node"] == "pod-a", answer
+    # A whole HTTP exchange: handshake, request, response, close, both ways.
+    assert flow["counts"]["request"] >= 4 and flow["counts"]["reply"] >= 3, flow["counts"]
 
 
 def test_an_underlay_firewall_drop_is_the_probes_with_its_rule(seen: Any) -> None:

@@ -74,8 +74,8 @@ def inside(ns, *argv):
 
 def watch(expression, client, *extra):
     dumps = [subprocess.Popen(["ip", "netns", "exec", ns, "tcpdump", "-i", dev, "-n", "-U",
-                               "-w", f"/run/{ns}.pcap", expression],
-                              stderr=subprocess.DEVNULL) for ns, dev in (("c1", "va"), ("srv", "vd"))]
+                               "-w", f"/run/{ns}.pcap", expression], stderr=subprocess.DEVNULL)
+             for ns, dev in (("c1", "va"), ("srv", "vd"))]
     w = subprocess.Popen([sys.executable, "-m", "pathtrace", "watch", expression, "--json",
                           *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     armed = w.stderr.readline()
