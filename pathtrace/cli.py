@@ -162,6 +162,14 @@ def _build_parser(config: Config | None = None) -> argparse.ArgumentParser:
         help="follow at most N flows; packets that would start more are counted (default: 1000)",
     )
     watch.add_argument(
+        "--packets-kept",
+        type=int,
+        default=200,
+        metavar="N",
+        help="per flow, keep the events of the first N packets; later ones are counted "
+        "(default: 200)",
+    )
+    watch.add_argument(
         "--format",
         choices=["text", "json", "markdown"],
         default="text",
@@ -343,6 +351,7 @@ def _watch(args: argparse.Namespace) -> int:
         duration=args.duration,
         count=args.count,
         max_flows=args.max_flows,
+        packets_kept=args.packets_kept,
     )
     privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="pathtrace watch")
     topo, _ = _topology_for(args)

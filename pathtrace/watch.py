@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from pathtrace import __version__
 from pathtrace.analyze.flows import build_flows
+from pathtrace.analyze.links import peer
 from pathtrace.capture.filter import compile_watch_filter
 from pathtrace.errors import UsageError
 from pathtrace.kernel.decode import DecodeContext, decode
@@ -43,12 +44,15 @@ class WatchOptions:
     duration: float | None = None  # seconds; None: until Ctrl-C or --count
     count: int | None = None  # flows; None: until Ctrl-C or --duration
     max_flows: int = 1000
+    packets_kept: int = 200  # per flow: the sk_buffs whose events are kept (later ones counted)
 
     def __post_init__(self) -> None:
         if self.duration is not None and not 0 < self.duration <= 86400:
             raise UsageError("--duration must be a number of seconds above 0, at most 86400")
         if self.count is not None and not 1 <= self.count <= MAX_FLOWS:
             raise UsageError(f"--count must be from 1 to {MAX_FLOWS} flows")
+        if not 1 <= self.packets_kept <= 100_000:
+            raise UsageError("--packets-kept must be from 1 to 100000")
         if not 1 <= self.max_flows <= MAX_FLOWS:
             raise UsageError(f"--max-flows must be from 1 to {MAX_FLOWS}")
         if self.source is not None and self.everywhere:
@@ -124,6 +128,7 @@ class Watch:
         netfilter = [ns for ns, state in states.items() if state.has_rules]
         self.progress("arming probes")
         events: list[Event] = []
+        later: dict[int, set[int]] = {}  # flow -> sk_buffs past --packets-kept
         started = datetime.now(UTC).isoformat(timespec="milliseconds")
         ended = "interrupted"
         with tracer.finish(netfilter, tunnels):
@@ -131,19 +136,30 @@ class Watch:
             layout = tracer.layout
             ctx = DecodeContext(namespaces=names, drop_reasons=tracer.facts.drop_reasons)
             ctx.prefetch_symbols()
-            tracer.watch(program, [ns for ns in picking if ns in states])
+            watched = [ns for ns in picking if ns in states]
+            tracer.watch(program, watched, inside_devices(states, watched))
             if self.on_armed is not None:
                 self.on_armed([states[ns].node for ns in picking if ns in states])
             begun = time.monotonic()
             flows: set[int] = set()
+            kept: dict[int, set[int]] = {}  # flow -> the sk_buffs whose events are kept
             quiet_since: float | None = None
 
             def take() -> bool:
                 fresh = False
                 for raw in tracer.drain():
-                    event = decode(layout.unpack(raw), ctx)
-                    events.append(event)
                     fresh = True
+                    values = layout.unpack(raw)
+                    flow, skb = int(values["index"]), int(values["skb_id"])
+                    mine = kept.setdefault(flow, set())
+                    if skb not in mine:
+                        if len(mine) >= o.packets_kept:
+                            # Counted, not kept: a long flow's memory stays bounded.
+                            later.setdefault(flow, set()).add(skb)
+                            continue
+                        mine.add(skb)
+                    event = decode(values, ctx)
+                    events.append(event)
                     if event.index not in flows:
                         flows.add(event.index)
                         if self.on_flow is not None:
@@ -185,7 +201,9 @@ class Watch:
             flow_limit=limit,
             ended=ended,
             seconds=round(seconds, 3),
-            flows=build_flows(events, states, sum(lost.values())),
+            flows=build_flows(
+                events, states, sum(lost.values()), {f: len(s) for f, s in later.items()}
+            ),
             stats=stats,
             lost=lost,
             hooks=hooks,
@@ -209,3 +227,17 @@ class Watch:
             if node is not None:
                 return node
         return discover.name_of(namespace)
+
+
+def inside_devices(states: dict[str, NamespaceState], watched: list[str]) -> list[tuple[str, int]]:
+    """The watched namespaces' veths whose peers are watched too: what they receive
+    was filtered as it left the peer's side."""
+    found = []
+    for ns in watched:
+        state = states[ns]
+        for link in state.links:
+            if link.kind == "veth":
+                far = peer(states.values(), state, link)
+                if far is not None and far[0].namespace in watched:
+                    found.append((ns, link.index))
+    return found

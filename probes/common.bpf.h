@@ -155,6 +155,21 @@ struct {
 	__type(value, __u8);
 } pt_watch_ns SEC(".maps");
 
+/* `watch`: devices (namespace inode, ifindex) whose packets come from a namespace
+ * where the filter picks too (a veth whose peer is there): a packet received on
+ * one was filtered already, as it left the other side. */
+struct pt_watch_dev {
+	__u32 netns;
+	__u32 ifindex;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct pt_watch_dev);
+	__type(value, __u8);
+} pt_watch_inside SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, PT_WATCH_STATS);
@@ -594,17 +609,30 @@ static __always_inline void pt_watch_count(__u32 which)
 		*n += 1;
 }
 
-/* `watch`: whether the packet at l3 (read into p) starts a flow: it is in a
- * namespace the filter watches, the filter matches it, and the flow limit is
- * not reached. p becomes the flow's first packet. */
+/* `watch`: whether the packet at l3 (read into p) starts a flow: it enters the
+ * set of namespaces the filter watches here, the filter matches it, and the
+ * flow limit is not reached. p becomes the flow's first packet. A packet enters
+ * where its namespace made it (a send with a socket, OUTPUT, a drop) or where a
+ * device receives it from outside that set; a forwarded or bridged packet on
+ * its way out, and one that crossed a veth from a watched namespace, were
+ * filtered where they entered: once per packet. */
 static __always_inline int pt_watch_pick(struct sk_buff *skb, const unsigned char *l3,
-					 struct pt_pkt *p, struct net_device *dev, struct net *net)
+					 struct pt_pkt *p, struct net_device *dev, struct net *net,
+					 __u16 hook)
 {
+	if (hook == PT_HOOK_DEV_XMIT && !PT_SKB(skb, sk))
+		return 0;
 	__u32 inum = dev ? BPF_CORE_READ(dev, nd_net.net, ns.inum)
 			 : net ? BPF_CORE_READ(net, ns.inum) : 0;
 
 	if (!bpf_map_lookup_elem(&pt_watch_ns, &inum))
 		return 0;
+	if (hook == PT_HOOK_DEV_RECV && dev) {
+		struct pt_watch_dev d = {.netns = inum, .ifindex = BPF_CORE_READ(dev, ifindex)};
+
+		if (bpf_map_lookup_elem(&pt_watch_inside, &d))
+			return 0;
+	}
 	pt_watch_count(PT_WATCH_RUNS);
 	const unsigned char *end = PT_SKB(skb, head) + PT_SKB(skb, tail);
 	__u32 avail = end > l3 ? end - l3 : 0;
@@ -681,7 +709,6 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	}
 	int tagged = pt_parse(l3, &p);
 	struct pt_outer outer = {};
-	const unsigned char *at = l3; /* the packet p describes */
 
 	if (tagged == 0) {
 		/* Encapsulated: the tag is in the packet inside. */
@@ -692,7 +719,6 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 		if (found >= 0) {
 			tagged = found;
 			p = q;
-			at = inner;
 		} else {
 			outer.encap = 0;
 		}
@@ -701,12 +727,16 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	if (!w->follow_only && (tagged == 1 || (live && *live)))
 		t = bpf_map_lookup_elem(&pt_tracked, &key);
 	if (pt_watch && tagged == 0 && !t && w->entry) {
-		if (!pt_watch_pick(skb, at, &p, w->dev, w->net))
+		/* The filter sees what tcpdump on the device would: the outer packet. */
+		if (!pt_watch_pick(skb, l3, &p, w->dev, w->net, w->hook))
 			return;
 		tagged = 1;
 	}
 	if (tagged == 1) {
-		if (t && t->run == p.run && t->index == p.index && t->kind == p.tag_kind) {
+		/* Watch: a flow's packets share its number; the IP id tells them apart
+		 * where an address freed on a path without a hook is reused. */
+		if (t && t->run == p.run && t->index == p.index && t->kind == p.tag_kind &&
+		    (!pt_watch || t->ip_id == p.ip_id)) {
 			skb_id = t->skb_id;
 		} else {
 			struct pt_tracked fresh = {

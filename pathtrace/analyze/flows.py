@@ -33,14 +33,21 @@ _SEEN_REPLY, _ASSURED = 1 << 1, 1 << 2
 
 
 def build_flows(
-    events: Sequence[Event], states: dict[str, NamespaceState], lost: int = 0
+    events: Sequence[Event],
+    states: dict[str, NamespaceState],
+    lost: int = 0,
+    later: dict[int, int] | None = None,
 ) -> list[Flow]:
-    """Events (time order) -> one Flow per flow number, in the order they started."""
+    """Events (time order) -> one Flow per flow number, in the order they started;
+    ``later``: per flow, the sk_buffs seen past the ones kept (counted only)."""
     by_flow: dict[int, list[Positioned]] = defaultdict(list)
     for position, event in enumerate(events):
         by_flow[event.index].append((position, event))
     builder = HopBuilder(states, None, events, None)
-    return [_flow(index, found, builder, states, lost) for index, found in sorted(by_flow.items())]
+    flows = [_flow(index, found, builder, states, lost) for index, found in sorted(by_flow.items())]
+    for flow in flows:
+        flow.not_kept = (later or {}).get(flow.index, 0)
+    return flows
 
 
 def _flow(

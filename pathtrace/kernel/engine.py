@@ -30,7 +30,7 @@ from pathtrace.system import discover, netns, observe, privileges
 
 SHARED_MAPS = (
     "pt_events", "pt_tracked", "pt_lost", "pt_ids", "pt_flows", "pt_tunnels",
-    "pt_watch_filter", "pt_watch_ns", "pt_watch_stats", "pt_filter_vm",
+    "pt_watch_filter", "pt_watch_ns", "pt_watch_inside", "pt_watch_stats", "pt_filter_vm",
 )  # fmt: skip
 # pt_watch_stats' entries (enum pt_watch_stat, probes/include/pathtrace.h).
 WATCH_STATS = ("filtered", "matched", "over_limit")
@@ -430,10 +430,15 @@ class Tracer:
         libbpf.map_update(fd, key, value)
 
     def watch(
-        self, program: Sequence[tuple[int, int, int, int]], namespaces: Sequence[str]
+        self,
+        program: Sequence[tuple[int, int, int, int]],
+        namespaces: Sequence[str],
+        inside: Sequence[tuple[str, int]] = (),
     ) -> None:
         """`watch`: the classic BPF ``program`` (code, jt, jf, k per instruction, for raw
-        IP) the probes run on packets entering ``namespaces`` not yet followed."""
+        IP) the probes run on packets entering ``namespaces`` not yet followed;
+        ``inside``: (namespace, ifindex) of devices whose packets come from one of
+        ``namespaces`` (filtered there already)."""
         fd, where = self._shared.get("pt_watch_filter"), self._shared.get("pt_watch_ns")
         if fd is None or where is None or not self.watch_flows:
             raise ValueError("only a started tracer made by for_watch watches")
@@ -451,6 +456,10 @@ class Tracer:
         for namespace in namespaces:
             inode = netns.inode(namespace)
             libbpf.map_update(where, struct.pack("=I", inode), b"\x01")
+        devices = self._shared["pt_watch_inside"]
+        for namespace, ifindex in inside:
+            key = struct.pack("=II", netns.inode(namespace), ifindex)
+            libbpf.map_update(devices, key, b"\x01")
 
     def watch_stats(self) -> dict[str, int]:
         """What the filter cost and found so far (WATCH_STATS)."""

@@ -43,6 +43,7 @@ class Flow:
     conntrack: str | None = None  # the entry's state at the last hook that read it
     unanswered: int = 0  # requests after the last answer (UDP, ICMP): answers never came
     places: list[Place] = field(default_factory=list)
+    not_kept: int = 0  # later sk_buffs of a long flow: counted, their events not kept
     copies: int = 0  # sk_buffs seen only when freed (a capture socket's, a clone's): no packets
 
     @property

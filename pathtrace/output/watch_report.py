@@ -85,6 +85,11 @@ def _flow_text(flow: Flow) -> list[str]:
         out.append(f"  conntrack: {flow.conntrack}")
     if flow.unanswered:
         out.append(f"  {flow.unanswered} requests after the last answer: their answers never came")
+    if flow.not_kept:
+        out.append(
+            f"  {flow.not_kept} later sk_buffs seen, counted only (--packets-kept): "
+            "the counts and places above are of the first ones"
+        )
     if flow.copies:
         out.append(
             f"  ({flow.copies} sk_buffs seen only when freed, copies: not counted as packets)"

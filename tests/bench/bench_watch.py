@@ -21,9 +21,10 @@ import time
 from collections.abc import Callable
 
 from pathtrace.capture.filter import compile_watch_filter
-from pathtrace.kernel.engine import for_watch
+from pathtrace.kernel.engine import Tracer, for_watch
 from pathtrace.lab import build, topology
-from pathtrace.system import netns
+from pathtrace.system import netns, observe
+from pathtrace.watch import inside_devices
 from tests.bench.bench_traced_throughput import _summary, cycled
 from tests.bench.common import PREFIX, lab
 
@@ -33,16 +34,26 @@ PATHS = (
 )
 
 
-def _arm(namespaces: list[str], expression: str) -> Callable[[], None]:
+def _inside(topo: topology.Topology) -> list[tuple[str, int]]:
+    """As `watch` arms: the veths whose peers are watched too (filtered there)."""
+    every = [topo.namespace(n) for n in topo.nodes]
+    states = {
+        topo.namespace(n): observe.state(topo.namespace(n), n, None, every) for n in topo.nodes
+    }
+    return inside_devices(states, every)
+
+
+def _arm(namespaces: list[str], expression: str, inside: list[tuple[str, int]]) -> Tracer:
     tracer = for_watch(1000, 12)
     tracer.namespaces = namespaces
     tracer.start()
-    tracer.watch(compile_watch_filter(expression), namespaces)
-    return tracer.stop
+    tracer.watch(compile_watch_filter(expression), namespaces, inside)
+    return tracer
 
 
 def unmatched(topo: topology.Topology) -> None:
     namespaces = [topo.namespace(n) for n in topo.nodes]
+    inside = _inside(topo)
 
     def not_armed() -> Callable[[], None]:
         time.sleep(0.15)  # as long as arming takes, on the same CPU
@@ -50,7 +61,9 @@ def unmatched(topo: topology.Topology) -> None:
 
     for label, server_node, dst in PATHS:
         control = cycled(topo, server_node, dst, not_armed)
-        ratios = cycled(topo, server_node, dst, lambda: _arm(namespaces, "udp port 53"))
+        ratios = cycled(
+            topo, server_node, dst, lambda: _arm(namespaces, "udp port 53", inside).stop
+        )
         print(
             f"iperf3 {label} under `watch 'udp port 53'` (not matched), {len(ratios)} cycles:\n"
             f"  armed/unarmed     {_summary(ratios)} (target >= 0.97)\n"
@@ -61,11 +74,8 @@ def unmatched(topo: topology.Topology) -> None:
 
 def matched(topo: topology.Topology, rate: int = 10_000, seconds: int = 3) -> None:
     namespaces = [topo.namespace(n) for n in topo.nodes]
-    tracer = for_watch(1000, 13)
-    tracer.namespaces = namespaces
-    tracer.start()
+    tracer = _arm(namespaces, "udp port 5201", _inside(topo))
     try:
-        tracer.watch(compile_watch_filter("udp port 5201"), namespaces)
         server = netns.popen(
             topo.namespace("container2"),
             ["iperf3", "-s", "-1"],

@@ -73,12 +73,12 @@ def test_network_order_fields_decode_big_endian() -> None:
     assert layout.unpack(bytes(raw))["saddr"] == 0xC0A86402
 
 
-def _c_values(tmp_path: Path, names: list[str]) -> dict[str, int]:
+def _c_values(tmp_path: Path, names: list[str], header: Path | None = None) -> dict[str, int]:
     """What the C compiler makes of ``names`` (enumerators, macros) in pathtrace.h."""
     source = tmp_path / "values.c"
     source.write_text(
         "#include <stdio.h>\n#include <linux/types.h>\n"
-        f'#include "{HEADER}"\nint main(void) {{\n'
+        f'#include "{header or HEADER}"\nint main(void) {{\n'
         + "\n".join(f'printf("{n} %lld\\n", (long long)({n}));' for n in names)
         + "\nreturn 0;}\n"
     )
@@ -132,3 +132,18 @@ def test_a_failed_load_carries_libbpfs_own_words() -> None:
         obj.close()
     assert "Invalid argument" in str(failed.value)
     assert "missing BPF prog type" in failed.value.log
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+def test_watch_stats_and_filter_sizes_match_the_header(tmp_path: Path) -> None:
+    from pathtrace.kernel.engine import WATCH_STATS
+
+    names = ["PT_WATCH_RUNS", "PT_WATCH_MATCHED", "PT_WATCH_OVER", "PT_WATCH_STATS"]
+    names += ["PT_WATCH_INSN_SIZE"]
+    source = HEADER.read_text() + "\n#define PT_WATCH_INSN_SIZE sizeof(struct pt_watch_insn)\n"
+    header = tmp_path / "pathtrace.h"
+    header.write_text(source)
+    values = _c_values(tmp_path, names, header)
+    assert [values[n] for n in names[:3]] == list(range(len(WATCH_STATS)))
+    assert values["PT_WATCH_STATS"] == len(WATCH_STATS)
+    assert values["PT_WATCH_INSN_SIZE"] == 8  # engine.Tracer.watch packs "=HBBI"
