@@ -37,7 +37,7 @@ const volatile __u32 pt_run = 0;
 const volatile __u32 pt_index_limit = 65536; /* tags at or above it are not ours */
 /* 1: the run's UDP probes are also known by their flows (pt_flows). */
 const volatile __u8 pt_by_flow = 0;
-/* 1: `watch`: no tags; packets the filter (pt_watch_filter) matches where they enter
+/* 1: `watch`: no tags; packets the filter (pt_watch_vm) matches where they enter
  * the traced set start flows, followed by their skbs and their flows' keys
  * (TCP, UDP, ICMP echo), as many as pt_watch_flows. */
 const volatile __u8 pt_watch = 0;
@@ -236,6 +236,14 @@ static __always_inline int pt_flow_tag(const void *daddr, __u8 family, __u8 prot
 
 	if (!pt_by_flow)
 		return 0;
+	if (pt_watch) {
+		/* No flow started yet, no key to find: unmatched traffic skips the lookup. */
+		__u32 which = PT_ID_FLOWS;
+		__u64 *started = bpf_map_lookup_elem(&pt_ids, &which);
+
+		if (!started || !*started)
+			return 0;
+	}
 	if (family == 6)
 		__builtin_memcpy(k.addr, daddr, 16);
 	else
@@ -622,17 +630,23 @@ static __always_inline int pt_watch_pick(struct sk_buff *skb, const unsigned cha
 {
 	if (hook == PT_HOOK_DEV_XMIT && !PT_SKB(skb, sk))
 		return 0;
+	/* Typed pointers where the program has them: loads, not helper calls. */
+#if PT_DIRECT
+	__u32 inum = dev ? dev->nd_net.net->ns.inum : net ? net->ns.inum : 0;
+#else
 	__u32 inum = dev ? BPF_CORE_READ(dev, nd_net.net, ns.inum)
 			 : net ? BPF_CORE_READ(net, ns.inum) : 0;
+#endif
 
-	if (!bpf_map_lookup_elem(&pt_watch_ns, &inum))
-		return 0;
 	if (hook == PT_HOOK_DEV_RECV && dev) {
-		struct pt_watch_dev d = {.netns = inum, .ifindex = BPF_CORE_READ(dev, ifindex)};
+		/* First: most of what devices receive comes from a watched peer. */
+		struct pt_watch_dev d = {.netns = inum, .ifindex = PT_SKB(dev, ifindex)};
 
 		if (bpf_map_lookup_elem(&pt_watch_inside, &d))
 			return 0;
 	}
+	if (!bpf_map_lookup_elem(&pt_watch_ns, &inum))
+		return 0;
 	pt_watch_count(PT_WATCH_RUNS);
 	const unsigned char *end = PT_SKB(skb, head) + PT_SKB(skb, tail);
 	__u32 avail = end > l3 ? end - l3 : 0;

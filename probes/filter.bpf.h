@@ -2,7 +2,7 @@
  * bytes from its IP header on (linktype RAW): `pathtrace watch`'s filter.
  *
  * An interpreter, not a translation to eBPF: the probes are verified once,
- * before the filter is known (the loader writes it to pt_watch_filter), and the
+ * before the filter is known (the loader writes it into pt_watch_vm), and the
  * verifier sees one instruction's step (bpf_loop's callback), not a loop over
  * every path a filter may take. Loads past the bytes the kernel holds in one
  * piece (skb->tail) fail the match, as loads past a packet's end do in
@@ -11,29 +11,23 @@
 #ifndef PT_FILTER_BPF_H
 #define PT_FILTER_BPF_H
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct pt_watch_filter);
-} pt_watch_filter SEC(".maps");
-
 struct pt_filter_vm {
 	const unsigned char *pkt;
 	__u32 len;   /* the packet's length (classic BPF's len) */
 	__u32 avail; /* bytes readable from pkt */
 	__u32 a, x, pc, ret;
 	__u32 mem[16];
+	struct pt_watch_filter prog; /* the loader writes it on every CPU */
 };
 
-/* The machine's registers and scratch memory: per CPU, off the probes' stack
- * (which the packet's own parsing fills). */
+/* The machine (registers, scratch memory, its program): per CPU, off the probes'
+ * stack (which the packet's own parsing fills), one lookup per step. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct pt_filter_vm);
-} pt_filter_vm SEC(".maps");
+} pt_watch_vm SEC(".maps");
 
 /* Classic BPF's opcode fields (linux/bpf_common.h, linux/filter.h). */
 #define PT_C_CLASS(c) ((c) & 0x07)
@@ -62,16 +56,15 @@ static __always_inline int pt_filter_load(struct pt_filter_vm *vm, __u32 off, __
 static long pt_filter_step(__u32 i, void *ctx)
 {
 	__u32 zero = 0;
-	struct pt_filter_vm *vm = bpf_map_lookup_elem(&pt_filter_vm, &zero);
-	struct pt_watch_filter *f = bpf_map_lookup_elem(&pt_watch_filter, &zero);
+	struct pt_filter_vm *vm = bpf_map_lookup_elem(&pt_watch_vm, &zero);
 
 	if (!vm)
 		return 1;
 	__u32 pc = vm->pc;
 	vm->ret = 0;
-	if (!f || pc >= f->len || pc >= PT_FILTER_INSNS)
+	if (pc >= vm->prog.len || pc >= PT_FILTER_INSNS)
 		return 1;
-	struct pt_watch_insn in = f->insn[pc];
+	struct pt_watch_insn in = vm->prog.insn[pc];
 	__u32 k = in.k, size, v, src;
 	__u16 c = in.code;
 
@@ -165,7 +158,7 @@ static long pt_filter_step(__u32 i, void *ctx)
 static __always_inline int pt_filter_match(const unsigned char *l3, __u32 len, __u32 avail)
 {
 	__u32 zero = 0;
-	struct pt_filter_vm *vm = bpf_map_lookup_elem(&pt_filter_vm, &zero);
+	struct pt_filter_vm *vm = bpf_map_lookup_elem(&pt_watch_vm, &zero);
 
 	if (!vm)
 		return 0;

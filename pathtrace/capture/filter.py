@@ -30,12 +30,16 @@ def compile_filter(expr: str, link: str = "EN10MB") -> list[tuple[int, int, int,
     return [(c, jt, jf, k) for c, jt, jf, k in program]
 
 
+# PT_FILTER_INSNS (probes/include/pathtrace.h): what the probes' interpreter holds.
+WATCH_INSNS = 128
+
+
 def compile_watch_filter(expr: str) -> list[tuple[int, int, int, int]]:
     """The user's expression for raw IP packets; one clear line when it is not one."""
     if not expr.strip():
         raise UsageError("watch needs a filter, as tcpdump takes it: e.g. 'udp port 53'")
     try:
-        return compile_filter(expr, "RAW")
+        program = compile_filter(expr, "RAW")
     except EnvironmentProblem as error:
         if "not installed" in str(error):
             raise
@@ -44,3 +48,9 @@ def compile_watch_filter(expr: str) -> list[tuple[int, int, int, int]]:
             f"the filter {expr!r} is not a pcap-filter expression for IP packets ({why}); "
             "see `man pcap-filter`"
         ) from None
+    if len(program) > WATCH_INSNS:
+        raise UsageError(
+            f"the filter {expr!r} compiles to {len(program)} instructions; the probes run at "
+            f"most {WATCH_INSNS}: split it, or watch less at once"
+        )
+    return program

@@ -30,7 +30,7 @@ from pathtrace.system import discover, netns, observe, privileges
 
 SHARED_MAPS = (
     "pt_events", "pt_tracked", "pt_lost", "pt_ids", "pt_flows", "pt_tunnels",
-    "pt_watch_filter", "pt_watch_ns", "pt_watch_inside", "pt_watch_stats", "pt_filter_vm",
+    "pt_watch_vm", "pt_watch_ns", "pt_watch_inside", "pt_watch_stats",
 )  # fmt: skip
 # pt_watch_stats' entries (enum pt_watch_stat, probes/include/pathtrace.h).
 WATCH_STATS = ("filtered", "matched", "over_limit")
@@ -439,20 +439,23 @@ class Tracer:
         IP) the probes run on packets entering ``namespaces`` not yet followed;
         ``inside``: (namespace, ifindex) of devices whose packets come from one of
         ``namespaces`` (filtered there already)."""
-        fd, where = self._shared.get("pt_watch_filter"), self._shared.get("pt_watch_ns")
+        fd, where = self._shared.get("pt_watch_vm"), self._shared.get("pt_watch_ns")
         if fd is None or where is None or not self.watch_flows:
             raise ValueError("only a started tracer made by for_watch watches")
         assert self._objects
-        size, members = libbpf.struct_members(self._objects[0].btf, "pt_watch_filter")
-        offsets = {name: offset for name, offset, _ in members}
-        limit = (size - offsets["insn"]) // 8
+        btf = self._objects[0].btf
+        vm_size, vm_members = libbpf.struct_members(btf, "pt_filter_vm")
+        at = next(offset for name, offset, _ in vm_members if name == "prog")
+        size, members = libbpf.struct_members(btf, "pt_watch_filter")
+        offsets = {name: at + offset for name, offset, _ in members}
+        limit = (size - (offsets["insn"] - at)) // 8
         if len(program) > limit:
             raise ValueError(f"the filter has {len(program)} instructions; the probes run {limit}")
-        value = bytearray(size)
+        value = bytearray(vm_size)
         struct.pack_into("=I", value, offsets["len"], len(program))
         for i, (code, jt, jf, k) in enumerate(program):
             struct.pack_into("=HBBI", value, offsets["insn"] + 8 * i, code, jt, jf, k)
-        libbpf.map_update(fd, (0).to_bytes(4, "little"), bytes(value))
+        libbpf.map_update_percpu(fd, (0).to_bytes(4, "little"), bytes(value))
         for namespace in namespaces:
             inode = netns.inode(namespace)
             libbpf.map_update(where, struct.pack("=I", inode), b"\x01")

@@ -349,6 +349,13 @@ def map_update(map_fd: int, key: bytes, value: bytes) -> None:
         raise BpfError("map", "update", _errno())
 
 
+def map_update_percpu(map_fd: int, key: bytes, value: bytes) -> None:
+    """Writes ``value`` as one entry's value on every possible CPU (a per-CPU map)."""
+    cpus = int(lib().libbpf_num_possible_cpus())
+    each = value.ljust((len(value) + 7) // 8 * 8, b"\0")  # per-CPU values are 8-aligned
+    map_update(map_fd, key, each * cpus)
+
+
 def percpu_u64_sum(map_fd: int, key: int) -> int:
     cpus = int(lib().libbpf_num_possible_cpus())
     values = (ctypes.c_uint64 * cpus)()

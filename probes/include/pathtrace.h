@@ -136,7 +136,7 @@ struct pt_flow {
 /* `pathtrace watch`: real packets chosen by a pcap-filter expression, compiled
  * by libpcap for raw IP (the bytes from the IP header on, at every hook) into
  * classic BPF, which the probes run where a packet enters the traced set
- * (filter.bpf.h). The loader writes it to pt_watch_filter. */
+ * (filter.bpf.h). The loader writes it into pt_watch_vm. */
 #define PT_FILTER_INSNS 128
 
 struct pt_watch_insn {

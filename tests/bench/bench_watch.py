@@ -46,7 +46,8 @@ def _inside(topo: topology.Topology) -> list[tuple[str, int]]:
 def _arm(namespaces: list[str], expression: str, inside: list[tuple[str, int]]) -> Tracer:
     tracer = for_watch(1000, 12)
     tracer.namespaces = namespaces
-    tracer.start()
+    tracer.begin()
+    tracer.finish(observe.with_rules(namespaces), [])  # as `watch` links netfilter
     tracer.watch(compile_watch_filter(expression), namespaces, inside)
     return tracer
 
