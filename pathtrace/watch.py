@@ -230,8 +230,11 @@ class Watch:
 
 
 def inside_devices(states: dict[str, NamespaceState], watched: list[str]) -> list[tuple[str, int]]:
-    """The watched namespaces' veths whose peers are watched too: what they receive
-    was filtered as it left the peer's side."""
+    """Devices of the watched namespaces whose receives were filtered already: veths
+    whose peers are watched (filtered as they left the peer's side), and devices
+    that take frames up from a lower device of their own namespace (a bridge from
+    its ports, a VLAN from its parent): the same sk_buff, received a second time,
+    filtered where the lower device received it."""
     found = []
     for ns in watched:
         state = states[ns]
@@ -240,4 +243,6 @@ def inside_devices(states: dict[str, NamespaceState], watched: list[str]) -> lis
                 far = peer(states.values(), state, link)
                 if far is not None and far[0].namespace in watched:
                     found.append((ns, link.index))
+            elif link.kind == "bridge" or (link.kind == "vlan" and link.parent_elsewhere is False):
+                found.append((ns, link.index))
     return found

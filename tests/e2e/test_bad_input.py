@@ -89,6 +89,24 @@ for option, values in {
         case(f"{option} {value!r}", _run(option, value), USAGE)
 case("-s 65500 over IPv6 tcp", ["run", "tcp", "[2001:4860:4860::8888]:80", "-s", "65516"], USAGE)
 
+# --- watch
+for argv in (
+    ["watch"],
+    ["watch", ""],
+    ["watch", "udp prt 53"],
+    ["watch", "arp"],  # not IP: the probes cannot pick it
+    ["watch", " or ".join(f"port {p}" for p in range(60))],  # more than the probes hold
+    ["watch", "udp", "--duration", "0"],
+    ["watch", "udp", "--duration", "x"],
+    ["watch", "udp", "--count", "0"],
+    ["watch", "udp", "--max-flows", "0"],
+    ["watch", "udp", "--packets-kept", "0"],
+    ["watch", "udp", "--from", "nosuchnode"],
+    ["watch", "udp", "--from", "container1", "--all"],
+    ["watch", "udp", "--format", "mermaid"],
+):
+    case(f"argv {' '.join(argv)}", argv, USAGE)
+
 # --- --from
 for source in (
     "", " ", "nosuchnode", "/etc/passwd", "/tmp", "/dev/null", "/nonexistent", "999999999",
@@ -297,6 +315,7 @@ def test_the_places_are_what_the_cases_say(places: dict[str, Path]) -> None:
         ["lab", "status"],
         ["lab", "break", "no-masquerade"],
         ["lab", "fix"],
+        ["watch", "udp port 53"],
     ],
 )
 def test_every_root_only_command_as_another_user_is_exit_3(argv: list[str]) -> None:
