@@ -8,7 +8,11 @@
    lost to a full ring buffer (target: none), and the datagrams the probes
    followed out of container1 against those iperf3 says it sent.
 
-Run: `python -m tests.bench.bench_watch` (as root; its own lab).
+3. Where the cost goes: per program, the run time under `run`'s tracer and
+   under the unmatched watch (BPF run-time statistics).
+
+Run: `python -m tests.bench.bench_watch [matched] [unmatched] [share]` (as root;
+its own lab; all three by default).
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ import time
 from collections.abc import Callable
 
 from pathtrace.capture.filter import compile_watch_filter
+from pathtrace.kernel import libbpf
 from pathtrace.kernel.engine import Tracer, for_watch
 from pathtrace.lab import build, topology
 from pathtrace.system import netns, observe
 from pathtrace.watch import inside_devices
-from tests.bench.bench_traced_throughput import _summary, cycled
+from tests.bench.bench_traced_throughput import Stream, _program_time, _summary, cycled
 from tests.bench.common import PREFIX, lab
 
 PATHS = (
@@ -114,6 +119,43 @@ def matched(topo: topology.Topology, rate: int = 10_000, seconds: int = 3) -> No
     )
 
 
+def share(topo: topology.Topology) -> None:
+    """Per program, the run time a packet costs under `run`'s tracer and under a watch
+    that matches nothing (BPF run-time statistics, 2 s of the stream each)."""
+    namespaces = [topo.namespace(n) for n in topo.nodes]
+    inside = _inside(topo)
+    for mode in ("run", "watch"):
+        for label, server_node, dst in PATHS:
+            tracer = (
+                Tracer(11, namespaces).start()
+                if mode == "run"
+                else _arm(namespaces, "udp port 53", inside)
+            )
+            stats = libbpf.lib().bpf_enable_stats(0)  # BPF_STATS_RUN_TIME while open
+            stream = Stream(topo, server_node, dst, seconds=4)
+            try:
+                time.sleep(1.0)
+                before = _program_time()
+                time.sleep(2.0)
+                after = _program_time()
+            finally:
+                stream.close()
+                os.close(stats)
+                tracer.stop()
+            spent: dict[str, list[int]] = {}
+            for pid, (name, runs, ns) in after.items():
+                _, runs0, ns0 = before.get(pid, (name, 0, 0))
+                if runs > runs0:
+                    total = spent.setdefault(name, [0, 0])
+                    total[0] += runs - runs0
+                    total[1] += ns - ns0
+            print(
+                f"{mode:<5} {label}: "
+                + ", ".join(f"{k} {n / r:.0f} ns x {r}" for k, (r, n) in spent.items()),
+                flush=True,
+            )
+
+
 def main(argv: list[str]) -> int:
     os.sched_setaffinity(0, {1})  # iperf3 has CPU 0
     topo = lab()
@@ -122,6 +164,8 @@ def main(argv: list[str]) -> int:
             matched(topo)
         if not argv or "unmatched" in argv:
             unmatched(topo)
+        if not argv or "share" in argv:
+            share(topo)
     finally:
         build.down(None, prefix=PREFIX)
     return 0
