@@ -177,6 +177,24 @@ struct {
 	__type(value, __u64);
 } pt_watch_stats SEC(".maps");
 
+/* `watch`'s map keys, built off the stack: the probes' parsing fills it, and on
+ * kernels before 6.4 (or so) the filter's bpf_loop frame counts on top of it. */
+struct pt_watch_scratch {
+	struct pt_flow_key k;
+	struct pt_flow f;
+	struct pt_watch_dev d;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pt_watch_scratch);
+} pt_watch_scratch SEC(".maps");
+
+/* Constant keys in read-only data: a map key's pointer without a stack slot. */
+static const __u32 pt_keys[4] = {0, 1, 2, 3};
+
 #include "filter.bpf.h"
 
 struct pt_pkt {
@@ -238,8 +256,7 @@ static __always_inline int pt_flow_tag(const void *daddr, __u8 family, __u8 prot
 		return 0;
 	if (pt_watch) {
 		/* No flow started yet, no key to find: unmatched traffic skips the lookup. */
-		__u32 which = PT_ID_FLOWS;
-		__u64 *started = bpf_map_lookup_elem(&pt_ids, &which);
+		__u64 *started = bpf_map_lookup_elem(&pt_ids, &pt_keys[PT_ID_FLOWS]);
 
 		if (!started || !*started)
 			return 0;
@@ -611,7 +628,7 @@ struct pt_where {
 
 static __always_inline void pt_watch_count(__u32 which)
 {
-	__u64 *n = bpf_map_lookup_elem(&pt_watch_stats, &which);
+	__u64 *n = bpf_map_lookup_elem(&pt_watch_stats, &pt_keys[which & 3]);
 
 	if (n)
 		*n += 1;
@@ -640,9 +657,13 @@ static __always_inline int pt_watch_pick(struct sk_buff *skb, const unsigned cha
 
 	if (hook == PT_HOOK_DEV_RECV && dev) {
 		/* First: most of what devices receive comes from a watched peer. */
-		struct pt_watch_dev d = {.netns = inum, .ifindex = PT_SKB(dev, ifindex)};
+		struct pt_watch_scratch *s = bpf_map_lookup_elem(&pt_watch_scratch, &pt_keys[0]);
 
-		if (bpf_map_lookup_elem(&pt_watch_inside, &d))
+		if (!s)
+			return 0;
+		s->d.netns = inum;
+		s->d.ifindex = PT_SKB(dev, ifindex);
+		if (bpf_map_lookup_elem(&pt_watch_inside, &s->d))
 			return 0;
 	}
 	if (!bpf_map_lookup_elem(&pt_watch_ns, &inum))
@@ -686,22 +707,30 @@ static __always_inline void pt_watch_keys(const struct pt_pkt *p, __u16 hook)
 	if (icmp && p->icmp_type != 8 && p->icmp_type != 0 && p->icmp_type != 128 &&
 	    p->icmp_type != 129)
 		return;
-	struct pt_flow_key way = {.family = p->family, .protocol = p->protocol,
-				  .sport = p->sport, .dport = icmp ? 0 : p->dport};
-	struct pt_flow_key back = {.family = p->family, .protocol = p->protocol,
-				   .sport = icmp ? p->sport : p->dport, .dport = icmp ? 0 : p->sport};
-	if (p->family == 6) {
-		__builtin_memcpy(way.addr, p->daddr6, 16);
-		__builtin_memcpy(back.addr, p->saddr6, 16);
-	} else {
-		way.addr[0] = p->daddr;
-		back.addr[0] = p->saddr;
-	}
-	__u8 other = p->tag_kind == PT_TAG_REQUEST ? PT_TAG_REPLY : PT_TAG_REQUEST;
-	struct pt_flow mine = {.index = p->index, .kind = p->tag_kind};
-	struct pt_flow theirs = {.index = p->index, .kind = other};
-	bpf_map_update_elem(&pt_flows, &way, &mine, BPF_NOEXIST);
-	bpf_map_update_elem(&pt_flows, &back, &theirs, BPF_NOEXIST);
+	struct pt_watch_scratch *s = bpf_map_lookup_elem(&pt_watch_scratch, &pt_keys[0]);
+
+	if (!s)
+		return;
+	__builtin_memset(&s->k, 0, sizeof(s->k));
+	s->k.family = p->family;
+	s->k.protocol = p->protocol;
+	s->k.sport = p->sport;
+	s->k.dport = icmp ? 0 : p->dport;
+	if (p->family == 6)
+		__builtin_memcpy(s->k.addr, p->daddr6, 16);
+	else
+		s->k.addr[0] = p->daddr;
+	s->f.index = p->index;
+	s->f.kind = p->tag_kind;
+	bpf_map_update_elem(&pt_flows, &s->k, &s->f, BPF_NOEXIST);
+	if (p->family == 6)
+		__builtin_memcpy(s->k.addr, p->saddr6, 16);
+	else
+		s->k.addr[0] = p->saddr;
+	s->k.sport = icmp ? p->sport : p->dport;
+	s->k.dport = icmp ? 0 : p->sport;
+	s->f.kind = p->tag_kind == PT_TAG_REQUEST ? PT_TAG_REPLY : PT_TAG_REQUEST;
+	bpf_map_update_elem(&pt_flows, &s->k, &s->f, BPF_NOEXIST);
 }
 
 static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char *l3,

@@ -16,6 +16,7 @@ struct pt_filter_vm {
 	__u32 len;   /* the packet's length (classic BPF's len) */
 	__u32 avail; /* bytes readable from pkt */
 	__u32 a, x, pc, ret;
+	__u32 word; /* a load's bytes: the step keeps nothing on the stack */
 	__u32 mem[16];
 	struct pt_watch_filter prog; /* the loader writes it on every CPU */
 };
@@ -45,9 +46,10 @@ static __always_inline int pt_filter_load(struct pt_filter_vm *vm, __u32 off, __
 
 	if (off > 0xffff || off + size > vm->avail)
 		return -1;
-	if (pt_read(&word, 1, vm->pkt + off))
+	/* Into the map value: a stack slot here would stack on the probe's own. */
+	if (pt_read(&vm->word, 1, vm->pkt + off))
 		return -1;
-	word = bpf_ntohl(word);
+	word = bpf_ntohl(vm->word);
 	*out = size == 4 ? word : size == 2 ? word >> 16 : word >> 24;
 	return 0;
 }
@@ -55,8 +57,7 @@ static __always_inline int pt_filter_load(struct pt_filter_vm *vm, __u32 off, __
 /* One instruction; 1 ends the run (vm->ret holds the answer). */
 static long pt_filter_step(__u32 i, void *ctx)
 {
-	__u32 zero = 0;
-	struct pt_filter_vm *vm = bpf_map_lookup_elem(&pt_watch_vm, &zero);
+	struct pt_filter_vm *vm = bpf_map_lookup_elem(&pt_watch_vm, &pt_keys[0]);
 
 	if (!vm)
 		return 1;
@@ -64,9 +65,9 @@ static long pt_filter_step(__u32 i, void *ctx)
 	vm->ret = 0;
 	if (pc >= vm->prog.len || pc >= PT_FILTER_INSNS)
 		return 1;
-	struct pt_watch_insn in = vm->prog.insn[pc];
-	__u32 k = in.k, size, v, src;
-	__u16 c = in.code;
+	const struct pt_watch_insn *in = &vm->prog.insn[pc];
+	__u32 k = in->k, size, v, src;
+	__u16 c = in->code;
 
 	vm->pc = pc + 1;
 	switch (PT_C_CLASS(c)) {
@@ -139,7 +140,7 @@ static long pt_filter_step(__u32 i, void *ctx)
 		case 0x40: v = (vm->a & src) != 0; break;
 		default: return 1;
 		}
-		vm->pc += v ? in.jt : in.jf;
+		vm->pc += v ? in->jt : in->jf;
 		return 0;
 	case 0x06: /* RET */
 		vm->ret = PT_C_SIZE(c) == 0x10 ? vm->a : PT_C_SIZE(c) == 0x08 ? vm->x : k;
@@ -157,8 +158,7 @@ static long pt_filter_step(__u32 i, void *ctx)
 /* Whether the packet at l3 (len bytes long, avail of them readable) matches. */
 static __always_inline int pt_filter_match(const unsigned char *l3, __u32 len, __u32 avail)
 {
-	__u32 zero = 0;
-	struct pt_filter_vm *vm = bpf_map_lookup_elem(&pt_watch_vm, &zero);
+	struct pt_filter_vm *vm = bpf_map_lookup_elem(&pt_watch_vm, &pt_keys[0]);
 
 	if (!vm)
 		return 0;
