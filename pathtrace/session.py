@@ -484,11 +484,16 @@ class Run:
         return None
 
     def _node_name(self, namespace: str) -> str:
-        if self.topology is not None:
-            node = self.topology.node_of_namespace(namespace)
-            if node is not None:
-                return node
-        return discover.name_of(namespace)
+        return node_name(namespace, self.topology)
+
+
+def node_name(namespace: str, topology: Topology | None) -> str:
+    """What reports call a namespace: its lab node, else its own name (discover)."""
+    if topology is not None:
+        node = topology.node_of_namespace(namespace)
+        if node is not None:
+            return node
+    return discover.name_of(namespace)
 
 
 # How long a run may go on collecting past --timeout while events still come.

@@ -27,7 +27,7 @@ from pathtrace.model import tag
 from pathtrace.model.event import HOOK_CODES, Event
 from pathtrace.model.flow import WatchResult
 from pathtrace.model.state import NamespaceState
-from pathtrace.session import resolve_source
+from pathtrace.session import node_name, resolve_source
 from pathtrace.system import discover, netns, observe, privileges
 
 Progress = Callable[[str], None]
@@ -74,12 +74,12 @@ class Watch:
         privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="pathtrace watch")
         o = self.options
         program = compile_watch_filter(o.expression)  # a bad filter: said before arming
-        traced, picking = self._scope()
+        traced, picking, on_lab = self._scope()
         limit = min(o.count or o.max_flows, o.max_flows)
         tracer = for_watch(limit, tag.new_run())
         tracer.begin()
         try:
-            if self.topology is None or not traced or traced[0] not in self._lab():
+            if self.topology is None or not on_lab:
                 return self._watch(tracer, program, traced, picking, limit)
             # Watching a lab goes beside runs; `lab down` and the like wait for it.
             with lock.held(self.topology.prefix, exclusive=False, doing="watch"):
@@ -94,18 +94,21 @@ class Watch:
         lab = [self.topology.namespace(n) for n in self.topology.nodes]
         return [ns for ns in lab if netns.exists(ns)]
 
-    def _scope(self) -> tuple[list[str], list[str]]:
-        """(the namespaces traced, those where the filter picks packets)."""
+    def _scope(self) -> tuple[list[str], list[str], bool]:
+        """(the namespaces traced, those where the filter picks packets, whether
+        they are a lab's)."""
         o = self.options
         lab = self._lab()
         if o.source is not None:
             source, is_lab_node = resolve_source(o.source, self.topology)
             if is_lab_node:
-                return lab, [source]
+                return lab, [source], True
             reach = discover.reachable(source, discover.candidates())
-            return reach.namespaces, [source]
-        traced = lab if lab and not o.everywhere else discover.candidates()
-        return traced, list(traced)
+            return reach.namespaces, [source], False
+        if lab and not o.everywhere:
+            return lab, list(lab), True
+        traced = discover.candidates()
+        return traced, list(traced), False
 
     def _watch(
         self,
@@ -214,19 +217,12 @@ class Watch:
     def _observe(self, traced: list[str]) -> dict[str, NamespaceState]:
         states: dict[str, NamespaceState] = {}
         for ns in traced:
-            node = self._node_name(ns)
+            node = node_name(ns, self.topology)
             try:
                 states[ns] = observe.state(ns, node, None, traced)
             except OSError:
                 continue  # gone since it was listed
         return states
-
-    def _node_name(self, namespace: str) -> str:
-        if self.topology is not None:
-            node = self.topology.node_of_namespace(namespace)
-            if node is not None:
-                return node
-        return discover.name_of(namespace)
 
 
 def inside_devices(states: dict[str, NamespaceState], watched: list[str]) -> list[tuple[str, int]]:
