@@ -30,6 +30,7 @@ _DIRECTIONS: dict[str, Direction] = {
 }
 # conntrack's status bits (enum ip_conntrack_status)
 _SEEN_REPLY, _ASSURED = 1 << 1, 1 << 2
+_DATAGRAMS = ("udp", "icmp", "icmpv6")  # each request waits for an answer of its own
 
 
 def build_flows(
@@ -198,7 +199,11 @@ def _conntrack(events: list[Event]) -> str | None:
 
 def _unanswered(built: list[Series], source: str) -> int:
     """Requests after the last answer that reached the flow's source: for datagrams,
-    answers that never came (an answer dropped on the way is not one)."""
+    answers that never came (an answer dropped on the way is not one). Not for TCP:
+    its last segments (an ACK, a FIN) wait for no answer, and the events carry no
+    sequence numbers to tell which ones did."""
+    if not any(s.hops and s.hops[0].packet.protocol in _DATAGRAMS for s in built):
+        return 0
     arrived = [
         s.hops[0].time_ns
         for s in built

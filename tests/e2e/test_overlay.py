@@ -144,6 +144,8 @@ def test_a_watched_tcp_flow_is_followed_through_the_overlay(seen: Any) -> None:
     assert answer[0]["node"] == "pod-b" and answer[-1]["node"] == "pod-a", answer
     # A whole HTTP exchange: handshake, request, response, close, both ways.
     assert flow["counts"]["request"] >= 4 and flow["counts"]["reply"] >= 3, flow["counts"]
+    # The client's last ACK waits for nothing: no "answers never came" for TCP.
+    assert flow["unanswered"] == 0, flow
 
 
 def test_an_underlay_firewall_drop_is_the_probes_with_its_rule(seen: Any) -> None:
