@@ -58,6 +58,7 @@ struct pt_tracked {
 	__u16 ip_id;
 	__u8 protocol;
 	__u8 kind;
+	__u32 fixed; /* pt_pkt.fixed when first seen */
 };
 
 struct {
@@ -203,6 +204,11 @@ struct pt_pkt {
 	__u16 sport, dport, ip_id, tot_len, l4_off;
 	__u8 protocol, ttl, icmp_type, icmp_code, tcp_flags, tag_kind, family;
 	__u8 by_key; /* known here by its flow's key (pt_flows) */
+	/* What no hop on the way rewrites (not NAT, not a tunnel): TCP's sequence,
+	 * UDP's length, ICMP's type and echo sequence or the id of the packet an
+	 * error quotes. With the IP id, it tells a followed packet from another
+	 * at the same address: kernels send SYN-ACKs and RSTs with IP id 0. */
+	__u32 fixed;
 };
 
 static __always_inline int pt_tag_words(const __u32 *tag, struct pt_pkt *p, __u8 kind)
@@ -415,6 +421,8 @@ static __always_inline int pt_parse_l4(const unsigned char *l4, __u32 l4_len,
 		p->icmp_code = ic->code;
 		p->sport = ic->un.echo.id;
 		p->dport = ic->un.echo.sequence;
+		p->fixed = (__u32)ic->type << 16 ^ (ic->type == 0 || ic->type == 8 || ic->type > 127
+							? ic->un.echo.sequence : w[3]);
 		if (pt_watch && (ic->type == (v6 ? 128 : 8) || ic->type == (v6 ? 129 : 0)))
 			return pt_flow_tag(p->family == 6 ? (void *)p->daddr6 : (void *)&p->daddr,
 					   p->family, p->protocol, p->sport, p, 0);
@@ -436,6 +444,7 @@ static __always_inline int pt_parse_l4(const unsigned char *l4, __u32 l4_len,
 			return 0;
 		p->sport = w[0] & 0xffff;
 		p->dport = w[0] >> 16;
+		p->fixed = w[1] & 0xffff;
 		/* The flow first: an echo server's answer carries the request's tag. */
 		if (pt_flow_tag(p->family == 6 ? (void *)p->daddr6 : (void *)&p->daddr, p->family,
 				IPPROTO_UDP, w[0], p, 0))
@@ -454,6 +463,7 @@ static __always_inline int pt_parse_l4(const unsigned char *l4, __u32 l4_len,
 		__u8 flags = (bpf_ntohl(w[3]) >> 16) & 0xff;
 		__u32 seq = bpf_ntohl(w[1]), ack = bpf_ntohl(w[2]);
 		p->tcp_flags = flags;
+		p->fixed = w[1];
 		if (pt_watch)
 			return pt_flow_tag(p->family == 6 ? (void *)p->daddr6 : (void *)&p->daddr,
 					   p->family, IPPROTO_TCP, w[0], p, 0);
@@ -779,12 +789,13 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 		/* Watch: a flow's packets share its number; the IP id tells them apart
 		 * where an address freed on a path without a hook is reused. */
 		if (t && t->run == p.run && t->index == p.index && t->kind == p.tag_kind &&
-		    (!pt_watch || t->ip_id == p.ip_id)) {
+		    (!pt_watch || (t->ip_id == p.ip_id && t->fixed == p.fixed))) {
 			skb_id = t->skb_id;
 		} else {
 			struct pt_tracked fresh = {
 				.skb_id = pt_next_id(), .run = p.run, .index = p.index,
 				.ip_id = p.ip_id, .protocol = p.protocol, .kind = p.tag_kind,
+				.fixed = p.fixed,
 			};
 			skb_id = fresh.skb_id;
 			if (!w->final && bpf_map_update_elem(&pt_tracked, &key, &fresh, BPF_ANY) == 0
@@ -794,7 +805,8 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	} else {
 		if (!t)
 			return;
-		if (tagged < 0 || p.ip_id != t->ip_id || p.protocol != t->protocol) {
+		if (tagged < 0 || p.ip_id != t->ip_id || p.protocol != t->protocol ||
+		    p.fixed != t->fixed) {
 			pt_forget(&key); /* another packet at a reused address */
 			return;
 		}

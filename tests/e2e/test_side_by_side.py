@@ -39,7 +39,7 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
     for p in started:
         if p.poll() is None:
             p.kill()
-            p.wait()
+        p.communicate()  # reaps it and closes its pipes
 
 
 def translations(report: dict[str, object]) -> list[str]:
@@ -49,6 +49,16 @@ def translations(report: dict[str, object]) -> list[str]:
             series = probe[direction] or {}
             found += [h["translation"]["kind"] for h in series["hops"] if h["translation"]]
     return found
+
+
+def paths(report: dict[str, object]) -> str:
+    """Each probe's hops, a line each: what a failure needs to be read."""
+    lines = []
+    for probe in report["probes"]:  # type: ignore[attr-defined]
+        for direction in ("request", "reply"):
+            for h in (probe[direction] or {}).get("hops", []):
+                lines.append(f"{probe['index']} {direction} {json.dumps(h)[:400]}")
+    return "\n".join(lines)
 
 
 def test_eight_runs_at_once_each_get_every_nat_hop(
@@ -70,9 +80,11 @@ def test_eight_runs_at_once_each_get_every_nat_hop(
         kinds = sorted(translations(report))
         expected = ["SNAT", "SNAT", "un-SNAT", "un-SNAT"] if n < 4 else None
         if expected:
-            assert kinds == expected, kinds
+            assert kinds == expected, f"{kinds}\n{paths(report)}"
         else:
-            assert kinds.count("DNAT") == 2 and kinds.count("un-DNAT") == 2, kinds
+            assert kinds.count("DNAT") == 2 and kinds.count("un-DNAT") == 2, (
+                f"{kinds}\n{paths(report)}"
+            )
 
 
 def test_two_lab_ups_at_once_take_turns(
