@@ -743,6 +743,31 @@ static __always_inline void pt_watch_keys(const struct pt_pkt *p, __u16 hook)
 	bpf_map_update_elem(&pt_flows, &s->k, &s->f, BPF_NOEXIST);
 }
 
+/* Who owns the sk_buff: what tells a socket that took a copy from a packet
+ * nobody took. */
+static __always_inline void pt_socket_of(struct sk_buff *skb, struct pt_event *e)
+{
+	struct sock *sk = PT_SKB(skb, sk);
+
+	e->sk_family = e->sk_type = e->sk_protocol = e->sk_state = 0;
+	e->sk_netns = 0;
+	e->sk_destructor = 0;
+	if (!sk)
+		return;
+	e->sk_destructor = (__u64)PT_SKB(skb, destructor);
+#if PT_DIRECT
+	e->sk_netns = sk->__sk_common.skc_net.net->ns.inum;
+#else
+	e->sk_netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+#endif
+	e->sk_family = PT_SKB(sk, __sk_common.skc_family);
+	e->sk_state = PT_SKB(sk, __sk_common.skc_state);
+	if (e->sk_state == TCP_TIME_WAIT || e->sk_state == TCP_NEW_SYN_RECV)
+		return; /* struct sock's later fields are not there */
+	e->sk_type = PT_SKB(sk, sk_type);
+	e->sk_protocol = PT_SKB(sk, sk_protocol);
+}
+
 static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char *l3,
 				       struct pt_where *w)
 {
@@ -853,6 +878,7 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	 * which headers the layer at hand has pushed or pulled. */
 	e->len = p.tot_len;
 	e->mark = PT_SKB(skb, mark);
+	pt_socket_of(skb, e);
 	e->pkt_type = BPF_CORE_READ_BITFIELD_PROBED(skb, pkt_type);
 	/* The frame's MACs, where a device or the bridge handles it: what the
 	 * bridge's FDB decides on (forward, flood, deliver up). */

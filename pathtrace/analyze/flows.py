@@ -17,7 +17,7 @@ from statistics import median
 from pathtrace.analyze.copies import split_copies
 from pathtrace.analyze.hops import HopBuilder
 from pathtrace.analyze.verdict import Judge
-from pathtrace.model.event import ICMP_ERRORS, Event, Hook, TagKind
+from pathtrace.model.event import ICMP_ERRORS, Event, Hook, TagKind, Tuple
 from pathtrace.model.flow import Flow, Place
 from pathtrace.model.state import NamespaceState
 from pathtrace.model.trace import Direction, Series, Verdict
@@ -191,6 +191,12 @@ def _conntrack(events: list[Event]) -> str | None:
         else ("unreplied")
     )
     o, r = ct.original, ct.reply
+    if last.protocol in ("icmp", "icmpv6"):
+        # An ICMP tuple holds the echo id where a port is, the type and code after.
+        def tuple_of(t: Tuple) -> str:
+            return f"{t.src} -> {t.dst} id {t.sport} type {t.dport >> 8} code {t.dport & 0xFF}"
+
+        return f"{state} in {last.namespace}: {tuple_of(o)}, reply {tuple_of(r)}"
     return (
         f"{state} in {last.namespace}: {o.src}:{o.sport} -> {o.dst}:{o.dport}, "
         f"reply {r.src}:{r.sport} -> {r.dst}:{r.dport}"

@@ -46,6 +46,11 @@ def packet_of(event: Event) -> Packet:
     )
 
 
+def _same_packet(e: Event, namespace: str) -> tuple[object, ...]:
+    """What a packet and a clone of it share, in a namespace."""
+    return (namespace, e.index, e.tag, e.ip_id, e.src, e.dst, e.protocol, e.sport, e.dport)
+
+
 class HopBuilder:
     def __init__(
         self,
@@ -60,6 +65,14 @@ class HopBuilder:
         self.states = states
         self.captured = captured
         self.fdb = Fdb(states, events)
+        # Copies an IP socket read (a raw socket's clone, freed once read): the
+        # same packet as a drop beside them in that namespace, by what it carries.
+        # (A clone in a receive queue has no device: its namespace is its socket's.)
+        self.read_copies: dict[tuple[object, ...], Event] = {
+            _same_packet(e, e.socket.namespace): e
+            for e in events
+            if e.hook == Hook.CONSUME and e.socket and e.socket.inet and e.socket.receiving
+        }
 
     def node(self, namespace: str) -> str:
         state = self.states.get(namespace)
@@ -149,11 +162,16 @@ class HopBuilder:
                     # Freed before any device (a netfilter drop in OUTPUT, say): it is
                     # in the namespace of the netfilter hook that saw it last.
                     e = replace(e, namespace=nf.namespace)
-                hop = (
-                    "drop",
-                    f"{self.node(e.namespace)} drops it: {e.drop_reason}"
-                    + (f" (in {e.location})" if e.location else ""),
-                )
+                where = f" (in {e.location})" if e.location else ""
+                read = self.read_copies.get(_same_packet(e, e.namespace))
+                if read is not None and read.skb_id != e.skb_id and read.socket is not None:
+                    hop = (
+                        "deliver",
+                        f"{self.node(e.namespace)} delivers a copy to {read.socket.describe()}; "
+                        f"the kernel frees the original: {e.drop_reason}{where}",
+                    )
+                else:
+                    hop = ("drop", f"{self.node(e.namespace)} drops it: {e.drop_reason}{where}")
             elif e.hook == Hook.CONSUME:
                 if not final or (series.hops and series.hops[-1].action in ("drop", "deliver")):
                     continue  # a clone (a tap, a raw socket's copy) at work
@@ -162,7 +180,13 @@ class HopBuilder:
                     e = replace(e, namespace=previous.namespace, ifname=previous.ifname)
                 state = self.states.get(e.namespace)
                 if state is None or state.owns(e.dst):
-                    hop = ("deliver", f"{self.node(e.namespace)} {_TAKES[direction]}")
+                    sk = e.socket
+                    reader = (
+                        f", read by {sk.describe()}"
+                        if sk and sk.inet and sk.receiving and sk.namespace == e.namespace
+                        else ""
+                    )
+                    hop = ("deliver", f"{self.node(e.namespace)} {_TAKES[direction]}{reader}")
                 else:
                     hop = (
                         "end",

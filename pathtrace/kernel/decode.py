@@ -25,6 +25,7 @@ from pathtrace.model.event import (
     Conntrack,
     Event,
     Outer,
+    Socket,
     Tuple,
 )
 from pathtrace.system import netns
@@ -232,6 +233,22 @@ def decode(raw: dict[str, Any], ctx: DecodeContext) -> Event:
         dmac=_mac(raw.get("dmac", b"")),
         smac=_mac(raw.get("smac", b"")),
         outer=_outer(raw),
+        socket=_socket(raw, ctx, freed=is_drop or hook == "consume"),
+    )
+
+
+def _socket(raw: dict[str, Any], ctx: DecodeContext, freed: bool) -> Socket | None:
+    if not raw.get("sk_family"):
+        return None
+    # Named only where freed: who owns it there is the question (sender or reader).
+    destructor = ctx.symbol(raw["sk_destructor"]) if freed else None
+    return Socket(
+        raw["sk_family"],
+        raw["sk_type"],
+        raw["sk_protocol"],
+        raw["sk_state"],
+        ctx.namespace_name(raw["sk_netns"]),
+        destructor or "",
     )
 
 

@@ -67,6 +67,12 @@ FIELDS: dict[str, int] = {
     "vni": 4,
     "outer_saddr": 16,
     "outer_daddr": 16,
+    "sk_destructor": 8,
+    "sk_netns": 4,
+    "sk_family": 2,
+    "sk_type": 2,
+    "sk_protocol": 2,
+    "sk_state": 2,
 }
 # Kept in network byte order by the kernel: decoded as big-endian.
 NETWORK_ORDER = {

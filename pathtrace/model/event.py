@@ -120,6 +120,45 @@ class Outer:
         return f"{name} VNI {self.vni}, {src}:{self.sport} -> {dst}:{self.dport}"
 
 
+_FAMILIES = {2: "AF_INET", 10: "AF_INET6", 17: "AF_PACKET", 16: "AF_NETLINK", 1: "AF_UNIX"}
+_TYPES = {1: "stream", 2: "datagram", 3: "raw", 5: "seqpacket", 10: "packet"}
+_IP_PROTOCOLS = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "ICMPv6", 132: "SCTP", 255: "IPPROTO_RAW"}
+_MINI = {6: "TCP time-wait socket", 12: "TCP request socket"}  # by sk_state
+
+
+@dataclass(frozen=True)
+class Socket:
+    """The socket an sk_buff belonged to where a hook saw it (struct sock's own
+    fields: family, type, protocol, state, namespace), and the sk_buff's destructor,
+    which says whether the socket sent it or has it in its receive queue."""
+
+    family: int
+    type: int  # 0: a mini socket, which has none
+    protocol: int  # AF_PACKET: the ethertype, network order
+    state: int
+    namespace: str  # the socket's own
+    destructor: str = ""  # its symbol; read where the sk_buff is freed only
+
+    @property
+    def inet(self) -> bool:
+        return self.family in (2, 10)
+
+    @property
+    def receiving(self) -> bool:
+        """In a receive queue: skb_set_owner_r() made the socket its owner."""
+        return self.destructor in ("sock_rfree", "sock_rfree+0x0")
+
+    def describe(self) -> str:
+        family = _FAMILIES.get(self.family, f"family {self.family}")
+        if not self.type:
+            return f"a {_MINI.get(self.state, 'mini socket')} ({family})"
+        kind = _TYPES.get(self.type, f"type {self.type}")
+        if not self.inet:
+            return f"a {kind} socket ({family})"
+        proto = _IP_PROTOCOLS.get(self.protocol, f"protocol {self.protocol}")
+        return f"a {kind} {proto} socket ({family})"
+
+
 @dataclass(frozen=True)
 class Event:
     """One observation of one tagged packet by one hook."""
@@ -159,6 +198,8 @@ class Event:
     dmac: str = ""
     smac: str = ""
     outer: Outer | None = None  # inside a tunnel's datagram here: its outer headers
+    # The socket it belonged to here (None: none; bundles before 2026-11-29 lack it).
+    socket: Socket | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -181,6 +222,8 @@ class Event:
         outer = body.get("outer")
         if outer is not None:
             body["outer"] = Outer(**outer)
+        if body.get("socket") is not None:
+            body["socket"] = Socket(**body["socket"])
         return cls(**body)
 
     @property

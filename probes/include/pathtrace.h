@@ -103,6 +103,16 @@ struct pt_event {
 	__u32 vni;         /* VXLAN/Geneve network identifier; GRE: the key, if any */
 	__u8 outer_saddr[16]; /* IPv4: the first 4 bytes */
 	__u8 outer_daddr[16];
+	/* The socket the sk_buff belongs to here, if any: its sender's (even past a
+	 * veth, on some kernels), or once queued to a receiver, the receiver's (still
+	 * set when it is freed); the destructor says which. 0 where none; type and
+	 * protocol 0 for a mini socket (a request or time-wait), which has neither. */
+	__u64 sk_destructor; /* skb->destructor: sock_rfree once in a receive queue */
+	__u32 sk_netns;      /* the socket's network namespace (inode) */
+	__u16 sk_family;   /* AF_* */
+	__u16 sk_type;     /* SOCK_* */
+	__u16 sk_protocol; /* IPPROTO_*; AF_PACKET: the ethertype, network order */
+	__u16 sk_state;    /* TCP_* (a socket of any kind has one) */
 };
 
 enum pt_encap {

@@ -95,6 +95,8 @@ def watch(expression, client, *extra):
 out = {}
 out["answered"] = watch("udp port 53", [sys.executable, "-c", RESOLVE], "--count", "1",
                         "--duration", "20")
+out["pinged"] = watch("icmp", ["ping", "-c", "2", "-i", "0.2", "10.8.0.2"], "--count", "1",
+                      "--duration", "20")
 out["unmatched"] = watch("udp port 53", [sys.executable, "-c", TRAFFIC], "--duration", "3")
 out["refused"] = watch("tcp port 8080", ["curl", "-s", "-m", "3", "http://10.7.0.254:8080/"],
                        "--count", "1", "--duration", "20")
@@ -190,6 +192,27 @@ def test_a_dnat_to_a_closed_port_is_refused_and_the_rst_named(seen: Any) -> None
     assert any("10.7.0.254.8080 > 10.7.0.1." in r and "[R" in r for r in rows), rows
 
 
+def test_an_answer_a_raw_socket_read_is_delivered_not_dropped(seen: Any) -> None:
+    """ping reads its answers from a socket of its own: the kernel frees the answer
+    it cloned for it with NO_SOCKET (no ping socket asked for it), and the clone's
+    owner, read from the sk_buff, says the answer was delivered."""
+    case = seen["pinged"]
+    assert " 2 received" in case["client"], case["client"]
+    (flow,) = _flows(case)
+    assert flow["verdict"]["outcome"] == "answered", flow["verdict"]
+    assert flow["counts"] == {"request": 2, "reply": 2}, flow["counts"]
+    last = _first(flow, "reply")[-1]
+    assert last["node"] == "c1" and last["action"] == "deliver", last
+    assert "ICMP socket (AF_INET)" in last["text"], last["text"]
+    if "a copy" in last["text"]:  # a raw socket (ping as root): the original freed apart
+        assert "NO_SOCKET" in last["text"], last["text"]
+    # srv's kernel answers the echo itself: no socket reads the request.
+    served = _first(flow, "request")[-1]
+    assert served["node"] == "srv" and "socket" not in served["text"], served
+    # conntrack's ICMP tuple: the echo id, then the type and code.
+    assert " type 8 code 0, reply " in flow["conntrack"], flow["conntrack"]
+
+
 def test_traffic_the_filter_does_not_match_leaves_no_events(seen: Any) -> None:
     case = seen["unmatched"]
     report = case["report"]
@@ -204,5 +227,5 @@ def test_the_report_keeps_its_shape(seen: Any) -> None:
     schema = json.loads(
         (Path(__file__).parents[2] / "pathtrace" / "output" / "watch_schema.json").read_text()
     )
-    for case in ("answered", "dropped", "refused", "unmatched"):
+    for case in ("answered", "dropped", "refused", "unmatched", "pinged"):
         jsonschema.validate(seen[case]["report"], schema)
