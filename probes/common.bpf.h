@@ -201,7 +201,7 @@ static const __u32 pt_keys[4] = {0, 1, 2, 3};
 struct pt_pkt {
 	__u32 saddr, daddr, run, index;
 	__u32 saddr6[4], daddr6[4];
-	__u16 sport, dport, ip_id, tot_len, l4_off;
+	__u16 sport, dport, ip_id, tot_len, l4_off, tcp_payload;
 	__u8 protocol, ttl, icmp_type, icmp_code, tcp_flags, tag_kind, family;
 	__u8 by_key; /* known here by its flow's key (pt_flows) */
 	/* What no hop on the way rewrites (not NAT, not a tunnel): TCP's sequence,
@@ -464,6 +464,8 @@ static __always_inline int pt_parse_l4(const unsigned char *l4, __u32 l4_len,
 		__u32 seq = bpf_ntohl(w[1]), ack = bpf_ntohl(w[2]);
 		p->tcp_flags = flags;
 		p->fixed = w[1];
+		__u32 header = (bpf_ntohl(w[3]) >> 28) * 4;
+		p->tcp_payload = l4_len > header ? l4_len - header : 0;
 		if (pt_watch)
 			return pt_flow_tag(p->family == 6 ? (void *)p->daddr6 : (void *)&p->daddr,
 					   p->family, IPPROTO_TCP, w[0], p, 0);
@@ -907,6 +909,8 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	e->icmp_type = p.icmp_type;
 	e->icmp_code = p.icmp_code;
 	e->tcp_flags = p.tcp_flags;
+	e->tcp_seq = p.protocol == IPPROTO_TCP ? bpf_ntohl(p.fixed) : 0;
+	e->tcp_payload = p.tcp_payload;
 	e->encap = outer.encap;
 	e->outer_family = outer.family;
 	e->outer_sport = outer.sport;

@@ -85,6 +85,7 @@ def _flow(
         verdict=verdict,
         counts=dict(counts),
         resets=_resets(built, found),
+        retransmissions=_retransmissions(built, found),
         icmp_errors=[
             f"{s.hops[0].node}: ICMP type {e.icmp_type} code {e.icmp_code}"
             for s, e in _firsts(built, found)
@@ -175,6 +176,31 @@ def _resets(built: list[Series], found: list[Positioned]) -> list[str]:
         for series, e in _firsts(built, found)
         if e.protocol == "tcp" and (e.tcp_flags or 0) & 0x04
     ]
+
+
+def _retransmissions(built: list[Series], found: list[Positioned]) -> list[str]:
+    """TCP segments sent again: one that takes sequence space (data, SYN, FIN) with a
+    sequence number its sender already sent, as its first hop saw it."""
+    first_sent: dict[tuple[object, ...], int] = {}
+    said = []
+    for series, e in sorted(_firsts(built, found), key=lambda x: x[1].time_ns):
+        if e.protocol != "tcp" or e.tcp_seq is None:
+            continue
+        flags = e.tcp_flags or 0
+        control = [name for bit, name in ((0x02, "SYN"), (0x01, "FIN")) if flags & bit]
+        if not (e.tcp_payload or control):
+            continue  # a bare ACK takes no sequence space: many share a number
+        key = (e.src, e.sport, e.dst, e.dport, e.tcp_seq)
+        if key not in first_sent:
+            first_sent[key] = e.time_ns
+            continue
+        what = "+".join(control + ([f"{e.tcp_payload} bytes"] if e.tcp_payload else []))
+        gap = (e.time_ns - first_sent[key]) / 1e9
+        said.append(
+            f"{series.hops[0].node} sent seq {e.tcp_seq} ({what}) again, {gap:.3f} s after "
+            f"the first ({series.title})"
+        )
+    return said
 
 
 def _conntrack(events: list[Event]) -> str | None:

@@ -234,6 +234,8 @@ def decode(raw: dict[str, Any], ctx: DecodeContext) -> Event:
         smac=_mac(raw.get("smac", b"")),
         outer=_outer(raw),
         socket=_socket(raw, ctx, freed=is_drop or hook == "consume"),
+        tcp_seq=raw["tcp_seq"] if protocol == 6 else None,
+        tcp_payload=raw["tcp_payload"] if protocol == 6 else None,
     )
 
 

@@ -73,6 +73,8 @@ FIELDS: dict[str, int] = {
     "sk_type": 2,
     "sk_protocol": 2,
     "sk_state": 2,
+    "tcp_seq": 4,
+    "tcp_payload": 2,
 }
 # Kept in network byte order by the kernel: decoded as big-endian.
 NETWORK_ORDER = {

@@ -200,6 +200,10 @@ class Event:
     outer: Outer | None = None  # inside a tunnel's datagram here: its outer headers
     # The socket it belonged to here (None: none; bundles before 2026-11-29 lack it).
     socket: Socket | None = None
+    # TCP: the sequence number and the payload's length (None: not TCP, or a bundle
+    # from before 2026-11-29); `run` reads them for handshake segments only.
+    tcp_seq: int | None = None
+    tcp_payload: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

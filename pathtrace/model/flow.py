@@ -38,6 +38,7 @@ class Flow:
     verdict: Verdict  # the first exchange, judged as `run` judges a probe
     counts: dict[str, int] = field(default_factory=dict)  # packets per direction
     resets: list[str] = field(default_factory=list)  # who sent a TCP RST, each
+    retransmissions: list[str] = field(default_factory=list)  # TCP segments sent again
     icmp_errors: list[str] = field(default_factory=list)  # what each ICMP error said
     translations: list[str] = field(default_factory=list)  # every distinct one seen
     conntrack: str | None = None  # the entry's state at the last hook that read it

@@ -80,6 +80,7 @@ def _flow_text(flow: Flow) -> list[str]:
             )
     out += [f"  NAT: {t}" for t in flow.translations]
     out += [f"  RST sent by {r}" for r in flow.resets]
+    out += [f"  retransmission: {r}" for r in flow.retransmissions]
     out += [f"  ICMP error from {e}" for e in flow.icmp_errors]
     if flow.conntrack:
         out.append(f"  conntrack: {flow.conntrack}")
@@ -134,6 +135,9 @@ def markdown(result: WatchResult) -> str:
             lines.append(f"\n- cause: {v.cause}")
         if v.fix:
             lines.append(f"- fix: `{v.fix}`")
+        lines += [f"- RST sent by {r}" for r in flow.resets]
+        lines += [f"- retransmission: {r}" for r in flow.retransmissions]
+        lines += [f"- ICMP error from {e}" for e in flow.icmp_errors]
         for series in _shown(flow):
             lines += [
                 "",

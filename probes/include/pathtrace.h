@@ -113,6 +113,10 @@ struct pt_event {
 	__u16 sk_type;     /* SOCK_* */
 	__u16 sk_protocol; /* IPPROTO_*; AF_PACKET: the ethertype, network order */
 	__u16 sk_state;    /* TCP_* (a socket of any kind has one) */
+	/* TCP: what tells a segment sent again from a new one. Run: probes' handshake
+	 * segments only (bulk data is not parsed). */
+	__u32 tcp_seq;     /* host order */
+	__u16 tcp_payload; /* bytes after the TCP header */
 };
 
 enum pt_encap {

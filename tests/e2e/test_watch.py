@@ -103,6 +103,10 @@ out["refused"] = watch("tcp port 8080", ["curl", "-s", "-m", "3", "http://10.7.0
 sh("ip netns exec gw iptables -A FORWARD -i vc -p udp --sport 53 -j DROP")
 out["dropped"] = watch("udp port 53", [sys.executable, "-c", RESOLVE], "--count", "1",
                        "--duration", "20", "--from", "c1")
+# The RST srv sends back is dropped at gw: curl's kernel sends its SYN again.
+sh("ip netns exec gw iptables -A FORWARD -i vc -p tcp --sport 81 -j DROP")
+out["silent"] = watch("tcp port 8080", ["curl", "-s", "-m", "2.5", "http://10.7.0.254:8080/"],
+                      "--count", "1", "--duration", "20")
 print(json.dumps(out))
 """
 
@@ -213,6 +217,24 @@ def test_an_answer_a_raw_socket_read_is_delivered_not_dropped(seen: Any) -> None
     assert " type 8 code 0, reply " in flow["conntrack"], flow["conntrack"]
 
 
+def test_a_syn_sent_again_is_a_retransmission(seen: Any) -> None:
+    case = seen["silent"]
+    (flow,) = _flows(case)
+    assert flow["verdict"]["outcome"] == "dropped", flow["verdict"]
+    # tcpdump on c1: every SYN after the first has the first's sequence number.
+    syns = [
+        r for r in case["tcpdump"]["c1"].splitlines() if "> 10.7.0.254.8080:" in r and "[S]" in r
+    ]
+    assert len(syns) >= 2, syns
+    seq = syns[0].split(" seq ")[1].split(",")[0]
+    assert all(f" seq {seq}," in r for r in syns), syns
+    again = flow["retransmissions"]
+    assert len(again) == len(syns) - 1, (again, syns)
+    assert all(r.startswith(f"c1 sent seq {seq} (SYN) again") for r in again), again
+    # The refused case's one SYN was answered: nothing sent again there.
+    assert seen["refused"]["report"]["flows"][0]["retransmissions"] == []
+
+
 def test_traffic_the_filter_does_not_match_leaves_no_events(seen: Any) -> None:
     case = seen["unmatched"]
     report = case["report"]
@@ -227,5 +249,5 @@ def test_the_report_keeps_its_shape(seen: Any) -> None:
     schema = json.loads(
         (Path(__file__).parents[2] / "pathtrace" / "output" / "watch_schema.json").read_text()
     )
-    for case in ("answered", "dropped", "refused", "unmatched", "pinged"):
+    for case in ("answered", "dropped", "refused", "unmatched", "pinged", "silent"):
         jsonschema.validate(seen[case]["report"], schema)
