@@ -210,6 +210,9 @@ def _build_parser(config: Config | None = None) -> argparse.ArgumentParser:
     tui = commands.add_parser("tui", help="the interactive view (default on a terminal)")
     tui.add_argument("--bundle", metavar="PATH", help="open a saved run (no root, no lab)")
     tui.add_argument(
+        "--watch", metavar="FILTER", help="open in watch mode, following what FILTER picks"
+    )
+    tui.add_argument(
         "--topology", metavar="FILE", default=config.topology, help="the lab's topology file"
     )
     tui.set_defaults(handler=_tui)
@@ -475,7 +478,12 @@ def _tui(args: argparse.Namespace) -> int:
         make_app(bundle=Path(args.bundle), bundles_dir=args.config.bundles).run()
         return 0
     topo, text = _topology_for(args)
-    make_app(topo, text, bundles_dir=args.config.bundles).run()
+    if args.watch is not None:
+        # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
+        from pathtrace.capture.filter import compile_watch_filter
+
+        compile_watch_filter(args.watch)  # a bad filter: one line, before the screen opens
+    make_app(topo, text, bundles_dir=args.config.bundles, watch=args.watch).run()
     return 0
 
 

@@ -9,6 +9,7 @@ the count of flows or Ctrl-C -> flows and their verdicts.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from pathtrace.lab import lock, record
 from pathtrace.lab.topology import Topology
 from pathtrace.model import tag
 from pathtrace.model.event import HOOK_CODES, Event
-from pathtrace.model.flow import WatchResult
+from pathtrace.model.flow import Flow, WatchResult
 from pathtrace.model.state import NamespaceState
 from pathtrace.session import node_name, resolve_source
 from pathtrace.system import discover, netns, observe, privileges
@@ -69,6 +70,23 @@ class Watch:
         self.on_flow: Callable[[Event], None] | None = None  # a flow's first event
         # Called once the filter is armed, with the nodes where it picks packets.
         self.on_armed: Callable[[list[str]], None] | None = None
+        self._stop = threading.Event()
+        # What a live view reads while the watch runs (written by its thread).
+        self._events: list[Event] = []
+        self._states: dict[str, NamespaceState] = {}
+
+    def stop(self) -> None:
+        """Ends the watch from another thread (a TUI's key): the report follows."""
+        self._stop.set()
+
+    def flows_so_far(self) -> list[Flow]:
+        """The flows of the events collected so far (for a live view)."""
+        events = sorted(self._events[:], key=lambda e: e.time_ns)
+        return build_flows(events, self._states) if events else []
+
+    @property
+    def events_so_far(self) -> int:
+        return len(self._events)
 
     def execute(self) -> WatchResult:
         privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="pathtrace watch")
@@ -131,6 +149,7 @@ class Watch:
         netfilter = [ns for ns, state in states.items() if state.has_rules]
         self.progress("arming probes")
         events: list[Event] = []
+        self._events, self._states = events, states
         later: dict[int, set[int]] = {}  # flow -> sk_buffs past --packets-kept
         started = datetime.now(UTC).isoformat(timespec="milliseconds")
         ended = "interrupted"
@@ -175,6 +194,9 @@ class Watch:
                     now = time.monotonic()
                     if o.duration is not None and now - begun >= o.duration:
                         ended = "duration"
+                        break
+                    if self._stop.is_set():
+                        ended = "stopped"
                         break
                     if o.count is not None and len(flows) >= o.count:
                         # Until the flows go quiet: a client's retries and the

@@ -145,7 +145,13 @@ class Judge:
         self._own = events  # this probe's events, for the findings that read them
         if self._reached_source(reply):
             assert reply is not None
-            rst = any(e.tag == TagKind.REPLY and e.tcp_flags and e.tcp_flags & 0x04 for e in events)
+            # The answer judged is the first one: a flow's later RST (a connection
+            # closed after it was answered) is not its answer.
+            begun, ended = reply.hops[0].time_ns, reply.hops[-1].time_ns
+            rst = any(
+                e.tag == TagKind.REPLY and (e.tcp_flags or 0) & 0x04 and begun <= e.time_ns <= ended
+                for e in events
+            )
             if rst:
                 return self._refused(request, reply)
             responder = reply.hops[0].node
@@ -314,6 +320,25 @@ class Judge:
             )
         sockets = [s for s in (state.listeners if state else []) if s.startswith("tcp ")]
         port = [s for s in sockets if s.endswith(f":{arrived.dport}")]
+        taking = [s for s in port if _takes(s, arrived.dst)]
+        if taking:
+            # A listener takes this address and port: not a missing service, and
+            # nothing pathtrace read says why the RST came.
+            return Verdict(
+                "rejected",
+                f"{responder} reset the connection (RST)",
+                where=responder,
+                cause=(
+                    f"{responder} listens on {', '.join(s.split()[1] for s in taking)}, which "
+                    f"takes {arrived.dst} port {arrived.dport}, yet answered with an RST: "
+                    "why is unknown from the state read (the listener's application, its "
+                    "accept queue, or a socket option may have refused it)"
+                ),
+                evidence=[f"{responder} listens on: {', '.join(sockets)}"],
+                code="unknown",
+                objects=[ref("socket", responder, f"tcp {arrived.dport}")],
+                confidence="unknown",
+            )
         cause = f"nothing listens on {arrived.dst} port {arrived.dport} in {responder}"
         fix = (
             f"start a listener on {arrived.dst}:{arrived.dport} in {responder}, "
@@ -651,3 +676,11 @@ def _untracked(net: Network, events: Sequence[Event]) -> tuple[str, LiveRule] | 
         if len(rules) == 1:
             return state.node, rules[0]
     return None
+
+
+def _takes(listener: str, address: str) -> bool:
+    """A listener ("tcp 0.0.0.0:80") takes connections to ``address``: bound to it, or
+    to the wildcard of its family."""
+    bound = listener.split()[1].rsplit(":", 1)[0].strip("[]")
+    wildcard = "::" if ":" in address else "0.0.0.0"
+    return bound in (address, wildcard)

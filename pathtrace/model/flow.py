@@ -61,7 +61,7 @@ class WatchResult:
     namespaces: dict[str, str]  # traced namespace -> node
     filtered_in: list[str]  # the nodes where the filter picks packets
     flow_limit: int
-    ended: str  # "duration", "count", "interrupted"
+    ended: str  # "duration", "count", "interrupted", "stopped" (Watch.stop: a TUI)
     seconds: float
     flows: list[Flow]
     stats: dict[str, int] = field(default_factory=dict)  # filtered, matched, over_limit

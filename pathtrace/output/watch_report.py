@@ -52,13 +52,13 @@ def text(result: WatchResult) -> str:
     ]
     lines += [f"note: {n}" for n in result.notes]
     for flow in result.flows:
-        lines += ["", *_flow_text(flow)]
+        lines += ["", *flow_text(flow)]
     if not result.flows:
         lines += ["", "no packet matched the filter in the watched namespaces"]
     return "\n".join(lines)
 
 
-def _flow_text(flow: Flow) -> list[str]:
+def flow_text(flow: Flow) -> list[str]:
     counts = ", ".join(f"{n} {d}" for d, n in flow.counts.items())
     out = [
         f"flow {flow.number}: {flow.protocol} {flow.client} > {flow.server}, "

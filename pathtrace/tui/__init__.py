@@ -16,9 +16,10 @@ def make_app(
     topology_text: str | None = None,
     bundle: Path | None = None,
     bundles_dir: Path = Path("captures"),
+    watch: str | None = None,
 ) -> PathtraceApp:
     """The one way the CLI and the tests build the app."""
     # lazy: Textual loads only when the TUI is asked for
     from pathtrace.tui.app import PathtraceApp
 
-    return PathtraceApp(topology, topology_text, bundle, bundles_dir)
+    return PathtraceApp(topology, topology_text, bundle, bundles_dir, watch)

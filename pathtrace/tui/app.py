@@ -52,6 +52,7 @@ class PathtraceApp(App[None]):
         Binding("f", "fix_lab", "fix"),
         Binding("s", "save", "save"),
         Binding("o", "open", "open"),
+        Binding("w", "watch", "watch"),
         Binding("t", "toggle_topology", "topology", show=False),
         Binding("l", "refresh_lab", "refresh lab", show=False),
         Binding("F", "pick_source", "pick source", show=False),
@@ -66,8 +67,10 @@ class PathtraceApp(App[None]):
         topology_text: str | None = None,
         bundle_path: Path | None = None,
         bundles_dir: Path = Path("captures"),
+        watch: str | None = None,
     ) -> None:
         super().__init__()
+        self.watch_first = watch  # `pathtrace tui --watch FILTER`: opens in watch mode
         self.topology = topology
         self.topology_text = topology_text
         self.bundle_path = bundle_path
@@ -105,6 +108,7 @@ class PathtraceApp(App[None]):
     # What needs a live lab: hidden (and off) while a bundle is open without one.
     LIVE_ACTIONS = frozenset(
         {"run", "lab_up", "lab_down", "break_lab", "fix_lab", "refresh_lab", "pick_source"}
+        | {"watch"}
     )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -119,6 +123,7 @@ class PathtraceApp(App[None]):
             ("Run the probe", "send the form's probe and trace it", "run"),
             ("Save the run", "write the run as a bundle under the captures folder", "save"),
             ("Open a saved run", "a bundle, or any folder holding bundles", "open"),
+            ("Watch real traffic", "follow the packets a pcap filter picks, live", "watch"),
             ("Lab up", "build the reference lab (or restore it)", "lab_up"),
             ("Lab down", "remove the lab", "lab_down"),
             ("Break the lab", "pick a fault scenario", "break_lab"),
@@ -144,6 +149,8 @@ class PathtraceApp(App[None]):
             self.open_bundle(self.bundle_path)
         else:
             self.refresh_lab()
+        if self.watch_first is not None:
+            self.action_watch(self.watch_first)
 
     # -- status -------------------------------------------------------------
 
@@ -485,6 +492,13 @@ class PathtraceApp(App[None]):
                 source.cursor_position = 0
 
         self.push_screen(PickScreen("send from: pick a source", choices), chosen)
+
+    def action_watch(self, expression: str = "") -> None:
+        """Watch mode: real packets by a pcap filter, beside the lab (runs may go on)."""
+        # lazy: the tracer loads when a watch starts
+        from pathtrace.tui.screens.watch import WatchScreen
+
+        self.push_screen(WatchScreen(self.topology, expression))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

@@ -104,6 +104,7 @@ for argv in (
     ["watch", "udp", "--from", "nosuchnode"],
     ["watch", "udp", "--from", "container1", "--all"],
     ["watch", "udp", "--format", "mermaid"],
+    ["tui", "--watch", "udp prt 53"],  # said before the screen opens
 ):
     case(f"argv {' '.join(argv)}", argv, USAGE)
 

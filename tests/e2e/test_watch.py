@@ -43,7 +43,19 @@ ip netns exec gw iptables -t nat -A PREROUTING -i vb -d 10.7.0.254 -p udp --dpor
   -j DNAT --to-destination 10.8.0.2:53
 ip netns exec gw iptables -t nat -A PREROUTING -i vb -d 10.7.0.254 -p tcp --dport 8080 \
   -j DNAT --to-destination 10.8.0.2:81
+ip netns exec gw iptables -t nat -A PREROUTING -i vb -d 10.7.0.254 -p tcp --dport 8082 \
+  -j DNAT --to-destination 10.8.0.2:82
 ''')
+# A service that takes each connection and resets it (SO_LINGER 0): answered, then an RST.
+RESETTER = '''
+import socket, struct
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 82)); s.listen(8)
+while True:
+    c, _ = s.accept()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); c.close()
+'''
+subprocess.Popen(["ip", "netns", "exec", "srv", sys.executable, "-c", RESETTER])
 subprocess.Popen(["ip", "netns", "exec", "srv", "dnsmasq", "--no-daemon", "--no-resolv",
                   "--no-hosts", "--pid-file=", "--user=root", "--listen-address=10.8.0.2",
                   "--bind-interfaces", "--address=/example.com/192.0.2.7"],
@@ -95,6 +107,8 @@ def watch(expression, client, *extra):
 out = {}
 out["answered"] = watch("udp port 53", [sys.executable, "-c", RESOLVE], "--count", "1",
                         "--duration", "20")
+out["reset"] = watch("tcp port 8082", ["curl", "-s", "-m", "3", "http://10.7.0.254:8082/"],
+                     "--count", "1", "--duration", "20")
 out["pinged"] = watch("icmp", ["ping", "-c", "2", "-i", "0.2", "10.8.0.2"], "--count", "1",
                       "--duration", "20")
 out["unmatched"] = watch("udp port 53", [sys.executable, "-c", TRAFFIC], "--duration", "3")
@@ -217,6 +231,20 @@ def test_an_answer_a_raw_socket_read_is_delivered_not_dropped(seen: Any) -> None
     assert " type 8 code 0, reply " in flow["conntrack"], flow["conntrack"]
 
 
+def test_a_connection_answered_then_reset_is_answered_with_the_rst_named(seen: Any) -> None:
+    """The verdict judges the first answer (srv's SYN-ACK), not the RST its service
+    sent after taking the connection: that one is named apart."""
+    case = seen["reset"]
+    (flow,) = _flows(case)
+    assert flow["verdict"]["outcome"] == "answered", flow["verdict"]
+    assert flow["verdict"]["where"] == "srv", flow["verdict"]
+    assert flow["resets"] == ["srv (reply)"], flow["resets"]
+    assert flow["conntrack"].startswith("assured in gw"), flow["conntrack"]
+    rows = case["tcpdump"]["c1"].splitlines()
+    assert any("10.7.0.254.8082 > 10.7.0.1." in r and "[S." in r for r in rows), rows
+    assert any("10.7.0.254.8082 > 10.7.0.1." in r and "[R" in r for r in rows), rows
+
+
 def test_a_syn_sent_again_is_a_retransmission(seen: Any) -> None:
     case = seen["silent"]
     (flow,) = _flows(case)
@@ -249,5 +277,5 @@ def test_the_report_keeps_its_shape(seen: Any) -> None:
     schema = json.loads(
         (Path(__file__).parents[2] / "pathtrace" / "output" / "watch_schema.json").read_text()
     )
-    for case in ("answered", "dropped", "refused", "unmatched", "pinged", "silent"):
+    for case in ("answered", "dropped", "refused", "unmatched", "pinged", "silent", "reset"):
         jsonschema.validate(seen[case]["report"], schema)

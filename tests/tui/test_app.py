@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input
+from textual.widgets import Input, OptionList
 
 from pathtrace.lab import topology
+from pathtrace.output.watch_report import flow_text
 from pathtrace.tui import make_app
 from pathtrace.tui.app import PathtraceApp
+from pathtrace.tui.screens.watch import WatchScreen
 from pathtrace.tui.widgets.diagnosis import DiagnosisPane
 from pathtrace.tui.widgets.packet_view import ExplainView, PacketView
 from pathtrace.tui.widgets.timeline import HopTimeline
@@ -247,3 +251,58 @@ def test_an_ipv6_bundle_shows_its_layers_and_the_nat66() -> None:
             await pilot.press("q")
 
     asyncio.run(scenario())
+
+
+def _our_programs() -> int:
+    """BPF programs of pathtrace's loaded on the machine (names begin pt_)."""
+    shown = subprocess.run(
+        ["bpftool", "prog", "show", "--json"], capture_output=True, text=True, check=True
+    )
+    return sum(p.get("name", "").startswith("pt_") for p in json.loads(shown.stdout))
+
+
+@pytest.mark.root
+def test_live_watch_mode_shows_a_pings_flow_as_it_goes(
+    lab: topology.Topology, topology_file: Path
+) -> None:
+    """w opens watch mode; the filter picks a real ping's packets, the flow appears
+    while the watch runs, its path and verdict on the right are what `pathtrace
+    watch` prints for it; s stops, the probes come off, Esc goes back."""
+    before = _our_programs()
+
+    async def scenario() -> None:
+        app: PathtraceApp = make_app(lab, topology_file.read_text())
+        async with app.run_test(size=(140, 45)) as pilot:
+            await pilot.press("w")
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, WatchScreen)
+            screen.query_one("#watch-filter", Input).value = "icmp"
+            await pilot.press("enter")
+            status = screen.query_one("#watch-status")
+            await wait_until(pilot, lambda: "watching 'icmp'" in text_of(status))
+            assert _our_programs() > before
+            ping = await asyncio.create_subprocess_exec(
+                "ip", "netns", "exec", lab.namespace("container1"),
+                "ping", "-c", "3", "-i", "0.2", "8.8.8.8",
+                stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            flows = screen.query_one("#flows", OptionList)
+            await wait_until(pilot, lambda: flows.option_count == 1 and "reply" in screen.shown)
+            assert screen.running  # shown live, before the watch ends
+            out, _ = await ping.communicate()
+            assert b" 3 received" in out, out
+            await pilot.press("s")
+            await wait_until(pilot, lambda: not screen.running)
+            assert "ended: stopped" in text_of(status), text_of(status)
+            shown = screen.shown
+            assert "verdict: answered" in shown and "container1 sends on veth-cont1" in shown
+            assert "SNAT by rule masquerade" in shown and "3 request, 3 reply" in shown, shown
+            # The pane is the library's text of the flow (what `pathtrace watch` prints).
+            assert shown == "\n".join(flow_text(screen.flows[0]))
+            await pilot.press("escape")
+            await pilot.pause()
+            assert not isinstance(app.screen, WatchScreen)
+
+    asyncio.run(scenario())
+    assert _our_programs() == before

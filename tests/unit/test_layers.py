@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"lab"},  # the user's defaults (DEFAULT_SOURCE is the lab's)
     "cli": BASE | {"kernel", "inject", "capture", "lab", "analyze", "session", "output"}
     | {"doctor", "tui", "config", "watch"},
-    "tui": BASE | {"lab", "analyze", "session", "output"},
+    "tui": BASE | {"lab", "analyze", "session", "watch", "output"},
     "__main__": {"cli"},
 }  # fmt: skip
 

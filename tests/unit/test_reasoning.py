@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathtrace.analyze import links, routing
+from pathtrace.analyze.verdict import _takes
 from pathtrace.model.state import BridgePort, Link, NamespaceState, Neighbour, RouteEntry, Rule
 
 
@@ -206,3 +207,12 @@ def test_veth_mtu_against_the_peer() -> None:
         "host/veth-host1",
     )
     assert links.veth_mtu([host, c1], c1, c1.links[0], 1400) is None
+
+
+def test_a_listener_takes_its_own_address_and_its_familys_wildcard() -> None:
+    assert _takes("tcp 0.0.0.0:80", "192.168.100.2")
+    assert _takes("tcp 192.168.100.2:80", "192.168.100.2")
+    assert _takes("tcp [::]:80", "fd00:100::2") and _takes("tcp [fd00:100::2]:80", "fd00:100::2")
+    assert not _takes("tcp 127.0.0.1:80", "192.168.100.2")
+    assert not _takes("tcp 0.0.0.0%lo:80", "192.168.100.2")  # bound to a device too
+    assert not _takes("tcp [::]:80", "192.168.100.2")  # v6-only or not: not read

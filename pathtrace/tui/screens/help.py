@@ -28,6 +28,7 @@ Esc, q or ? close this help.
 | l | read the lab's live state again (also when the window regains focus) |
 | s | save the run as a bundle (during a run: when it ends) |
 | o | open a saved run: type a path, or pick one |
+| w | watch real packets a pcap filter picks, live; s stops, Esc goes back |
 | t | show or hide the lab pane (hidden below 100 columns) |
 | ctrl+p | the command palette: every action by name |
 | ? | this help |
@@ -41,6 +42,11 @@ there: what changed since the previous hop on one line, then its layers (Enter
 folds a layer), and what the kernel did, in the tutorial's terms. After a run
 on a network pathtrace did not build, the left pane shows what was traced.
 Keys that need a live lab are hidden while a bundle is open without one.
+
+Watch mode (w, or `pathtrace tui --watch FILTER`) follows an application's own
+packets, as `pathtrace watch` does: the flows on the left as they start, the
+selected flow's first packet and answer hop by hop, NAT, RSTs, retransmissions
+and its verdict on the right, updated while it runs.
 """
 
 
