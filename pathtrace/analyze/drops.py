@@ -81,22 +81,57 @@ def explain(
             for k, v in (state.sysctls.items() if state else [])
             if k.endswith("rp_filter") and v != "0"
         ]
-        found = (
-            None,
-            Finding(
-                "sysctl.rp_filter",
-                (*(ref("sysctl", node, k) for k in keys), ref("route", node, packet.src)),
-                f"reverse-path filtering in {node} ({values}): the source {packet.src} "
-                f"is routed back through {lookup.route.dev if lookup and lookup.route else '?'}, "
-                f"not {drop.interface}",
-                # The effective value is the larger of `all` and the interface's: 2
-                # on the interface alone loosens it there and nowhere else.
-                net.command(node, f"sysctl -w net.ipv4.conf.{drop.interface or 'all'}.rp_filter=2")
-                + f": loose rp_filter on {drop.interface or 'every interface'}, or route "
-                f"{packet.src} back through {drop.interface}",
-                [f"{node}: {values}", f"{node}: route to {packet.src}: {back}"],
-            ),
-        )
+        objects = (*(ref("sysctl", node, k) for k in keys), ref("route", node, packet.src))
+        evidence = [f"{node}: {values}", f"{node}: route to {packet.src}: {back}"]
+        iface = drop.interface
+        if lookup is None or lookup.refused or lookup.route is None:
+            # No way back at all: loose mode (2) drops it too; only a route helps.
+            hop = net.next_hop(node, packet.src)
+            route = f"{hop[1]} via {hop[0]}" if hop else packet.src
+            found = (
+                None,
+                Finding(
+                    "sysctl.rp_filter",
+                    objects,
+                    f"reverse-path filtering in {node} ({values}): {node} has no route back to "
+                    f"the source {packet.src} ({back}), so strict and loose modes alike "
+                    "drop it",
+                    net.command(node, f"ip route add {route} dev {iface}")
+                    + f": a route back to {packet.src} through {iface}",
+                    evidence,
+                ),
+            )
+        elif lookup.route.dev == iface:
+            # The lookup read says the way back is the way in: the kernel's own (with
+            # the packet's mark and interface) found otherwise; which, is not known.
+            found = (
+                None,
+                Finding(
+                    "unknown",
+                    objects,
+                    f"{node} dropped it as reverse-path filtering ({values}), yet the route "
+                    f"read back to {packet.src} goes through {iface}, the way it came: the "
+                    "kernel's lookup (with the packet's mark and incoming interface) differed",
+                    None,
+                    evidence,
+                ),
+            )
+        else:
+            found = (
+                None,
+                Finding(
+                    "sysctl.rp_filter",
+                    objects,
+                    f"reverse-path filtering in {node} ({values}): the source {packet.src} "
+                    f"is routed back through {lookup.route.dev or '?'}, not {iface}",
+                    # The effective value is the larger of `all` and the interface's: 2
+                    # on the interface alone loosens it there and nowhere else.
+                    net.command(node, f"sysctl -w net.ipv4.conf.{iface or 'all'}.rp_filter=2")
+                    + f": loose rp_filter on {iface or 'every interface'}, or route "
+                    f"{packet.src} back through {iface}",
+                    evidence,
+                ),
+            )
     elif "xdp" in location and (link := net.link(node, drop.interface)) and link.xdp:
         mode = link.xdp.split()[0]
         off = {"generic": "xdpgeneric", "native": "xdpdrv"}.get(mode, "xdp")

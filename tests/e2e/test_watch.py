@@ -121,6 +121,21 @@ out["dropped"] = watch("udp port 53", [sys.executable, "-c", RESOLVE], "--count"
 sh("ip netns exec gw iptables -A FORWARD -i vc -p tcp --sport 81 -j DROP")
 out["silent"] = watch("tcp port 8080", ["curl", "-s", "-m", "2.5", "http://10.7.0.254:8080/"],
                       "--count", "1", "--duration", "20")
+# c1 asks from an address gw has no route back to; gw checks the reverse path (the
+# answers' drop of the case before taken away: one fault at a time).
+sh('''ip netns exec gw iptables -D FORWARD -i vc -p udp --sport 53 -j DROP
+ip -n c1 addr add 10.9.0.1/32 dev va
+ip -n c1 route replace 10.7.0.254 dev va src 10.9.0.1
+ip netns exec gw sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.vb.rp_filter=1
+''')
+out["rpfilter"] = watch("udp port 53", [sys.executable, "-c", RESOLVE], "--count", "1",
+                        "--duration", "20", "--from", "c1")
+# The fix the verdict gives, as it gives it (the command before the colon), then again.
+flows = (out["rpfilter"]["report"] or {}).get("flows") or [{}]
+fix = (flows[0].get("verdict") or {}).get("fix") or "true"
+sh(fix.split(": ")[0])
+out["rpfixed"] = watch("udp port 53", [sys.executable, "-c", RESOLVE], "--count", "1",
+                       "--duration", "20", "--from", "c1")
 print(json.dumps(out))
 """
 
@@ -263,6 +278,29 @@ def test_a_syn_sent_again_is_a_retransmission(seen: Any) -> None:
     assert seen["refused"]["report"]["flows"][0]["retransmissions"] == []
 
 
+def test_a_query_from_an_address_gw_cannot_route_back_is_the_reverse_path_filters(
+    seen: Any,
+) -> None:
+    case = seen["rpfilter"]
+    assert case["client"].startswith("failed"), case
+    (flow,) = _flows(case)
+    assert flow["client"].startswith("10.9.0.1:"), flow["client"]
+    verdict = flow["verdict"]
+    assert verdict["outcome"] == "dropped" and verdict["where"].startswith("gw"), verdict
+    assert verdict["code"] == "sysctl.rp_filter", verdict
+    # No route back: loose mode would drop it too, so the fix is the route.
+    assert verdict["fix"].startswith("ip netns exec gw ip route add 10.9.0.1 "), verdict
+    request = _first(flow, "request")
+    assert request[-1]["node"] == "gw" and "RPFILTER" in request[-1]["text"], request[-1]
+    # tcpdump on srv: no query got past gw.
+    assert not any("> 10.8.0.2.53:" in r for r in case["tcpdump"]["srv"].splitlines())
+    # The fix, applied as given: the same query is answered.
+    fixed = seen["rpfixed"]
+    assert fixed["client"] == "192.0.2.7", fixed
+    (flow,) = _flows(fixed)
+    assert flow["verdict"]["outcome"] == "answered", flow["verdict"]
+
+
 def test_traffic_the_filter_does_not_match_leaves_no_events(seen: Any) -> None:
     case = seen["unmatched"]
     report = case["report"]
@@ -277,5 +315,14 @@ def test_the_report_keeps_its_shape(seen: Any) -> None:
     schema = json.loads(
         (Path(__file__).parents[2] / "pathtrace" / "output" / "watch_schema.json").read_text()
     )
-    for case in ("answered", "dropped", "refused", "unmatched", "pinged", "silent", "reset"):
+    for case in (
+        "answered",
+        "dropped",
+        "refused",
+        "unmatched",
+        "pinged",
+        "silent",
+        "reset",
+        "rpfilter",
+    ):
         jsonschema.validate(seen[case]["report"], schema)
