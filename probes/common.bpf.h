@@ -683,7 +683,11 @@ static __always_inline int pt_watch_pick(struct sk_buff *skb, const unsigned cha
 	pt_watch_count(PT_WATCH_RUNS);
 	const unsigned char *end = PT_SKB(skb, head) + PT_SKB(skb, tail);
 	__u32 avail = end > l3 ? end - l3 : 0;
-	if (!pt_filter_match(l3, p->tot_len, avail))
+	int match = pt_filter_match(l3, p->tot_len, avail);
+
+	if (match < 0)
+		pt_watch_count(PT_WATCH_UNDECIDED);
+	if (match <= 0)
 		return 0;
 	__u64 *flows = pt_counter(PT_ID_FLOWS);
 	if (!flows)

@@ -17,6 +17,7 @@ struct pt_filter_vm {
 	__u32 avail; /* bytes readable from pkt */
 	__u32 a, x, pc, ret;
 	__u32 word; /* a load's bytes: the step keeps nothing on the stack */
+	__u32 runs; /* runs begun on this CPU: a run that finds it moved was interrupted */
 	__u32 mem[16];
 	struct pt_watch_filter prog; /* the loader writes it on every CPU */
 };
@@ -155,19 +156,39 @@ static long pt_filter_step(__u32 i, void *ctx)
 	return 1;
 }
 
-/* Whether the packet at l3 (len bytes long, avail of them readable) matches. */
+/* One run of the filter: 1 a match, 0 none, -1 when another run on this CPU came
+ * in between (its answer is then not this packet's). */
+static __always_inline int pt_filter_run(struct pt_filter_vm *vm, const unsigned char *l3,
+					 __u32 len, __u32 avail)
+{
+	__u32 run = ++vm->runs;
+
+	vm->pkt = l3;
+	vm->len = len;
+	vm->avail = avail < len ? avail : len;
+	vm->a = vm->x = vm->pc = vm->ret = 0;
+	bpf_loop(PT_FILTER_INSNS, pt_filter_step, 0, 0);
+	__u32 ret = vm->ret;
+	return vm->runs == run ? ret != 0 : -1;
+}
+
+/* Whether the packet at l3 (len bytes long, avail of them readable) matches.
+ * A probe in process context (OUTPUT, say) can be interrupted by a softirq whose
+ * probe runs the filter on this CPU's machine too: the interrupted run starts
+ * again (the interrupting one ran whole, inside the interruption). */
 static __always_inline int pt_filter_match(const unsigned char *l3, __u32 len, __u32 avail)
 {
 	struct pt_filter_vm *vm = bpf_map_lookup_elem(&pt_watch_vm, &pt_keys[0]);
 
 	if (!vm)
 		return 0;
-	vm->pkt = l3;
-	vm->len = len;
-	vm->avail = avail < len ? avail : len;
-	vm->a = vm->x = vm->pc = vm->ret = 0;
-	bpf_loop(PT_FILTER_INSNS, pt_filter_step, 0, 0);
-	return vm->ret != 0;
+	int match = pt_filter_run(vm, l3, len, avail);
+
+	if (match < 0)
+		match = pt_filter_run(vm, l3, len, avail);
+	if (match < 0)
+		match = pt_filter_run(vm, l3, len, avail);
+	return match; /* -1: interrupted three times, not decided */
 }
 
 #endif

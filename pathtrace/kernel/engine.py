@@ -33,7 +33,7 @@ SHARED_MAPS = (
     "pt_watch_vm", "pt_watch_ns", "pt_watch_inside", "pt_watch_stats",
 )  # fmt: skip
 # pt_watch_stats' entries (enum pt_watch_stat, probes/include/pathtrace.h).
-WATCH_STATS = ("filtered", "matched", "over_limit")
+WATCH_STATS = ("filtered", "matched", "over_limit", "undecided")
 # Linked last: its links go into the namespaces with rules, known once they are read.
 LINKED_LAST = "netfilter"
 

@@ -64,7 +64,7 @@ class WatchResult:
     ended: str  # "duration", "count", "interrupted", "stopped" (Watch.stop: a TUI)
     seconds: float
     flows: list[Flow]
-    stats: dict[str, int] = field(default_factory=dict)  # filtered, matched, over_limit
+    stats: dict[str, int] = field(default_factory=dict)  # filtered, matched, over_limit, undecided
     lost: dict[str, int] = field(default_factory=dict)  # hook -> events lost
     hooks: list[dict[str, object]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
@@ -79,6 +79,12 @@ class WatchResult:
             notes.append(
                 f"{over} more packets matched the filter after {self.flow_limit} flows "
                 "(the limit): not followed (--max-flows)"
+            )
+        undecided = self.stats.get("undecided", 0)
+        if undecided:
+            notes.append(
+                f"{undecided} packets went unfiltered: the filter's run was interrupted "
+                "by another probe's on the same CPU three times; not followed"
             )
         lost = sum(self.lost.values())
         if lost:

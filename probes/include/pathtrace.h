@@ -171,7 +171,8 @@ enum pt_watch_stat {
 	PT_WATCH_RUNS = 0,      /* packets the filter was run on */
 	PT_WATCH_MATCHED = 1,   /* of those, matched: a new flow followed */
 	PT_WATCH_OVER = 2,      /* matched past the flow limit: not followed */
-	PT_WATCH_STATS = 3,
+	PT_WATCH_UNDECIDED = 3, /* runs interrupted (by another probe on the CPU) thrice */
+	PT_WATCH_STATS = 4,
 };
 
 #endif
