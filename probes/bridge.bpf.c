@@ -17,7 +17,7 @@ static __always_inline void pt_handle_frame(struct sk_buff **pskb, __u8 via)
 	struct pt_where w = {
 		.dev = BPF_CORE_READ(skb, dev), .hook = PT_HOOK_BR_HANDLE_FRAME, .via = via,
 	};
-	pt_observe(skb, pt_l3_of(skb, 1), &w);
+	pt_observe(skb, pt_l3_of(skb, 1), w);
 }
 
 static __always_inline void pt_forward(const struct net_bridge_port *to, struct sk_buff *skb,
@@ -27,7 +27,7 @@ static __always_inline void pt_forward(const struct net_bridge_port *to, struct 
 		.dev = BPF_CORE_READ(to, dev), .hook = PT_HOOK_BR_FORWARD, .via = via,
 	};
 
-	pt_observe(skb, pt_l3_of(skb, 0), &w);
+	pt_observe(skb, pt_l3_of(skb, 0), w);
 }
 
 SEC("fentry/br_handle_frame")

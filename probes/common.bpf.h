@@ -53,7 +53,6 @@ struct {
 
 struct pt_tracked {
 	__u64 skb_id;
-	__u32 run;
 	__u32 index;
 	__u16 ip_id;
 	__u8 protocol;
@@ -199,7 +198,7 @@ static const __u32 pt_keys[4] = {0, 1, 2, 3};
 #include "filter.bpf.h"
 
 struct pt_pkt {
-	__u32 saddr, daddr, run, index;
+	__u32 saddr, daddr, index; /* the run: pt_run, whenever tagged */
 	__u32 saddr6[4], daddr6[4];
 	__u16 sport, dport, ip_id, tot_len, l4_off, tcp_payload;
 	__u8 protocol, ttl, icmp_type, icmp_code, tcp_flags, tag_kind, family;
@@ -224,7 +223,6 @@ static __always_inline int pt_tag_words(const __u32 *tag, struct pt_pkt *p, __u8
 		p->tag_kind = kind == PT_TAG_ICMP_ERROR ? PT_TAG_ICMP_ERROR : PT_TAG_REPLY;
 	else
 		return 0;
-	p->run = pt_run;
 	p->index = bpf_ntohl(tag[2]);
 	return 1;
 }
@@ -244,7 +242,6 @@ static __always_inline int pt_seq_tag(__u32 seq, struct pt_pkt *p, __u8 kind)
 		return 0;
 	if ((seq >> 16) != (pt_run & 0xffff) || (seq & 0xffff) >= pt_index_limit)
 		return 0;
-	p->run = pt_run;
 	p->index = seq & 0xffff;
 	p->tag_kind = kind;
 	return 1;
@@ -276,7 +273,6 @@ static __always_inline int pt_flow_tag(const void *daddr, __u8 family, __u8 prot
 	struct pt_flow *f = bpf_map_lookup_elem(&pt_flows, &k);
 	if (!f || f->index >= pt_index_limit)
 		return 0;
-	p->run = pt_run;
 	p->index = f->index;
 	p->tag_kind = quoted ? PT_TAG_ICMP_ERROR : f->kind;
 	p->by_key = 1;
@@ -698,7 +694,6 @@ static __always_inline int pt_watch_pick(struct sk_buff *skb, const unsigned cha
 		return 0;
 	}
 	pt_watch_count(PT_WATCH_MATCHED);
-	p->run = pt_run;
 	p->index = n;
 	p->tag_kind = PT_TAG_REQUEST;
 	return 1;
@@ -775,7 +770,7 @@ static __always_inline void pt_socket_of(struct sk_buff *skb, struct pt_event *e
 }
 
 static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char *l3,
-				       struct pt_where *w)
+				       const struct pt_where w)
 {
 	struct pt_pkt p = {};
 	__u64 key = (__u64)skb;
@@ -784,7 +779,7 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	struct pt_tracked *t = 0;
 	__u64 *live = pt_counter(PT_ID_LIVE);
 
-	if (w->follow_only) {
+	if (w.follow_only) {
 		if (!live || !*live)
 			return;
 		t = bpf_map_lookup_elem(&pt_tracked, &key);
@@ -808,28 +803,28 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 		}
 	}
 
-	if (!w->follow_only && (tagged == 1 || (live && *live)))
+	if (!w.follow_only && (tagged == 1 || (live && *live)))
 		t = bpf_map_lookup_elem(&pt_tracked, &key);
-	if (pt_watch && tagged == 0 && !t && w->entry) {
+	if (pt_watch && tagged == 0 && !t && w.entry) {
 		/* The filter sees what tcpdump on the device would: the outer packet. */
-		if (!pt_watch_pick(skb, l3, &p, w->dev, w->net, w->hook))
+		if (!pt_watch_pick(skb, l3, &p, w.dev, w.net, w.hook))
 			return;
 		tagged = 1;
 	}
 	if (tagged == 1) {
 		/* Watch: a flow's packets share its number; the IP id tells them apart
 		 * where an address freed on a path without a hook is reused. */
-		if (t && t->run == p.run && t->index == p.index && t->kind == p.tag_kind &&
+		if (t && t->index == p.index && t->kind == p.tag_kind &&
 		    (!pt_watch || (t->ip_id == p.ip_id && t->fixed == p.fixed))) {
 			skb_id = t->skb_id;
 		} else {
 			struct pt_tracked fresh = {
-				.skb_id = pt_next_id(), .run = p.run, .index = p.index,
+				.skb_id = pt_next_id(), .index = p.index,
 				.ip_id = p.ip_id, .protocol = p.protocol, .kind = p.tag_kind,
 				.fixed = p.fixed,
 			};
 			skb_id = fresh.skb_id;
-			if (!w->final && bpf_map_update_elem(&pt_tracked, &key, &fresh, BPF_ANY) == 0
+			if (!w.final && bpf_map_update_elem(&pt_tracked, &key, &fresh, BPF_ANY) == 0
 			    && !t && live)
 				__sync_fetch_and_add(live, 1);
 		}
@@ -842,15 +837,14 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 			return;
 		}
 		skb_id = t->skb_id;
-		p.run = t->run;
 		p.index = t->index;
 		p.tag_kind = t->kind;
 		followed = 1;
 	}
-	if (w->final)
+	if (w.final)
 		pt_forget(&key);
 	if (pt_watch)
-		pt_watch_keys(&p, w->hook);
+		pt_watch_keys(&p, w.hook);
 	else if (pt_by_flow && p.tag_kind == PT_TAG_REQUEST && p.protocol == IPPROTO_UDP && p.family) {
 		/* Where this hop's answer will be: to the source as seen here. */
 		struct pt_flow_key back = {.family = p.family, .protocol = IPPROTO_UDP,
@@ -865,7 +859,7 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 
 	struct pt_event *e = bpf_ringbuf_reserve(&pt_events, sizeof(*e), 0);
 	if (!e) {
-		__u32 hook = w->hook;
+		__u32 hook = w.hook;
 		__u64 *lost = bpf_map_lookup_elem(&pt_lost, &hook);
 		if (lost)
 			*lost += 1;
@@ -874,11 +868,11 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	e->time_ns = pt_now(&e->clock);
 	e->skb = key;
 	e->skb_id = skb_id;
-	e->location = w->location;
-	e->drop_reason = w->drop_reason;
-	e->hook = w->hook;
-	e->via = w->via;
-	e->nf_hook = w->nf_hook;
+	e->location = w.location;
+	e->drop_reason = w.drop_reason;
+	e->hook = w.hook;
+	e->via = w.via;
+	e->nf_hook = w.nf_hook;
 	e->followed = followed;
 	/* The packet's own length, the same at every hop: skb->len depends on
 	 * which headers the layer at hand has pushed or pulled. */
@@ -889,15 +883,15 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	/* The frame's MACs, where a device or the bridge handles it: what the
 	 * bridge's FDB decides on (forward, flood, deliver up). */
 	__u8 eth[12] = {};
-	if (w->hook == PT_HOOK_DEV_XMIT || w->hook == PT_HOOK_DEV_RECV ||
-	    w->hook == PT_HOOK_BR_HANDLE_FRAME || w->hook == PT_HOOK_BR_FORWARD) {
+	if (w.hook == PT_HOOK_DEV_XMIT || w.hook == PT_HOOK_DEV_RECV ||
+	    w.hook == PT_HOOK_BR_HANDLE_FRAME || w.hook == PT_HOOK_BR_FORWARD) {
 		__u16 mh = PT_SKB(skb, mac_header);
 		if (mh != (__u16)~0U && bpf_probe_read_kernel(eth, sizeof(eth), PT_SKB(skb, head) + mh))
 			__builtin_memset(eth, 0, sizeof(eth));
 	}
 	__builtin_memcpy(e->dmac, eth, 6);
 	__builtin_memcpy(e->smac, eth + 6, 6);
-	e->run = p.run;
+	e->run = pt_run; /* tagged or followed: this run's (pt_tracked is the tracer's) */
 	e->index = p.index;
 	e->tag_kind = p.tag_kind;
 	e->saddr = p.saddr;
@@ -922,9 +916,9 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	e->vni = outer.vni;
 	__builtin_memcpy(e->outer_saddr, outer.saddr, 16);
 	__builtin_memcpy(e->outer_daddr, outer.daddr, 16);
-	/* Locals, not w->...: CO-RE must not relocate our own struct pt_where. */
-	struct net_device *dev = w->dev;
-	struct net *net = w->net;
+	/* Locals, not w....: CO-RE must not relocate our own struct pt_where. */
+	struct net_device *dev = w.dev;
+	struct net *net = w.net;
 	if (dev) {
 		e->ifindex = BPF_CORE_READ(dev, ifindex);
 		BPF_CORE_READ_STR_INTO(&e->ifname, dev, name);

@@ -10,7 +10,7 @@ int BPF_PROG(pt_dev_xmit, struct sk_buff *skb, struct net_device *dev)
 	struct pt_where w = { .dev = dev, .hook = PT_HOOK_DEV_XMIT, .via = PT_VIA_TP_BTF,
 			     .entry = 1 };
 
-	pt_observe(skb, pt_l3_of(skb, 0), &w);
+	pt_observe(skb, pt_l3_of(skb, 0), w);
 	return 0;
 }
 
@@ -23,6 +23,6 @@ int BPF_PROG(pt_dev_recv, struct sk_buff *skb)
 		.dev = skb->dev, .hook = PT_HOOK_DEV_RECV, .via = PT_VIA_TP_BTF, .entry = 1,
 	};
 
-	pt_observe(skb, pt_l3_of(skb, 1), &w);
+	pt_observe(skb, pt_l3_of(skb, 1), w);
 	return 0;
 }

@@ -11,7 +11,7 @@ int BPF_PROG(pt_drop, struct sk_buff *skb, void *location, enum skb_drop_reason 
 		.hook = PT_HOOK_DROP, .via = PT_VIA_TP_BTF, .final = 1, .entry = 1,
 	};
 
-	pt_observe(skb, pt_l3_of(skb, 0), &w);
+	pt_observe(skb, pt_l3_of(skb, 0), w);
 	return 0;
 }
 
@@ -23,6 +23,6 @@ int BPF_PROG(pt_consume, struct sk_buff *skb)
 		.final = 1,
 	};
 
-	pt_observe(skb, pt_l3_of(skb, 0), &w);
+	pt_observe(skb, pt_l3_of(skb, 0), w);
 	return 0;
 }

@@ -22,7 +22,7 @@ static __always_inline void pt_nat(struct sk_buff *skb, struct nf_conn *ct, __u8
 		.via = via, .nf_hook = mtype,
 	};
 
-	pt_observe(skb, pt_l3_of(skb, 0), &w);
+	pt_observe(skb, pt_l3_of(skb, 0), w);
 }
 
 SEC("fentry/nf_nat_manip_pkt")

@@ -26,7 +26,7 @@ static __always_inline int pt_nf(struct bpf_nf_ctx *ctx, __u16 hook)
 		.entry = nf_hook == PT_NF_INET_LOCAL_OUT,
 	};
 
-	pt_observe(skb, pt_l3_of(skb, 1), &w);
+	pt_observe(skb, pt_l3_of(skb, 1), w);
 	return PT_NF_ACCEPT;
 }
 

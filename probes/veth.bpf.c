@@ -9,7 +9,7 @@ static __always_inline void pt_veth(struct sk_buff *skb, struct net_device *dev,
 {
 	struct pt_where w = { .dev = dev, .hook = PT_HOOK_VETH_XMIT, .via = via };
 
-	pt_observe(skb, pt_l3_of(skb, 0), &w);
+	pt_observe(skb, pt_l3_of(skb, 0), w);
 }
 
 SEC("fentry/veth_xmit")
