@@ -169,15 +169,7 @@ def _build_parser(config: Config | None = None) -> argparse.ArgumentParser:
         help="per flow, keep the events of the first N packets; later ones are counted "
         "(default: 200)",
     )
-    watch.add_argument(
-        "--format",
-        choices=["text", "json", "markdown"],
-        default="text",
-        help="the report's form (default: text)",
-    )
-    watch.add_argument(
-        "--json", action="store_const", const="json", dest="format", help="--format json"
-    )
+    _add_format(watch, ("text", "json", "markdown"))  # a flow has no one path to draw
     watch.add_argument(
         "--topology", metavar="FILE", default=config.topology, help="the lab's topology file"
     )
@@ -228,11 +220,14 @@ def _build_parser(config: Config | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _add_format(parser: argparse.ArgumentParser) -> None:
+def _add_format(
+    parser: argparse.ArgumentParser,
+    forms: tuple[str, ...] = ("text", "json", "markdown", "mermaid"),
+) -> None:
     """--format and its --json shorthand, alike wherever a report is printed."""
     parser.add_argument(
         "--format",
-        choices=["text", "json", "markdown", "mermaid"],
+        choices=list(forms),
         default="text",
         help="the report's form (default: text)",
     )

@@ -30,7 +30,7 @@ from pathtrace.model import tag
 from pathtrace.model.event import ENCAP_KINDS, HOOK_CODES, Event, Hook, TagKind
 from pathtrace.model.options import Address, RunOptions
 from pathtrace.model.result import RunResult, Setting
-from pathtrace.model.state import NamespaceState
+from pathtrace.model.state import NamespaceState, tunnel_ports
 from pathtrace.model.tag import capture_filter
 from pathtrace.system import containers, discover, netns, observe, privileges, scapy_setup
 
@@ -277,12 +277,7 @@ class Run:
         states = setting.states
         tracer.namespaces = list(states)
         sniffer = self._capture(states, setting.run_id, beside)
-        tunnels = [
-            (int(port), link.kind)
-            for state in states.values()
-            for link in state.links
-            if (port := link.detail("port")) is not None and port.isdigit()
-        ]
+        tunnels = tunnel_ports(states.values())
         netfilter = [ns for ns, state in states.items() if state.has_rules]
         # The capture sockets first, then the last links: ready when finish() returns.
         with sniffer, tracer.finish(netfilter, tunnels):
@@ -440,10 +435,7 @@ class Run:
         o = self.options
         port = o.port if o.kind in ("udp", "dns") else None
         tunnels = tuple(
-            int(p)
-            for state in states.values()
-            for link in state.links
-            if link.kind in ("vxlan", "geneve") and (p := link.detail("port")) and p.isdigit()
+            p for p, kind in tunnel_ports(states.values()) if kind in ("vxlan", "geneve")
         )
         ip_tunnels = any(
             link.kind in (*ENCAP_KINDS["ipip"], *ENCAP_KINDS["gre"])

@@ -27,7 +27,7 @@ from pathtrace.lab.topology import Topology
 from pathtrace.model import tag
 from pathtrace.model.event import HOOK_CODES, Event
 from pathtrace.model.flow import Flow, WatchResult
-from pathtrace.model.state import NamespaceState
+from pathtrace.model.state import NamespaceState, tunnel_ports
 from pathtrace.session import node_name, resolve_source
 from pathtrace.system import discover, netns, observe, privileges
 
@@ -140,12 +140,7 @@ class Watch:
         states = self._observe(traced)
         names = {**netns.namespace_names(), **{netns.inode(n): n for n in states}}
         tracer.namespaces = list(states)
-        tunnels = [
-            (int(port), link.kind)
-            for state in states.values()
-            for link in state.links
-            if (port := link.detail("port")) is not None and port.isdigit()
-        ]
+        tunnels = tunnel_ports(states.values())
         netfilter = [ns for ns, state in states.items() if state.has_rules]
         self.progress("arming probes")
         events: list[Event] = []

@@ -15,7 +15,7 @@ import os
 import selectors
 import struct
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -120,7 +120,7 @@ class Tracer:
         self.by_flow = by_flow
         # (UDP port, kind) of the traced namespaces' VXLAN/Geneve devices: the
         # probes look inside datagrams to them (at most PT_TUNNEL_PORTS).
-        self.tunnels = list(dict.fromkeys(t for t in tunnels if t[1] in _ENCAP))[:4]
+        self.tunnels = _tunnels(tunnels)
         # Netfilter links per IP version: a run's probes (and the errors quoting
         # them) are all of its target's version, and each version's links cost
         # its packets, and `start`, their own.
@@ -182,11 +182,9 @@ class Tracer:
             self._beginning.join()
             self._beginning = None
         if self._begin_error is not None:
-            self.stop()
-            self.refusals.save()
-            raise self._begin_error
+            raise self._begin_error  # _begin() stopped what it had started
         self.netfilter_namespaces = list(netfilter_namespaces)
-        self.tunnels = list(dict.fromkeys(t for t in tunnels if t[1] in _ENCAP))[:4]
+        self.tunnels = _tunnels(tunnels)
         return self._finish()
 
     def _begin_apart(self) -> None:
@@ -555,6 +553,7 @@ class Tracer:
         return [s for s in self.statuses if s.state == "used"]
 
 
+PT_TUNNEL_PORTS = 4  # probes/include/pathtrace.h
 _ENCAP = {kind: code for code, kind in ENCAP_CODES.items()}
 _Struct = tuple[int, list[tuple[str, int, int]]]  # size; (name, offset, width) each
 
@@ -581,3 +580,8 @@ def _first_line(error: BaseException) -> str:
         last = [line for line in log.splitlines() if line.strip()][-1:]
         text += f" ({last[0].strip()})" if last else ""
     return text
+
+
+def _tunnels(tunnels: Iterable[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Each (port, kind) once, of the kinds the probes open, as many as they hold."""
+    return list(dict.fromkeys(t for t in tunnels if t[1] in _ENCAP))[:PT_TUNNEL_PORTS]

@@ -7,6 +7,7 @@ be explained later, elsewhere, from its files alone.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any
@@ -296,3 +297,14 @@ def _link(data: dict[str, Any]) -> Link:
             "info": tuple((str(k), str(v)) for k, v in data.get("info", ())),
         }
     )
+
+
+def tunnel_ports(states: Iterable[NamespaceState]) -> list[tuple[int, str]]:
+    """(UDP port, link kind) of every tunnel device that listens on a port (VXLAN,
+    Geneve): the probes look inside the datagrams to those ports."""
+    return [
+        (int(port), link.kind)
+        for state in states
+        for link in state.links
+        if (port := link.detail("port")) is not None and port.isdigit()
+    ]

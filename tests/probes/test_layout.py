@@ -148,3 +148,11 @@ def test_watch_stats_and_filter_sizes_match_the_header(tmp_path: Path) -> None:
     assert [values[n] for n in names[:4]] == list(range(len(WATCH_STATS)))
     assert values["PT_WATCH_STATS"] == len(WATCH_STATS)
     assert values["PT_WATCH_INSN_SIZE"] == 8  # engine.Tracer.watch packs "=HBBI"
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+def test_tunnel_port_count_matches_the_header(tmp_path: Path) -> None:
+    from pathtrace.kernel.engine import PT_TUNNEL_PORTS
+
+    values = _c_values(tmp_path, ["PT_TUNNEL_PORTS"], HEADER)
+    assert values["PT_TUNNEL_PORTS"] == PT_TUNNEL_PORTS
