@@ -679,8 +679,10 @@ def _untracked(net: Network, events: Sequence[Event]) -> tuple[str, LiveRule] | 
 
 
 def _takes(listener: str, address: str) -> bool:
-    """A listener ("tcp 0.0.0.0:80") takes connections to ``address``: bound to it, or
-    to the wildcard of its family."""
+    """A listener ("tcp 0.0.0.0:80") may take connections to ``address``: bound to it,
+    or to a wildcard that covers it. IPv6's wildcard takes IPv4 too unless the socket
+    is IPV6_V6ONLY, which the listeners read do not say: counted as taking it, so
+    that no verdict says "nothing listens" on a guess."""
     bound = listener.split()[1].rsplit(":", 1)[0].strip("[]")
-    wildcard = "::" if ":" in address else "0.0.0.0"
-    return bound in (address, wildcard)
+    wildcards = ("::",) if ":" in address else ("0.0.0.0", "::")
+    return bound == address or bound in wildcards
