@@ -15,6 +15,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from pathtrace.analyze import drops, links, routing
+from pathtrace.analyze.causes.addresses import duplicate
+from pathtrace.analyze.causes.common import arrival
+from pathtrace.analyze.causes.netfilter import nf_ref
+from pathtrace.analyze.causes.refusal import refusal
+from pathtrace.analyze.causes.routes import marked, no_route, refused_lookup
+from pathtrace.analyze.causes.sockets import dnat_to_a_closed_port
+from pathtrace.analyze.causes.stalled import stalled
 from pathtrace.analyze.network import Network
 from pathtrace.model.cause import Finding, ref
 from pathtrace.model.event import Event, Hook, TagKind
@@ -213,10 +220,10 @@ class Judge:
                 "dropped",
                 f"{node} could not send it: its route lookup ends in {lookup.kind}",
                 node,
-                drops.refused_lookup(self.net, node, lookup, self.target),
+                refused_lookup(self.net, node, lookup, self.target),
             )
         if state is not None and state.route_for(self.target) is None:
-            finding = drops.no_route(self.net, state, self.target)
+            finding = no_route(self.net, state, self.target)
             return Verdict.of("dropped", f"{node} has no route to {self.target}", node, finding)
         return Verdict(
             "lost",
@@ -235,8 +242,8 @@ class Judge:
         mark = next((e.mark for e in self._own if e.hook == Hook.DROP and e.mark), 0)
         lookup_marked = self.net.lookup(node, self.target, mark=mark) if mark else None
         if state is not None and lookup_marked is not None and lookup_marked.refused:
-            refused = drops.refused_lookup(self.net, node, lookup_marked, self.target)
-            found = drops.marked(self.net, state, refused, self.target, None, None, mark)
+            refused = refused_lookup(self.net, node, lookup_marked, self.target)
+            found = marked(self.net, state, refused, self.target, None, None, mark)
             if found is not refused:  # the mark is why: without it the lookup passes
                 return Verdict.of(
                     "dropped",
@@ -290,7 +297,7 @@ class Judge:
         notrack = untracked[1]
         return Finding(
             "nf.notrack",
-            (drops.nf_ref(node, notrack), *(drops.nf_ref(node, r) for r in dnat)),
+            (nf_ref(node, notrack), *(nf_ref(node, r) for r in dnat)),
             f"{node} did not track it (no conntrack entry at any of its netfilter hooks), "
             f"so its DNAT rule never ran ({dnat[0].cited}) and it took the probe to "
             f"{packet.dst} port {packet.dport} for itself: {notrack.cited}",
@@ -303,9 +310,7 @@ class Judge:
         arrived = request.hops[-1].packet  # after any DNAT on the way
         state = self.net.state(responder)
         dup = (
-            drops.duplicate(
-                self.net, state, arrived.dst, f"{responder} took the connection as its own"
-            )
+            duplicate(self.net, state, arrived.dst, f"{responder} took the connection as its own")
             if state is not None
             else None
         )
@@ -361,7 +366,7 @@ class Judge:
             or arrived.dport != request.hops[0].packet.dport
         ):
             cause += f" (the probe was translated to {arrived.dst}:{arrived.dport} on the way)"
-            other = drops.dnat_to_a_closed_port(request, sockets, arrived)
+            other = dnat_to_a_closed_port(request, sockets, arrived)
             if other is not None:
                 cause, fix = f"{cause}; {other[0]}", other[1]
                 code, objects = "nat.port", [*other[2], *objects]
@@ -390,10 +395,10 @@ class Judge:
         # The probe as the sender had it, and where it came in.
         at = [h for h in request.hops if h.node == sender]
         packet = at[-1].packet if at else request.hops[-1].packet
-        iif = drops.arrival(self.net, request, sender)
+        iif = arrival(self.net, request, sender)
         found = (
             (self._dnat_kept_off(sender, packet, request) if code == (3, 3) else None)
-            or drops.refusal(self.net, sender, code, packet, iif, request)
+            or refusal(self.net, sender, code, packet, iif, request)
             or Finding("unknown", (), f"unknown: {sender} sent {what}", None)
         )
         cause, fix, evidence = found.cause, found.fix, found.evidence
@@ -431,7 +436,7 @@ class Judge:
         if not (reply and reply.hops) and arrived:
             assert state is not None
             return self._unanswered(request, last, state)
-        found = drops.stalled(self.net, request if went == "the probe" else reply, last)
+        found = stalled(self.net, request if went == "the probe" else reply, last)
         if found is not None:
             place, finding = found
             return Verdict.of(
@@ -454,7 +459,7 @@ class Judge:
         if state.route_for(packet.src) is None:
             # The routes back went with a link or an address (down, none, too narrow):
             # the same facts as for a source with no route.
-            gone = drops.no_route(self.net, state, packet.src)
+            gone = no_route(self.net, state, packet.src)
             if gone.code in ("link.down", "bridge.down", "link.no_address", "address.prefix"):
                 return Verdict.of("lost", f"reached {node}, which cannot answer", node, gone)
             family = 6 if ":" in packet.src else 4
@@ -505,7 +510,7 @@ class Judge:
                     )
                     fix = self.net.command(node_nt, rule.delete_command)
                     evidence.append(f"{node_nt}: {rule.cited}")
-                    code, objects = "nf.notrack", [drops.nf_ref(node_nt, rule), *objects]
+                    code, objects = "nf.notrack", [nf_ref(node_nt, rule), *objects]
                 elif chosen is not None:
                     route, plain = chosen
                     cause += (

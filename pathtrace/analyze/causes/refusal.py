@@ -1,0 +1,112 @@
+"""ICMP errors a node sent back: why that node refused the packet."""
+
+from __future__ import annotations
+
+from pathtrace.analyze import routing
+from pathtrace.analyze.causes.addresses import duplicate
+from pathtrace.analyze.causes.common import only
+from pathtrace.analyze.causes.netfilter import nf_ref
+from pathtrace.analyze.causes.routes import no_route, refused_lookup
+from pathtrace.analyze.causes.sockets import dnat_to_a_closed_port
+from pathtrace.analyze.network import Network
+from pathtrace.model.cause import Finding, ref
+from pathtrace.model.trace import Packet, Series
+
+
+def refusal(
+    net: Network,
+    sender: str,
+    code: tuple[int, int],
+    packet: Packet,
+    iif: str | None,
+    request: Series,
+) -> Finding | None:
+    state = net.state(sender)
+    if state is None:
+        return None
+    if code in ((3, 0), (3, 1), (3, 9), (3, 10), (3, 13)):
+        lookup = routing.route_get(state, packet.dst, packet.src if iif else None, iif)
+        if lookup.kind in routing.REFUSING:
+            return refused_lookup(net, sender, lookup, packet.dst)
+        if lookup.kind == "none" and code[1] in (0, 1):
+            return no_route(net, state, packet.dst)
+        if iif and state.sysctl("forwarding", iif) == "0":
+            key = f"net.ipv4.conf.{iif}.forwarding"
+            return Finding(
+                "sysctl.forwarding",
+                (ref("sysctl", sender, key),),
+                f"{sender} does not forward what arrives on {iif}: {key}=0",
+                net.command(sender, f"sysctl -w {key}=1"),
+                [f"{sender}: {key}=0"],
+            )
+    if code[0] == 3 and code[1] in (3, 9, 10, 13, 0, 1):
+        rule, _ = only(r for r in state.rules().rules if "reject" in r.text.split())
+        if rule is not None:
+            return Finding(
+                "nf.reject",
+                (nf_ref(sender, rule),),
+                f"a reject rule in {sender}: {rule.cited}",
+                net.command(sender, rule.delete_command),
+                [f"{sender}: {rule.cited}"],
+            )
+    if code == (3, 3) and (
+        dup := duplicate(
+            net, state, packet.dst, f"{sender} took the packet for {packet.dst} as its own"
+        )
+    ):
+        return dup
+    if code == (3, 3):
+        sockets = [s for s in state.listeners if s.startswith(f"{packet.protocol} ")]
+        cause = f"nothing listens on {packet.protocol} port {packet.dport} in {sender}"
+        fix = (
+            f"start a listener on {packet.protocol} port {packet.dport} in {sender}, or "
+            "check the port"
+        )
+        said = "socket.none"
+        objects: tuple[str, ...] = (ref("socket", sender, f"{packet.protocol} {packet.dport}"),)
+        other = dnat_to_a_closed_port(request, sockets, packet)
+        if other is not None:
+            cause, fix = f"{cause}; {other[0]}", other[1]
+            said, objects = "nat.port", (*other[2], *objects)
+        evidence = [f"{sender} has open: {', '.join(sockets) or 'nothing'}"]
+        return Finding(said, objects, cause, fix, evidence)
+    if code == (3, 4):
+        lookup = routing.route_get(state, packet.dst, packet.src if iif else None, iif)
+        link = state.link(lookup.route.dev) if lookup.route and lookup.route.dev else None
+        if link is None:
+            return None
+        v6 = ":" in packet.dst
+        return Finding(
+            "link.mtu",
+            (ref("link", sender, link.name),),
+            f"{sender} must send the {packet.length}-byte packet out of {link.name}, whose "
+            f"MTU is {link.mtu}, and "
+            + ("IPv6 routers never fragment" if v6 else "DF forbids fragmenting it"),
+            net.advice(
+                f"send smaller packets (at most {link.mtu} bytes)"
+                + ("" if v6 else ", clear DF")
+                + ", or raise the MTU: "
+                f"{net.run_in(sender)}ip link set {link.name} mtu {packet.length}"
+            ),
+            [f"{sender}: {lookup.describe()}", f"{sender}/{link.name} mtu {link.mtu}"],
+        )
+    if code == (11, 0):
+        for hop in request.hops:
+            s = net.state(hop.node)
+            rule = next((r for r in s.rules().rules if "ttl set" in r.text), None) if s else None
+            if rule is not None and s is not None:
+                return Finding(
+                    "nf.ttl",
+                    (nf_ref(s.node, rule),),
+                    f"the TTL reached 0 at {sender}: a rule in {s.node} rewrites it: {rule.cited}",
+                    net.command(s.node, rule.delete_command),
+                    [f"{s.node}: {rule.cited}"],
+                )
+        return Finding(
+            "path.ttl",
+            (),
+            f"the TTL reached 0 at {sender}",
+            "raise the TTL (the path is longer than it allows)",
+            [],
+        )
+    return None

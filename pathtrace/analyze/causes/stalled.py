@@ -1,0 +1,130 @@
+"""Nothing more was seen: a link without carrier, a neighbour that never answered, a bridge
+that would not pass the frame.
+"""
+
+from __future__ import annotations
+
+from ipaddress import ip_address
+
+from pathtrace.analyze import links, routing
+from pathtrace.analyze.causes.bridge import bridge_port_towards
+from pathtrace.analyze.causes.common import arrival
+from pathtrace.analyze.causes.neighbours import bare_station, no_arp_answer
+from pathtrace.analyze.network import Network
+from pathtrace.model.cause import Finding, ref
+from pathtrace.model.trace import Hop, Series
+
+
+def stalled(net: Network, series: Series | None, last: Hop) -> tuple[str, Finding] | None:
+    """(place, finding) for a packet last seen at ``last``."""
+    if series is None:
+        return None
+    node = last.node
+    state = net.state(node)
+    if state is None or not last.interface:
+        return None
+    link = state.link(last.interface)
+    if link is not None and (not link.up or not link.carrier):
+        if link.up:
+            other = links.peer(net.all, state, link)
+            peer_words = f"{other[1].name} in {other[0].node}" if other else "its peer"
+            fix = (
+                net.command(other[0].node, f"ip link set {other[1].name} up")
+                if other
+                else "bring its peer up"
+            )
+            objects = [ref("link", node, link.name)]
+            if other:
+                objects.append(ref("link", other[0].node, other[1].name))
+            return f"{node}/{link.name}", Finding(
+                "link.carrier",
+                tuple(objects),
+                f"{link.name} has no carrier: {peer_words} is down",
+                fix,
+                [f"{node}: {link.name} up, no carrier", f"{peer_words}: down"],
+            )
+        return f"{node}/{link.name}", Finding(
+            links.down_code(link),
+            (ref("link", node, link.name),),
+            f"{link.name} is down",
+            net.command(node, f"ip link set {link.name} up"),
+            [f"{node}: {link.name} down"],
+        )
+    if last.action not in ("route", "send"):
+        # Held for ARP, then freed: the packet's last way out of the same node.
+        sent = [h for h in series.hops if h.node == node and h.action in ("route", "send")]
+        if sent:
+            last = sent[-1]
+        elif last.action != "end":  # an "end" with a device: freed on its way out
+            return None
+    # The lookup as the node made it: for the packet as it came in, from where it came,
+    # to where it was going once PREROUTING was done (a DNAT changes that).
+    first = next((h for h in series.hops if h.node == node), last)
+    forwarded = node != series.hops[0].node
+    lookup = routing.route_get(
+        state,
+        last.packet.dst,
+        first.packet.src if forwarded else None,
+        arrival(net, series, node) if forwarded else None,
+    )
+    if lookup.route is None:
+        return None
+    hop_ip = lookup.route.gateway or last.packet.dst
+    if link is not None and link.kind == "bridge":
+        # Sent by the bridge device itself: its port towards the next hop must pass it.
+        blocked = bridge_port_towards(net, state, link, hop_ip)
+        if blocked is not None:
+            return f"{node}/{link.name}", blocked
+    entry = links.neighbour(state, hop_ip, last.interface, after=True)
+    if not links.unresolved(entry):
+        return None
+    assert entry is not None
+    asked = "neighbour solicitation" if ":" in hop_ip else "ARP"
+    cause = (
+        f"{node} asked for {hop_ip}'s MAC on {last.interface} ({asked}) and got no answer: "
+        f"the neighbour entry is {entry.state}"
+    )
+    evidence = [f"{node}: neighbour {entry.describe()}", f"{node}: {lookup.describe()}"]
+    fix = f"make sure {hop_ip} is up and reachable on {last.interface}'s link"
+    code, objects = "neigh.failed", [ref("neigh", node, hop_ip)]
+    if lookup.rule is not None and lookup.rule.table not in (254, 255):
+        objects.append(ref("rule", node, f"pref {lookup.rule.priority}"))
+        cause += f"; the route came from {lookup.describe()}"
+        six = "-6 " if lookup.rule.family == 6 else ""
+        fix = net.command(node, f"ip {six}rule del pref {lookup.rule.priority}") + (
+            f", or fix table {routing.table_name(lookup.rule.table)}'s route"
+        )
+    why = no_arp_answer(net, state, link, hop_ip) if link is not None else None
+    if why is not None:
+        cause += f": {why.cause}"
+        fix = why.fix if why.fix else fix
+        evidence += why.evidence
+        # The owner's fault is the cause; the unanswered entry is how it showed.
+        code, objects = why.code, [*why.objects, *objects]
+    elif links.owner(net.all, hop_ip) is None:
+        cause += f"; no traced namespace holds {hop_ip}"
+        bare = bare_station(net, state, link, hop_ip) if link is not None else None
+        if bare is None and lookup.route.gateway == hop_ip:
+            route = lookup.route
+            gateway = net.gateway_for(node, ip_address(hop_ip).version)
+            cause += f", the gateway of {node}'s route {route.describe()}"
+            objects.append(ref("route", node, route.dst))
+            if gateway is not None and gateway != hop_ip:
+                cause += f"; the traced namespace that forwards on that network is at {gateway}"
+                fix = net.command(node, f"ip route replace {route.dst} via {gateway}")
+                evidence.append(f"{node}: route {route.describe()}")
+        if bare is not None:
+            b_state, b_link, network = bare
+            cause += (
+                f", and the one station on {last.interface}'s link without an address in "
+                f"{network} is {b_state.node}/{b_link.name} (the fix below assumes "
+                f"{hop_ip} was its address)"
+            )
+            evidence.append(
+                f"{b_state.node}: {b_link.name} addresses: {', '.join(b_link.addresses) or 'none'}"
+            )
+            objects.append(ref("link", b_state.node, b_link.name))
+            fix = net.command(
+                b_state.node, f"ip addr add {hop_ip}/{network.prefixlen} dev {b_link.name}"
+            )
+    return f"{node}/{last.interface}", Finding(code, tuple(objects), cause, fix, evidence)
