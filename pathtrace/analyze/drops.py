@@ -25,7 +25,13 @@ from pathtrace.analyze.causes.routes import (
     sent_here_by_default,
 )
 from pathtrace.analyze.causes.stalled import stalled
-from pathtrace.analyze.causes.tunnels import TUNNELS, tunnel_kind, tunnel_no_target
+from pathtrace.analyze.causes.tunnels import (
+    TUNNELS,
+    tunnel_kind,
+    tunnel_no_target,
+    tunnel_socket,
+    tunnel_underlay,
+)
 from pathtrace.analyze.network import Network
 from pathtrace.model.event import Event
 from pathtrace.model.trace import Hop, Series, Verdict
@@ -48,6 +54,14 @@ def explain(
         if not drop.interface:
             where = f"{node} ({hook or 'netfilter'}, before any device)"
         found = (None, finding)
+    # What the reason or the freeing function names comes before what the device's
+    # kind suggests: a tc filter or an XDP program on a tunnel device is still that.
+    elif reason.startswith("TC_") or "tcf_" in location or "mirred" in location:
+        found = tc_drop(net, drop, reason)
+    elif "xdp" in location and (link := net.link(node, drop.interface)) and link.xdp:
+        found = xdp_drop(node, link, location, net)
+    elif reason == "NO_SOCKET" and drop.outer is not None:
+        found = tunnel_socket(net, drop)
     elif reason == "OTHERHOST":
         found = wrong_mac(net, series, drop) or flooded_past(net, series, drop)
     elif (
@@ -59,7 +73,11 @@ def explain(
     ):
         pass  # the datagram was larger than its underlay device carries
     elif location.startswith(tuple(f"{k}_" for k in TUNNELS)) or tunnel_kind(net, drop) in TUNNELS:
-        found = tunnel_no_target(net, drop, events)
+        found = tunnel_no_target(net, drop, events) or (
+            tunnel_underlay(net, series, drop, events, reason)
+            if reason in ROUTING_REASONS
+            else None
+        )
     elif reason == "NO_TX_TARGET" or location.startswith("br_"):
         # The bridge's switches; else the frame's address: a MAC that is not the next
         # hop's goes nowhere (or back towards the port it came in by, which a bridge
@@ -67,8 +85,6 @@ def explain(
         found = bridge_stop(net, series, drop) or wrong_mac(net, series, drop)
     elif reason == "IP_RPFILTER":
         found = rp_filter(net, drop)
-    elif "xdp" in location and (link := net.link(node, drop.interface)) and link.xdp:
-        found = xdp_drop(node, link, location, net)
     elif reason == "IP_LOCALNET":
         found = localnet(net, drop)
     elif reason == "IP_LOCAL_SOURCE" and (state := net.state(node)) is not None:
@@ -83,8 +99,6 @@ def explain(
         # Freed when address resolution gave up, or its queue was purged (the entry
         # destroyed): why it was never answered.
         found = stalled(net, series, drop)
-    elif reason.startswith("TC_") or "tcf_" in location or "mirred" in location:
-        found = tc_drop(net, drop, reason)
     elif "dev_forward_skb" in location or "veth" in location:
         found = veth_mtu(net, drop)
     if found is None and reason in ("IP_INADDRERRORS", "IP_INNOROUTES", "NO_ROUTE"):

@@ -7,7 +7,7 @@ turns a command into one a person can paste: ``ip netns exec NS CMD`` (or
 
 from __future__ import annotations
 
-from ipaddress import ip_interface
+from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 
 from pathtrace.analyze import links, routing
 from pathtrace.model.state import Link, NamespaceState
@@ -93,7 +93,7 @@ class Network:
                 ip_interface(a)
                 for link in other.links
                 for a in link.addresses
-                if any(ip_interface(a).ip in m.network and ip_interface(a).ip != m.ip for m in mine)
+                if any(_on_link(ip_interface(a), m) for m in mine)
             ]
             if not shared:
                 continue
@@ -145,8 +145,8 @@ class Network:
         state = self.state(node)
         if state is None:
             return None
-        subnets = [
-            ip_interface(a).network
+        mine = [
+            ip_interface(a)
             for link in state.links
             if link.kind != "loopback"
             for a in link.addresses
@@ -159,6 +159,18 @@ class Network:
             for link in other.links:
                 for a in link.addresses:
                     address = ip_interface(a)
-                    if any(address.version == net.version and address.ip in net for net in subnets):
+                    if any(_on_link(address, m) for m in mine):
                         return str(address.ip)
         return None
+
+
+def _on_link(address: IPv4Interface | IPv6Interface, mine: IPv4Interface | IPv6Interface) -> bool:
+    """``address`` is a station on ``mine``'s network as both see it: each inside the
+    other's prefix (a /32 that merely falls inside the network, as a VXLAN device's
+    own, is not reached on that link)."""
+    return (
+        address.version == mine.version
+        and address.ip != mine.ip
+        and address.ip in mine.network
+        and mine.ip in address.network
+    )

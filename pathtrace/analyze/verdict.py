@@ -11,6 +11,7 @@ verdict says so instead of guessing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -19,7 +20,7 @@ from pathtrace.analyze.causes.addresses import duplicate
 from pathtrace.analyze.causes.common import arrival
 from pathtrace.analyze.causes.netfilter import nf_ref
 from pathtrace.analyze.causes.refusal import refusal
-from pathtrace.analyze.causes.routes import marked, no_route, refused_lookup
+from pathtrace.analyze.causes.routes import link_up_fix, marked, no_route, refused_lookup
 from pathtrace.analyze.causes.sockets import dnat_to_a_closed_port
 from pathtrace.analyze.causes.stalled import stalled
 from pathtrace.analyze.network import Network
@@ -68,6 +69,7 @@ NOT_TAKEN = ("OTHERHOST",)  # freed on arrival as not for this host: never "take
 # saw it arrive (a macvlan's frames reach its namespace in a second round of its
 # parent's receive, past the receive tracepoint).
 DELIVERED_LOCALLY = ("NO_SOCKET",)
+_NAT = re.compile(r"\b(masquerade|snat|dnat|redirect)\b")
 
 
 class Judge:
@@ -206,7 +208,7 @@ class Judge:
                 where=f"{node}/{link.name}",
                 cause=f"{link.name} is down, so the routes through it are gone and "
                 f"{node} has no way to {self.target}",
-                fix=self.net.command(node, f"ip link set {link.name} up"),
+                fix=link_up_fix(self.net, node, down, self.target),
                 evidence=[f"{node}: {link.name} is down (addresses {', '.join(link.addresses)})"],
                 code=links.down_code(link),
                 objects=[ref("link", node, link.name)],
@@ -451,6 +453,17 @@ class Judge:
             code="unknown",
         )
 
+    def _translating(self, request: Series) -> bool:
+        """Whether a node the request crossed has NAT rules (masquerade, SNAT, DNAT):
+        a network that translates addresses, where a reply's way back may be one."""
+        nodes = {hop.node for hop in request.hops}
+        return any(
+            _NAT.search(rule.text)
+            for node in nodes
+            if (state := self.net.state(node)) is not None and state.has_rules
+            for rule in state.rules().rules
+        )
+
     def _unanswered(self, request: Series, last: Hop, state: NamespaceState) -> Verdict:
         """The request arrived where it was going and no answer came."""
         node = last.node
@@ -489,6 +502,24 @@ class Judge:
                     self.net.command(node, f"ip route add default via {gateway}")
                     if gateway and not has_default
                     else self.net.advice(f"give {node} a route to {packet.src}")
+                )
+            elif packet.src == sent.src and not self._translating(request):
+                # No node on the way translates anything: this network routes its
+                # addresses, so the way back is a route, not a missing NAT.
+                hop = self.net.next_hop(node, packet.src)
+                has_default = any(
+                    r.dst == "default" and r.family == family and r.table == 254
+                    for r in state.routes
+                )
+                cause += "" if has_default else " (it has no default route)"
+                cause += "; no node on the way translates addresses (no NAT rule)"
+                fix = (
+                    self.net.command(node, f"ip route add {hop[1]} via {hop[0]}")
+                    if hop is not None
+                    else self.net.advice(
+                        f"give {node} a route to {packet.src}: "
+                        f"{self.net.run_in(node)}ip route add {packet.src} via GATEWAY"
+                    )
                 )
             elif packet.src == sent.src:
                 cause += (

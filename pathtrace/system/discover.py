@@ -88,6 +88,8 @@ def reachable(source: str, among: Sequence[str], target: str | None = None) -> R
         beside: dict[str, set[str]] = {}
         rulesets: dict[str, str] = {}
         traced, left = {netns.inode(source)}, set()
+        owned = False  # a namespace found holds the target (or a DNAT's address)
+        on_segment: list[tuple[str, str, int, set[str]]] = []
         wanted = {target} if target else set()
         queue = [source]
         while queue:
@@ -102,10 +104,18 @@ def reachable(source: str, among: Sequence[str], target: str | None = None) -> R
                 # router with ip_forward=0 is where the packet dies: traced).
                 toward = _route_out(ipr, target) if target is not None else None
                 by_id: dict[int, set[str]] = {}
+                masters: dict[str, int | None] = {}
+                toward_index = None
                 for link in ipr.get_links():
+                    name = str(link.get("ifname"))
+                    masters[name] = link.get("IFLA_MASTER")
+                    if name == toward:
+                        toward_index = link["index"]
                     nsid = link.get("IFLA_LINK_NETNSID")
                     if nsid is not None:
-                        by_id.setdefault(nsid, set()).add(str(link.get("ifname")))
+                        by_id.setdefault(nsid, set()).add(name)
+                # The ports of the bridge the target is routed out of: its segment.
+                segment = {n for n, m in masters.items() if m is not None and m == toward_index}
                 peers = set(by_id)
                 for candidate, fd in fds.items():
                     if not peers:
@@ -123,17 +133,27 @@ def reachable(source: str, among: Sequence[str], target: str | None = None) -> R
                         if forwards or owns & wanted or toward in by_id[nsid]:
                             traced.add(number)
                             found.append(candidate)
+                            owned = owned or bool(owns & wanted)
                             if forwards:  # the way goes on through it
                                 queue.append(candidate)
                             continue
                         left.add(number)
+                        if by_id[nsid] & segment:
+                            on_segment.append((here, candidate, number, by_id[nsid]))
                     beside.setdefault(here, set()).update(by_id[nsid])
                 for nsid in peers:  # links to namespaces no candidate is: unknown, left alone
                     beside.setdefault(here, set()).update(by_id[nsid])
             finally:
                 ipr.close()
-        if target is not None:
-            found += _upper_devices_owning(fds, found, traced | left, wanted)
+        upper = _upper_devices_owning(fds, found, traced | left, wanted) if target else []
+        found += upper
+        if target is not None and not owned and not upper:
+            # Nobody traced holds the target: the stations on its segment are where it
+            # should be (an address removed, a pod gone bare), and the evidence of why.
+            for here, candidate, number, names in on_segment:
+                traced.add(number)
+                found.append(candidate)
+                beside[here] = beside.get(here, set()) - names
         return Reach(found, beside, rulesets)
     finally:
         for fd in fds.values():

@@ -14,21 +14,17 @@ from typing import Any
 
 import pytest
 
-from tests import scratch
+from tests import networks, scratch
 
 pytestmark = pytest.mark.root
-
-SEED = next((Path(__file__).resolve().parents[3] / "shared" / "seed").glob("*.txt"), None)
 
 
 def tutorial_script() -> str:
     """Section 7.1 of the tutorial, verbatim but for `sudo`, from the seed file."""
-    if SEED is None:
+    script = networks.tutorial_script()
+    if script is None:
         pytest.skip("the tutorial (shared/seed) is not beside the project")
-    text = SEED.read_text()
-    start = text.index("#!/bin/bash")
-    end = text.index("\n7.2", start)
-    return re.sub(r"\bsudo ", "", text[start:end])
+    return script
 
 
 # Runs the tutorial's script in the scratch host, then gives it what the script
@@ -45,12 +41,9 @@ def pathtrace(*argv):
                           text=True, timeout=60)
     return done.returncode, done.stdout, done.stderr
 
+from tests.networks import WAN_SETUP
 subprocess.run(["bash", "-c", SCRIPT], capture_output=True)  # its own pings fail: no uplink
-sh("ip netns add wan && ip link add eth0 type veth peer name eth0 netns wan && "
-   "ip addr add 198.51.100.2/24 dev eth0 && ip link set eth0 up && "
-   "ip -n wan addr add 198.51.100.1/24 dev eth0 && ip -n wan link set eth0 up && "
-   "ip -n wan link set lo up && ip -n wan addr add 8.8.8.8/32 dev lo && "
-   "ip route add default via 198.51.100.1")
+sh(WAN_SETUP)
 """
 
 
@@ -203,11 +196,8 @@ def counters():
     return {int(h): int(p) for p, h in re.findall(r"packets (\d+) .*# handle (\d+)", text)}
 
 def WAN():
-    sh("ip netns add wan && ip link add eth0 type veth peer name eth0 netns wan && "
-       "ip addr add 198.51.100.2/24 dev eth0 && ip link set eth0 up && "
-       "ip -n wan addr add 198.51.100.1/24 dev eth0 && ip -n wan link set eth0 up && "
-       "ip -n wan link set lo up && ip -n wan addr add 8.8.8.8/32 dev lo && "
-       "ip route add default via 198.51.100.1")
+    from tests.networks import WAN_SETUP
+    sh(WAN_SETUP)
 """
 
 
@@ -215,18 +205,9 @@ CNI = (
     CONFIGURATOR_PRELUDE
     + r"""
 
-def cni(plugin, pod, conf, command="ADD"):
-    env = {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": pod,
-           "CNI_NETNS": f"/run/netns/{pod}", "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni"}
-    done = subprocess.run([f"/usr/lib/cni/{plugin}"], input=json.dumps(conf), env=env,
-                          capture_output=True, text=True, check=True)
-    return json.loads(done.stdout or "{}")
+from tests.networks import cni, CNI_BRIDGE as bridge
 
 os.makedirs("/run/cni", exist_ok=True)
-bridge = {"cniVersion": "1.0.0", "name": "testnet", "type": "bridge", "bridge": "cni0",
-          "isGateway": True, "ipMasq": True,
-          "ipam": {"type": "host-local", "subnet": "10.22.0.0/24",
-                   "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "/run/cni"}}
 results = {}
 for pod in ("pod1", "pod2"):
     sh(f"ip netns add {pod}")

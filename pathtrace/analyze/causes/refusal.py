@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from ipaddress import ip_address
+
 from pathtrace.analyze import routing
 from pathtrace.analyze.causes.addresses import duplicate
 from pathtrace.analyze.causes.common import only
@@ -102,7 +105,7 @@ def refusal(
                     net.command(s.node, rule.delete_command),
                     [f"{s.node}: {rule.cited}"],
                 )
-        return Finding(
+        return _looped(net, request, sender) or Finding(
             "path.ttl",
             (),
             f"the TTL reached 0 at {sender}",
@@ -110,3 +113,32 @@ def refusal(
             [],
         )
     return None
+
+
+def _looped(net: Network, request: Series, sender: str) -> Finding | None:
+    """The request left the same place more than once: a loop, not a long path.
+    An address held twice on the loop's nodes explains one; else it is said unknown
+    (raising the TTL would only make it go round longer)."""
+    seen = Counter((h.node, h.interface) for h in request.hops if h.action in ("route", "send"))
+    again = [place for place, n in seen.items() if n > 1]
+    if not again:
+        return None
+    loop = ", ".join(f"{node}/{interface}" for node, interface in again)
+    what = f"the packet went round a loop (out of {loop} again and again) until its TTL ran out"
+    for node in dict.fromkeys(node for node, _ in again):
+        state = net.state(node)
+        for link in state.links if state else []:
+            for address in link.addresses:
+                ip = address.split("/")[0]
+                if link.kind == "loopback" or ip_address(ip).is_link_local:
+                    continue
+                found = duplicate(net, state, ip, what) if state else None
+                if found is not None:
+                    return found
+    return Finding(
+        "unknown",
+        (),
+        f"the TTL reached 0 at {sender}: {what}; the saved state does not show why it loops",
+        None,
+        [f"sent out of {place[0]}/{place[1]} {n} times" for place, n in seen.items() if n > 1],
+    )

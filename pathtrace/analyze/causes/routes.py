@@ -5,6 +5,7 @@ and the route that would carry it; reverse-path filtering.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from ipaddress import ip_address, ip_interface
 
@@ -313,7 +314,7 @@ def no_route(net: Network, state: NamespaceState, dst: str) -> Finding:
             links.down_code(down[0]),
             (*(ref("link", node, link.name) for link in down), ref("route", node, dst)),
             f"{node} has no route to {dst}: {names} is down, so the routes through it are gone",
-            net.command(node, f"ip link set {down[0].name} up"),
+            link_up_fix(net, node, down, dst),
             evidence + [f"{node}: {link.name} down ({', '.join(link.addresses)})" for link in down],
         )
     if bare and not has_default:
@@ -417,3 +418,22 @@ def rp_filter(net: Network, drop: Hop) -> Placed:
                 evidence,
             ),
         )
+
+
+def link_up_fix(net: Network, node: str, down: Sequence[Link], dst: str) -> str:
+    """Bringing a link up gives back its connected networks, not the routes via a
+    gateway on it (the kernel deleted those with the link): a command when a
+    connected network covers ``dst``, else advice that says what else is needed."""
+    target = ip_address(dst)
+    for link in down:
+        if any(
+            ip_interface(a).version == target.version and target in ip_interface(a).network
+            for a in link.addresses
+        ):
+            return net.command(node, f"ip link set {link.name} up")
+    names = " and ".join(link.name for link in down)
+    return net.advice(
+        f"bring {names} up (`{net.run_in(node)}ip link set {down[0].name} up`) and add back "
+        f"the route to {dst} through it: the kernel deleted it with the link, and which "
+        "gateway it had, the saved state does not show"
+    )

@@ -12,6 +12,7 @@ from pathtrace.analyze.causes.common import arrival
 from pathtrace.analyze.causes.neighbours import bare_station, no_arp_answer
 from pathtrace.analyze.network import Network
 from pathtrace.model.cause import Finding, ref
+from pathtrace.model.state import Link, NamespaceState
 from pathtrace.model.trace import Hop, Series
 
 
@@ -25,6 +26,8 @@ def stalled(net: Network, series: Series | None, last: Hop) -> tuple[str, Findin
         return None
     link = state.link(last.interface)
     if link is not None and (not link.up or not link.carrier):
+        if link.up and link.kind == "bridge":
+            return f"{node}/{link.name}", _bridge_without_carrier(net, state, link)
         if link.up:
             other = links.peer(net.all, state, link)
             peer_words = f"{other[1].name} in {other[0].node}" if other else "its peer"
@@ -50,26 +53,32 @@ def stalled(net: Network, series: Series | None, last: Hop) -> tuple[str, Findin
             net.command(node, f"ip link set {link.name} up"),
             [f"{node}: {link.name} down"],
         )
-    if last.action not in ("route", "send"):
+    # An encapsulated datagram freed on the underlay device: its own way out.
+    if last.action not in ("route", "send") and not (last.outer is not None and last.interface):
         # Held for ARP, then freed: the packet's last way out of the same node.
         sent = [h for h in series.hops if h.node == node and h.action in ("route", "send")]
         if sent:
             last = sent[-1]
+            link = state.link(last.interface)  # the way out, not where it was held
         elif last.action != "end":  # an "end" with a device: freed on its way out
             return None
+    # Inside a tunnel's datagram: the underlay delivers the outer packet (encapsulated
+    # by this node: routed as the node's own, not as forwarded).
+    wire = last.wire
     # The lookup as the node made it: for the packet as it came in, from where it came,
     # to where it was going once PREROUTING was done (a DNAT changes that).
     first = next((h for h in series.hops if h.node == node), last)
-    forwarded = node != series.hops[0].node
+    forwarded = node != series.hops[0].node and last.outer is None
+    first_wire = first.wire
     lookup = routing.route_get(
         state,
-        last.packet.dst,
-        first.packet.src if forwarded else None,
+        wire.dst,
+        first_wire.src if forwarded else None,
         arrival(net, series, node) if forwarded else None,
     )
     if lookup.route is None:
         return None
-    hop_ip = lookup.route.gateway or last.packet.dst
+    hop_ip = lookup.route.gateway or wire.dst
     if link is not None and link.kind == "bridge":
         # Sent by the bridge device itself: its port towards the next hop must pass it.
         blocked = bridge_port_towards(net, state, link, hop_ip)
@@ -128,3 +137,49 @@ def stalled(net: Network, series: Series | None, last: Hop) -> tuple[str, Findin
                 b_state.node, f"ip addr add {hop_ip}/{network.prefixlen} dev {b_link.name}"
             )
     return f"{node}/{last.interface}", Finding(code, tuple(objects), cause, fix, evidence)
+
+
+def _bridge_without_carrier(net: Network, state: NamespaceState, bridge: Link) -> Finding:
+    """A bridge has carrier while one of its ports forwards: none does."""
+    node = state.node
+    ports = [p for p in state.links if p.master == bridge.name]
+    evidence = [f"{node}: {bridge.name} up, no carrier"] + [
+        f"{node}: port {p.name} {'up' if p.up else 'down'}"
+        f"{'' if p.carrier else ', no carrier'}"
+        + (f", {p.port.describe()}" if p.port is not None else "")
+        for p in ports
+    ]
+    if not ports:
+        return Finding(
+            "link.carrier",
+            (ref("link", node, bridge.name),),
+            f"{bridge.name} has no carrier: it has no ports (a bridge has carrier while one "
+            "of its ports forwards)",
+            None,
+            evidence,
+        )
+    disabled = [p for p in ports if p.up and p.carrier and p.port and p.port.state != "forwarding"]
+    if len(disabled) == len(ports):
+        names = ", ".join(p.name for p in disabled)
+        plural = len(disabled) > 1
+        return Finding(
+            "bridge.port_state",
+            tuple(ref("port", node, p.name) for p in disabled),
+            f"{bridge.name} has no carrier: a bridge has it while one of its ports forwards, "
+            f"and its port{'s' if plural else ''} {names} {'are' if plural else 'is'} in "
+            f"state {disabled[0].port.state if disabled[0].port else '?'}",
+            net.advice(
+                " && ".join(
+                    f"{net.run_in(node)}bridge link set dev {p.name} state 3" for p in disabled
+                )
+            ),
+            evidence,
+        )
+    return Finding(
+        "link.carrier",
+        (ref("link", node, bridge.name), *(ref("link", node, p.name) for p in ports)),
+        f"{bridge.name} has no carrier: none of its ports ({', '.join(p.name for p in ports)}) "
+        "forwards (a bridge has carrier while one of its ports does)",
+        None,
+        evidence,
+    )

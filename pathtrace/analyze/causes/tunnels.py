@@ -1,14 +1,18 @@
-"""Tunnels: a VXLAN device with no VTEP for the frame."""
+"""Tunnels: a VXLAN device with no VTEP for the frame, with NOARP, whose underlay
+has no route to the VTEP, or that is down where its datagrams arrive."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from pathtrace.analyze.causes.common import Placed
+from pathtrace.analyze.causes.routes import link_up_fix, routing_drop
 from pathtrace.analyze.network import Network
 from pathtrace.model.cause import Finding, ref
 from pathtrace.model.event import Event, Hook
-from pathtrace.model.trace import Hop
+from pathtrace.model.state import Link, NamespaceState
+from pathtrace.model.trace import Hop, Series
 
 TUNNELS = ("vxlan", "geneve")
 
@@ -37,6 +41,8 @@ def tunnel_no_target(net: Network, drop: Hop, events: Sequence[Event]) -> Placed
     if not sent:
         return None
     mac = sent[-1].dmac
+    if mac == link.mac and link.noarp:
+        return _noarp(net, state, link, drop)
     own = [line for line in state.fdb if f" dev {link.name} dst " in line]
     if any(line.startswith((f"{mac} ", "00:00:00:00:00:00 ")) for line in own):
         return None  # it had a VTEP: something else stopped it
@@ -65,3 +71,146 @@ def tunnel_no_target(net: Network, drop: Hop, events: Sequence[Event]) -> Placed
     )
     objects = (ref("fdb", drop.node, mac), ref("link", drop.node, link.name))
     return None, Finding("tunnel.fdb", objects, cause, fix, evidence)
+
+
+def tunnel_socket(net: Network, drop: Hop) -> Placed | None:
+    """A tunnel's datagram freed for want of a socket (NO_SOCKET): the node's tunnel
+    devices with that UDP port open their socket only while they are up."""
+    state = net.state(drop.node)
+    if state is None or drop.outer is None:
+        return None
+    port = str(drop.outer.dport)
+    mine = [link for link in state.links if link.kind in TUNNELS and link.detail("port") == port]
+    evidence = [
+        f"{drop.node}: {link.name} ({link.describe_kind()}) {'up' if link.up else 'down'}"
+        for link in state.links
+        if link.kind in TUNNELS
+    ]
+    down = [link for link in mine if not link.up]
+    if mine and len(down) == len(mine):
+        link = down[0]
+        return None, Finding(
+            "link.down",
+            (ref("link", drop.node, link.name),),
+            f"the tunnel's datagram came to UDP port {port} of {drop.node}, which "
+            f"{link.name} ({link.describe_kind()}) takes only while it is up: {link.name} is "
+            f"down, so no socket has the port and the kernel frees it ({drop.drop_reason})",
+            # The answer goes back through the tunnel too: its route went with the link.
+            net.command(drop.node, f"ip link set {link.name} up")
+            if _routed(net, drop.node, drop.packet.src)
+            else link_up_fix(net, drop.node, [link], drop.packet.src),
+            evidence,
+        )
+    if not mine:
+        others = ", ".join(
+            f"{k.name}: {k.detail('port') or '?'}" for k in state.links if k.kind in TUNNELS
+        )
+        return None, Finding(
+            "socket.none",
+            (ref("socket", drop.node, f"udp {port}"),),
+            f"the tunnel's datagram came to UDP port {port} of {drop.node}, and no tunnel "
+            f"device of {drop.node} takes that port"
+            + (f" (its tunnel devices' ports: {others})" if others else " (it has none)"),
+            None,
+            evidence or [f"{drop.node}: no vxlan or geneve device"],
+        )
+    return None  # a device that is up has the port: something else
+
+
+def _routed(net: Network, node: str, dst: str) -> bool:
+    lookup = net.lookup(node, dst)
+    return lookup is not None and not lookup.refused and lookup.route is not None
+
+
+def _noarp(net: Network, state: NamespaceState, link: Link, drop: Hop) -> Placed:
+    """A tunnel device with NOARP addresses every frame to its own MAC (the kernel's
+    NOARP neighbour entries take the device's address), which no VTEP has; turning
+    ARP off also flushed its neighbour entries."""
+    node = state.node
+    lookup = net.lookup(node, drop.packet.dst)
+    gateway = lookup.route.gateway if lookup and lookup.route else None
+    owner = next(
+        (
+            other
+            for other_state in net.all
+            if other_state is not state
+            for other in other_state.links
+            if other.kind == link.kind
+            and gateway
+            and any(a.split("/")[0] == gateway for a in other.addresses)
+        ),
+        None,
+    )
+    fix = f"ip link set dev {link.name} arp on"
+    if gateway and owner is not None and owner.mac:
+        fix += f" && ip neigh replace {gateway} lladdr {owner.mac} dev {link.name} nud permanent"
+    return None, Finding(
+        "link.noarp",
+        (ref("link", node, link.name),),
+        f"{link.name} ({link.describe_kind()}) has NOARP (arp off): the kernel addresses its "
+        f"frames to {link.name}'s own MAC {link.mac}, which no VTEP has"
+        + (
+            f"; {gateway}, the gateway, is {owner.name} with MAC {owner.mac}"
+            if gateway and owner is not None
+            else ""
+        ),
+        net.command(node, fix)
+        if " && " not in fix
+        else net.advice(" && ".join(f"{net.run_in(node)}{part}" for part in fix.split(" && "))),
+        [f"{node}: {link.name} NOARP, MAC {link.mac}"],
+    )
+
+
+def tunnel_underlay(
+    net: Network, series: Series, drop: Hop, events: Sequence[Event], reason: str
+) -> Placed | None:
+    """A tunnel device whose own route lookup, for the VTEP its FDB (or remote) sends
+    the frame to, failed: the underlay's routes, read as for the node's own packet."""
+    state = net.state(drop.node)
+    link = net.link(drop.node, drop.interface)
+    if state is None or link is None or link.kind not in TUNNELS:
+        return None
+    vtep, said = link.detail("remote"), f"{link.name}'s remote"
+    if vtep is None:
+        sent = [
+            e
+            for e in events
+            if e.hook == Hook.DEV_XMIT
+            and e.ifname == link.name
+            and e.dmac
+            and e.namespace == state.namespace
+            and e.time_ns <= drop.time_ns
+        ]
+        mac = sent[-1].dmac if sent else None
+        entry = next(
+            (
+                line
+                for line in state.fdb
+                if f" dev {link.name} dst " in line
+                and line.startswith((f"{mac} ", "00:00:00:00:00:00 "))
+            ),
+            None,
+        )
+        if entry is None:
+            return None
+        vtep, said = entry.split(" dst ")[1].split()[0], f"FDB {entry}"
+    outer = replace(
+        drop.packet,
+        protocol="udp",
+        src=link.detail("local") or drop.packet.src,
+        dst=vtep,
+        sport=0,
+        dport=int(link.detail("port") or 0),
+    )
+    found = routing_drop(
+        net, series, replace(drop, packet=outer, outer=None), None, reason, drop.node
+    )
+    if found is None:
+        return None
+    place, finding = found
+    return place, replace(
+        finding,
+        cause=f"{link.name} sends the frame to the VTEP {vtep} ({said}), and the underlay "
+        f"fails: {finding.cause}",
+        evidence=[f"{drop.node}: {said}", *finding.evidence],
+    )
