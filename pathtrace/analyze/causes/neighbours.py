@@ -230,13 +230,31 @@ def no_arp_answer(net: Network, state: NamespaceState, link: Link, address: str)
             )
     if mine and theirs and mine[0] is theirs[0] and mine[1].master == theirs[1].master:
         b_state = mine[0]
-        if not theirs[1].carrier or not theirs[1].up:
+        port = theirs[1]
+        if not port.up:
+            return Finding(
+                "link.down",
+                (ref("link", b_state.node, port.name),),
+                f"{b_state.node}'s port {port.name}, the way to {address}, is down",
+                net.command(b_state.node, f"ip link set {port.name} up"),
+                [f"{b_state.node}: {port.name} down"],
+            )
+        if not port.carrier:
+            other = links.peer(net.all, b_state, port)
             return Finding(
                 "link.carrier",
-                (ref("link", b_state.node, theirs[1].name),),
-                f"{b_state.node}'s port {theirs[1].name} has no carrier",
-                None,
-                [f"{b_state.node}: {theirs[1].name} no carrier"],
+                (ref("link", b_state.node, port.name),)
+                + ((ref("link", other[0].node, other[1].name),) if other else ()),
+                f"{b_state.node}'s port {port.name}, the way to {address}, has no carrier"
+                + (
+                    f": {other[1].name} in {other[0].node} is down"
+                    if other and not other[1].up
+                    else ""
+                ),
+                net.command(other[0].node, f"ip link set {other[1].name} up")
+                if other and not other[1].up
+                else None,
+                [f"{b_state.node}: {port.name} no carrier"],
             )
         blocked = links.bridge_blocks(b_state, mine[1], theirs[1], None)
         if blocked is not None:

@@ -115,12 +115,30 @@ def stalled(net: Network, series: Series | None, last: Hop) -> tuple[str, Findin
         bare = bare_station(net, state, link, hop_ip) if link is not None else None
         if bare is None and lookup.route.gateway == hop_ip:
             route = lookup.route
-            gateway = net.gateway_for(node, ip_address(hop_ip).version)
+            # The namespace on a shared link whose own lookup reaches the destination;
+            # else the one that forwards there.
+            reaches = net.next_hop(node, wire.dst)
+            gateway = reaches[0] if reaches else net.gateway_for(node, ip_address(hop_ip).version)
             cause += f", the gateway of {node}'s route {route.describe()}"
             objects.append(ref("route", node, route.dst))
             if gateway is not None and gateway != hop_ip:
-                cause += f"; the traced namespace that forwards on that network is at {gateway}"
-                fix = net.command(node, f"ip route replace {route.dst} via {gateway}")
+                cause += (
+                    f"; the traced namespace on that network that reaches {wire.dst} is at "
+                    f"{gateway}"
+                    if reaches
+                    else f"; the traced namespace that forwards on that network is at {gateway}"
+                )
+                six = "-6 " if ":" in gateway else ""
+                table = "" if route.table == 254 else f" table {routing.table_name(route.table)}"
+                again = f"ip {six}route replace {route.dst} via {gateway}{table}"
+                rule = lookup.rule
+                fix = (
+                    net.command(node, f"ip {six}rule del pref {rule.priority}")
+                    + f", or fix table {routing.table_name(rule.table)}'s route: "
+                    f"{net.run_in(node)}{again}"
+                    if rule is not None and rule.table not in (254, 255)
+                    else net.command(node, again)
+                )
                 evidence.append(f"{node}: route {route.describe()}")
         if bare is not None:
             b_state, b_link, network = bare
