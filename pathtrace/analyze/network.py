@@ -7,7 +7,8 @@ turns a command into one a person can paste: ``ip netns exec NS CMD`` (or
 
 from __future__ import annotations
 
-from ipaddress import IPv4Interface, IPv6Interface, ip_interface
+from dataclasses import dataclass
+from ipaddress import IPv4Interface, IPv6Interface, ip_address, ip_interface
 
 from pathtrace.analyze import links, routing
 from pathtrace.model.state import Link, NamespaceState
@@ -124,6 +125,72 @@ class Network:
         gateway, prefix = next(iter(found.items()))
         return gateway, prefix
 
+    def tunnel_route(self, node: str, dst: str) -> TunnelRoute | None:
+        """The route an overlay would have ``node`` use to ``dst``: through its own
+        VXLAN device, to the traced node whose connected network holds ``dst`` and
+        whose VXLAN device (local address) is a VTEP this device's FDB sends a MAC
+        to; via the neighbour this device maps to that MAC (else that node's device
+        address), onlink, as flannel writes it. None where no such node is."""
+        state = self.state(node)
+        if state is None or ":" in dst:
+            return None
+        target = ip_address(dst)
+        for link in state.links:
+            if link.kind != "vxlan" or not link.up:
+                continue
+            for entry in state.fdb:
+                mac, _, rest = entry.partition(f" dev {link.name} dst ")
+                if not rest:
+                    continue
+                vtep = rest.split()[0]
+                for other in self.all:
+                    if other is state:
+                        continue
+                    device = next(
+                        (o for o in other.links if o.kind == "vxlan" and o.detail("local") == vtep),
+                        None,
+                    )
+                    network = next(
+                        (
+                            ip_interface(a).network
+                            for o in other.links
+                            if o.kind != "loopback" and o is not device
+                            for a in o.addresses
+                            if ip_interface(a).version == 4
+                            and target in ip_interface(a).network
+                            and ip_interface(a).network.prefixlen < 32
+                        ),
+                        None,
+                    )
+                    if device is None or network is None:
+                        continue
+                    told = next(
+                        (
+                            n.dst
+                            for n in state.neighbour_entries()
+                            if n.dev == link.name and (n.lladdr or "").lower() == mac.lower()
+                        ),
+                        None,
+                    )
+                    gateway = told or next(
+                        (a.split("/")[0] for a in device.addresses if ":" not in a), None
+                    )
+                    if gateway is None:
+                        continue
+                    return TunnelRoute(
+                        link.name,
+                        f"{network} via {gateway} dev {link.name} onlink",
+                        f"{link.name} ({link.describe_kind()}) reaches {other.node}'s VTEP "
+                        f"{vtep} (its FDB sends {mac} there), and {other.node} holds "
+                        f"{network}; no route goes through {link.name} to it",
+                        [
+                            f"{node}: fdb {entry}",
+                            f"{other.node}: {device.name} local {vtep}",
+                            f"{other.node}: holds {network}",
+                        ],
+                    )
+        return None
+
     def route_to(self, node: str, dst: str) -> str | None:
         """What `ip route add` needs for ``node`` to reach ``dst``: its connected
         network on the link that holds an address there (a connected route gone), or
@@ -162,6 +229,14 @@ class Network:
                     if any(_on_link(address, m) for m in mine):
                         return str(address.ip)
         return None
+
+
+@dataclass(frozen=True)
+class TunnelRoute:
+    device: str
+    route: str  # as `ip route add` takes it
+    why: str
+    evidence: list[str]
 
 
 def _on_link(address: IPv4Interface | IPv6Interface, mine: IPv4Interface | IPv6Interface) -> bool:

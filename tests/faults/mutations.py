@@ -26,10 +26,10 @@ class Mutation:
         return f"{self.kind} {self.node}: {self.command}"
 
 
-def _nft_table(hook: str, rule: str) -> str:
+def _nft_table(hook: str, rule: str, family: str = "ip") -> str:
     return (
-        f"nft add table ip fz && nft add chain ip fz {hook} "
-        f"'{{ type filter hook {hook} priority 0; }}' && nft add rule ip fz {hook} {rule}"
+        f"nft add table {family} fz && nft add chain {family} fz {hook} "
+        f"'{{ type filter hook {hook} priority 0; }}' && nft add rule {family} fz {hook} {rule}"
     )
 
 
@@ -229,6 +229,36 @@ def catalog(nodes: dict[str, str]) -> list[Mutation]:
             if hook in ("input", "forward", "output"):
                 found.append(Mutation("nf", node, _nft_table(hook, "counter reject"), chain))
             found.append(Mutation("nf", node, _nft_table(hook, "ct state new counter drop"), chain))
+            # The same drop in the inet family (IPv4 and IPv6 alike).
+            found.append(
+                Mutation(
+                    "nf",
+                    node,
+                    _nft_table(hook, "counter drop", "inet"),
+                    (ref("nf", node, f"inet fz {hook}"),),
+                )
+            )
+        # iptables, through nft (iptables-nft) and through x_tables (iptables-legacy).
+        for tool in ("iptables", "iptables-legacy"):
+            for chain_name in ("INPUT", "FORWARD", "OUTPUT"):
+                found.append(
+                    Mutation(
+                        "nf",
+                        node,
+                        f"{tool} -A {chain_name} -j DROP",
+                        (ref("nf", node, f"ip filter {chain_name}"),),
+                    )
+                )
+        if any(link.kind == "bridge" for link in state.links):
+            # The bridge family's forward hook: frames switched between ports.
+            found.append(
+                Mutation(
+                    "nf",
+                    node,
+                    _nft_table("forward", "counter drop", "bridge"),
+                    (ref("nf", node, "bridge fz forward"),),
+                )
+            )
         # Conntrack told to leave packets alone before NAT could see them (raw
         # priority), on the way in and on the node's own way out.
         for hook in ("prerouting", "output"):

@@ -43,9 +43,10 @@ def wrong_mac(net: Network, series: Series, drop: Hop) -> Placed | None:
     state = net.state(sent.node)
     if state is None:
         return None
-    lookup = routing.route_get(state, sent.packet.dst)
+    # A tunnel's datagram is addressed by the underlay: its outer destination.
+    lookup = routing.route_get(state, sent.wire.dst)
     route = lookup.route
-    hop_ip = (route.gateway if route and route.gateway else None) or sent.packet.dst
+    hop_ip = (route.gateway if route and route.gateway else None) or sent.wire.dst
     entry = links.neighbour(state, hop_ip, sent.interface) or links.neighbour(
         state, hop_ip, sent.interface, after=True
     )

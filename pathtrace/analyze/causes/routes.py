@@ -192,7 +192,8 @@ def routing_drop(
         said = lookup.describe()
         if lookup.kind == "none" and not drop.mark:
             gone = no_route(net, state, packet.dst)
-            if gone.code != "route.none":  # the routes went with a link or an address
+            # The routes went with a link or an address, or an overlay's device has none.
+            if gone.code != "route.none" or len(gone.objects) > 1:
                 return None, gone
             cause = f"{node} has no route to {packet.dst} ({reason})"
             return None, Finding(
@@ -333,6 +334,15 @@ def no_route(net: Network, state: NamespaceState, dst: str) -> Finding:
             narrow := prefix_finding(net, state, link, dst, f"{node} has no route to {dst}")
         ):
             return replace(narrow, evidence=[*evidence, *narrow.evidence])
+    tunnel = net.tunnel_route(node, dst)
+    if tunnel is not None:
+        return Finding(
+            "route.none",
+            (ref("route", node, dst), ref("link", node, tunnel.device)),
+            f"{node} has no route to {dst} through {tunnel.device}: {tunnel.why}",
+            net.command(node, f"ip route add {tunnel.route}"),
+            evidence + tunnel.evidence,
+        )
     gateway = net.gateway_for(node, version) or "GATEWAY"
     return Finding(
         "route.none",
@@ -346,7 +356,8 @@ def no_route(net: Network, state: NamespaceState, dst: str) -> Finding:
 def _route_add(net: Network, node: str, dst: str) -> str:
     """`ip route add` for a route ``node`` lacks to ``dst``, via the one traced
     namespace that can take it on (GATEWAY where none, or several, can)."""
-    route = net.route_to(node, dst)
+    tunnel = net.tunnel_route(node, dst)
+    route = tunnel.route if tunnel is not None else net.route_to(node, dst)
     six = "-6 " if ":" in dst else ""
     return net.command(node, f"ip {six}route add {route or f'{dst} via GATEWAY'}")
 

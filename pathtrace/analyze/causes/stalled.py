@@ -176,6 +176,34 @@ def _bridge_without_carrier(net: Network, state: NamespaceState, bridge: Link) -
             None,
             evidence,
         )
+    down = [p for p in ports if not p.up]
+    if len(down) == len(ports):
+        return Finding(
+            "link.down",
+            tuple(ref("link", node, p.name) for p in down),
+            f"{bridge.name} has no carrier: a bridge has it while one of its ports forwards, "
+            f"and {', '.join(p.name for p in down)} {'are' if len(down) > 1 else 'is'} down",
+            net.advice(" && ".join(f"{net.run_in(node)}ip link set {p.name} up" for p in down)),
+            evidence,
+        )
+    # Ports without carrier: the other end of each (a veth's peer) is down.
+    peers = [links.peer(net.all, state, p) for p in ports if p.up and not p.carrier]
+    if len(peers) == len(ports) and all(o is not None and not o[1].up for o in peers):
+        ends = [o for o in peers if o is not None]
+        return Finding(
+            "link.carrier",
+            tuple(ref("link", o[0].node, o[1].name) for o in ends)
+            + tuple(ref("link", node, p.name) for p in ports),
+            f"{bridge.name} has no carrier: a bridge has it while one of its ports forwards, "
+            f"and no port has carrier: "
+            + ", ".join(f"{o[1].name} in {o[0].node}" for o in ends)
+            + (" are" if len(ends) > 1 else " is")
+            + " down",
+            net.advice(
+                " && ".join(f"{net.run_in(o[0].node)}ip link set {o[1].name} up" for o in ends)
+            ),
+            evidence + [f"{o[0].node}: {o[1].name} down" for o in ends],
+        )
     disabled = [p for p in ports if p.up and p.carrier and p.port and p.port.state != "forwarding"]
     if len(disabled) == len(ports):
         names = ", ".join(p.name for p in disabled)
