@@ -20,6 +20,7 @@ from pathtrace.analyze.causes.netfilter import netfilter_drop, open_chain
 from pathtrace.analyze.causes.programs import tc_drop, xdp_drop
 from pathtrace.analyze.causes.routes import (
     ROUTING_REASONS,
+    rerouted,
     routing_drop,
     rp_filter,
     sent_here_by_default,
@@ -51,6 +52,8 @@ def explain(
     if reason == "NETFILTER_DROP":
         chain = open_chain(net, node, events)
         finding, hook = netfilter_drop(net, series, drop, chain)
+        if finding.code == "unknown":
+            finding = rerouted(net, drop, hook) or finding
         if not drop.interface:
             where = f"{node} ({hook or 'netfilter'}, before any device)"
         found = (None, finding)

@@ -448,3 +448,34 @@ def link_up_fix(net: Network, node: str, down: Sequence[Link], dst: str) -> str:
         f"the route to {dst} through it: the kernel deleted it with the link, and which "
         "gateway it had, the saved state does not show"
     )
+
+
+def rerouted(net: Network, drop: Hop, hook: str | None) -> Finding | None:
+    """Netfilter dropped it and no rule drops: a packet whose mark changed at a
+    route-type chain is routed again (ip_route_me_harder), and freed as netfilter's
+    drop when that lookup refuses. The mark read from the skb, or one a rule sets."""
+    state = net.state(drop.node)
+    if state is None:
+        return None
+    packet = drop.wire
+    marks = [drop.mark] if drop.mark else []
+    marks += [int(m.group(1), 0) for r in state.rules().rules if (m := _MARK_SET.search(r.text))]
+    for mark in dict.fromkeys(marks):
+        lookup = routing.route_get(state, packet.dst, None, None, mark)
+        if not lookup.refused:
+            continue
+        found = marked(
+            net,
+            state,
+            refused_lookup(net, drop.node, lookup, packet.dst),
+            packet.dst,
+            None,
+            None,
+            mark,
+        )
+        return replace(
+            found,
+            cause=f"netfilter routed it again at {hook or 'a hook'} once a rule changed its "
+            f"mark (a route-type chain), and that lookup refused it: {found.cause}",
+        )
+    return None

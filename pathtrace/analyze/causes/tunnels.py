@@ -57,6 +57,10 @@ def tunnel_no_target(net: Network, drop: Hop, events: Sequence[Event]) -> Placed
         ),
         None,
     )
+    if told and vtep is None:
+        wrong = _wrong_neighbour(net, state, link, told[0], mac, own)
+        if wrong is not None:
+            return None, wrong
     dst = vtep[1] if vtep else "VTEP-ADDRESS"
     cause = (
         f"{link.name} ({link.describe_kind()}) has no FDB entry for {mac}"
@@ -213,4 +217,45 @@ def tunnel_underlay(
         cause=f"{link.name} sends the frame to the VTEP {vtep} ({said}), and the underlay "
         f"fails: {finding.cause}",
         evidence=[f"{drop.node}: {said}", *finding.evidence],
+    )
+
+
+def _wrong_neighbour(
+    net: Network, state: NamespaceState, link: Link, told: str, mac: str, own: list[str]
+) -> Finding | None:
+    """The neighbour entry gives a MAC no tunnel device has, while the address it is
+    for is held by a traced node's device of the same kind whose MAC this device's
+    FDB does send to a VTEP: the entry is wrong, not the FDB."""
+    address = told.split()[0]
+    owner = next(
+        (
+            (other_state, other)
+            for other_state in net.all
+            for other in other_state.links
+            if other.kind == link.kind and any(a.split("/")[0] == address for a in other.addresses)
+        ),
+        None,
+    )
+    if owner is None or not owner[1].mac:
+        return None
+    known = [line for line in own if line.lower().startswith(owner[1].mac.lower() + " ")]
+    if not known:
+        return None
+    node = state.node
+    return Finding(
+        "neigh.wrong_mac",
+        (ref("neigh", node, address),),
+        f"{node}'s neighbour entry for {address} on {link.name} says {mac}, a MAC no "
+        f"tunnel device has, while {address} is {owner[0].node}/{owner[1].name} with MAC "
+        f"{owner[1].mac}, which {link.name}'s FDB sends to a VTEP: the kernel has no VTEP "
+        "for the frame",
+        net.command(
+            node,
+            f"ip neigh replace {address} lladdr {owner[1].mac} dev {link.name} nud permanent",
+        ),
+        [
+            f"{node}: neighbour {told}",
+            f"{node}: fdb {known[0]}",
+            f"{owner[0].node}: {owner[1].name} has {address}, MAC {owner[1].mac}",
+        ],
     )
