@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests import networks
 from tests.faults.fuzz import fuzz, summary
 
 pytestmark = pytest.mark.root
@@ -17,18 +18,20 @@ pytestmark = pytest.mark.root
 @pytest.mark.parametrize(
     "on, seed, count, broken, kinds, healed",
     [
-        ("lab", 52, 8, 8, 4, 0.75),
-        ("routed", 3, 5, 10, 4, 0.6),
-        ("tutorial", 2, 8, 10, 4, 0.8),
-        ("cni", 2, 8, 6, 4, 0.8),
-        # flannel.1 down: named, not healed (the kernel deleted the route through it,
-        # and which gateway it had, the state no longer shows: the fix says so).
-        ("overlay", 1, 3, 9, 3, 0.6),
+        ("lab", 69, 8, 8, 5, 0.8),
+        # Addresses removed from a router: named, not healed (the static routes went
+        # with the address; the fix says so).
+        ("routed", 196, 5, 10, 4, 0.6),
+        ("tutorial", 89, 8, 10, 4, 0.8),
+        ("cni", 2, 8, 8, 4, 0.8),
+        ("overlay", 67, 4, 9, 3, 0.8),
     ],
 )
 def test_fixed_seeds_blame_nothing_wrongly(
     on: str, seed: int, count: int, broken: int, kinds: int, healed: float
 ) -> None:
+    if on == "tutorial" and networks.tutorial_script() is None:
+        pytest.skip("the tutorial (shared/seed) is not beside the project")
     scored = fuzz(seed=seed, count=count, on=on)
     print(summary(scored))
     assert len(scored) >= broken  # the seed breaks probes of several kinds
