@@ -192,10 +192,9 @@ def bridge_blocks(
 
 
 def fdb_port(state: NamespaceState, mac: str) -> str | None:
-    for line in state.fdb:
-        words = line.split()
-        if words and words[0].lower() == mac.lower():
-            return words[2]
+    for entry in state.fdb:
+        if entry.is_for(mac):
+            return entry.dev
     return None
 
 

@@ -139,10 +139,9 @@ class Network:
             if link.kind != "vxlan" or not link.up:
                 continue
             for entry in state.fdb:
-                mac, _, rest = entry.partition(f" dev {link.name} dst ")
-                if not rest:
+                if entry.dev != link.name or entry.dst is None:
                     continue
-                vtep = rest.split()[0]
+                mac, vtep = entry.mac, entry.dst
                 for other in self.all:
                     if other is state:
                         continue
@@ -184,7 +183,7 @@ class Network:
                         f"{vtep} (its FDB sends {mac} there), and {other.node} holds "
                         f"{network}; no route goes through {link.name} to it",
                         [
-                            f"{node}: fdb {entry}",
+                            f"{node}: fdb {entry.describe()}",
                             f"{other.node}: {device.name} local {vtep}",
                             f"{other.node}: holds {network}",
                         ],

@@ -173,6 +173,39 @@ class Neighbour:
 
 
 @dataclass(frozen=True)
+class FdbEntry:
+    """One forwarding-database entry: a bridge's (``master``: which port a MAC is
+    behind) or a tunnel device's own (``dst``: the VTEP a MAC is sent to)."""
+
+    mac: str
+    dev: str
+    master: str | None = None
+    dst: str | None = None
+    state: str = ""  # the NUD state, lower case: permanent, reachable, stale, noarp
+
+    def describe(self) -> str:
+        """As `bridge fdb` says it (and as bundles keep it)."""
+        where = f"dst {self.dst} self" if self.dst else f"master {self.master}"
+        return f"{self.mac} dev {self.dev} {where} {self.state}".rstrip()
+
+    def is_for(self, mac: str) -> bool:
+        return self.mac.lower() == mac.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> FdbEntry:
+        """From ``describe()``'s words (a bundle's)."""
+        words = text.split()
+
+        def after(word: str) -> str | None:
+            return words[words.index(word) + 1] if word in words[:-1] else None
+
+        dev, master, dst = after("dev") or "", after("master"), after("dst")
+        last = words[-1] if len(words) > 3 else ""
+        state = "" if last in ("self", master, dst, dev) else last
+        return cls(words[0] if words else "", dev, master, dst, state)
+
+
+@dataclass(frozen=True)
 class RouteEntry:
     dst: str  # "default" or a network
     gateway: str | None
@@ -210,7 +243,7 @@ class NamespaceState:
     neighbours: list[str] = field(default_factory=list)  # Neighbour.describe(), before the run
     neighbours_after: list[str] = field(default_factory=list)  # the same, once the run ended
     route_rules: list[Rule] = field(default_factory=list)  # `ip rule`, by priority
-    fdb: list[str] = field(default_factory=list)  # bridge FDB: "MAC dev PORT master BR FLAGS"
+    fdb: list[FdbEntry] = field(default_factory=list)  # bridges' and tunnel devices' FDBs
     listeners: list[str] = field(default_factory=list)  # "tcp 127.0.0.1:9000", "udp *:53"
     tc: list[str] = field(default_factory=list)  # "DEV ingress|egress: FILTER"
     sysctls: dict[str, str] = field(default_factory=dict)
@@ -261,7 +294,9 @@ class NamespaceState:
         return any(a.split("/")[0] == address for link in self.links for a in link.addresses)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["fdb"] = [entry.describe() for entry in self.fdb]  # as bundles always kept it
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NamespaceState:
@@ -273,7 +308,7 @@ class NamespaceState:
             neighbours=list(data.get("neighbours", [])),
             neighbours_after=list(data.get("neighbours_after", [])),
             route_rules=[Rule(**r) for r in data.get("route_rules", [])],
-            fdb=list(data.get("fdb", [])),
+            fdb=[FdbEntry.parse(str(entry)) for entry in data.get("fdb", [])],
             listeners=list(data.get("listeners", [])),
             tc=list(data.get("tc", [])),
             sysctls=dict(data["sysctls"]),

@@ -19,6 +19,7 @@ from pathtrace.model.state import (
     INTERFACE_SYSCTLS,
     SYSCTLS,
     BridgePort,
+    FdbEntry,
     Link,
     NamespaceState,
     Neighbour,
@@ -151,8 +152,12 @@ def state(
                 if entry["ifindex"] in tunnels and entry.get("NDA_DST"):
                     flags = _nud(entry["state"]).lower()
                     state.fdb.append(
-                        f"{entry.get('NDA_LLADDR')} dev {names.get(entry['ifindex'])} "
-                        f"dst {entry.get('NDA_DST')} self {flags}"
+                        FdbEntry(
+                            str(entry.get("NDA_LLADDR")),
+                            str(names.get(entry["ifindex"])),
+                            dst=str(entry.get("NDA_DST")),
+                            state=flags,
+                        )
                     )
         if any(link.kind == "bridge" for link in state.links):
             for entry in ipr.get_neighbours(family=socket.AF_BRIDGE):
@@ -161,8 +166,12 @@ def state(
                     continue  # a device's own address list, not the bridge's table
                 flags = _nud(entry["state"]).lower()
                 state.fdb.append(
-                    f"{entry.get('NDA_LLADDR')} dev {names.get(entry['ifindex'])} "
-                    f"master {names.get(master)} {flags}"
+                    FdbEntry(
+                        str(entry.get("NDA_LLADDR")),
+                        str(names.get(entry["ifindex"])),
+                        master=str(names.get(master)),
+                        state=flags,
+                    )
                 )
         clsact = [names[i] for i, kind in ipr.qdisc_kinds() if kind == "clsact" and i in names]
         if any(link.peer_nsid is not None for link in state.links):

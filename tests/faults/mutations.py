@@ -156,17 +156,14 @@ def catalog(nodes: dict[str, str]) -> list[Mutation]:
                     )
                 )
         for entry in state.fdb:
-            # A tunnel's own FDB ("MAC dev DEV dst VTEP self ..."): the entry that
-            # sends an inner MAC to its VTEP, deleted.
-            mac, _, rest = entry.partition(" dev ")
-            dev, _, rest = rest.partition(" dst ")
-            if rest and " self" in rest:
+            # A tunnel's own FDB: the entry that sends an inner MAC to its VTEP, deleted.
+            if entry.dst is not None:
                 found.append(
                     Mutation(
                         "fdb",
                         node,
-                        f"bridge fdb del {mac} dev {dev} dst {rest.split()[0]} self",
-                        (ref("fdb", node, mac), ref("link", node, dev)),
+                        f"bridge fdb del {entry.mac} dev {entry.dev} dst {entry.dst} self",
+                        (ref("fdb", node, entry.mac), ref("link", node, entry.dev)),
                     )
                 )
         # Policy rules in front of the main table: a refusing action, and a lookup

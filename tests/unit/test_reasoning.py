@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathtrace.analyze import links, routing
 from pathtrace.analyze.verdict import _takes
-from pathtrace.model.state import BridgePort, Link, NamespaceState, Neighbour, RouteEntry, Rule
+from pathtrace.model.state import (
+    BridgePort,
+    FdbEntry,
+    Link,
+    NamespaceState,
+    Neighbour,
+    RouteEntry,
+    Rule,
+)
 
 
 def _host() -> NamespaceState:
@@ -191,7 +199,7 @@ def test_bridge_blocks_says_which_switch() -> None:
     quiet = Link(**{**p2.__dict__, "port": BridgePort("forwarding", learning=False, flood=False)})
     unknown = links.bridge_blocks(host, p1, quiet, "bb:00:00:00:00:03")
     assert unknown is not None and "no FDB entry" in unknown.why
-    host.fdb = ["bb:00:00:00:00:03 dev veth-host1 master br0 static"]
+    host.fdb = [FdbEntry.parse("bb:00:00:00:00:03 dev veth-host1 master br0 static")]
     wrong = links.bridge_blocks(host, p1, p2, "bb:00:00:00:00:03")
     assert (
         wrong is not None and wrong.fix == "bridge fdb del bb:00:00:00:00:03 dev veth-host1 master"
@@ -218,3 +226,20 @@ def test_a_listener_takes_its_own_address_and_its_familys_wildcard() -> None:
     # IPv6's wildcard takes IPv4 unless IPV6_V6ONLY, which is not read: it may.
     assert _takes("tcp [::]:80", "192.168.100.2")
     assert not _takes("tcp 0.0.0.0:80", "fd00:100::2")
+
+
+def test_fdb_entries_read_back_as_bundles_keep_them() -> None:
+    # Bundles keep each entry as `bridge fdb` words; they read back to the same record.
+    for text, entry in (
+        ("aa:bb:cc:dd:ee:01 dev veth-host1 master br0 reachable",
+         FdbEntry("aa:bb:cc:dd:ee:01", "veth-host1", master="br0", state="reachable")),
+        ("02:00:00:00:01:01 dev flannel.1 dst 172.30.0.2 self permanent",
+         FdbEntry("02:00:00:00:01:01", "flannel.1", dst="172.30.0.2", state="permanent")),
+        ("aa:bb:cc:dd:ee:02 dev veth-host2 master br0",
+         FdbEntry("aa:bb:cc:dd:ee:02", "veth-host2", master="br0")),
+    ):  # fmt: skip
+        assert FdbEntry.parse(text) == entry
+        assert FdbEntry.parse(entry.describe()) == entry
+    state = NamespaceState("ns", "host", fdb=[FdbEntry.parse("aa:bb:cc:dd:ee:01 dev p master b x")])
+    assert NamespaceState.from_json(state.to_json()).fdb == state.fdb
+    assert state.to_json()["fdb"] == ["aa:bb:cc:dd:ee:01 dev p master b x"]

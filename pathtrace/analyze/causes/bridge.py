@@ -53,7 +53,7 @@ def bridge_stop(net: Network, series: Series, drop: Hop) -> Placed | None:
     if blocked is None:
         return None
     evidence = [f"{drop.node}: {p.name} {p.port.describe()}" for p in (ingress, port[1]) if p.port]
-    evidence += [f"{drop.node}: fdb {line}" for line in state.fdb if owner[1].mac in line]
+    evidence += [f"{drop.node}: fdb {e.describe()}" for e in state.fdb if e.is_for(owner[1].mac)]
     return f"{drop.node}/{bridge}", blocked.finding(
         drop.node, net.command(drop.node, blocked.fix), evidence
     )
@@ -140,8 +140,8 @@ def bridge_port_towards(
 def port_evidence(state: NamespaceState, ports: Iterable[Link], mac: str) -> list[str]:
     """The ports' switches and the FDB's word on ``mac`` (or that it has none)."""
     found = [f"{state.node}: {p.name} {p.port.describe()}" for p in ports if p.port]
-    fdb = [line for line in state.fdb if line.lower().startswith(mac.lower())]
-    found += [f"{state.node}: fdb {line}" for line in fdb] or [
+    fdb = [entry for entry in state.fdb if entry.is_for(mac)]
+    found += [f"{state.node}: fdb {entry.describe()}" for entry in fdb] or [
         f"{state.node}: no fdb entry for {mac}"
     ]
     return found

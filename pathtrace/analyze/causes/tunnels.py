@@ -11,10 +11,11 @@ from pathtrace.analyze.causes.routes import link_up_fix, routing_drop
 from pathtrace.analyze.network import Network
 from pathtrace.model.cause import Finding, ref
 from pathtrace.model.event import Event, Hook
-from pathtrace.model.state import Link, NamespaceState
+from pathtrace.model.state import FdbEntry, Link, NamespaceState
 from pathtrace.model.trace import Hop, Series
 
 TUNNELS = ("vxlan", "geneve")
+ZERO_MAC = "00:00:00:00:00:00"  # a tunnel's default FDB entry: every MAC it does not know
 
 
 def tunnel_kind(net: Network, drop: Hop) -> str | None:
@@ -43,8 +44,8 @@ def tunnel_no_target(net: Network, drop: Hop, events: Sequence[Event]) -> Placed
     mac = sent[-1].dmac
     if mac == link.mac and link.noarp:
         return _noarp(net, state, link, drop)
-    own = [line for line in state.fdb if f" dev {link.name} dst " in line]
-    if any(line.startswith((f"{mac} ", "00:00:00:00:00:00 ")) for line in own):
+    own = [entry for entry in state.fdb if entry.dev == link.name and entry.dst]
+    if any(entry.is_for(mac) or entry.is_for(ZERO_MAC) for entry in own):
         return None  # it had a VTEP: something else stopped it
     told = [n for n in state.neighbours if f" lladdr {mac} " in f"{n} " and link.name in n]
     # The VTEP that owns the MAC, as the other node's own device says.
@@ -68,7 +69,9 @@ def tunnel_no_target(net: Network, drop: Hop, events: Sequence[Event]) -> Placed
         + ", and no default entry or remote: the kernel has no VTEP to send the frame to "
         f"({drop.drop_reason})" + (f"; {mac} is {vtep[0]}'s VTEP at {vtep[1]}" if vtep else "")
     )
-    evidence = [f"{drop.node}: fdb of {link.name}: {'; '.join(own) or 'empty'}"]
+    evidence = [
+        f"{drop.node}: fdb of {link.name}: {'; '.join(e.describe() for e in own) or 'empty'}"
+    ]
     evidence += [f"{drop.node}: neighbour {n}" for n in told]
     fix = net.command(
         drop.node, f"bridge fdb append {mac} dev {link.name} dst {dst} self permanent"
@@ -188,16 +191,15 @@ def tunnel_underlay(
         mac = sent[-1].dmac if sent else None
         entry = next(
             (
-                line
-                for line in state.fdb
-                if f" dev {link.name} dst " in line
-                and line.startswith((f"{mac} ", "00:00:00:00:00:00 "))
+                e
+                for e in state.fdb
+                if e.dev == link.name and e.dst and (e.is_for(mac or "") or e.is_for(ZERO_MAC))
             ),
             None,
         )
-        if entry is None:
+        if entry is None or entry.dst is None:
             return None
-        vtep, said = entry.split(" dst ")[1].split()[0], f"FDB {entry}"
+        vtep, said = entry.dst, f"FDB {entry.describe()}"
     outer = replace(
         drop.packet,
         protocol="udp",
@@ -221,7 +223,7 @@ def tunnel_underlay(
 
 
 def _wrong_neighbour(
-    net: Network, state: NamespaceState, link: Link, told: str, mac: str, own: list[str]
+    net: Network, state: NamespaceState, link: Link, told: str, mac: str, own: list[FdbEntry]
 ) -> Finding | None:
     """The neighbour entry gives a MAC no tunnel device has, while the address it is
     for is held by a traced node's device of the same kind whose MAC this device's
@@ -238,7 +240,7 @@ def _wrong_neighbour(
     )
     if owner is None or not owner[1].mac:
         return None
-    known = [line for line in own if line.lower().startswith(owner[1].mac.lower() + " ")]
+    known = [entry.describe() for entry in own if entry.is_for(owner[1].mac)]
     if not known:
         return None
     node = state.node
