@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pathtrace.analyze import links, routing
+from pathtrace.analyze.causes.stalled import stalled
+from pathtrace.analyze.network import Network
 from pathtrace.analyze.verdict import _takes
 from pathtrace.model.state import (
     BridgePort,
@@ -13,6 +15,7 @@ from pathtrace.model.state import (
     RouteEntry,
     Rule,
 )
+from pathtrace.model.trace import Hop, Packet, Series
 
 
 def _host() -> NamespaceState:
@@ -243,3 +246,24 @@ def test_fdb_entries_read_back_as_bundles_keep_them() -> None:
     state = NamespaceState("ns", "host", fdb=[FdbEntry.parse("aa:bb:cc:dd:ee:01 dev p master b x")])
     assert NamespaceState.from_json(state.to_json()).fdb == state.fdb
     assert state.to_json()["fdb"] == ["aa:bb:cc:dd:ee:01 dev p master b x"]
+
+
+def test_a_packet_freed_by_failed_resolution_names_the_gateway_nobody_holds() -> None:
+    # The answer's only hop is the kernel's NEIGH_FAILED drop on the way out: the
+    # route it took and the neighbour entry it waited on explain it.
+    pod = _container(3, 9)
+    pod.routes = [
+        RouteEntry("default", "192.168.100.51", "veth-cont2", None),
+        RouteEntry("192.168.100.0/24", None, "veth-cont2", "192.168.100.3"),
+    ]
+    pod.neighbours_after = ["192.168.100.51 dev veth-cont2 INCOMPLETE"]
+    net = Network({"pt-container2": pod, "pt-host": _host()}, None)
+    packet = Packet("tcp", "192.168.100.3", "198.51.100.1", 80, 40000, 64, 60)
+    drop = Hop(0, 0.0, 0.0, "container2", "veth-cont2", "drop", "", (), packet,
+               drop_reason="NEIGH_FAILED")  # fmt: skip
+    found = stalled(net, Series(1, "reply", [drop]), drop)
+    assert found is not None
+    place, finding = found
+    assert place == "container2/veth-cont2" and finding.code == "neigh.failed"
+    assert "neigh:container2/192.168.100.51" in finding.objects
+    assert "route:container2/default" in finding.objects

@@ -60,7 +60,7 @@ def stalled(net: Network, series: Series | None, last: Hop) -> tuple[str, Findin
         if sent:
             last = sent[-1]
             link = state.link(last.interface)  # the way out, not where it was held
-        elif last.action != "end":  # an "end" with a device: freed on its way out
+        elif last.action not in ("end", "drop"):  # with a device: freed on its way out
             return None
     # Inside a tunnel's datagram: the underlay delivers the outer packet (encapsulated
     # by this node: routed as the node's own, not as forwarded).
