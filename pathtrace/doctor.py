@@ -72,7 +72,7 @@ def diagnose() -> Diagnosis:
         probes_advice=engine.how_to_build_probes(),
     )
     try:
-        result.legacy_iptables = observe.legacy_tables(discover.host_path()).split()
+        result.legacy_iptables = observe.legacy_tables(discover.host_path()).splitlines()
     except OSError:
         result.legacy_iptables = None  # entering the host's namespace needs CAP_SYS_ADMIN
     try:

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathtrace.analyze import drops, links, routing
 from pathtrace.analyze.causes.addresses import duplicate
 from pathtrace.analyze.causes.common import arrival
-from pathtrace.analyze.causes.netfilter import nf_ref
+from pathtrace.analyze.causes.netfilter import dropping, nf_ref
 from pathtrace.analyze.causes.refusal import refusal
 from pathtrace.analyze.causes.routes import link_up_fix, marked, no_route, refused_lookup
 from pathtrace.analyze.causes.sockets import dnat_to_a_closed_port
@@ -252,6 +252,36 @@ class Judge:
                     f"{node} could not send it: {send_error}",
                     node,
                     replace(found, cause=f"{found.cause} ({send_error} to the sender)"),
+                )
+        if state is not None and "not permitted" in send_error.lower():
+            # EPERM from a send: netfilter dropped the node's own packet on its way
+            # out (an output or postrouting rule of the packet's family).
+            family = "ip6" if ":" in self.target else "ip"
+            rules = dropping(state, ("OUTPUT", "POSTROUTING"), family)
+            if len(rules) == 1:
+                rule = rules[0]
+                return Verdict(
+                    "dropped",
+                    f"{node} could not send it: {send_error}",
+                    where=node,
+                    cause=f"{node}'s netfilter refused it on the way out ({send_error}, as "
+                    f"the kernel says a drop of a node's own packet): {rule.cited}",
+                    fix=self.net.command(node, rule.delete_command),
+                    evidence=[f"{node}: {rule.cited}"],
+                    code="nf.reject" if rule.verdict == "reject" else "nf.drop",
+                    objects=[nf_ref(node, rule)],
+                )
+            if rules:
+                return Verdict(
+                    "dropped",
+                    f"{node} could not send it: {send_error}",
+                    where=node,
+                    cause=f"unknown: {node}'s netfilter refused it on the way out ({send_error}); "
+                    f"{len(rules)} rules there drop or reject and it cannot tell which",
+                    fix=None,
+                    evidence=[f"{node}: {r.cited}" for r in rules],
+                    code="unknown",
+                    objects=[nf_ref(node, r) for r in rules],
                 )
         cause = f"the source's own stack refused the packet ({send_error})"
         fix = "see the error: the source's routes, neighbours and firewall"

@@ -105,8 +105,9 @@ class RunResult:
                 "(it alone carries the headers and the tag)"
             )
         for state in self.states.values():
-            tables = state.legacy_tables.split()
-            if tables and state.legacy_save and any(r.legacy for r in state.rules().rules):
+            tables = [t for t in state.legacy_tables.splitlines() if t.strip()]
+            saved = state.legacy_save or state.legacy6_save
+            if tables and saved and any(r.legacy for r in state.rules().rules):
                 found.append(
                     f"{state.node} uses iptables-legacy (tables {', '.join(tables)}): its rules "
                     "were read with iptables-legacy-save (cited by position in their chain, "

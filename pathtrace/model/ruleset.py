@@ -56,16 +56,19 @@ class LiveRule:
         if not self.iptables:
             return said
         comment = f"comment: {self.comment}; " if self.comment else ""
-        tool = "iptables-legacy" if self.legacy else "iptables"
+        tool = ("ip6tables" if self.family == "ip6" else "iptables") + (
+            "-legacy" if self.legacy else ""
+        )
         return f"{said} ({comment}{tool}: {self.iptables})"
 
     @property
     def delete_command(self) -> str:
         """The command that removes this rule, in the tool that made it."""
+        tool = "ip6tables" if self.family == "ip6" else "iptables"
         if self.legacy:
-            return f"iptables-legacy -t {self.table} -D {self.chain} {self.handle}"
+            return f"{tool}-legacy -t {self.table} -D {self.chain} {self.handle}"
         if self.iptables and self.iptables.startswith("-A "):
-            return f"iptables -t {self.table} -D {self.iptables[3:]}"
+            return f"{tool} -t {self.table} -D {self.iptables[3:]}"
         return f"nft delete rule {self.family} {self.table} {self.chain} handle {self.handle}"
 
     @property
@@ -196,21 +199,22 @@ def parse_listing(text: str, iptables_save: str = "") -> Ruleset:
 
 
 _ADD_CHAIN = re.compile(
-    r"^add chain ip (\S+) (\S+)(?: \{ type \w+ hook (\w+) .*?; policy (\w+); \})?$"
+    r"^add chain ip6? (\S+) (\S+)(?: \{ type \w+ hook (\w+) .*?; policy (\w+); \})?$"
 )
-_ADD_RULE = re.compile(r'^add rule ip (\S+) (\S+) (.*?)(?: comment "([^"]*)")?$')
+_ADD_RULE = re.compile(r'^add rule ip6? (\S+) (\S+) (.*?)(?: comment "([^"]*)")?$')
 
 
-def parse_legacy(translated: str, save: str) -> Ruleset:
+def parse_legacy(translated: str, save: str, family: str = "ip") -> Ruleset:
     """iptables-legacy's chains and rules, from ``iptables-restore-translate`` of
-    ``iptables-legacy-save``: each rule matched to its save line by table, chain and
-    position (a chain whose rules the two list differently is left out: no guess)."""
+    ``iptables-legacy-save`` (``family`` ip6: ip6tables'): each rule matched to its
+    save line by table, chain and position (a chain whose rules the two list
+    differently is left out: no guess)."""
     chains: list[LiveChain] = []
     translated_rules: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
     for raw in translated.splitlines():
         line = raw.strip()
         if m := _ADD_CHAIN.match(line):
-            chains.append(LiveChain("ip", m.group(1), m.group(2), m.group(3), m.group(4), 0))
+            chains.append(LiveChain(family, m.group(1), m.group(2), m.group(3), m.group(4), 0))
         elif m := _ADD_RULE.match(line):
             text = " ".join(m.group(3).split())
             translated_rules.setdefault((m.group(1), m.group(2)), []).append((text, m.group(4)))
@@ -224,7 +228,7 @@ def parse_legacy(translated: str, save: str) -> Ruleset:
         if len(ours) != len(theirs):
             continue
         for position, ((text, comment), line) in enumerate(zip(ours, theirs, strict=True), 1):
-            rules.append(LiveRule("ip", table, chain, position, text, comment, line, legacy=True))
+            rules.append(LiveRule(family, table, chain, position, text, comment, line, legacy=True))
     return Ruleset(tuple(chains), tuple(rules))
 
 
@@ -254,7 +258,8 @@ def _with_iptables_lines(
     lines = _save_lines(save)
     by_chain: dict[tuple[str, str], list[int]] = {}
     for i, rule in enumerate(rules):
-        if (rule.family, rule.table) in managed:
+        # iptables-save lists IPv4's tables only: an ip6 table's rules are never its lines.
+        if (rule.family, rule.table) in managed and rule.family == "ip":
             by_chain.setdefault((rule.table, rule.chain), []).append(i)
     result = list(rules)
     for key, positions in by_chain.items():

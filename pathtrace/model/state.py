@@ -252,6 +252,8 @@ class NamespaceState:
     iptables: str = ""  # iptables-save, where iptables-nft manages tables (their comments)
     legacy_save: str = ""  # iptables-legacy-save, where legacy tables are in use
     legacy_nft: str = ""  # the same through iptables-restore-translate (nft's words)
+    legacy6_save: str = ""  # ip6tables-legacy-save, where legacy IPv6 tables are in use
+    legacy6_nft: str = ""  # the same through ip6tables-restore-translate
     nsids: dict[str, int] = field(default_factory=dict)  # other traced namespaces' ids here
 
     @property
@@ -285,10 +287,14 @@ class NamespaceState:
 
     def rules(self) -> Ruleset:
         found = parse_listing(self.ruleset, self.iptables)
-        if not self.legacy_save:
-            return found
-        legacy = parse_legacy(self.legacy_nft, self.legacy_save)
-        return Ruleset(found.chains + legacy.chains, found.rules + legacy.rules)
+        for save, nft, family in (
+            (self.legacy_save, self.legacy_nft, "ip"),
+            (self.legacy6_save, self.legacy6_nft, "ip6"),
+        ):
+            if save:
+                legacy = parse_legacy(nft, save, family)
+                found = Ruleset(found.chains + legacy.chains, found.rules + legacy.rules)
+        return found
 
     def owns(self, address: str) -> bool:
         return any(a.split("/")[0] == address for link in self.links for a in link.addresses)
@@ -317,6 +323,8 @@ class NamespaceState:
             iptables=data.get("iptables", ""),
             legacy_save=data.get("legacy_save", ""),
             legacy_nft=data.get("legacy_nft", ""),
+            legacy6_save=data.get("legacy6_save", ""),
+            legacy6_nft=data.get("legacy6_nft", ""),
             nsids={str(k): int(v) for k, v in data.get("nsids", {}).items()},
         )
 

@@ -88,7 +88,7 @@ def reachable(source: str, among: Sequence[str], target: str | None = None) -> R
         beside: dict[str, set[str]] = {}
         rulesets: dict[str, str] = {}
         traced, left = {netns.inode(source)}, set()
-        owned = False  # a namespace found holds the target (or a DNAT's address)
+        owned: set[str] = set()  # what namespaces found hold of the target, a DNAT's address
         on_segment: list[tuple[str, str, int, set[str]]] = []
         wanted = {target} if target else set()
         queue = [source]
@@ -103,19 +103,21 @@ def reachable(source: str, among: Sequence[str], target: str | None = None) -> R
                 # other end is on the path whatever it does with the packet (a
                 # router with ip_forward=0 is where the packet dies: traced).
                 toward = _route_out(ipr, target) if target is not None else None
+                # Where each address the packets go to (the target, a DNAT's) is routed.
+                outs = {_route_out(ipr, w) for w in wanted} if target is not None else set()
                 by_id: dict[int, set[str]] = {}
                 masters: dict[str, int | None] = {}
-                toward_index = None
+                out_indexes = set()
                 for link in ipr.get_links():
                     name = str(link.get("ifname"))
                     masters[name] = link.get("IFLA_MASTER")
-                    if name == toward:
-                        toward_index = link["index"]
+                    if name in outs:
+                        out_indexes.add(link["index"])
                     nsid = link.get("IFLA_LINK_NETNSID")
                     if nsid is not None:
                         by_id.setdefault(nsid, set()).add(name)
-                # The ports of the bridge the target is routed out of: its segment.
-                segment = {n for n, m in masters.items() if m is not None and m == toward_index}
+                # The ports of the bridges those are routed out of: their segments.
+                segment = {n for n, m in masters.items() if m is not None and m in out_indexes}
                 peers = set(by_id)
                 for candidate, fd in fds.items():
                     if not peers:
@@ -133,7 +135,7 @@ def reachable(source: str, among: Sequence[str], target: str | None = None) -> R
                         if forwards or owns & wanted or toward in by_id[nsid]:
                             traced.add(number)
                             found.append(candidate)
-                            owned = owned or bool(owns & wanted)
+                            owned |= owns & wanted
                             if forwards:  # the way goes on through it
                                 queue.append(candidate)
                             continue
@@ -147,9 +149,10 @@ def reachable(source: str, among: Sequence[str], target: str | None = None) -> R
                 ipr.close()
         upper = _upper_devices_owning(fds, found, traced | left, wanted) if target else []
         found += upper
-        if target is not None and not owned and not upper:
-            # Nobody traced holds the target: the stations on its segment are where it
-            # should be (an address removed, a pod gone bare), and the evidence of why.
+        if target is not None and wanted - owned - _owned_by(source) and not upper:
+            # Nobody traced holds the target (or a DNAT's address): the stations on its
+            # segment are where it should be (an address removed, a pod gone bare), and
+            # the evidence of why.
             for here, candidate, number, names in on_segment:
                 traced.add(number)
                 found.append(candidate)
@@ -202,6 +205,13 @@ def _route_out(ipr: Rtnl, target: str) -> str | None:
     except (OSError, ValueError):  # no route (ENETUNREACH), not an address: no way out
         return None
     return str(links[0].get("ifname")) if links else None
+
+
+def _owned_by(namespace: str) -> set[str]:
+    try:
+        return _glance(namespace)[0]
+    except OSError:
+        return set()
 
 
 def _glance(namespace: str) -> tuple[set[str], bool]:

@@ -188,8 +188,10 @@ def state(
     if iptables_made(state.ruleset):
         state.iptables = iptables_save(namespace)
     state.legacy_tables = legacy_tables(namespace)
-    if state.legacy_tables.strip():
+    if any(not t.startswith("ip6 ") for t in state.legacy_tables.splitlines()):
         state.legacy_save, state.legacy_nft = legacy_rules(namespace)
+    if "ip6 " in state.legacy_tables:
+        state.legacy6_save, state.legacy6_nft = legacy_rules(namespace, "ip6")
     return state
 
 
@@ -375,12 +377,15 @@ def tc_filters(namespace: str, device: str) -> list[str]:
 
 def legacy_tables(namespace: str) -> str:
     """iptables-legacy tables in use (x_tables, which nft does not list)."""
+    found = ""
     with netns.entered(namespace):
-        try:
-            with open("/proc/thread-self/net/ip_tables_names") as f:
-                return f.read()
-        except OSError:
-            return ""
+        for family, name in (("", "ip_tables_names"), ("ip6 ", "ip6_tables_names")):
+            try:
+                with open(f"/proc/thread-self/net/{name}") as f:
+                    found += "".join(f"{family}{table}\n" for table in f.read().split())
+            except OSError:
+                pass  # that family's x_tables is not loaded: no tables
+    return found
 
 
 def ruleset(namespace: str, strict: bool = False) -> str:
@@ -447,16 +452,18 @@ def with_rules(namespaces: Sequence[str]) -> list[str]:
     return [n for n in namespaces if n in found]
 
 
-def legacy_rules(namespace: str) -> tuple[str, str]:
-    """iptables-legacy-save in the namespace, and the same in nft's words
-    (iptables-restore-translate, which reads text only); '' for what is missing."""
+def legacy_rules(namespace: str, family: str = "ip") -> tuple[str, str]:
+    """iptables-legacy-save (ip6tables-legacy-save for ``family`` ip6) in the
+    namespace, and the same in nft's words (the restore-translate tool, which reads
+    text only); '' for what is missing."""
+    tool = "ip6tables" if family == "ip6" else "iptables"
     try:
-        save = netns.run(namespace, ["iptables-legacy-save"], check=False).stdout
+        save = netns.run(namespace, [f"{tool}-legacy-save"], check=False).stdout
     except EnvironmentProblem:
         return "", ""
     try:
         translated = subprocess.run(
-            ["iptables-restore-translate", "-f", "/dev/stdin"],
+            [f"{tool}-restore-translate", "-f", "/dev/stdin"],
             input=save,
             capture_output=True,
             text=True,

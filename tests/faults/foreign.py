@@ -16,7 +16,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
-from ipaddress import IPv4Address
+from ipaddress import ip_address
 from typing import Any
 
 from pathtrace.model.options import RunOptions
@@ -128,7 +128,7 @@ def inside(request_text: str) -> None:
         subprocess.run(["sh", "-c", fix], capture_output=True, timeout=20)
     verdicts = []
     for kind, target, port, source in request["probes"]:
-        options = RunOptions(kind, IPv4Address(target), port, source=source, count=1, timeout=1.0)
+        options = RunOptions(kind, ip_address(target), port, source=source, count=1, timeout=1.0)
         verdict = Run(options, None).execute().probes[0].verdict
         verdicts.append(_renamed(asdict(verdict), to_catalog))
     sys.stdout.flush()

@@ -28,7 +28,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, ip_network
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 
 from pathtrace.lab import build, topology
@@ -38,7 +38,7 @@ from pathtrace.model.trace import Verdict
 from pathtrace.session import Run
 from pathtrace.system import netns
 from tests.faults.foreign import NETWORKS, Foreign, Probe
-from tests.faults.mutations import Mutation, catalog
+from tests.faults.mutations import Mutation, catalog, catalog6
 
 # Per topology: its description, and what a user runs on it. The lab: out through
 # the NAT, across the bridge, in through the DNAT. Routed: across two routers, both
@@ -50,6 +50,16 @@ TOPOLOGIES: dict[str, tuple[Callable[[], str], tuple[Probe, ...]]] = {
             ("ping", "8.8.8.8", 0, "container1"),
             ("ping", "192.168.100.3", 0, "container1"),
             ("tcp", "198.51.100.2", 8080, "wan"),
+        ),
+    ),
+    # The same lab over IPv6: out through the NAT66, across the bridge, in through
+    # the DNAT to [fd00:100::2]:80 (its catalog: IPv6's own mutations).
+    "lab6": (
+        topology.reference_text,
+        (
+            ("ping", "2001:4860:4860::8888", 0, "container1"),
+            ("ping", "fd00:100::3", 0, "container1"),
+            ("tcp", "2001:db8::2", 8080, "wan"),
         ),
     ),
     "routed": (
@@ -76,7 +86,7 @@ def _run(lab: topology.Topology, text: str, probe: tuple[str, str, int, str]) ->
     kind, target, port, source = probe
     options = RunOptions(
         kind,  # type: ignore[arg-type]
-        IPv4Address(target),
+        ip_address(target),
         port,
         source=source,
         count=1,
@@ -94,8 +104,11 @@ def same_object(said: str, changed: str) -> bool:
     if (kind, node) != (c_kind, c_node):
         return False
     if kind == "route":
-        changed_net = ip_network("0.0.0.0/0" if c_name == "default" else c_name, strict=False)
-        said_net = ip_network("0.0.0.0/0" if name == "default" else name, strict=False)
+        # "default" is the whole of the family the other side names.
+        six = ":" in name or ":" in c_name
+        anything = "::/0" if six else "0.0.0.0/0"
+        changed_net = ip_network(anything if c_name == "default" else c_name, strict=False)
+        said_net = ip_network(anything if name == "default" else name, strict=False)
         return said_net.version == changed_net.version and (
             said_net.subnet_of(changed_net) or changed_net.subnet_of(said_net)  # type: ignore[arg-type]
         )
@@ -128,6 +141,7 @@ class Built:
 
     def __init__(self, name: str) -> None:
         describe, self.probes = TOPOLOGIES[name]
+        self.name = name
         self.prefix = f"ptz{uuid.uuid4().hex[:5]}-"
         self.text = describe().replace('prefix = "pt-"', f'prefix = "{self.prefix}"', 1)
         self.lab = topology.parse(self.text)
@@ -135,7 +149,8 @@ class Built:
     def catalog(self) -> list[Mutation]:
         build.up(self.lab, self.text)
         try:
-            return catalog({node: self.lab.namespace(node) for node in self.lab.nodes})
+            nodes = {node: self.lab.namespace(node) for node in self.lab.nodes}
+            return catalog6(nodes) if self.name == "lab6" else catalog(nodes)
         finally:
             build.down(None, prefix=self.prefix)
 

@@ -347,3 +347,106 @@ def _ip(namespace: str) -> str:
 def _unused_neighbour(gateway: str) -> str:
     """An address beside ``gateway`` on its network that nothing in the lab holds."""
     return str(IPv4Address(gateway) + 50)
+
+
+def catalog6(nodes: dict[str, str]) -> list[Mutation]:
+    """IPv6's own single mutations (global and ULA addresses removed or narrowed to
+    /128, IPv6 routes deleted, refusing or via a gateway nobody holds, neighbour
+    entries pointed at a MAC nobody has, policy rules, IPv6 forwarding off, and a
+    drop, a reject and a conntrack-state drop in each hook of the ip6 family, and
+    ip6tables through nft and x_tables), with what any family meets (links down,
+    tc redirects, bridge ports) taken from ``catalog``."""
+    found = [m for m in catalog(nodes) if m.kind in ("link", "tc", "bridge")]
+    states = {node: observe.state(namespace, node) for node, namespace in nodes.items()}
+    for node, state in states.items():
+        for link in state.links:
+            for address in link.addresses:
+                ip, _, plen = address.partition("/")
+                if ":" not in address or link.kind == "loopback" or ip.startswith("fe80"):
+                    continue
+                here = (ref("address", node, ip), ref("link", node, link.name))
+                found.append(
+                    Mutation("address", node, f"ip -6 addr del {address} dev {link.name}", here)
+                )
+                found.append(
+                    Mutation(
+                        "address",
+                        node,
+                        f"ip -6 addr del {address} dev {link.name} && "
+                        f"ip -6 addr add {ip}/128 dev {link.name} nodad",
+                        here,
+                    )
+                )
+        for route in state.routes:
+            if route.family != 6 or route.table != 254 or route.type != "unicast":
+                continue
+            if not (route.gateway or route.dst == "default"):
+                continue
+            this = (ref("route", node, route.dst),)
+            found.append(Mutation("route", node, f"ip -6 route del {route.dst}", this))
+            for kind in ("blackhole", "unreachable", "prohibit"):
+                found.append(
+                    Mutation("route", node, f"ip -6 route replace {kind} {route.dst}", this)
+                )
+            if route.gateway:
+                unused = ip_address(route.gateway) + 0x50
+                found.append(
+                    Mutation(
+                        "route",
+                        node,
+                        f"ip -6 route replace {route.dst} via {unused} dev {route.dev}",
+                        this,
+                    )
+                )
+        for entry in state.neighbour_entries():
+            if entry.lladdr and ":" in entry.dst and not ip_address(entry.dst).is_multicast:
+                found.append(
+                    Mutation(
+                        "neigh",
+                        node,
+                        f"ip -6 neigh replace {entry.dst} lladdr 02:00:00:00:00:77 "
+                        f"dev {entry.dev} nud permanent",
+                        (ref("neigh", node, entry.dst),),
+                    )
+                )
+        found.append(
+            Mutation(
+                "rule",
+                node,
+                "ip -6 rule add to ::/1 prohibit pref 90",
+                (ref("rule", node, "pref 90"),),
+            )
+        )
+        found.append(
+            Mutation(
+                "rule",
+                node,
+                "ip -6 route add blackhole default table 90 && "
+                "ip -6 rule add to 8000::/1 lookup 90 pref 90",
+                (ref("rule", node, "pref 90"),),
+            )
+        )
+        key = "net.ipv6.conf.all.forwarding"
+        if state.sysctls.get(key) == "1":
+            found.append(
+                Mutation("sysctl", node, f"sysctl -qw {key}=0", (ref("sysctl", node, key),))
+            )
+        for hook in ("prerouting", "input", "forward", "output", "postrouting"):
+            chain = (ref("nf", node, f"ip6 fz {hook}"),)
+            found.append(Mutation("nf", node, _nft_table(hook, "counter drop", "ip6"), chain))
+            if hook in ("input", "forward", "output"):
+                found.append(Mutation("nf", node, _nft_table(hook, "counter reject", "ip6"), chain))
+            found.append(
+                Mutation("nf", node, _nft_table(hook, "ct state new counter drop", "ip6"), chain)
+            )
+        for tool in ("ip6tables", "ip6tables-legacy"):
+            for chain_name in ("INPUT", "FORWARD", "OUTPUT"):
+                found.append(
+                    Mutation(
+                        "nf",
+                        node,
+                        f"{tool} -A {chain_name} -j DROP",
+                        (ref("nf", node, f"ip6 filter {chain_name}"),),
+                    )
+                )
+    return sorted(set(found), key=lambda m: m.label)

@@ -6,6 +6,7 @@ from pathtrace.analyze import links, routing
 from pathtrace.analyze.causes.stalled import stalled
 from pathtrace.analyze.network import Network
 from pathtrace.analyze.verdict import _takes
+from pathtrace.model.ruleset import parse_listing
 from pathtrace.model.state import (
     BridgePort,
     FdbEntry,
@@ -267,3 +268,24 @@ def test_a_packet_freed_by_failed_resolution_names_the_gateway_nobody_holds() ->
     assert place == "container2/veth-cont2" and finding.code == "neigh.failed"
     assert "neigh:container2/192.168.100.51" in finding.objects
     assert "route:container2/default" in finding.objects
+
+
+def test_an_ip6_table_is_never_given_iptables_lines() -> None:
+    # iptables-save lists IPv4 only: the same table and chain in ip6 is another rule,
+    # and its delete command must not remove the IPv4 one.
+    listing = (
+        "table ip filter { # handle 1\n\tchain FORWARD { # handle 1\n"
+        "\t\ttype filter hook forward priority filter; policy accept;\n"
+        "\t\tip daddr 10.0.0.2 accept # handle 2\n\t}\n}\n"
+        "table ip6 filter { # handle 2\n\tchain FORWARD { # handle 1\n"
+        "\t\ttype filter hook forward priority filter; policy accept;\n"
+        "\t\tcounter packets 0 bytes 0 drop # handle 2\n\t}\n}\n"
+    )
+    save = "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -d 10.0.0.2/32 -j ACCEPT\nCOMMIT\n"
+    rules = parse_listing(listing, save).rules
+    six = next(r for r in rules if r.family == "ip6")
+    four = next(r for r in rules if r.family == "ip")
+    assert (
+        six.iptables is None and six.delete_command == "nft delete rule ip6 filter FORWARD handle 2"
+    )
+    assert four.iptables == "-A FORWARD -d 10.0.0.2/32 -j ACCEPT"

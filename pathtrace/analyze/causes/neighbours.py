@@ -14,8 +14,8 @@ from pathtrace.analyze.causes.bridge import (
     port_evidence,
     port_words,
 )
-from pathtrace.analyze.causes.common import Placed, only
-from pathtrace.analyze.causes.netfilter import nf_ref
+from pathtrace.analyze.causes.common import Placed
+from pathtrace.analyze.causes.netfilter import dropping, nf_ref, stops_neighbour_discovery
 from pathtrace.analyze.causes.programs import tc_filter
 from pathtrace.analyze.network import Network
 from pathtrace.model.cause import Finding, ref
@@ -113,7 +113,8 @@ def bare_station(
     bare = [
         (s, other)
         for s, other in links.segment(net.all, state, link)
-        if other.up
+        # A link that went down lost its IPv6 addresses with it (IPv4 keeps them).
+        if (other.up or network.version == 6)
         and not any(
             ip_interface(a).version == network.version and ip_interface(a).network == network
             for a in other.addresses
@@ -173,11 +174,13 @@ def no_arp_answer(net: Network, state: NamespaceState, link: Link, address: str)
             [f"{o_state.node}: {o_link.name} flags NOARP"],
         )
     if ":" in address:
-        return _no_neighbour_advertisement(net, o_state, address)
+        nd = _no_neighbour_advertisement(net, state, o_state, address)
+        if nd is not None:
+            return nd
     # The kernel uses the larger of the two; 8 answers no ARP request at all.
     keys = ("net.ipv4.conf.all.arp_ignore", f"net.ipv4.conf.{o_link.name}.arp_ignore")
     key, value = max(((k, o_state.sysctls.get(k, "0")) for k in keys), key=lambda kv: int(kv[1]))
-    if value == "8":
+    if value == "8" and ":" not in address:
         return Finding(
             "sysctl.arp_ignore",
             (ref("sysctl", o_state.node, key),),
@@ -277,10 +280,12 @@ def no_arp_answer(net: Network, state: NamespaceState, link: Link, address: str)
 
 
 def _no_neighbour_advertisement(
-    net: Network, o_state: NamespaceState, address: str
+    net: Network, asker: NamespaceState, o_state: NamespaceState, address: str
 ) -> Finding | None:
     """Why the owner of an IPv6 address did not answer a neighbour solicitation:
-    IPv6 off there, or a rule of its own that drops solicitations."""
+    IPv6 off there, or a netfilter rule that ND meets (unlike ARP, ND is ICMPv6 and
+    crosses the ip6 hooks): the solicitation out of the asker and into the owner,
+    the advertisement out of the owner and into the asker."""
     key = "net.ipv6.conf.all.disable_ipv6"
     if o_state.sysctls.get(key) == "1":
         return Finding(
@@ -290,19 +295,47 @@ def _no_neighbour_advertisement(
             net.command(o_state.node, f"sysctl -w {key}=0"),
             [f"{o_state.node}: {key}=1"],
         )
-    rules = o_state.rules()
-    candidates = [
-        r
-        for r in rules.rules_at("INPUT", "ip6")
-        if r.verdict == "drop" and ("nd-neighbor-solicit" in r.text or "icmpv6" in r.text)
+    way: list[tuple[NamespaceState, tuple[str, ...], str]] = [
+        (asker, ("OUTPUT", "POSTROUTING"), "the solicitation leaving"),
+        (o_state, ("PREROUTING", "INPUT"), "the solicitation arriving at"),
+        (o_state, ("OUTPUT", "POSTROUTING"), "the advertisement leaving"),
+        (asker, ("PREROUTING", "INPUT"), "the advertisement arriving at"),
     ]
-    rule, _ = only(candidates)
-    if rule is not None:
-        return Finding(
-            "nf.drop",
-            (nf_ref(o_state.node, rule),),
-            f"{o_state.node} drops the neighbour solicitations for {address}: {rule.cited}",
-            net.command(o_state.node, rule.delete_command),
-            [f"{o_state.node}: {rule.cited}"],
+    # A bridge between the two whose node sends bridged IPv6 through its ip6 hooks
+    # (br_netfilter): both ways cross its forward hook.
+    for bridge_state in _bridges_between(net, asker, o_state):
+        if bridge_state.sysctls.get("net.bridge.bridge-nf-call-ip6tables") == "1":
+            way.append(
+                (bridge_state, ("PREROUTING", "FORWARD", "POSTROUTING"), "the bridged ND through")
+            )
+    for state, hooks, what in way:
+        rule = next(
+            (r for r in dropping(state, hooks, "ip6") if stops_neighbour_discovery(r)), None
         )
+        if rule is not None:
+            return Finding(
+                "nf.reject" if rule.verdict == "reject" else "nf.drop",
+                (nf_ref(state.node, rule),),
+                f"{state.node}'s netfilter stops {what} {state.node} (neighbour discovery for "
+                f"{address} is ICMPv6 and crosses the ip6 hooks): {rule.cited}",
+                net.command(state.node, rule.delete_command),
+                [f"{state.node}: {rule.cited}"],
+            )
     return None
+
+
+def _bridges_between(
+    net: Network, one: NamespaceState, other: NamespaceState
+) -> list[NamespaceState]:
+    """The nodes holding a bridge that both ``one`` and ``other`` plug into."""
+
+    def ports(state: NamespaceState) -> set[tuple[str, str | None]]:
+        found = set()
+        for link in state.links:
+            port = links.bridge_port_towards(net.all, state, link)
+            if port is not None:
+                found.add((port[0].node, port[1].master))
+        return found
+
+    shared = ports(one) & ports(other)
+    return [s for s in net.all if any(node == s.node for node, _ in shared)]

@@ -4,6 +4,7 @@ ended it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from pathtrace.analyze.causes.common import only
@@ -11,6 +12,7 @@ from pathtrace.analyze.network import Network
 from pathtrace.model.cause import Finding, ref
 from pathtrace.model.event import Event, Hook
 from pathtrace.model.ruleset import LiveRule
+from pathtrace.model.state import NamespaceState
 from pathtrace.model.trace import Hop, Series
 
 
@@ -105,3 +107,28 @@ def netfilter_drop(
         )
         objects.append(ref("sysctl", node, "net.bridge.bridge-nf-call-iptables"))
     return Finding(code, tuple(objects), cause, fix, evidence), hook
+
+
+# A rule that matches nothing but counts: it takes every packet of its family.
+_EVERY = re.compile(r"^(?:counter(?: packets \d+ bytes \d+)? )?(?:drop|reject\b.*)$")
+
+
+def stops_neighbour_discovery(rule: LiveRule) -> bool:
+    """A drop or reject that an ICMPv6 neighbour solicitation or advertisement meets
+    and matches: one with no match at all, or one on ICMPv6 (ND is never tracked by
+    conntrack, so a `ct state` match does not take it)."""
+    if rule.verdict not in ("drop", "reject"):
+        return False
+    text = rule.text.strip()
+    return bool(_EVERY.match(text)) or any(
+        word in text for word in ("icmpv6", "ipv6-icmp", "nd-neighbor")
+    )
+
+
+def dropping(state: NamespaceState, hooks: Sequence[str], family: str) -> list[LiveRule]:
+    """The rules that drop or reject at ``hooks`` of ``family`` (inet's and
+    iptables-legacy's included), in the order a packet meets them."""
+    rules = state.rules()
+    return [
+        r for hook in hooks for r in rules.rules_at(hook, family) if r.verdict in ("drop", "reject")
+    ]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from ipaddress import ip_address
 
 from pathtrace.analyze import routing
 from pathtrace.analyze.causes.addresses import duplicate
 from pathtrace.analyze.causes.common import only
+from pathtrace.analyze.causes.neighbours import no_arp_answer
 from pathtrace.analyze.causes.netfilter import nf_ref
 from pathtrace.analyze.causes.routes import no_route, refused_lookup
 from pathtrace.analyze.causes.sockets import dnat_to_a_closed_port
@@ -33,6 +35,19 @@ def refusal(
             return refused_lookup(net, sender, lookup, packet.dst)
         if lookup.kind == "none" and code[1] in (0, 1):
             return no_route(net, state, packet.dst)
+        if code == (3, 1) and lookup.route is not None:
+            # Host unreachable from a node with a route: its neighbour never answered
+            # (ARP or neighbour solicitation): why, as for a packet held for it.
+            hop_ip = lookup.route.gateway or packet.dst
+            link = state.link(lookup.route.dev) if lookup.route.dev else None
+            why = no_arp_answer(net, state, link, hop_ip) if link is not None else None
+            if why is not None:
+                asked = "neighbour solicitation" if ":" in hop_ip else "ARP"
+                return replace(
+                    why,
+                    cause=f"{sender} found no MAC for {hop_ip} on {link.name if link else '?'} "
+                    f"({asked}) and sent host unreachable: {why.cause}",
+                )
         if iif and state.sysctl("forwarding", iif) == "0":
             key = f"net.ipv4.conf.{iif}.forwarding"
             return Finding(
@@ -92,6 +107,18 @@ def refusal(
                 f"{net.run_in(sender)}ip link set {link.name} mtu {packet.length}"
             ),
             [f"{sender}: {lookup.describe()}", f"{sender}/{link.name} mtu {link.mtu}"],
+        )
+    if code == (1, 2) and ip_address(packet.src).is_link_local:
+        # ICMPv6 "beyond scope of source address": a link-local source is never forwarded.
+        source = request.hops[0]
+        return Finding(
+            "link.no_address",
+            (ref("link", source.node, source.interface),),
+            f"{source.node} sent it from its link-local address {packet.src}, which no router "
+            f"forwards ({sender}: beyond scope of source address): {source.node}/"
+            f"{source.interface} has no global or unique-local IPv6 address",
+            net.advice(f"give {source.node}/{source.interface} its IPv6 address back"),
+            [f"{source.node}: source {packet.src}"],
         )
     if code == (11, 0):
         for hop in request.hops:

@@ -305,7 +305,8 @@ def no_route(net: Network, state: NamespaceState, dst: str) -> Finding:
 
     # Links that could carry routes (not loopback, not a port of a bridge or a bond).
     own = [link for link in state.links if link.kind != "loopback" and link.master is None]
-    down = [link for link in own if not link.up and has_family(link)]
+    # IPv6 takes a link's addresses away when it goes down: any down link may be it.
+    down = [link for link in own if not link.up and (has_family(link) or version == 6)]
     bare = [link for link in own if link.up and not has_family(link)]
     evidence = [f"{node}'s routes: {routes}"]
     if down and not has_default:

@@ -151,9 +151,13 @@ def stalled(net: Network, series: Series | None, last: Hop) -> tuple[str, Findin
                 f"{b_state.node}: {b_link.name} addresses: {', '.join(b_link.addresses) or 'none'}"
             )
             objects.append(ref("link", b_state.node, b_link.name))
-            fix = net.command(
-                b_state.node, f"ip addr add {hop_ip}/{network.prefixlen} dev {b_link.name}"
-            )
+            add = f"ip addr add {hop_ip}/{network.prefixlen} dev {b_link.name}"
+            if b_link.up:
+                fix = net.command(b_state.node, add)
+            else:
+                cause += f"; {b_link.name} is down, which takes IPv6 addresses away with it"
+                run_in = net.run_in(b_state.node)
+                fix = net.advice(f"{run_in}ip link set {b_link.name} up && {run_in}{add}")
     return f"{node}/{last.interface}", Finding(code, tuple(objects), cause, fix, evidence)
 
 
