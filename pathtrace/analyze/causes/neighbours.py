@@ -19,6 +19,7 @@ from pathtrace.analyze.causes.netfilter import dropping, nf_ref, stops_neighbour
 from pathtrace.analyze.causes.programs import tc_filter
 from pathtrace.analyze.network import Network
 from pathtrace.model.cause import Finding, ref
+from pathtrace.model.ruleset import LiveRule
 from pathtrace.model.state import Link, NamespaceState
 from pathtrace.model.trace import Hop, Series
 
@@ -210,6 +211,28 @@ def no_arp_answer(net: Network, state: NamespaceState, link: Link, address: str)
             tc = tc_filter(net, w_state, w_link.name, direction, every=True)
             if tc is not None:
                 return tc
+    # A bridge between the two: its bridge family's hooks see every frame it switches,
+    # ARP and ND included.
+    for bridge_state in _bridges_between(net, state, o_state):
+        rule = next(
+            (
+                r
+                for r in dropping(bridge_state, ("PREROUTING", "FORWARD", "POSTROUTING"), "bridge")
+                if r.family == "bridge" and _takes_resolution(r)
+            ),
+            None,
+        )
+        if rule is not None:
+            return Finding(
+                "nf.reject" if rule.verdict == "reject" else "nf.drop",
+                (nf_ref(bridge_state.node, rule),),
+                f"{bridge_state.node}'s bridge family stops the frames it switches between "
+                f"{state.node} and {o_state.node}, the "
+                f"{'neighbour solicitation' if ':' in address else 'ARP request'} for "
+                f"{address} among them: {rule.cited}",
+                net.command(bridge_state.node, rule.delete_command),
+                [f"{bridge_state.node}: {rule.cited}"],
+            )
     if link.kind == "bridge":  # the bridge device itself asks, out of its ports
         blocked_here = bridge_port_towards(net, state, link, address)
         if blocked_here is not None:
@@ -339,3 +362,9 @@ def _bridges_between(
 
     shared = ports(one) & ports(other)
     return [s for s in net.all if any(node == s.node for node, _ in shared)]
+
+
+def _takes_resolution(rule: LiveRule) -> bool:
+    """A bridge-family drop that ARP or ND frames match: one with no match at all, or
+    one on ARP or ICMPv6."""
+    return stops_neighbour_discovery(rule) or "arp" in rule.text.split()
