@@ -7,7 +7,7 @@ from dataclasses import replace
 from ipaddress import ip_address
 
 from pathtrace.analyze import routing
-from pathtrace.analyze.causes.addresses import duplicate
+from pathtrace.analyze.causes.addresses import duplicate, prefix_finding
 from pathtrace.analyze.causes.common import only
 from pathtrace.analyze.causes.neighbours import no_arp_answer
 from pathtrace.analyze.causes.netfilter import nf_ref
@@ -29,6 +29,10 @@ def refusal(
     state = net.state(sender)
     if state is None:
         return None
+    if code in ((3, 0), (3, 1), (3, 9), (3, 10), (3, 13)) and (
+        back := _bounced(net, request, packet.dst)
+    ):
+        return back
     if code in ((3, 0), (3, 1), (3, 9), (3, 10), (3, 13)):
         lookup = routing.route_get(state, packet.dst, packet.src if iif else None, iif)
         if lookup.kind in routing.REFUSING:
@@ -169,3 +173,26 @@ def _looped(net: Network, request: Series, sender: str) -> Finding | None:
         None,
         [f"sent out of {place[0]}/{place[1]} {n} times" for place, n in seen.items() if n > 1],
     )
+
+
+def _bounced(net: Network, request: Series, dst: str) -> Finding | None:
+    """A router sent the packet back out of the interface it came in by, while one of
+    its own links reaches ``dst``'s holder through an address too narrow to route
+    there: that router's address is why, not the refusal further on."""
+    for i, hop in enumerate(request.hops):
+        if hop.action != "route":
+            continue
+        came = next(
+            (h for h in reversed(request.hops[:i]) if h.node == hop.node and h.action == "cross"),
+            None,
+        )
+        state = net.state(hop.node)
+        if came is None or came.interface != hop.interface or state is None:
+            continue
+        for link in state.links:
+            found = prefix_finding(
+                net, state, link, dst, f"{hop.node} sent it back out of {hop.interface}"
+            )
+            if found is not None:
+                return found
+    return None
