@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import replace
+from ipaddress import ip_address, ip_interface
 
 from pathtrace.analyze import drops, links, routing
 from pathtrace.analyze.causes.addresses import duplicate
@@ -27,7 +28,7 @@ from pathtrace.analyze.network import Network
 from pathtrace.model.cause import Finding, ref
 from pathtrace.model.event import Event, Hook, TagKind
 from pathtrace.model.ruleset import LiveRule
-from pathtrace.model.state import NamespaceState
+from pathtrace.model.state import Link, NamespaceState
 from pathtrace.model.trace import Hop, Packet, Series, Verdict
 
 ICMP_ERRORS = {
@@ -483,6 +484,37 @@ class Judge:
             code="unknown",
         )
 
+    def _masqueraded_bare(self, request: Series, src: str) -> tuple[str, Link, str] | None:
+        """The node that translated the source to ``src`` and the interface it sent
+        the packet out of, where that interface holds no (non-link-local) address of
+        the family: masquerade took one of another interface."""
+        for i, hop in enumerate(request.hops):
+            t = hop.translation
+            if t is None or t.kind != "SNAT" or src not in t.after:
+                continue
+            out = next(
+                (
+                    h
+                    for h in request.hops[i:]
+                    if h.node == hop.node and h.action in ("route", "send")
+                ),
+                None,
+            )
+            state = self.net.state(hop.node)
+            link = state.link(out.interface) if state is not None and out is not None else None
+            if link is None:
+                return None
+            version = ip_address(src).version
+            own = [
+                a
+                for a in link.addresses
+                if ip_interface(a).version == version and not ip_interface(a).ip.is_link_local
+            ]
+            if own:
+                return None
+            return hop.node, link, "IPv6" if version == 6 else "IPv4"
+        return None
+
     def _translating(self, request: Series) -> bool:
         """Whether a node the request crossed has NAT rules (masquerade, SNAT, DNAT):
         a network that translates addresses, where a reply's way back may be one."""
@@ -582,6 +614,17 @@ class Judge:
                     evidence.append(f"{self.source_node}: route {route}")
                     code = "route.source"
                     objects = [ref("route", self.source_node, self.target), *objects]
+            elif (bare := self._masqueraded_bare(request, packet.src)) is not None:
+                t_node, link, fam = bare
+                cause += (
+                    f": {t_node} masqueraded it to {packet.src}, which is not on {link.name}, "
+                    f"the interface it left {t_node} by: {link.name} has no {fam} address of "
+                    "its own (masquerade takes another of the node's)"
+                )
+                fix = self.net.advice(f"give {t_node}/{link.name} its {fam} address back")
+                evidence.append(f"{t_node}: {link.name} addresses: {', '.join(link.addresses)}")
+                code = "link.no_address"
+                objects = [ref("link", t_node, link.name), *objects]
             else:
                 cause += f" (the request arrived translated to {packet.src})"
                 way = self.net.route_to(node, packet.src)
