@@ -235,17 +235,7 @@ def catalog(nodes: dict[str, str]) -> list[Mutation]:
                     (ref("nf", node, f"inet fz {hook}"),),
                 )
             )
-        # iptables, through nft (iptables-nft) and through x_tables (iptables-legacy).
-        for tool in ("iptables", "iptables-legacy"):
-            for chain_name in ("INPUT", "FORWARD", "OUTPUT"):
-                found.append(
-                    Mutation(
-                        "nf",
-                        node,
-                        f"{tool} -A {chain_name} -j DROP",
-                        (ref("nf", node, f"ip filter {chain_name}"),),
-                    )
-                )
+        found += _iptables_drops(node, "ip")
         if any(link.kind == "bridge" for link in state.links):
             # The bridge family's forward hook: frames switched between ports.
             found.append(
@@ -349,6 +339,22 @@ def _unused_neighbour(gateway: str) -> str:
     return str(IPv4Address(gateway) + 50)
 
 
+def _iptables_drops(node: str, family: str) -> list[Mutation]:
+    """A drop in each filter chain, through nft (iptables-nft) and through x_tables
+    (iptables-legacy); ip6tables' for ``family`` ip6."""
+    tool = "ip6tables" if family == "ip6" else "iptables"
+    return [
+        Mutation(
+            "nf",
+            node,
+            f"{tool}{legacy} -A {chain} -j DROP",
+            (ref("nf", node, f"{family} filter {chain}"),),
+        )
+        for legacy in ("", "-legacy")
+        for chain in ("INPUT", "FORWARD", "OUTPUT")
+    ]
+
+
 def catalog6(nodes: dict[str, str]) -> list[Mutation]:
     """IPv6's own single mutations (global and ULA addresses removed or narrowed to
     /128, IPv6 routes deleted, refusing or via a gateway nobody holds, neighbour
@@ -439,14 +445,5 @@ def catalog6(nodes: dict[str, str]) -> list[Mutation]:
             found.append(
                 Mutation("nf", node, _nft_table(hook, "ct state new counter drop", "ip6"), chain)
             )
-        for tool in ("ip6tables", "ip6tables-legacy"):
-            for chain_name in ("INPUT", "FORWARD", "OUTPUT"):
-                found.append(
-                    Mutation(
-                        "nf",
-                        node,
-                        f"{tool} -A {chain_name} -j DROP",
-                        (ref("nf", node, f"ip6 filter {chain_name}"),),
-                    )
-                )
+        found += _iptables_drops(node, "ip6")
     return sorted(set(found), key=lambda m: m.label)
