@@ -108,6 +108,12 @@ def explain(
         found = sent_here_by_default(net, series, drop)
     if found is None and reason in ROUTING_REASONS + ("IP_INHDR",):
         found = routing_drop(net, series, drop, arrived_on, reason, source)
+    if found is None and (state := net.state(node)) is not None and state.owns(packet.dst):
+        # The node took the packet as its own (to its loopback): so does another one.
+        dup = duplicate(
+            net, state, packet.dst, f"{node} takes a packet for {packet.dst} as its own"
+        )
+        found = (None, dup) if dup is not None else None
     if found is None:
         return Verdict(
             "dropped",

@@ -6,15 +6,16 @@ from collections import Counter
 from dataclasses import replace
 from ipaddress import ip_address
 
-from pathtrace.analyze import routing
+from pathtrace.analyze import links, routing
 from pathtrace.analyze.causes.addresses import duplicate, prefix_finding
 from pathtrace.analyze.causes.common import only
-from pathtrace.analyze.causes.neighbours import no_arp_answer
+from pathtrace.analyze.causes.neighbours import bare_station, no_arp_answer
 from pathtrace.analyze.causes.netfilter import nf_ref
 from pathtrace.analyze.causes.routes import no_route, refused_lookup
 from pathtrace.analyze.causes.sockets import dnat_to_a_closed_port
 from pathtrace.analyze.network import Network
 from pathtrace.model.cause import Finding, ref
+from pathtrace.model.state import Link, NamespaceState
 from pathtrace.model.trace import Packet, Series
 
 
@@ -45,6 +46,8 @@ def refusal(
             hop_ip = lookup.route.gateway or packet.dst
             link = state.link(lookup.route.dev) if lookup.route.dev else None
             why = no_arp_answer(net, state, link, hop_ip) if link is not None else None
+            if why is None and link is not None and links.owner(net.all, hop_ip) is None:
+                why = _nobody_holds(net, state, link, hop_ip)
             if why is not None:
                 asked = "neighbour solicitation" if ":" in hop_ip else "ARP"
                 return replace(
@@ -196,3 +199,21 @@ def _bounced(net: Network, request: Series, dst: str) -> Finding | None:
             if found is not None:
                 return found
     return None
+
+
+def _nobody_holds(net: Network, state: NamespaceState, link: Link, address: str) -> Finding | None:
+    """No traced namespace holds ``address``: the one station on ``link``'s segment
+    without an address in its network is where it was, likely."""
+    bare = bare_station(net, state, link, address)
+    if bare is None:
+        return None
+    b_state, b_link, network = bare
+    return Finding(
+        "neigh.failed",
+        (ref("neigh", state.node, address), ref("link", b_state.node, b_link.name)),
+        f"no traced namespace holds {address}, and the one station on {link.name}'s link "
+        f"without an address in {network} is {b_state.node}/{b_link.name} (the fix below "
+        f"assumes {address} was its address)",
+        net.command(b_state.node, f"ip addr add {address}/{network.prefixlen} dev {b_link.name}"),
+        [f"{b_state.node}: {b_link.name} addresses: {', '.join(b_link.addresses) or 'none'}"],
+    )
