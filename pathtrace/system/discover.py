@@ -149,7 +149,9 @@ def reachable(source: str, among: Sequence[str], target: str | None = None) -> R
                 ipr.close()
         upper = _upper_devices_owning(fds, found, traced | left, wanted) if target else []
         found += upper
-        if target is not None and wanted - owned - _owned_by(source) and not upper:
+        missing = wanted - owned if target is not None and not upper else set()
+        # (The source is glanced at only then: most runs find every address held.)
+        if missing and missing - _owned_by(source):
             # Nobody traced holds the target (or a DNAT's address): the stations on its
             # segment are where it should be (an address removed, a pod gone bare), and
             # the evidence of why.

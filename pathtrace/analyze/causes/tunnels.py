@@ -23,13 +23,8 @@ def tunnel_kind(net: Network, drop: Hop) -> str | None:
     return link.kind if link else None
 
 
-def tunnel_no_target(net: Network, drop: Hop, events: Sequence[Event]) -> Placed | None:
-    """A VXLAN device with no VTEP for the frame's destination MAC: no FDB entry for
-    it, no default (all-zeros) entry, no remote or group of its own."""
-    state = net.state(drop.node)
-    link = net.link(drop.node, drop.interface)
-    if state is None or link is None or link.kind != "vxlan" or link.detail("remote"):
-        return None
+def _sent_to(state: NamespaceState, link: Link, drop: Hop, events: Sequence[Event]) -> str | None:
+    """The inner destination MAC of the last frame ``link`` was given before the drop."""
     sent = [
         e
         for e in events
@@ -39,9 +34,19 @@ def tunnel_no_target(net: Network, drop: Hop, events: Sequence[Event]) -> Placed
         and e.dmac
         and e.namespace == state.namespace
     ]
-    if not sent:
+    return sent[-1].dmac if sent else None
+
+
+def tunnel_no_target(net: Network, drop: Hop, events: Sequence[Event]) -> Placed | None:
+    """A VXLAN device with no VTEP for the frame's destination MAC: no FDB entry for
+    it, no default (all-zeros) entry, no remote or group of its own."""
+    state = net.state(drop.node)
+    link = net.link(drop.node, drop.interface)
+    if state is None or link is None or link.kind != "vxlan" or link.detail("remote"):
         return None
-    mac = sent[-1].dmac
+    mac = _sent_to(state, link, drop, events)
+    if mac is None:
+        return None
     if mac == link.mac and link.noarp:
         return _noarp(net, state, link, drop)
     own = [entry for entry in state.fdb if entry.dev == link.name and entry.dst]
@@ -179,16 +184,7 @@ def tunnel_underlay(
         return None
     vtep, said = link.detail("remote"), f"{link.name}'s remote"
     if vtep is None:
-        sent = [
-            e
-            for e in events
-            if e.hook == Hook.DEV_XMIT
-            and e.ifname == link.name
-            and e.dmac
-            and e.namespace == state.namespace
-            and e.time_ns <= drop.time_ns
-        ]
-        mac = sent[-1].dmac if sent else None
+        mac = _sent_to(state, link, drop, events)
         entry = next(
             (
                 e
