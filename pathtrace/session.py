@@ -219,7 +219,13 @@ class Run:
         source_name = names.get(_inode(source), source)
         restore = self._restore_command() if is_lab_node else None
         setting = Setting(
-            run_id, source_name, str(self.options.target), self.options.count, states, restore
+            run_id,
+            source_name,
+            str(self.options.target),
+            self.options.count,
+            states,
+            restore,
+            self.options.dont_fragment,
         )
         result = RunResult(
             options=self.options,

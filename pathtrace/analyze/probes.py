@@ -63,7 +63,14 @@ def build_probes(
         events,
         correlation.interfaces if correlation else None,
     )
-    judge = Judge(setting.states, setting.source, setting.target, lost, setting.restore)
+    judge = Judge(
+        setting.states,
+        setting.source,
+        setting.target,
+        lost,
+        setting.restore,
+        setting.dont_fragment,
+    )
     source = setting.states.get(setting.source)
     probes = []
     for index in range(setting.count) if only is None else [only]:

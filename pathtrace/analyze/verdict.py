@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from ipaddress import ip_address, ip_interface
 
-from pathtrace.analyze import drops, links, routing
+from pathtrace.analyze import drops, links, predict, proof, routing
 from pathtrace.analyze.causes.addresses import duplicate
 from pathtrace.analyze.causes.common import arrival
 from pathtrace.analyze.causes.netfilter import dropping, nf_ref
@@ -27,6 +27,7 @@ from pathtrace.analyze.causes.stalled import stalled
 from pathtrace.analyze.network import Network
 from pathtrace.model.cause import Finding, ref
 from pathtrace.model.event import Event, Hook, TagKind
+from pathtrace.model.prediction import Prediction
 from pathtrace.model.ruleset import LiveRule
 from pathtrace.model.state import Link, NamespaceState
 from pathtrace.model.trace import Hop, Packet, Series, Verdict
@@ -81,6 +82,7 @@ class Judge:
         target: str,
         lost_events: int,
         restore: str | None = None,
+        dont_fragment: bool = False,
     ) -> None:
         """``restore``: the command that puts the network back as described, when one
         exists (a lab's); fixes offer it beside their own command."""
@@ -90,6 +92,9 @@ class Judge:
         self.source_node = self.source_state.node if self.source_state else source_namespace
         self.target = target
         self.lost_events = lost_events
+        self.dont_fragment = dont_fragment
+        # Probes of one run differ in id and sequence only: one prediction serves all.
+        self._predicted: dict[tuple[object, ...], list[Prediction]] = {}
 
     def settle_reply(self, reply: Series | None) -> Series | None:
         """The answer reaching the prober and freed there is delivered, not dropped."""
@@ -130,12 +135,42 @@ class Judge:
             self._own = events
             return self._unsent(send_error)
         verdict = self._judge(request, reply, errors, events)
+        verdict.predicted = self.prediction(request.hops[0].packet)
+        self._prove(verdict, request.hops[0].packet)
         if self.lost_events:
             verdict.confidence = (
                 f"uncertain: {self.lost_events} events were lost to a full "
                 "ring buffer; a missing hop may be one of them"
             )
         return verdict
+
+    def prediction(self, packet: Packet) -> list[Prediction]:
+        """The path the saved state predicts for ``packet`` sent from the source."""
+        icmp = packet.protocol in ("icmp", "icmpv6")
+        key = (packet.protocol, packet.src, packet.dst, packet.length, packet.ttl) + (
+            () if icmp else (packet.sport, packet.dport)
+        )
+        if key not in self._predicted:
+            self._predicted[key] = predict.predict(
+                self.net, self.source_node, packet, self.dont_fragment
+            )
+        return self._predicted[key]
+
+    def _prove(self, verdict: Verdict, packet: Packet) -> None:
+        """The fix applied to the saved state and the path predicted again: said
+        proven, or withdrawn when the prediction stays stopped where it was."""
+        if verdict.fix is None:
+            return
+        states = proof.apply_fix(self.net, verdict.fix)
+        after = None
+        if states is not None:
+            changed = Network(states, self.net.restore)
+            after = predict.predict(changed, self.source_node, packet, self.dont_fragment)
+        said, withdraw = proof.prove(verdict, after)
+        verdict.proof = said
+        if withdraw and said:
+            verdict.evidence.append(said)
+            verdict.fix = None
 
     def _reached_source(self, series: Series | None) -> bool:
         if series is None or any(h.drop_reason in NOT_TAKEN for h in series.hops):

@@ -29,6 +29,7 @@ class Setting:
     count: int
     states: dict[str, NamespaceState]
     restore: str | None = None  # the command that restores the network (a lab's)
+    dont_fragment: bool = False  # the probes' DF bit (the predicted path fragments without it)
 
 
 @dataclass
@@ -130,6 +131,7 @@ class RunResult:
             self.options.count,
             self.states,
             self.restore,
+            self.options.dont_fragment,
         )
 
 

@@ -21,6 +21,8 @@ class LiveChain:
     hook: str | None
     policy: str | None
     handle: int
+    priority: int = 0  # among chains at the same hook, lower runs first
+    type: str = "filter"  # filter, nat (sees only a flow's first packet), route
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,32 @@ class Ruleset:
 
 _TABLE = re.compile(r"^table (\w+) (\S+) \{ # handle (\d+)$")
 _CHAIN = re.compile(r"^chain (\S+) \{ # handle (\d+)$")
-_BASE = re.compile(r"^type \w+ hook (\w+) .*?; (?:policy (\w+);)?")
+_BASE = re.compile(r"^type (\w+) hook (\w+)(?: device \S+)? priority ([^;]+);(?: policy (\w+);)?")
+# nft's names for the standard priorities (ip, ip6, inet; bridge's differ).
+_PRIORITIES = {
+    "raw": -300,
+    "mangle": -150,
+    "dstnat": -100,
+    "filter": 0,
+    "security": 50,
+    "srcnat": 100,
+}
+_BRIDGE_PRIORITIES = {"dstnat": -300, "filter": -200, "out": 100, "srcnat": 300}
+
+
+def priority(text: str, family: str = "ip") -> int:
+    """A chain's priority as nft prints it: ``filter``, ``mangle - 5``, ``-150``."""
+    words = text.replace("+", " + ").replace(" - ", " -").split()
+    names = _BRIDGE_PRIORITIES if family == "bridge" else _PRIORITIES
+    total = 0
+    for word in words:
+        if word in names:
+            total += names[word]
+        elif word.lstrip("-").isdigit():
+            total += int(word)
+    return total
+
+
 _COUNTS = re.compile(r"counter packets \d+ bytes \d+")
 _JUMP = re.compile(r"\b(?:jump|goto) (\S+)")
 _VERDICT = re.compile(r"\b(accept|drop|reject|return)\b\s*$")
@@ -176,6 +203,7 @@ def parse_listing(text: str, iptables_save: str = "") -> Ruleset:
     chain_handle = 0
     hook: str | None = None
     policy: str | None = None
+    rank, kind = 0, "filter"
     for raw in text.splitlines():
         line = raw.strip()
         if m := _MANAGED.match(line):
@@ -184,10 +212,12 @@ def parse_listing(text: str, iptables_save: str = "") -> Ruleset:
             family, table = m.group(1), m.group(2)
         elif m := _CHAIN.match(line):
             chain, chain_handle, hook, policy = m.group(1), int(m.group(2)), None, None
+            rank, kind = 0, "filter"
         elif chain and (m := _BASE.match(line)):
-            hook, policy = m.group(1), m.group(2)
+            kind, hook, policy = m.group(1), m.group(2), m.group(4)
+            rank = priority(m.group(3), family)
         elif line == "}" and chain:
-            chains.append(LiveChain(family, table, chain, hook, policy, chain_handle))
+            chains.append(LiveChain(family, table, chain, hook, policy, chain_handle, rank, kind))
             chain = ""
         elif chain and (m := _RULE.match(line)):
             # What the rule is, not how often it ran; one space between words.
@@ -199,7 +229,7 @@ def parse_listing(text: str, iptables_save: str = "") -> Ruleset:
 
 
 _ADD_CHAIN = re.compile(
-    r"^add chain ip6? (\S+) (\S+)(?: \{ type \w+ hook (\w+) .*?; policy (\w+); \})?$"
+    r"^add chain ip6? (\S+) (\S+)(?: \{ type (\w+) hook (\w+) priority ([^;]+); policy (\w+); \})?$"
 )
 _ADD_RULE = re.compile(r'^add rule ip6? (\S+) (\S+) (.*?)(?: comment "([^"]*)")?$')
 
@@ -214,7 +244,19 @@ def parse_legacy(translated: str, save: str, family: str = "ip") -> Ruleset:
     for raw in translated.splitlines():
         line = raw.strip()
         if m := _ADD_CHAIN.match(line):
-            chains.append(LiveChain(family, m.group(1), m.group(2), m.group(3), m.group(4), 0))
+            rank = priority(m.group(5) or "0", family)
+            chains.append(
+                LiveChain(
+                    family,
+                    m.group(1),
+                    m.group(2),
+                    m.group(4),
+                    m.group(6),
+                    0,
+                    rank,
+                    m.group(3) or "filter",
+                )
+            )
         elif m := _ADD_RULE.match(line):
             text = " ".join(m.group(3).split())
             translated_rules.setdefault((m.group(1), m.group(2)), []).append((text, m.group(4)))

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pathtrace.model.cause import Finding
 from pathtrace.model.event import Outer
+from pathtrace.model.prediction import Prediction
 
 # What a series is: the injected packet, its answer, an ICMP error about it, or a
 # packet of the conversation that is neither: the source's own RST to an answer,
@@ -119,6 +120,12 @@ class Verdict:
     evidence: list[str] = field(default_factory=list)  # the saved state that proves the cause
     code: str | None = None  # the cause as data (model.cause.CAUSES); None when nothing failed
     objects: list[str] = field(default_factory=list)  # what the cause names: KIND:NODE/NAME
+    # What the saved state says the kernel would do with the probe (analyze.predict):
+    # the request's path, and its answer's when the request would arrive.
+    predicted: list[Prediction] = field(default_factory=list)
+    # What the prediction says of the fix, applied to the saved state: proven, not
+    # printed (it would not heal), or what it clears (None: not a command it models).
+    proof: str | None = None
 
     @classmethod
     def of(cls, outcome: Outcome, summary: str, where: str | None, finding: Finding) -> Verdict:

@@ -33,7 +33,11 @@ def markdown(result: RunResult) -> str:
             lines += [f"- why: {probe.verdict.cause}"]
         if probe.verdict.fix:
             lines += [f"- fix: {probe.verdict.fix}"]
+        if probe.verdict.fix and probe.verdict.proof:
+            lines += [f"- proof: {probe.verdict.proof}"]
         lines += [f"- seen: {line}" for line in probe.verdict.evidence]
+        if probe.verdict.outcome != "answered":
+            lines += [f"- predicted: {p.describe()}" for p in probe.verdict.predicted]
         lines += ["", "| direction | +us | node | interface | what |", "|---|---:|---|---|---|"]
         for series in probe.series:
             for hop in series.hops:

@@ -163,8 +163,14 @@ def _verdict(console: Any, probe: ProbeTrace) -> None:
     for label, text in (("where:", v.where), ("why:  ", v.cause), ("fix:  ", v.fix)):
         if text:
             _hanging(console, f"  {label} {text}")
+    if v.fix and v.proof:
+        _hanging(console, f"  proof: {v.proof}")
     for line in v.evidence:  # the saved state that proves the cause
         _hanging(console, f"  seen:  {line}")
+    for prediction in v.predicted:  # what the saved state alone says would happen
+        _hanging(console, f"  predicted: {prediction.describe()}")
+        for unknown in prediction.unknowns:
+            _hanging(console, f"  not modelled: {unknown}")
     if v.confidence != "certain":
         console.print(f"  [yellow]{escape(v.confidence)}[/]")
 

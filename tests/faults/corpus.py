@@ -949,7 +949,7 @@ NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "ip-forward-off": ("sysctl.forwarding", ("sysctl:host/net.ipv4.ip_forward",)),
     "no-default-route": ("route.none", ("route:container1/8.8.8.8",)),
     "port-down": ("link.carrier", ("link:host/veth-host1",)),
-    "dnat-without-forward-accept": ("nf.policy", ("nf:host/ip FORWARD",)),
+    "dnat-without-forward-accept": ("nf.policy", ("nf:host/ip filter FORWARD",)),
     "small-mtu-with-df": ("link.mtu", ("link:host/eth0",)),
     "ttl-expired": ("nf.ttl", ("nf:host/ip t p",)),
     "udp-port-unreachable": ("nf.reject", ("nf:wan/ip t i",)),

@@ -80,6 +80,10 @@ class Scored:
     verdict: Verdict
     mark: str  # named, honest, wrong
     healed: bool | None  # None: not named, or no command to run
+    # The printed fix's proof on the saved state (verdict.proof), and for a fix the
+    # proof withdrew, whether running it anyway healed (it must not have).
+    proof: str = "none"  # proven, withdrawn, clears, none
+    withdrawn_healed: bool | None = None
 
 
 def _run(lab: topology.Topology, text: str, probe: tuple[str, str, int, str]) -> Verdict:
@@ -200,16 +204,40 @@ def fuzz(
                 )
             elif mark == "named":
                 healed = False
-            scored.append(Scored(mutation, probe, verdict, mark, healed))
+            proof, withdrawn_healed = _proof(verdict), None
+            withdrawn = _WITHDRAWN.search(verdict.proof or "") if proof == "withdrawn" else None
+            if withdrawn is not None and _COMMAND.match(withdrawn.group(1)):
+                again = network.trial(mutation, withdrawn.group(1), (probe,))
+                withdrawn_healed = not isinstance(again, str) and again[0].outcome in (
+                    "answered",
+                    "delivered",
+                )
+            scored.append(Scored(mutation, probe, verdict, mark, healed, proof, withdrawn_healed))
             if verbose:
                 print(
                     f"{mark:6} healed={healed} | {mutation.label} | {probe[0]} {probe[1]} "
                     f"from {probe[3]}\n  {verdict.outcome} {verdict.where}: {verdict.cause}"
                     f"\n  code: {verdict.code} {verdict.objects}"
-                    f"\n  fix: {verdict.fix}",
+                    f"\n  fix: {verdict.fix}\n  proof: {verdict.proof}"
+                    + "".join(f"\n  predicted {p.describe()}" for p in verdict.predicted),
                     file=sys.stderr,
                 )
     return scored
+
+
+_WITHDRAWN = re.compile(r"^not printed: `(.*?)` applied to the saved state")
+
+
+def _proof(verdict: Verdict) -> str:
+    said = verdict.proof or ""
+    for word, mark in (
+        ("proven", "proven"),
+        ("not printed", "withdrawn"),
+        ("on the saved", "clears"),
+    ):
+        if said.startswith(word):
+            return mark
+    return "none"
 
 
 def summary(scored: list[Scored]) -> str:
@@ -230,6 +258,15 @@ def summary(scored: list[Scored]) -> str:
         f"{'total':8} {total:6} {marks['named']:6} {marks['honest']:6} {marks['wrong']:6} "
         f"{healed:6}   (named {marks['named'] / max(total, 1):.0%}, "
         f"healed {healed / max(len(named), 1):.0%} of named)"
+    )
+    proven = [s for s in scored if s.proof == "proven" and s.healed is not None]
+    withdrawn = [s for s in scored if s.proof == "withdrawn"]
+    lines.append(
+        f"fixes on the saved state: {len(proven)} proven ({sum(bool(s.healed) for s in proven)} "
+        f"healed when run), {len(withdrawn)} withdrawn "
+        f"({sum(bool(s.withdrawn_healed) for s in withdrawn)} would have healed), "
+        f"{sum(s.proof == 'clears' for s in scored)} clear the stop only, "
+        f"{sum(s.proof == 'none' and s.verdict.fix is not None for s in scored)} not modelled"
     )
     return "\n".join(lines)
 

@@ -28,6 +28,9 @@ class Score:
     cause: Mark  # by the code and objects the verdict names
     fix: bool
     said: bool = True  # the cause's words, as people read them
+    # The predicted path's stop, scored like the cause; "missed": it predicts the
+    # probe gets through (the fault is in something the prediction does not model).
+    predicted: str = "missed"
 
     @property
     def right(self) -> bool:
@@ -59,7 +62,22 @@ def score(fault: Fault, verdict: Verdict) -> Score:
         cause=cause,
         fix=_has(verdict.fix, fault.fix),
         said=_has(verdict.cause, fault.cause),
+        predicted=predicted(verdict, code, objects),
     )
+
+
+def predicted(verdict: Verdict, code: str, objects: tuple[str, ...]) -> str:
+    """How the predicted path's stop compares with the expected cause: right,
+    wrong (another cause), unknown (it cannot follow), missed (it gets through)."""
+    for prediction in verdict.predicted:
+        if prediction.outcome == "unknown":
+            return "unknown"
+        if prediction.outcome == "stopped":
+            found = all(any(o.startswith(w) for o in prediction.objects) for w in objects)
+            return "right" if prediction.code == code and found else "wrong"
+    if any(p.unknowns for p in verdict.predicted):
+        return "unknown"  # it passed something it does not model, and said so
+    return "missed"
 
 
 def make(fault: Fault, lab: topology.Topology) -> list[subprocess.Popen[bytes]]:

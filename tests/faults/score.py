@@ -18,7 +18,7 @@ MARKS = {True: "right", False: "wrong"}
 
 
 def table(scores: list[Score], markdown: bool) -> str:
-    head = ("fault", "layer", "outcome", "place", "cause (code)", "words", "fix")
+    head = ("fault", "layer", "outcome", "place", "cause (code)", "words", "fix", "predicted")
     rows = [
         (
             s.fault.name,
@@ -28,6 +28,7 @@ def table(scores: list[Score], markdown: bool) -> str:
             f"{s.cause} ({s.verdict.code})",
             MARKS[s.said],
             MARKS[s.fix],
+            s.predicted,
         )
         for s in scores
     ]
@@ -41,6 +42,10 @@ def table(scores: list[Score], markdown: bool) -> str:
         f"({sum(s.cause == 'wrong' for s in scores)} wrong)",
         f"{sum(s.said for s in scores)}/{n}",
         f"{sum(s.fix for s in scores)}/{n}",
+        " ".join(
+            f"{sum(s.predicted == m for s in scores)} {m}"
+            for m in ("right", "wrong", "unknown", "missed")
+        ),
     )
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -77,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
             v = s.verdict
             print(
                 f"{fault.name}: {v.outcome} | {v.summary}\n  where: {v.where}\n"
-                f"  cause: {v.cause}\n  code: {v.code} {v.objects}\n  fix: {v.fix}",
+                f"  cause: {v.cause}\n  code: {v.code} {v.objects}\n  fix: {v.fix}\n"
+                + "".join(
+                    f"  predicted {p.describe()} {p.code} {p.objects}\n" for p in v.predicted
+                ),
                 file=sys.stderr,
             )
     print(table(scores, args.markdown))

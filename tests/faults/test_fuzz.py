@@ -41,6 +41,9 @@ def test_fixed_seeds_blame_nothing_wrongly(
     assert len({s.mutation.kind for s in scored}) >= kinds
     wrong = [f"{s.mutation.label}: {s.verdict.cause}" for s in scored if s.mark == "wrong"]
     assert not wrong, wrong
+    # A fix the prediction withdrew must be one that, run anyway, does not heal.
+    withdrawn = [f"{s.mutation.label}: {s.verdict.proof}" for s in scored if s.withdrawn_healed]
+    assert not withdrawn, withdrawn
     named = [s for s in scored if s.mark == "named"]
     assert len(named) >= 0.8 * len(scored)
     assert sum(bool(s.healed) for s in named) >= healed * len(named)

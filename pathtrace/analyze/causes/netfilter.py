@@ -67,6 +67,16 @@ def netfilter_drop(
         policy = ruleset.policy_at(chain) if ruleset and chain else None
         if policy == "drop":
             code = "nf.policy"
+            dropping = [
+                c
+                for c in (ruleset.chains if ruleset else ())
+                if c.family in (family, "inet")
+                and (c.hook or "").upper() == (chain or "").upper()
+                and c.policy == "drop"
+            ]
+            if len(dropping) == 1:  # the chain itself, by name, when one alone drops there
+                c = dropping[0]
+                objects = [ref("nf", node, f"{c.family} {c.table} {c.name}")]
             cause += f": the chain's policy is drop and no rule accepts {packet.describe()}"
             evidence.append(f"{node}: {chain} policy drop")
             fix = net.advice(

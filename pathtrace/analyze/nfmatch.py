@@ -1,0 +1,266 @@
+"""Whether a netfilter rule, as nft prints it, matches a packet: yes, no, or not known.
+
+The predicted path evaluates chains with this. Only expressions whose meaning is
+plain from the text are modelled (addresses, interface names, protocols, ports,
+ICMP types, conntrack state, marks); a rule with any other expression "may
+match" (None), and the prediction says so rather than guess either way.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from ipaddress import ip_address, ip_network
+
+ICMP_TYPES = {"echo-reply": 0, "destination-unreachable": 3, "echo-request": 8, "time-exceeded": 11}
+ICMP6_TYPES = {
+    "destination-unreachable": 1,
+    "packet-too-big": 2,
+    "time-exceeded": 3,
+    "echo-request": 128,
+    "echo-reply": 129,
+    "nd-neighbor-solicit": 135,
+    "nd-neighbor-advert": 136,
+}
+PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58, "ipv6-icmp": 58}
+
+
+@dataclass(frozen=True)
+class Packet:
+    """What a rule can look at, at one hook."""
+
+    family: int  # 4, 6, or 0 for an ARP frame (on a bridge)
+    src: str
+    dst: str
+    protocol: str  # icmp, icmpv6, tcp, udp, arp
+    sport: int = 0
+    dport: int = 0
+    icmp_type: int | None = None
+    iif: str | None = None
+    oif: str | None = None
+    mark: int = 0
+    ct: str = "new"  # new, established, untracked
+
+
+@dataclass(frozen=True)
+class Statement:
+    """What a matching rule does: its verdict, a translation, a mark, notrack."""
+
+    verdict: str | None  # accept drop reject return jump goto
+    target: str | None = None  # the chain a jump leads to; the address NAT gives
+    nat: str | None = None  # masquerade snat dnat redirect
+    port: int | None = None  # the port a DNAT gives
+    mark: int | None = None  # meta mark set
+    notrack: bool = False
+    ttl: int | None = None  # ip ttl set / ip6 hoplimit set
+
+
+_VALUE = r'(?:!= )?(?:\{[^}]*\}|"[^"]*"|\S+)'
+_MATCHERS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(rf"^(ip6?) (saddr|daddr) ({_VALUE})"), "address"),
+    (re.compile(rf"^(?:meta )?(iifname|oifname|iif|oif) ({_VALUE})"), "interface"),
+    (re.compile(rf"^(?:meta l4proto|ip protocol|ip6 nexthdr) ({_VALUE})"), "protocol"),
+    (re.compile(rf"^(icmp|icmpv6) type ({_VALUE})"), "icmp"),
+    (re.compile(rf"^(tcp|udp|th) (sport|dport) ({_VALUE})"), "port"),
+    (re.compile(rf"^ct state ({_VALUE})"), "ct"),
+    (re.compile(rf"^(?:meta )?mark ({_VALUE})(?! set)"), "mark"),
+    (re.compile(r"^meta nfproto (ipv4|ipv6)"), "nfproto"),
+    (re.compile(r"^ether type (ip6?|arp)"), "ethertype"),
+    (re.compile(r"^(ip|ip6) (?=dscp|length|ttl|hoplimit)"), "unknown"),
+]
+_STATEMENTS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^counter"), "counter"),
+    (re.compile(r'^log(?: prefix "[^"]*")?(?: level \w+)?'), "counter"),
+    (re.compile(r"^(?:meta )?mark set (0x[0-9a-f]+|\d+)"), "mark"),
+    (re.compile(r"^notrack"), "notrack"),
+    (re.compile(r"^ct state set untracked"), "notrack"),
+    (re.compile(r"^(?:ip ttl|ip6 hoplimit) set (\d+)"), "ttl"),
+    (re.compile(r"^masquerade(?: (?:random|fully-random|persistent|to :\S+),?)*"), "masquerade"),
+    (re.compile(r"^(snat|dnat)(?: ip6?)? to (\S+)"), "nat"),
+    (re.compile(r"^redirect(?: to :?(\d+))?"), "redirect"),
+    (re.compile(r"^(jump|goto) (\S+)"), "jump"),
+    (re.compile(r"^reject(?: with [\w-]+(?: type)? [\w-]+)?"), "reject"),
+    (re.compile(r"^(accept|drop|return)$"), "verdict"),
+]
+
+
+def evaluate(text: str, packet: Packet) -> tuple[bool | None, Statement]:
+    """(whether ``text`` matches ``packet``: True, False, None for not known; what
+    the rule does when it matches). A rule with an expression not modelled here
+    matches None unless a modelled one already says no."""
+    rest = text.strip()
+    known: bool | None = True
+    while rest and not _statement_start(rest):
+        for pattern, kind in _MATCHERS:
+            m = pattern.match(rest)
+            if m is not None:
+                said = _match(kind, m, packet)
+                break
+        else:
+            m, said = None, None
+        if said is False:
+            return False, _statement(rest)
+        if said is None:
+            known = None
+        if m is None or kind == "unknown":
+            rest = _skip_expression(rest)
+        else:
+            rest = rest[m.end() :].strip()
+    return known, _statement(rest)
+
+
+def _first_statement(rest: str) -> tuple[re.Match[str], str] | None:
+    for pattern, kind in _STATEMENTS:
+        m = pattern.match(rest)
+        if m is not None:
+            return m, kind
+    return None
+
+
+def _statement_start(rest: str) -> bool:
+    return any(p.match(rest) for p, _ in _STATEMENTS)
+
+
+def _skip_expression(rest: str) -> str:
+    """Past one expression not modelled (its words up to the next known one)."""
+    words = rest.split(" ")
+    for i in range(1, len(words)):
+        tail = " ".join(words[i:])
+        if _statement_start(tail) or any(p.match(tail) for p, _ in _MATCHERS):
+            return tail
+    return ""
+
+
+def _statement(rest: str) -> Statement:
+    verdict: str | None = None
+    target: str | None = None
+    nat: str | None = None
+    port: int | None = None
+    mark: int | None = None
+    notrack = False
+    ttl: int | None = None
+    while rest:
+        found = _first_statement(rest)
+        if found is None:
+            rest = _skip_expression(rest)
+            continue
+        m, kind = found
+        rest = rest[m.end() :].strip()
+        if kind == "mark":
+            mark = int(m.group(1), 0)
+        elif kind == "notrack":
+            notrack = True
+        elif kind == "ttl":
+            ttl = int(m.group(1))
+        elif kind == "masquerade":
+            nat, verdict = "masquerade", "accept"
+        elif kind == "nat":
+            nat, verdict = m.group(1), "accept"
+            target, port = _address_port(m.group(2))
+        elif kind == "redirect":
+            nat, verdict = "redirect", "accept"
+            port = int(m.group(1)) if m.group(1) else None
+        elif kind == "jump":
+            verdict, target = m.group(1), m.group(2)
+        elif kind == "reject":
+            verdict = "reject"
+        elif kind == "verdict":
+            verdict = m.group(1)
+    return Statement(verdict, target, nat, port, mark, notrack, ttl)
+
+
+def _address_port(text: str) -> tuple[str | None, int | None]:
+    """``192.168.100.2:80``, ``[fd00::2]:80``, ``:80``, ``10.0.0.1``."""
+    if text.startswith("["):
+        address, _, port = text[1:].partition("]:")
+        return address, int(port) if port.isdigit() else None
+    if text.count(":") == 1:
+        address, _, port = text.partition(":")
+        return address or None, int(port) if port.isdigit() else None
+    return text, None
+
+
+def _values(text: str) -> tuple[bool, list[str]]:
+    """(negated, the values) of ``!= X``, ``{ a, b }``, ``"name"``."""
+    negated = text.startswith("!= ")
+    text = text[3:] if negated else text
+    if text.startswith("{"):
+        items = [v.strip().strip('"') for v in text.strip("{} ").split(",")]
+        return negated, [v for v in items if v]
+    return negated, [text.strip('"')]
+
+
+def _match(kind: str, m: re.Match[str], packet: Packet) -> bool | None:
+    if kind == "unknown":
+        return None
+    if kind == "nfproto":
+        return packet.family == (4 if m.group(1) == "ipv4" else 6)
+    if kind == "ethertype":
+        want = {"ip": 4, "ip6": 6, "arp": 0}[m.group(1)]
+        return packet.family == want
+    if kind == "address":
+        if packet.family != (6 if m.group(1) == "ip6" else 4):
+            return False
+        negated, values = _values(m.group(3))
+        address = packet.src if m.group(2) == "saddr" else packet.dst
+        found = [_address_in(address, v) for v in values]
+        if None in found:
+            return None
+        return any(found) != negated
+    if kind == "interface":
+        negated, values = _values(m.group(2))
+        name = packet.iif if m.group(1).startswith("i") else packet.oif
+        if name is None:
+            return False if not negated else True
+        return any(fnmatchcase(name, v) for v in values) != negated
+    if kind == "protocol":
+        negated, values = _values(m.group(1))
+        numbers = {PROTOCOLS.get(v, int(v) if v.isdigit() else -1) for v in values}
+        return (PROTOCOLS.get(packet.protocol, -2) in numbers) != negated
+    if kind == "icmp":
+        table = ICMP_TYPES if m.group(1) == "icmp" else ICMP6_TYPES
+        if packet.protocol != m.group(1) or packet.icmp_type is None:
+            return False
+        negated, values = _values(m.group(2))
+        types = {table.get(v, int(v) if v.isdigit() else -1) for v in values}
+        return (packet.icmp_type in types) != negated
+    if kind == "port":
+        if m.group(1) != "th" and packet.protocol != m.group(1):
+            return False
+        if packet.protocol not in ("tcp", "udp"):
+            return False
+        negated, values = _values(m.group(3))
+        port = packet.sport if m.group(2) == "sport" else packet.dport
+        return any(_port_in(port, v) for v in values) != negated
+    if kind == "ct":
+        negated, values = _values(m.group(1))
+        states = {s for v in values for s in v.split(",")}
+        return (packet.ct in states) != negated
+    if kind == "mark":
+        negated, values = _values(m.group(1))
+        try:
+            return (packet.mark in {int(v, 0) for v in values}) != negated
+        except ValueError:
+            return None
+    return None
+
+
+def _address_in(address: str, value: str) -> bool | None:
+    if value.startswith(("@", "$")):
+        return None  # a named set: its elements are not read
+    try:
+        if "-" in value and "/" not in value:
+            low, high = (ip_address(v) for v in value.split("-"))
+            ip = ip_address(address)
+            return ip.version == low.version and low <= ip <= high  # type: ignore[operator]
+        return ip_address(address) in ip_network(value, strict=False)
+    except ValueError:
+        return None
+
+
+def _port_in(port: int, value: str) -> bool:
+    if "-" in value:
+        low, _, high = value.partition("-")
+        return low.isdigit() and high.isdigit() and int(low) <= port <= int(high)
+    return value.isdigit() and int(value) == port

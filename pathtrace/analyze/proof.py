@@ -1,0 +1,303 @@
+"""Fixes proven before they are printed: the fix applied to a copy of the saved
+state, and the path predicted again.
+
+Only commands whose effect on the state is plain are applied (sysctl -w, ip link
+set, ip route/rule/neigh add/del/replace, nft delete rule, iptables -D, bridge
+link set, bridge fdb del). A fix in words, or a command not modelled here, is
+left as it is, unproven; nothing is claimed for it.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shlex
+from dataclasses import replace
+from ipaddress import ip_address, ip_interface
+
+from pathtrace.analyze import links
+from pathtrace.analyze.network import Network
+from pathtrace.model.prediction import Prediction
+from pathtrace.model.state import NamespaceState, RouteEntry
+from pathtrace.model.trace import Verdict
+
+_RESTORE = re.compile(r" \(or `[^`]*`\)$")
+_TABLES = {"main": 254, "local": 255, "default": 253}
+
+
+def apply_fix(net: Network, fix: str) -> dict[str, NamespaceState] | None:
+    """The states with ``fix`` applied, or None when it is not a chain of commands
+    this model can apply."""
+    text = _RESTORE.sub("", fix.strip())
+    states = copy.deepcopy(net.states)
+    by_prefix = sorted(
+        ((net.run_in(s.node), ns) for ns, s in states.items()), key=lambda p: -len(p[0])
+    )
+    for part in text.split(" && "):
+        found = next(((p, ns) for p, ns in by_prefix if part.startswith(p)), None)
+        if found is None:
+            return None
+        prefix, namespace = found
+        try:
+            words = shlex.split(part[len(prefix) :])
+        except ValueError:
+            return None
+        if not _apply(states[namespace], words):
+            return None
+    _carriers(list(states.values()), net)
+    for state in states.values():
+        _bridge_mtus(state, net.state(state.node))
+    return states
+
+
+def _bridge_mtus(state: NamespaceState, before: NamespaceState | None) -> None:
+    """A bridge whose MTU followed its ports' smallest follows it again when a fix
+    changes a port's MTU (the kernel's default, unless someone set the bridge's)."""
+    if before is None:
+        return
+    for bridge in [lk for lk in state.links if lk.kind == "bridge"]:
+        ports = [lk for lk in state.links if lk.master == bridge.name]
+        old = [lk for lk in before.links if lk.master == bridge.name]
+        if not ports or not old or bridge.mtu != min(p.mtu for p in old):
+            continue
+        mtu = min(p.mtu for p in ports)
+        state.links = [replace(lk, mtu=mtu) if lk is bridge else lk for lk in state.links]
+
+
+def _carriers(states: list[NamespaceState], net: Network) -> None:
+    """A veth has carrier when it and its peer are both up: set again for the pairs
+    a fix brought up (the kernel does it on open)."""
+    for state in states:
+        before = net.state(state.node)
+        for link in list(state.links):
+            was = before.link(link.name) if before else None
+            if link.kind != "veth" or not link.up or (was is not None and was.up):
+                continue
+            far = links.peer(states, state, link)
+            if far is None:
+                continue
+            other, peer = far
+            both = peer.up
+            state.links = [replace(lk, carrier=both) if lk is link else lk for lk in state.links]
+            other.links = [replace(lk, carrier=both) if lk is peer else lk for lk in other.links]
+
+
+def _apply(state: NamespaceState, words: list[str]) -> bool:
+    """``words`` applied to ``state``; False: not a command this model knows."""
+    family = 4
+    if words[:2] == ["ip", "-6"]:
+        family, words = 6, ["ip", *words[2:]]
+    match words:
+        case ["sysctl", "-w", setting] if "=" in setting:
+            key, _, value = setting.partition("=")
+            state.sysctls[key] = value
+            if key in ("net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding"):
+                for name in list(state.sysctls):  # the kernel sets every interface's
+                    if name.startswith("net.ipv4.conf.") and name.endswith(".forwarding"):
+                        state.sysctls[name] = value
+                state.sysctls["net.ipv4.ip_forward"] = value
+            return True
+        case ["ip", "link", "set", *rest]:
+            return _link_set(state, [w for w in rest if w != "dev"])
+        case ["ip", "route", "del", *spec]:
+            return _route_del(state, spec, family)
+        case ["ip", "route", ("add" | "replace") as how, *spec]:
+            return _route_add(state, spec, family, how == "replace")
+        case ["ip", "rule", "del", "pref", pref] if pref.isdigit():
+            state.route_rules = [
+                r for r in state.route_rules if (r.priority, r.family) != (int(pref), family)
+            ]
+            return True
+        case ["ip", "neigh", "del", address, "dev", dev]:
+            state.neighbours = [
+                n for n in state.neighbours if not (n.split()[0] == address and f"dev {dev}" in n)
+            ]
+            return True
+        case ["nft", "delete", "rule", nf_family, table, chain, "handle", handle]:
+            return _nft_delete(state, nf_family, table, chain, handle)
+        case [("iptables" | "ip6tables") as tool, "-t", table, "-D", chain, *spec] if spec:
+            nf_family = "ip6" if tool == "ip6tables" else "ip"
+            line = " ".join(["-A", chain, *spec])
+            rule = next(
+                (
+                    r
+                    for r in state.rules().rules
+                    if (r.family, r.table, r.iptables) == (nf_family, table, line) and not r.legacy
+                ),
+                None,
+            )
+            return rule is not None and _nft_delete(
+                state, nf_family, table, chain, str(rule.handle)
+            )
+        case ["bridge", "link", "set", "dev", dev, *switches]:
+            return _port_set(state, dev, switches)
+        case ["bridge", "fdb", "del", mac, "dev", dev, "master"]:
+            state.fdb = [e for e in state.fdb if not (e.is_for(mac) and e.dev == dev)]
+            return True
+    return False
+
+
+def _link_set(state: NamespaceState, words: list[str]) -> bool:
+    if not words or state.link(words[0]) is None:
+        return False
+    name, changes = words[0], words[1:]
+    link = state.link(name)
+    assert link is not None
+    while changes:
+        match changes:
+            case ["up", *changes]:
+                link = replace(link, up=True)
+            case ["mtu", value, *changes] if value.isdigit():
+                link = replace(link, mtu=int(value))
+            case ["arp", "on", *changes]:
+                link = replace(link, noarp=False)
+            case _:
+                return False
+    state.links = [link if lk.name == name else lk for lk in state.links]
+    return True
+
+
+def _route_spec(spec: list[str], family: int) -> tuple[str, str, dict[str, str]] | None:
+    kind = "unicast"
+    if spec and spec[0] in ("blackhole", "unreachable", "prohibit", "throw", "local"):
+        kind, spec = spec[0], spec[1:]
+    if not spec:
+        return None
+    dst, rest = spec[0], spec[1:]
+    if len(rest) % 2:
+        return None
+    options = dict(zip(rest[::2], rest[1::2], strict=True))
+    if dst in ("default", "::/0", "0.0.0.0/0"):
+        dst = "default"
+    elif "/" not in dst:
+        dst += "/128" if family == 6 else "/32"
+    return kind, dst, options
+
+
+def _table(options: dict[str, str]) -> int | None:
+    table = options.get("table", "main")
+    return _TABLES.get(table, int(table) if table.isdigit() else None)
+
+
+def _route_del(state: NamespaceState, spec: list[str], family: int) -> bool:
+    parsed = _route_spec(spec, family)
+    if parsed is None or _table(parsed[2]) is None:
+        return False
+    kind, dst, options = parsed
+    table = _table(options)
+    state.routes = [
+        r
+        for r in state.routes
+        if not (r.family == family and r.table == table and r.dst == dst and r.type == kind)
+    ]
+    return True
+
+
+def _route_add(state: NamespaceState, spec: list[str], family: int, replacing: bool) -> bool:
+    parsed = _route_spec(spec, family)
+    if parsed is None or _table(parsed[2]) is None:
+        return False
+    kind, dst, options = parsed
+    table = _table(options)
+    assert table is not None
+    if not set(options) <= {"via", "dev", "table", "src", "metric"}:
+        return False
+    dev = options.get("dev")
+    if dev is None and "via" in options:  # the link whose network holds the gateway
+        dev = next(
+            (lk.name for lk in state.links for a in lk.addresses if _holds(a, options["via"])),
+            None,
+        )
+        if dev is None:
+            return False
+    if replacing:
+        state.routes = [
+            r for r in state.routes if not (r.family, r.table, r.dst) == (family, table, dst)
+        ]
+    metric = int(options.get("metric", "0"))
+    state.routes.append(
+        RouteEntry(dst, options.get("via"), dev, options.get("src"), table, kind, metric, family)
+    )
+    return True
+
+
+def _holds(address: str, gateway: str) -> bool:
+    interface = ip_interface(address)
+    return ip_address(gateway) in interface.network and interface.network.prefixlen < (
+        interface.max_prefixlen
+    )
+
+
+def _nft_delete(state: NamespaceState, family: str, table: str, chain: str, handle: str) -> bool:
+    """The rule's line taken out of the saved listing."""
+    lines, here, found = [], ("", "", ""), False
+    for raw in state.ruleset.splitlines():
+        line = raw.strip()
+        if line.startswith("table "):
+            words = line.split()
+            here = (words[1], words[2], "") if len(words) > 2 else here
+        elif line.startswith("chain "):
+            here = (here[0], here[1], line.split()[1])
+        elif here == (family, table, chain) and line.endswith(f"# handle {handle}"):
+            found = True
+            continue
+        lines.append(raw)
+    state.ruleset = "\n".join(lines) + "\n"
+    return found
+
+
+def _port_set(state: NamespaceState, dev: str, switches: list[str]) -> bool:
+    link = state.link(dev)
+    if link is None or link.port is None or len(switches) % 2:
+        return False
+    port = link.port
+    for name, value in zip(switches[::2], switches[1::2], strict=True):
+        on = value == "on"
+        if name == "state" and value.isdigit():
+            states = ["disabled", "listening", "learning", "forwarding", "blocking"]
+            port = replace(port, state=states[int(value)] if int(value) < 5 else value)
+        elif name == "learning" and value in ("on", "off"):
+            port = replace(port, learning=on)
+        elif name == "flood" and value in ("on", "off"):
+            port = replace(port, flood=on)
+        elif name == "bcast_flood" and value in ("on", "off"):
+            port = replace(port, bcast_flood=on)
+        elif name == "isolated" and value in ("on", "off"):
+            port = replace(port, isolated=on)
+        else:
+            return False
+    state.links = [replace(lk, port=port) if lk.name == dev else lk for lk in state.links]
+    return True
+
+
+def _stop(predictions: list[Prediction]) -> Prediction | None:
+    return next((p for p in predictions if p.outcome != "delivered"), None)
+
+
+def prove(verdict: Verdict, after: list[Prediction] | None) -> tuple[str | None, bool]:
+    """(what the prediction says of the verdict's fix, whether to withdraw it).
+    ``after``: the prediction with the fix applied (None: it could not be)."""
+    if verdict.fix is None or after is None:
+        return None, False
+    before = _stop(verdict.predicted)
+    now = _stop(after)
+    if now is None:
+        node = after[0].node
+        return (
+            f"proven on the saved state: with it, the predicted path reaches {node} and back",
+            False,
+        )
+    if before is None or before.outcome != "stopped" or now.outcome != "stopped":
+        return None, False
+    agrees = before.code == verdict.code and set(before.objects) & set(verdict.objects)
+    same = (now.node, now.code, now.objects) == (before.node, before.code, before.objects)
+    if agrees and same:
+        return (
+            f"not printed: `{verdict.fix}` applied to the saved state leaves the predicted "
+            f"path stopped where it is ({now.why})"
+        ), True
+    return (
+        f"on the saved state it clears this stop; the prediction then stops in {now.node}: "
+        f"{now.why}",
+        False,
+    )
