@@ -251,6 +251,7 @@ def predict(
         dport=flow.sport,
         icmp_type=(0 if version == 4 else 129) if icmp else None,
         ttl=64,
+        length=packet.length,  # the answer to a reassembled request is whole
         mark=0,
         reply=True,
         mark_rule=None,

@@ -42,7 +42,10 @@ def apply_fix(net: Network, fix: str) -> dict[str, NamespaceState] | None:
             words = shlex.split(part[len(prefix) :])
         except ValueError:
             return None
-        if not _apply(states[namespace], words):
+        try:
+            if not _apply(states[namespace], words):
+                return None
+        except ValueError:  # a placeholder (GATEWAY) or a value it cannot read
             return None
     _carriers(list(states.values()), net)
     for state in states.values():
@@ -154,6 +157,17 @@ def _link_set(state: NamespaceState, words: list[str]) -> bool:
             case _:
                 return False
     state.links = [link if lk.name == name else lk for lk in state.links]
+    if link.up:  # the kernel adds each address's connected route back when a link comes up
+        for address in link.addresses:
+            interface = ip_interface(address)
+            net = str(interface.network)
+            if interface.network.prefixlen == interface.max_prefixlen or interface.ip.is_link_local:
+                continue
+            family = interface.version
+            if not any(r.dst == net and r.table == 254 for r in state.routes):
+                state.routes.append(
+                    RouteEntry(net, None, name, str(interface.ip), 254, "unicast", 0, family)
+                )
     return True
 
 

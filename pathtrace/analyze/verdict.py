@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from ipaddress import ip_address, ip_interface
 
-from pathtrace.analyze import drops, links, predict, proof, routing
+from pathtrace.analyze import drops, links, nfmatch, predict, proof, routing
 from pathtrace.analyze.causes.addresses import duplicate
 from pathtrace.analyze.causes.common import arrival
 from pathtrace.analyze.causes.netfilter import dropping, nf_ref
@@ -24,6 +24,7 @@ from pathtrace.analyze.causes.refusal import refusal
 from pathtrace.analyze.causes.routes import link_up_fix, marked, no_route, refused_lookup
 from pathtrace.analyze.causes.sockets import dnat_to_a_closed_port
 from pathtrace.analyze.causes.stalled import stalled
+from pathtrace.analyze.chains import first_address
 from pathtrace.analyze.network import Network
 from pathtrace.model.cause import Finding, ref
 from pathtrace.model.event import Event, Hook, TagKind
@@ -272,6 +273,34 @@ class Judge:
             code="unknown",
         )
 
+    def _may_match(self, rules: list[LiveRule]) -> list[LiveRule]:
+        """The rules whose match may hold for the probe: as the drop event saw it, or
+        else to the target by any protocol (a rule for other traffic is no cause)."""
+        seen = [e for e in self._own if e.dst == self.target or e.hook == Hook.DROP]
+        family = 6 if ":" in self.target else 4
+        if seen:
+            e = seen[0]
+            packets = [
+                nfmatch.Packet(
+                    family, e.src, e.dst, e.protocol, e.sport, e.dport, e.icmp_type, mark=e.mark
+                )
+            ]
+        else:
+            state = self.source_state
+            route = state.route_for(self.target) if state else None
+            src = (route.prefsrc if route else None) or (
+                first_address(state, route.dev if route else None, self.target) if state else None
+            )
+            packets = [
+                nfmatch.Packet(family, src or self.target, self.target, protocol)
+                for protocol in (("icmp" if family == 4 else "icmpv6"), "tcp", "udp")
+            ]
+        return [
+            rule
+            for rule in rules
+            if any(nfmatch.evaluate(rule.text, packet)[0] is not False for packet in packets)
+        ]
+
     def _refused_at_source(self, send_error: str) -> Verdict:
         node = self.source_node
         state = self.net.state(node)
@@ -293,7 +322,7 @@ class Judge:
             # EPERM from a send: netfilter dropped the node's own packet on its way
             # out (an output or postrouting rule of the packet's family).
             family = "ip6" if ":" in self.target else "ip"
-            rules = dropping(state, ("OUTPUT", "POSTROUTING"), family)
+            rules = self._may_match(dropping(state, ("OUTPUT", "POSTROUTING"), family))
             if len(rules) == 1:
                 rule = rules[0]
                 return Verdict(

@@ -291,3 +291,19 @@ def test_bringing_a_veth_up_gives_both_ends_carrier() -> None:
     changed = apply_fix(net, f"{net.run_in('host')}ip link set veth-host1 up")
     assert changed is not None
     assert _predict(changed)[0].outcome == "delivered"
+
+
+def test_the_answer_to_a_fragmented_request_is_whole_and_a_small_mtu_stops_it() -> None:
+    states = _states()
+    container = _node(states, "container1")
+    container.links = [
+        replace(lk, mtu=68) if lk.name == "veth-cont1" else lk for lk in container.links
+    ]
+    request, reply = _predict(states)
+    assert request.outcome == "delivered"  # sent in fragments of 68 bytes
+    assert (reply.outcome, reply.code, reply.node) == ("stopped", "link.mtu", "container1")
+
+
+def test_a_fix_with_a_placeholder_is_not_applied() -> None:
+    net = Network(_states(), None)
+    assert apply_fix(net, f"{net.run_in('container1')}ip route add 10.9.0.0/16 via GATEWAY") is None
