@@ -226,6 +226,7 @@ class Run:
             states,
             restore,
             self.options.dont_fragment,
+            self.options,
         )
         result = RunResult(
             options=self.options,

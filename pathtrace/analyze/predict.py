@@ -27,7 +27,6 @@ from pathtrace.model.state import Link, NamespaceState, RouteEntry
 from pathtrace.model.trace import Packet
 
 MAX_NODES = 16
-WILDCARDS = ("0.0.0.0", "*", "::", "[::]")
 
 
 class Walk(Chains):
@@ -297,20 +296,16 @@ def _answer(net: Network, node: str, flow: Flow) -> Prediction | None:
                 f"{node} ignores echo requests ({key} is 1)",
             )
         return None
-    on_port = [
-        listener
-        for listener in state.listeners
-        if listener.split()[0] == flow.protocol and listener.rsplit(":", 1)[-1] == str(flow.dport)
-    ]
+    on_port = [s for s in state.listeners if s.protocol == flow.protocol and s.port == flow.dport]
     socket = ref("socket", node, f"{flow.protocol} {flow.dport}")
-    if any(_host(listener) in (*WILDCARDS, flow.dst) for listener in on_port):
+    if any(s.takes(flow.dst) for s in on_port):
         return None
     if on_port:
         return _refused(
             node,
             "socket.bound",
             (socket,),
-            f"{node} listens on {', '.join(on_port)} only, not {flow.dst}",
+            f"{node} listens on {', '.join(s.endpoint for s in on_port)} only, not {flow.dst}",
         )
     ported = [n for n in flow.nat if n.kind == "dnat" and n.port is not None]
     if ported:
@@ -336,10 +331,6 @@ def _answer(net: Network, node: str, flow: Flow) -> Prediction | None:
         (socket,),
         f"nothing in {node} listens on {flow.protocol} port {flow.dport}",
     )
-
-
-def _host(listener: str) -> str:
-    return listener.split()[-1].rsplit(":", 1)[0].strip("[]") or "*"
 
 
 def _refused(node: str, code: str, objects: tuple[str, ...], why: str) -> Prediction:

@@ -17,9 +17,10 @@ from pathtrace.analyze.verdict import Judge
 from pathtrace.analyze.witness import cross_examine
 from pathtrace.model.capture import Captured, Correlation
 from pathtrace.model.event import ICMP_ERRORS, Event, TagKind
+from pathtrace.model.options import RunOptions
 from pathtrace.model.result import Setting
 from pathtrace.model.state import NamespaceState
-from pathtrace.model.trace import Direction, ProbeTrace, Series
+from pathtrace.model.trace import Direction, Packet, ProbeTrace, Series
 
 
 def trace_probes(
@@ -70,6 +71,7 @@ def build_probes(
         lost,
         setting.restore,
         setting.dont_fragment,
+        asked(setting.options),
     )
     source = setting.states.get(setting.source)
     probes = []
@@ -91,6 +93,21 @@ def build_probes(
         verdict = judge.judge(request, reply, errors, own, (send_errors or {}).get(index))
         probes.append(ProbeTrace(index, request, reply, errors, verdict, others))
     return probes
+
+
+def asked(options: RunOptions | None) -> Packet | None:
+    """The probe as asked, before any was sent: what a prediction starts from when
+    the source never sent one (its source address is the source's to choose)."""
+    if options is None:
+        return None
+    version = options.target.version
+    protocol = {"tcp": "tcp", "udp": "udp", "dns": "udp"}.get(
+        options.kind, "icmp" if version == 4 else "icmpv6"
+    )
+    l4, payload = (20, 0) if options.kind == "tcp" else (8, options.size)
+    header = 20 if version == 4 else 40
+    target = str(options.target)
+    return Packet(protocol, "", target, 0, options.port, options.ttl, header + l4 + payload)
 
 
 def _build(

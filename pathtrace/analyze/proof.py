@@ -50,7 +50,24 @@ def apply_fix(net: Network, fix: str) -> dict[str, NamespaceState] | None:
     _carriers(list(states.values()), net)
     for state in states.values():
         _bridge_mtus(state, net.state(state.node))
+        _bridge_carriers(state, net.state(state.node))
     return states
+
+
+def _bridge_carriers(state: NamespaceState, before: NamespaceState | None) -> None:
+    """A bridge has carrier while one of its ports forwards: set again where a fix
+    changed a port."""
+    for bridge in [lk for lk in state.links if lk.kind == "bridge"]:
+        ports = [lk for lk in state.links if lk.master == bridge.name]
+        old = [lk for lk in before.links if lk.master == bridge.name] if before else ports
+        if ports and ports != old:
+            carrier = bridge.up and any(
+                p.up and p.carrier and (p.port is None or p.port.state == "forwarding")
+                for p in ports
+            )
+            state.links = [
+                replace(lk, carrier=carrier) if lk is bridge else lk for lk in state.links
+            ]
 
 
 def _bridge_mtus(state: NamespaceState, before: NamespaceState | None) -> None:
@@ -132,6 +149,11 @@ def _apply(state: NamespaceState, words: list[str]) -> bool:
             return rule is not None and _nft_delete(
                 state, nf_family, table, chain, str(rule.handle)
             )
+        case ["ip", ("addr" | "address" | "a"), ("add" | "del") as how, address, "dev", dev]:
+            return _address(state, address, dev, how == "add")
+        case ["tc", "filter", ("del" | "delete"), "dev", dev, ("ingress" | "egress") as way]:
+            state.tc = [f for f in state.tc if not f.startswith(f"{dev} {way}")]
+            return True
         case ["bridge", "link", "set", "dev", dev, *switches]:
             return _port_set(state, dev, switches)
         case ["bridge", "fdb", "del", mac, "dev", dev, "master"]:
@@ -168,6 +190,39 @@ def _link_set(state: NamespaceState, words: list[str]) -> bool:
                 state.routes.append(
                     RouteEntry(net, None, name, str(interface.ip), 254, "unicast", 0, family)
                 )
+    return True
+
+
+def _address(state: NamespaceState, address: str, dev: str, adding: bool) -> bool:
+    """An address added (with its connected route, as the kernel adds it) or
+    deleted (with the routes that went with it: its network's, those it was the
+    source of)."""
+    link = state.link(dev)
+    interface = ip_interface(address)
+    if link is None:
+        return False
+    family, network = interface.version, str(interface.network)
+    kept = tuple(a for a in link.addresses if ip_interface(a) != interface)
+    if adding:
+        addresses = (*kept, str(interface))
+    else:
+        if len(kept) == len(link.addresses):
+            return False
+        addresses = kept
+        others = [a for a in kept if ip_interface(a).network == interface.network]
+        state.routes = [
+            r
+            for r in state.routes
+            if r.prefsrc != str(interface.ip)
+            and not (r.dst == network and r.dev == dev and r.gateway is None and not others)
+        ]
+    state.links = [replace(lk, addresses=addresses) if lk.name == dev else lk for lk in state.links]
+    full = interface.network.prefixlen == interface.max_prefixlen
+    if adding and link.up and not full:
+        if not any(r.dst == network and r.dev == dev and r.table == 254 for r in state.routes):
+            state.routes.append(
+                RouteEntry(network, None, dev, str(interface.ip), 254, "unicast", 0, family)
+            )
     return True
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from ipaddress import ip_address, ip_interface
 
-from pathtrace.analyze import drops, links, nfmatch, predict, proof, routing
+from pathtrace.analyze import drops, links, nfmatch, predict, proof, remedy, routing
 from pathtrace.analyze.causes.addresses import duplicate
 from pathtrace.analyze.causes.common import arrival
 from pathtrace.analyze.causes.netfilter import dropping, nf_ref
@@ -26,6 +26,7 @@ from pathtrace.analyze.causes.sockets import dnat_to_a_closed_port
 from pathtrace.analyze.causes.stalled import stalled
 from pathtrace.analyze.chains import first_address
 from pathtrace.analyze.network import Network
+from pathtrace.analyze.weigh import weigh
 from pathtrace.model.cause import Finding, ref
 from pathtrace.model.event import Event, Hook, TagKind
 from pathtrace.model.prediction import Prediction
@@ -84,6 +85,7 @@ class Judge:
         lost_events: int,
         restore: str | None = None,
         dont_fragment: bool = False,
+        asked: Packet | None = None,
     ) -> None:
         """``restore``: the command that puts the network back as described, when one
         exists (a lab's); fixes offer it beside their own command."""
@@ -94,6 +96,7 @@ class Judge:
         self.target = target
         self.lost_events = lost_events
         self.dont_fragment = dont_fragment
+        self.asked = asked  # the probe as asked: predicted when none was sent
         # Probes of one run differ in id and sequence only: one prediction serves all.
         self._predicted: dict[tuple[object, ...], list[Prediction]] = {}
 
@@ -134,16 +137,36 @@ class Judge:
         """``send_error``: why the source's own stack refused to send the probe, if it did."""
         if not request.hops:
             self._own = events
-            return self._unsent(send_error)
+            verdict = self._unsent(send_error)
+            packet = self._unsent_packet()
+            if packet is not None:
+                verdict.predicted = self.prediction(packet)
+                self._prove(verdict, packet)
+                self._remedy(verdict, packet)
+            return verdict
         verdict = self._judge(request, reply, errors, events)
         verdict.predicted = self.prediction(request.hops[0].packet)
+        weigh(verdict)
         self._prove(verdict, request.hops[0].packet)
+        self._remedy(verdict, request.hops[0].packet)
         if self.lost_events:
             verdict.confidence = (
                 f"uncertain: {self.lost_events} events were lost to a full "
                 "ring buffer; a missing hop may be one of them"
             )
         return verdict
+
+    def _unsent_packet(self) -> Packet | None:
+        """The probe as asked, from the address the source's route would give it."""
+        state = self.source_state
+        if self.asked is None or state is None:
+            return None
+        lookup = routing.route_get(state, self.asked.dst)
+        route = lookup.route
+        src = (route.prefsrc if route else None) or first_address(
+            state, route.dev if route else None, self.asked.dst
+        )
+        return replace(self.asked, src=src) if src else None
 
     def prediction(self, packet: Packet) -> list[Prediction]:
         """The path the saved state predicts for ``packet`` sent from the source."""
@@ -172,6 +195,34 @@ class Judge:
         if withdraw and said:
             verdict.evidence.append(said)
             verdict.fix = None
+
+    def _remedy(self, verdict: Verdict, packet: Packet) -> None:
+        """A verdict without a fix (none was known, or its own was withdrawn) whose
+        cause the prediction shares: the first fix read off the stop's objects that
+        the prediction, applied to the saved state, says heals."""
+        stop = next((p for p in verdict.predicted if p.outcome != "delivered"), None)
+        if (
+            verdict.fix is not None
+            or stop is None
+            or stop.outcome != "stopped"
+            or stop.code != verdict.code
+            or not set(stop.objects) & set(verdict.objects)
+        ):
+            return
+        for node, command in remedy.candidates(self.net, stop):
+            fix = self.net.command(node, command)
+            states = proof.apply_fix(self.net, fix)
+            if states is None:
+                continue
+            changed = Network(states, self.net.restore)
+            after = predict.predict(changed, self.source_node, packet, self.dont_fragment)
+            if all(p.outcome == "delivered" for p in after):
+                verdict.fix = fix
+                verdict.proof = (
+                    "proven on the saved state (read off the predicted stop): with it, the "
+                    f"predicted path reaches {after[0].node} and back"
+                )
+                return
 
     def _reached_source(self, series: Series | None) -> bool:
         if series is None or any(h.drop_reason in NOT_TAKEN for h in series.hops):
@@ -420,9 +471,10 @@ class Judge:
             return Verdict.of(
                 "rejected", f"{responder} refused the connection (RST)", responder, kept
             )
-        sockets = [s for s in (state.listeners if state else []) if s.startswith("tcp ")]
-        port = [s for s in sockets if s.endswith(f":{arrived.dport}")]
-        taking = [s for s in port if _takes(s, arrived.dst)]
+        sockets = [s for s in (state.listeners if state else []) if s.protocol == "tcp"]
+        port = [s for s in sockets if s.port == arrived.dport]
+        taking = [s for s in port if s.takes(arrived.dst)]
+        said = ", ".join(s.describe() for s in sockets)
         if taking:
             # A listener takes this address and port: not a missing service, and
             # nothing pathtrace read says why the RST came.
@@ -431,12 +483,12 @@ class Judge:
                 f"{responder} reset the connection (RST)",
                 where=responder,
                 cause=(
-                    f"{responder} listens on {', '.join(s.split()[1] for s in taking)}, which "
+                    f"{responder} listens on {', '.join(s.endpoint for s in taking)}, which "
                     f"takes {arrived.dst} port {arrived.dport}, yet answered with an RST: "
                     "why is unknown from the state read (the listener's application, its "
                     "accept queue, or a socket option may have refused it)"
                 ),
-                evidence=[f"{responder} listens on: {', '.join(sockets)}"],
+                evidence=[f"{responder} listens on: {said}"],
                 code="unknown",
                 objects=[ref("socket", responder, f"tcp {arrived.dport}")],
                 confidence="unknown",
@@ -449,7 +501,7 @@ class Judge:
         code, objects = "socket.none", [ref("socket", responder, f"tcp {arrived.dport}")]
         if port:
             code = "socket.bound"
-            bound = ", ".join(p.split()[1] for p in port)
+            bound = ", ".join(p.endpoint for p in port)
             cause = (
                 f"{responder} listens on {bound} only, not on {arrived.dst}: "
                 f"nothing takes a connection to {arrived.dst} port {arrived.dport}"
@@ -473,7 +525,7 @@ class Judge:
             where=responder,
             cause=cause,
             fix=fix,
-            evidence=[f"{responder} listens on: {', '.join(sockets) or 'no tcp port'}"],
+            evidence=[f"{responder} listens on: {said or 'no tcp port'}"],
             code=code,
             objects=objects,
         )
@@ -849,13 +901,3 @@ def _untracked(net: Network, events: Sequence[Event]) -> tuple[str, LiveRule] | 
         if len(rules) == 1:
             return state.node, rules[0]
     return None
-
-
-def _takes(listener: str, address: str) -> bool:
-    """A listener ("tcp 0.0.0.0:80") may take connections to ``address``: bound to it,
-    or to a wildcard that covers it. IPv6's wildcard takes IPv4 too unless the socket
-    is IPV6_V6ONLY, which the listeners read do not say: counted as taking it, so
-    that no verdict says "nothing listens" on a guess."""
-    bound = listener.split()[1].rsplit(":", 1)[0].strip("[]")
-    wildcards = ("::",) if ":" in address else ("0.0.0.0", "::")
-    return bound == address or bound in wildcards

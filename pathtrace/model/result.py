@@ -30,6 +30,7 @@ class Setting:
     states: dict[str, NamespaceState]
     restore: str | None = None  # the command that restores the network (a lab's)
     dont_fragment: bool = False  # the probes' DF bit (the predicted path fragments without it)
+    options: RunOptions | None = None  # what was asked (a probe never sent is predicted from it)
 
 
 @dataclass
@@ -132,6 +133,7 @@ class RunResult:
             self.states,
             self.restore,
             self.options.dont_fragment,
+            self.options,
         )
 
 

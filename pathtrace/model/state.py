@@ -206,6 +206,39 @@ class FdbEntry:
 
 
 @dataclass(frozen=True)
+class Listener:
+    """A listening TCP or bound UDP socket, as sock_diag reports it."""
+
+    protocol: str  # tcp, udp
+    address: str  # as bound: 0.0.0.0, ::, 127.0.0.1, fd00::2
+    port: int
+
+    @property
+    def endpoint(self) -> str:
+        """``127.0.0.1:9000``, ``[::]:53``."""
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
+
+    def describe(self) -> str:
+        """As bundles keep it: ``tcp 127.0.0.1:9000``."""
+        return f"{self.protocol} {self.endpoint}"
+
+    def takes(self, address: str) -> bool:
+        """Whether it takes packets to ``address``: bound to it, or to a wildcard that
+        covers it. IPv6's wildcard takes IPv4 too unless the socket is IPV6_V6ONLY,
+        which sock_diag's listing does not say: counted as taking it, so that no
+        verdict says "nothing listens" on a guess."""
+        wildcards = ("::", "*") if ":" in address else ("0.0.0.0", "::", "*")
+        return self.address == address or self.address in wildcards
+
+    @classmethod
+    def parse(cls, text: str) -> Listener:
+        protocol, _, endpoint = text.partition(" ")
+        host, _, port = endpoint.rpartition(":")
+        return cls(protocol, host.strip("[]"), int(port) if port.isdigit() else 0)
+
+
+@dataclass(frozen=True)
 class RouteEntry:
     dst: str  # "default" or a network
     gateway: str | None
@@ -244,7 +277,7 @@ class NamespaceState:
     neighbours_after: list[str] = field(default_factory=list)  # the same, once the run ended
     route_rules: list[Rule] = field(default_factory=list)  # `ip rule`, by priority
     fdb: list[FdbEntry] = field(default_factory=list)  # bridges' and tunnel devices' FDBs
-    listeners: list[str] = field(default_factory=list)  # "tcp 127.0.0.1:9000", "udp *:53"
+    listeners: list[Listener] = field(default_factory=list)  # listening and bound sockets
     tc: list[str] = field(default_factory=list)  # "DEV ingress|egress: FILTER"
     sysctls: dict[str, str] = field(default_factory=dict)
     ruleset: str = ""
@@ -302,6 +335,7 @@ class NamespaceState:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["fdb"] = [entry.describe() for entry in self.fdb]  # as bundles always kept it
+        data["listeners"] = [listener.describe() for listener in self.listeners]
         return data
 
     @classmethod
@@ -315,7 +349,7 @@ class NamespaceState:
             neighbours_after=list(data.get("neighbours_after", [])),
             route_rules=[Rule(**r) for r in data.get("route_rules", [])],
             fdb=[FdbEntry.parse(str(entry)) for entry in data.get("fdb", [])],
-            listeners=list(data.get("listeners", [])),
+            listeners=[Listener.parse(str(s)) for s in data.get("listeners", [])],
             tc=list(data.get("tc", [])),
             sysctls=dict(data["sysctls"]),
             ruleset=data["ruleset"],

@@ -21,6 +21,7 @@ from pathtrace.model.state import (
     BridgePort,
     FdbEntry,
     Link,
+    Listener,
     NamespaceState,
     Neighbour,
     RouteEntry,
@@ -337,8 +338,8 @@ def _bridge_port(link: object) -> BridgePort | None:
     )
 
 
-def listeners(namespace: str) -> list[str]:
-    """Listening TCP and bound UDP sockets: "tcp 127.0.0.1:9000", "udp [::]:53".
+def listeners(namespace: str) -> list[Listener]:
+    """Listening TCP and bound UDP sockets (tcp 127.0.0.1:9000, udp [::]:53).
 
     Asked of sock_diag, which walks the namespace's listening sockets only:
     /proc/net/tcp walks the whole machine's connection table (~5 ms a file here)."""
@@ -351,11 +352,10 @@ def listeners(namespace: str) -> list[str]:
                 (socket.IPPROTO_UDP, "udp", _UDP_BOUND),
             ):
                 for address, port in sock.sockets(family, protocol, 1 << state):
-                    host = f"[{address}]" if family == socket.AF_INET6 else address
-                    found.append(f"{name} {host}:{port}")
+                    found.append(Listener(name, address, port))
     finally:
         sock.close()
-    return sorted(set(found))
+    return sorted(set(found), key=Listener.describe)
 
 
 _TCP_LISTEN, _UDP_BOUND = 10, 7  # the socket states sock_diag reports them in

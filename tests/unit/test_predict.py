@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,13 @@ import pytest
 from pathtrace.analyze import nfmatch
 from pathtrace.analyze.network import Network
 from pathtrace.analyze.predict import predict
+from pathtrace.analyze.probes import build_probes
 from pathtrace.analyze.proof import apply_fix, prove
+from pathtrace.analyze.verdict import Judge
+from pathtrace.analyze.weigh import weigh
+from pathtrace.model.options import RunOptions
 from pathtrace.model.prediction import Prediction
+from pathtrace.model.result import Setting
 from pathtrace.model.ruleset import parse_listing, priority
 from pathtrace.model.state import BridgePort, NamespaceState, RouteEntry
 from pathtrace.model.trace import Packet, Verdict
@@ -307,3 +313,118 @@ def test_the_answer_to_a_fragmented_request_is_whole_and_a_small_mtu_stops_it() 
 def test_a_fix_with_a_placeholder_is_not_applied() -> None:
     net = Network(_states(), None)
     assert apply_fix(net, f"{net.run_in('container1')}ip route add 10.9.0.0/16 via GATEWAY") is None
+
+
+def _unknown_at(where: str, predicted: list[Prediction]) -> Verdict:
+    return Verdict(
+        "dropped",
+        "dropped",
+        where,
+        cause="unknown: the kernel gave no reason",
+        code="unknown",
+        predicted=predicted,
+    )
+
+
+def test_an_unknown_stop_takes_the_prediction_s_cause_only_where_the_run_stopped() -> None:
+    states = _states()
+    _node(states, "host").sysctls["net.ipv4.conf.br0.forwarding"] = "0"
+    predicted = _predict(states)
+    verdict = _unknown_at("host/br0", predicted)
+    weigh(verdict)
+    assert verdict.code == "sysctl.forwarding"
+    assert verdict.objects == ["sysctl:host/net.ipv4.conf.br0.forwarding"]
+    assert verdict.evidence[0].startswith("the run alone: unknown")
+    elsewhere = _unknown_at("wan/eth0", predicted)
+    weigh(elsewhere)
+    assert elsewhere.code == "unknown"  # a stop in another namespace explains nothing here
+
+
+def test_a_prediction_that_passes_something_not_modelled_decides_nothing() -> None:
+    states = _states()
+    host = _node(states, "host")
+    host.sysctls["net.ipv4.conf.br0.forwarding"] = "0"
+    host.tc.append("veth-host1 ingress: bpf da prog id 7")
+    verdict = _unknown_at("host/br0", _predict(states))
+    weigh(verdict)
+    assert verdict.code == "unknown"
+
+
+def test_a_named_stop_the_state_does_not_explain_is_said() -> None:
+    verdict = replace(_unknown_at("host/br0", _predict(_states())), code="nf.drop")
+    weigh(verdict)
+    assert verdict.code == "nf.drop"
+    assert "predicts it gets through" in verdict.evidence[-1]
+
+
+def test_a_probe_never_sent_is_predicted_from_what_was_asked() -> None:
+    states = _states()
+    container = _node(states, "container1")
+    container.routes.append(RouteEntry("8.8.8.8/32", None, None, None, type="blackhole"))
+    options = RunOptions("ping", ip_address("8.8.8.8"), count=1)
+    source = next(ns for ns, s in states.items() if s.node == "container1")
+    setting = Setting(1, source, "8.8.8.8", 1, states, None, False, options)
+    verdict = build_probes([], setting, send_errors={0: "Invalid argument"})[0].verdict
+    stop = _stop(verdict.predicted)
+    assert (stop.node, stop.code, stop.objects) == (
+        "container1",
+        "route.blackhole",
+        ("route:container1/8.8.8.8/32",),
+    )
+
+
+def test_an_address_fix_brings_its_connected_route_and_a_tc_fix_its_filter_away() -> None:
+    states = _states()
+    host = _node(states, "host")
+    host.links = [
+        replace(lk, addresses=("192.168.100.1/32",)) if lk.name == "br0" else lk
+        for lk in host.links
+    ]
+    host.routes = [r for r in host.routes if r.dst != "192.168.100.0/24"]
+    assert _stop(_predict(states)).outcome == "stopped"
+    net = Network(states, None)
+    run = net.run_in("host")
+    fix = f"{run}ip addr del 192.168.100.1/32 dev br0 && {run}ip addr add 192.168.100.1/24 dev br0"
+    changed = apply_fix(net, fix)
+    assert changed is not None
+    assert [p.outcome for p in _predict(changed)] == ["delivered", "delivered"]
+    host.tc.append("veth-host1 ingress: u32 action mirred egress redirect dev nowhere")
+    changed = apply_fix(net, f"{run}tc filter del dev veth-host1 ingress")
+    assert changed is not None
+    assert not _node(changed, "host").tc
+
+
+def _remedied(states: dict[str, NamespaceState], verdict: Verdict) -> Verdict:
+    source = next(ns for ns, s in states.items() if s.node == "container1")
+    judge = Judge(states, source, "8.8.8.8", 0)
+    judge._remedy(verdict, PING)
+    return verdict
+
+
+def test_a_verdict_without_a_fix_gets_one_read_off_the_stop_and_proven() -> None:
+    states = _states()
+    _node(states, "host").sysctls["net.ipv4.conf.br0.forwarding"] = "0"
+    verdict = _unknown_at("host/br0", _predict(states))
+    weigh(verdict)
+    _remedied(states, verdict)
+    assert verdict.fix is not None and verdict.fix.endswith(
+        "sysctl -w net.ipv4.conf.br0.forwarding=1"
+    )
+    assert verdict.proof is not None and verdict.proof.startswith("proven")
+
+    states, blackholed = _blackholed()
+    _remedied(states, blackholed)
+    assert blackholed.fix is not None and blackholed.fix.endswith(
+        "ip route del blackhole 8.8.8.8/32"
+    )
+
+
+def test_no_fix_is_offered_that_the_prediction_does_not_heal() -> None:
+    states = _states()
+    host = _node(states, "host")
+    host.sysctls["net.ipv4.conf.br0.forwarding"] = "0"
+    host.routes = [r for r in host.routes if r.dst != "default"]  # a second fault behind
+    verdict = _unknown_at("host/br0", _predict(states))
+    weigh(verdict)
+    assert verdict.code == "sysctl.forwarding"
+    assert _remedied(states, verdict).fix is None

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathtrace.analyze import links, routing
 from pathtrace.analyze.causes.stalled import stalled
 from pathtrace.analyze.network import Network
-from pathtrace.analyze.verdict import _takes
 from pathtrace.model.ruleset import parse_listing
 from pathtrace.model.state import (
     BridgePort,
     FdbEntry,
     Link,
+    Listener,
     NamespaceState,
     Neighbour,
     RouteEntry,
@@ -222,14 +222,21 @@ def test_veth_mtu_against_the_peer() -> None:
 
 
 def test_a_listener_takes_its_own_address_and_its_familys_wildcard() -> None:
-    assert _takes("tcp 0.0.0.0:80", "192.168.100.2")
-    assert _takes("tcp 192.168.100.2:80", "192.168.100.2")
-    assert _takes("tcp [::]:80", "fd00:100::2") and _takes("tcp [fd00:100::2]:80", "fd00:100::2")
-    assert not _takes("tcp 127.0.0.1:80", "192.168.100.2")
-    assert not _takes("tcp 0.0.0.0%lo:80", "192.168.100.2")  # bound to a device too
+    assert Listener.parse("tcp 0.0.0.0:80").takes("192.168.100.2")
+    assert Listener.parse("tcp 192.168.100.2:80").takes("192.168.100.2")
+    assert Listener.parse("tcp [::]:80").takes("fd00:100::2")
+    assert Listener.parse("tcp [fd00:100::2]:80").takes("fd00:100::2")
+    assert not Listener.parse("tcp 127.0.0.1:80").takes("192.168.100.2")
+    assert not Listener.parse("tcp 0.0.0.0%lo:80").takes("192.168.100.2")  # bound to a device too
     # IPv6's wildcard takes IPv4 unless IPV6_V6ONLY, which is not read: it may.
-    assert _takes("tcp [::]:80", "192.168.100.2")
-    assert not _takes("tcp 0.0.0.0:80", "fd00:100::2")
+    assert Listener.parse("tcp [::]:80").takes("192.168.100.2")
+    assert not Listener.parse("tcp 0.0.0.0:80").takes("fd00:100::2")
+
+
+def test_listeners_read_back_as_bundles_keep_them() -> None:
+    for text in ("tcp 127.0.0.1:9000", "udp [::]:53", "tcp [fd00:100::2]:80"):
+        assert Listener.parse(text).describe() == text
+    assert Listener.parse("udp [::]:53") == Listener("udp", "::", 53)
 
 
 def test_fdb_entries_read_back_as_bundles_keep_them() -> None:

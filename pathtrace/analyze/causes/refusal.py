@@ -81,7 +81,7 @@ def refusal(
     ):
         return dup
     if code == (3, 3):
-        sockets = [s for s in state.listeners if s.startswith(f"{packet.protocol} ")]
+        sockets = [s for s in state.listeners if s.protocol == packet.protocol]
         cause = f"nothing listens on {packet.protocol} port {packet.dport} in {sender}"
         fix = (
             f"start a listener on {packet.protocol} port {packet.dport} in {sender}, or "
@@ -93,7 +93,7 @@ def refusal(
         if other is not None:
             cause, fix = f"{cause}; {other[0]}", other[1]
             said, objects = "nat.port", (*other[2], *objects)
-        evidence = [f"{sender} has open: {', '.join(sockets) or 'nothing'}"]
+        evidence = [f"{sender} has open: {', '.join(s.describe() for s in sockets) or 'nothing'}"]
         return Finding(said, objects, cause, fix, evidence)
     if code == (3, 4):
         lookup = routing.route_get(state, packet.dst, packet.src if iif else None, iif)

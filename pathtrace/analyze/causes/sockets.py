@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathtrace.model.cause import ref
+from pathtrace.model.state import Listener
 from pathtrace.model.trace import Packet, Series
 
 
 def dnat_to_a_closed_port(
-    request: Series, sockets: list[str], arrived: Packet
+    request: Series, sockets: list[Listener], arrived: Packet
 ) -> tuple[str, str, tuple[str, ...]] | None:
     """A DNAT rule sent the probe to a port nothing listens on, while the service
     listens on another port of that address: the rule's port is as likely the
@@ -23,12 +24,7 @@ def dnat_to_a_closed_port(
     dnat = at.translation if at else None
     if at is None or dnat is None:
         return None
-    here = [
-        s.split()[1]
-        for s in sockets
-        if s.split()[1].rsplit(":", 1)[0].strip("[]") in (arrived.dst, "0.0.0.0", "::", "*")
-        and not s.endswith(f":{arrived.dport}")
-    ]
+    here = [s.endpoint for s in sockets if s.takes(arrived.dst) and s.port != arrived.dport]
     if not here:
         return None
     return (

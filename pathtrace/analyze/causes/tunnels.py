@@ -153,9 +153,11 @@ def _noarp(net: Network, state: NamespaceState, link: Link, drop: Hop) -> Placed
         ),
         None,
     )
-    fix = f"ip link set dev {link.name} arp on"
+    # ARP back on, and the gateway's entry the flush took, as a static one (a VXLAN
+    # device's peers answer no ARP across the overlay): both in the tunnel's node.
+    parts = [f"ip link set dev {link.name} arp on"]
     if gateway and owner is not None and owner.mac:
-        fix += f" && ip neigh replace {gateway} lladdr {owner.mac} dev {link.name} nud permanent"
+        parts.append(f"ip neigh replace {gateway} lladdr {owner.mac} dev {link.name} nud permanent")
     return None, Finding(
         "link.noarp",
         (ref("link", node, link.name),),
@@ -166,9 +168,7 @@ def _noarp(net: Network, state: NamespaceState, link: Link, drop: Hop) -> Placed
             if gateway and owner is not None
             else ""
         ),
-        net.command(node, fix)
-        if " && " not in fix
-        else net.advice(" && ".join(f"{net.run_in(node)}{part}" for part in fix.split(" && "))),
+        net.advice(" && ".join(f"{net.run_in(node)}{part}" for part in parts)),
         [f"{node}: {link.name} NOARP, MAC {link.mac}"],
     )
 
