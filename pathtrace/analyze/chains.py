@@ -61,7 +61,9 @@ class Flow:
     tracked: set[str] = field(default_factory=set)  # nodes whose conntrack saw the request
     untracked: dict[str, str] = field(default_factory=dict)  # node -> the notrack rule
 
-    def nf(self, node: str, iif: str | None, oif: str | None) -> nfmatch.Packet:
+    def nf(
+        self, node: str, iif: str | None, oif: str | None, local: tuple[str, ...] = ()
+    ) -> nfmatch.Packet:
         established = self.reply and node in self.tracked
         ct = "untracked" if node in self.untracked else "established" if established else "new"
         return nfmatch.Packet(
@@ -76,6 +78,7 @@ class Flow:
             oif,
             self.mark,
             ct,
+            local,
         )
 
 
@@ -168,7 +171,7 @@ class Chains:
             if rule.text.startswith(("-A ", "#")):
                 self.unknowns.append(f"{node}: {rule.cited} (not read)")
                 continue
-            matched, does = nfmatch.evaluate(rule.text, flow.nf(node, iif, oif))
+            matched, does = nfmatch.evaluate(rule.text, flow.nf(node, iif, oif, _own(state)))
             if matched is False:
                 continue
             if matched is None:
@@ -215,7 +218,7 @@ class Chains:
         oif: str | None,
     ) -> None:
         """The NAT rule of a chain an untracked packet skips that would have matched."""
-        packet = flow.nf(state.node, iif, oif)
+        packet = flow.nf(state.node, iif, oif, _own(state))
         for rule in ruleset.rules:
             if (rule.family, rule.table, rule.chain) != (chain.family, chain.table, chain.name):
                 continue
@@ -258,6 +261,10 @@ class Chains:
         flow.src = after
 
 
+def _own(state: NamespaceState) -> tuple[str, ...]:
+    return tuple(a.split("/")[0] for link in state.links for a in link.addresses)
+
+
 def first_address(state: NamespaceState, dev: str | None, dst: str) -> str | None:
     """The address masquerade (or redirect) picks: the device's first of the family."""
     version = ip_address(dst).version
@@ -265,6 +272,7 @@ def first_address(state: NamespaceState, dev: str | None, dst: str) -> str | Non
         if dev is not None and link.name != dev:
             continue
         for a in link.addresses:
-            if ip_interface(a).version == version and not ip_interface(a).ip.is_link_local:
+            ip = ip_interface(a).ip
+            if ip.version == version and not (ip.is_link_local or ip.is_loopback):
                 return a.split("/")[0]
     return None

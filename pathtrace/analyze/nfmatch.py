@@ -41,6 +41,7 @@ class Packet:
     oif: str | None = None
     mark: int = 0
     ct: str = "new"  # new, established, untracked
+    local: tuple[str, ...] = ()  # the namespace's own addresses (fib ... type local)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ _MATCHERS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(rf"^(?:meta )?mark ({_VALUE})(?! set)"), "mark"),
     (re.compile(r"^meta nfproto (ipv4|ipv6)"), "nfproto"),
     (re.compile(r"^ether type (ip6?|arp)"), "ethertype"),
+    (re.compile(rf"^fib (saddr|daddr) type ({_VALUE})"), "fib"),
     (re.compile(r"^(ip|ip6) (?=dscp|length|ttl|hoplimit)"), "unknown"),
 ]
 _STATEMENTS: list[tuple[re.Pattern[str], str]] = [
@@ -196,6 +198,13 @@ def _match(kind: str, m: re.Match[str], packet: Packet) -> bool | None:
         return None
     if kind == "nfproto":
         return packet.family == (4 if m.group(1) == "ipv4" else 6)
+    if kind == "fib":
+        negated, values = _values(m.group(2))
+        if not packet.local or not set(values) <= {"local", "unicast"}:
+            return None  # other address types (broadcast, multicast...) are not read
+        address = packet.src if m.group(1) == "saddr" else packet.dst
+        kind_of = "local" if address in packet.local else "unicast"
+        return (kind_of in values) != negated
     if kind == "ethertype":
         want = {"ip": 4, "ip6": 6, "arp": 0}[m.group(1)]
         return packet.family == want

@@ -334,4 +334,4 @@ def _answer(net: Network, node: str, flow: Flow) -> Prediction | None:
 
 
 def _refused(node: str, code: str, objects: tuple[str, ...], why: str) -> Prediction:
-    return Prediction("request", (), "stopped", node, code, objects, why)
+    return Prediction("answer", (), "stopped", node, code, objects, why)

@@ -18,7 +18,7 @@ from ipaddress import ip_address, ip_interface
 from pathtrace.analyze import links
 from pathtrace.analyze.network import Network
 from pathtrace.model.prediction import Prediction
-from pathtrace.model.state import NamespaceState, RouteEntry
+from pathtrace.model.state import Link, NamespaceState, RouteEntry
 from pathtrace.model.trace import Verdict
 
 _RESTORE = re.compile(r" \(or `[^`]*`\)$")
@@ -98,8 +98,18 @@ def _carriers(states: list[NamespaceState], net: Network) -> None:
                 continue
             other, peer = far
             both = peer.up
-            state.links = [replace(lk, carrier=both) if lk is link else lk for lk in state.links]
-            other.links = [replace(lk, carrier=both) if lk is peer else lk for lk in other.links]
+            state.links = [_carried(lk, both) if lk is link else lk for lk in state.links]
+            other.links = [_carried(lk, both) if lk is peer else lk for lk in other.links]
+
+
+def _carried(link: Link, carrier: bool) -> Link:
+    """A link given carrier (or not); a bridge port the kernel disabled for the
+    want of it forwards again once it has it (STP off, as the saved state shows no
+    STP states)."""
+    port = link.port
+    if port is not None and carrier and port.state == "disabled":
+        port = replace(port, state="forwarding")
+    return replace(link, carrier=carrier, port=port)
 
 
 def _apply(state: NamespaceState, words: list[str]) -> bool:
@@ -176,6 +186,10 @@ def _link_set(state: NamespaceState, words: list[str]) -> bool:
                 link = replace(link, mtu=int(value))
             case ["arp", "on", *changes]:
                 link = replace(link, noarp=False)
+                # The kernel flushes the NOARP entries the device made while ARP was off.
+                state.neighbours = [
+                    n for n in state.neighbours if not (f"dev {name} " in n and "NOARP" in n)
+                ]
             case _:
                 return False
     state.links = [link if lk.name == name else lk for lk in state.links]

@@ -49,10 +49,12 @@ def cross(
         )
     if flow.length > out.mtu:
         if flow.dont_fragment or ":" in flow.dst:
+            # The node's own packet is refused by its own stack (EMSGSIZE) before it goes.
+            own = not any(s.action == "arrive" for s in walk.steps)
             raise Stop(
                 "stopped",
                 node,
-                "link.mtu",
+                "source.too_big" if own else "link.mtu",
                 (here,),
                 f"{flow.length} bytes with DF is more than {out.name}'s MTU {out.mtu}",
             )

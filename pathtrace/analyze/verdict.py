@@ -138,17 +138,18 @@ class Judge:
         if not request.hops:
             self._own = events
             verdict = self._unsent(send_error)
-            packet = self._unsent_packet()
+            packet = self._unsent_packet(self.source_state)
             if packet is not None:
                 verdict.predicted = self.prediction(packet)
-                self._prove(verdict, packet)
-                self._remedy(verdict, packet)
+                self._prove(verdict, packet, unsent=True)
+                self._remedy(verdict, packet, unsent=True)
             return verdict
         verdict = self._judge(request, reply, errors, events)
-        verdict.predicted = self.prediction(request.hops[0].packet)
+        sent = self._whole(request.hops[0].packet)
+        verdict.predicted = self.prediction(sent)
         weigh(verdict)
-        self._prove(verdict, request.hops[0].packet)
-        self._remedy(verdict, request.hops[0].packet)
+        self._prove(verdict, sent)
+        self._remedy(verdict, sent)
         if self.lost_events:
             verdict.confidence = (
                 f"uncertain: {self.lost_events} events were lost to a full "
@@ -156,9 +157,8 @@ class Judge:
             )
         return verdict
 
-    def _unsent_packet(self) -> Packet | None:
+    def _unsent_packet(self, state: NamespaceState | None) -> Packet | None:
         """The probe as asked, from the address the source's route would give it."""
-        state = self.source_state
         if self.asked is None or state is None:
             return None
         lookup = routing.route_get(state, self.asked.dst)
@@ -167,6 +167,13 @@ class Judge:
             state, route.dev if route else None, self.asked.dst
         )
         return replace(self.asked, src=src) if src else None
+
+    def _whole(self, packet: Packet) -> Packet:
+        """The probe as sent whole: the first hop may show only its first fragment."""
+        asked = self.asked
+        if asked is None or (asked.protocol, asked.dst) != (packet.protocol, packet.dst):
+            return packet
+        return replace(packet, length=max(packet.length, asked.length))
 
     def prediction(self, packet: Packet) -> list[Prediction]:
         """The path the saved state predicts for ``packet`` sent from the source."""
@@ -180,7 +187,7 @@ class Judge:
             )
         return self._predicted[key]
 
-    def _prove(self, verdict: Verdict, packet: Packet) -> None:
+    def _prove(self, verdict: Verdict, packet: Packet, unsent: bool = False) -> None:
         """The fix applied to the saved state and the path predicted again: said
         proven, or withdrawn when the prediction stays stopped where it was."""
         if verdict.fix is None:
@@ -189,14 +196,21 @@ class Judge:
         after = None
         if states is not None:
             changed = Network(states, self.net.restore)
-            after = predict.predict(changed, self.source_node, packet, self.dont_fragment)
+            after = self._again(changed, packet, unsent)
         said, withdraw = proof.prove(verdict, after)
         verdict.proof = said
         if withdraw and said:
             verdict.evidence.append(said)
             verdict.fix = None
 
-    def _remedy(self, verdict: Verdict, packet: Packet) -> None:
+    def _again(self, changed: Network, packet: Packet, unsent: bool) -> list[Prediction]:
+        """The prediction on a changed state; a probe never sent takes the source
+        address the changed source's route gives it (as the kernel would pick it)."""
+        if unsent:
+            packet = self._unsent_packet(changed.state(self.source_node)) or packet
+        return predict.predict(changed, self.source_node, packet, self.dont_fragment)
+
+    def _remedy(self, verdict: Verdict, packet: Packet, unsent: bool = False) -> None:
         """A verdict without a fix (none was known, or its own was withdrawn) whose
         cause the prediction shares: the first fix read off the stop's objects that
         the prediction, applied to the saved state, says heals."""
@@ -215,7 +229,7 @@ class Judge:
             if states is None:
                 continue
             changed = Network(states, self.net.restore)
-            after = predict.predict(changed, self.source_node, packet, self.dont_fragment)
+            after = self._again(changed, packet, unsent)
             if all(p.outcome == "delivered" for p in after):
                 verdict.fix = fix
                 verdict.proof = (

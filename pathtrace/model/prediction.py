@@ -19,7 +19,7 @@ class Step:
 
 @dataclass(frozen=True)
 class Prediction:
-    direction: str  # request, reply
+    direction: str  # request, reply, answer (whether the destination answers at all)
     steps: tuple[Step, ...]
     outcome: str  # delivered, stopped, left (the traced namespaces), unknown
     node: str | None = None  # where it ends
@@ -36,7 +36,7 @@ class Prediction:
         for step in self.steps:
             if not nodes or nodes[-1] != step.node:
                 nodes.append(step.node)
-        way = " -> ".join(nodes)
+        way = " -> ".join(nodes) or (self.node or "")
         end = {
             "delivered": f"delivered in {self.node}",
             "left": f"leaves the traced namespaces from {self.node}",

@@ -20,6 +20,7 @@ from ipaddress import ip_address
 from typing import Any
 
 from pathtrace.model.options import RunOptions
+from pathtrace.model.prediction import Prediction, Step
 from pathtrace.model.state import NamespaceState
 from pathtrace.model.trace import Verdict
 from tests import networks, scratch
@@ -88,7 +89,7 @@ class Foreign:
         )
         if isinstance(done, str):
             return done
-        return [Verdict(**v) for v in done]
+        return [_verdict(v) for v in done]
 
     def _inside(self, request: dict[str, Any]) -> Any:
         request["network"] = self.name
@@ -167,3 +168,19 @@ def _renamed(value: Any, names: dict[str, str]) -> Any:
     if isinstance(value, dict):
         return {k: _renamed(v, names) for k, v in value.items()}
     return value
+
+
+def _verdict(data: dict[str, Any]) -> Verdict:
+    """A verdict back from the scratch host's JSON, its predicted paths as records."""
+    predicted = [
+        Prediction(
+            **{
+                **p,
+                "steps": tuple(Step(**step) for step in p["steps"]),
+                "objects": tuple(p["objects"]),
+                "unknowns": tuple(p["unknowns"]),
+            }
+        )
+        for p in data.get("predicted", [])
+    ]
+    return Verdict(**{**data, "predicted": predicted})

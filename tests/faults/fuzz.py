@@ -149,6 +149,26 @@ class Built:
         self.prefix = f"ptz{uuid.uuid4().hex[:5]}-"
         self.text = describe().replace('prefix = "pt-"', f'prefix = "{self.prefix}"', 1)
         self.lab = topology.parse(self.text)
+        # Each build gives veths new MACs: a fix naming a MAC of the build its verdict
+        # came from is replayed with the same device's MAC in the new build.
+        self._macs: dict[str, tuple[str, str]] = {}
+
+    def _read_macs(self) -> dict[str, tuple[str, str]]:
+        found = {}
+        for node in self.lab.nodes:
+            out = netns.run(self.lab.namespace(node), ["ip", "-br", "link"], check=False).stdout
+            for line in out.splitlines():
+                words = line.split()
+                if len(words) >= 3 and words[2].count(":") == 5:
+                    found[words[2].lower()] = (node, words[0].split("@")[0])
+        return found
+
+    def _same_devices(self, fix: str) -> str:
+        now = {where: mac for mac, where in self._read_macs().items()}
+        for mac, where in self._macs.items():
+            if where in now and mac in fix.lower():
+                fix = re.sub(re.escape(mac), now[where], fix, flags=re.IGNORECASE)
+        return fix
 
     def catalog(self) -> list[Mutation]:
         build.up(self.lab, self.text)
@@ -170,7 +190,11 @@ class Built:
             if made.returncode != 0:
                 return made.stderr.strip() or f"exit {made.returncode}"
             if fix:
-                subprocess.run(["sh", "-c", fix], capture_output=True, timeout=20)
+                subprocess.run(
+                    ["sh", "-c", self._same_devices(fix)], capture_output=True, timeout=20
+                )
+            else:
+                self._macs = self._read_macs()
             return [_run(self.lab, self.text, probe) for probe in probes or self.probes]
         finally:
             build.down(None, prefix=self.prefix)

@@ -168,7 +168,12 @@ def test_larger_than_the_mtu_is_fragmented_unless_df_and_refused_by_a_smaller_pe
     ]
     assert _predict(states, big)[0].outcome == "delivered"
     stop = _stop(predict(Network(states, None), "container1", big, dont_fragment=True))
-    assert (stop.node, stop.code) == ("container1", "link.mtu")
+    assert (stop.node, stop.code) == ("container1", "source.too_big")  # its own stack refuses
+    states = _states()
+    host = _node(states, "host")
+    host.links = [replace(lk, mtu=1300) if lk.name == "eth0" else lk for lk in host.links]
+    stop = _stop(predict(Network(states, None), "container1", big, dont_fragment=True))
+    assert (stop.node, stop.code, stop.objects) == ("host", "link.mtu", ("link:host/eth0",))
 
 
 @pytest.mark.parametrize(
@@ -428,3 +433,43 @@ def test_no_fix_is_offered_that_the_prediction_does_not_heal() -> None:
     weigh(verdict)
     assert verdict.code == "sysctl.forwarding"
     assert _remedied(states, verdict).fix is None
+
+
+def test_a_port_brought_up_forwards_again_and_arp_on_flushes_the_noarp_entries() -> None:
+    states = _states()
+    host = _node(states, "host")
+    container = _node(states, "container1")
+    host.links = [
+        replace(lk, up=False, carrier=False, port=BridgePort("disabled"))
+        if lk.name == "veth-host1"
+        else lk
+        for lk in host.links
+    ]
+    container.links = [
+        replace(lk, carrier=False) if lk.name == "veth-cont1" else lk for lk in container.links
+    ]
+    net = Network(states, None)
+    changed = apply_fix(net, f"{net.run_in('host')}ip link set veth-host1 up")
+    assert changed is not None
+    assert [p.outcome for p in _predict(changed)] == ["delivered", "delivered"]
+
+    states = _states()
+    container = _node(states, "container1")
+    mac = next(lk.mac for lk in container.links if lk.name == "veth-cont1")
+    container.links = [
+        replace(lk, noarp=True) if lk.name == "veth-cont1" else lk for lk in container.links
+    ]
+    container.neighbours = [f"192.168.100.1 dev veth-cont1 lladdr {mac} NOARP"]
+    assert _stop(_predict(states)).code == "link.noarp"
+    net = Network(states, None)
+    changed = apply_fix(net, f"{net.run_in('container1')}ip link set dev veth-cont1 arp on")
+    assert changed is not None
+    assert [p.outcome for p in _predict(changed)] == ["delivered", "delivered"]
+
+
+def test_fib_address_type_local_is_read_from_the_namespace_s_addresses() -> None:
+    mine = nfmatch.Packet(4, "10.0.0.9", "10.0.0.1", "tcp", 5, 8080, local=("10.0.0.1",))
+    assert nfmatch.evaluate("fib daddr type local counter jump HOSTPORT", mine)[0] is True
+    other = replace(mine, dst="10.0.0.2")
+    assert nfmatch.evaluate("fib daddr type local counter jump HOSTPORT", other)[0] is False
+    assert nfmatch.evaluate("fib daddr type broadcast drop", mine)[0] is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
-from ipaddress import ip_address
+from ipaddress import ip_address, ip_interface
 
 from pathtrace.analyze import links, routing
 from pathtrace.analyze.causes.addresses import duplicate, prefix_finding
@@ -198,6 +198,70 @@ def _bounced(net: Network, request: Series, dst: str) -> Finding | None:
             )
             if found is not None:
                 return found
+        found = _unaddressed(net, state, hop.interface, dst)
+        if found is not None:
+            return found
+    return None
+
+
+def _unaddressed(net: Network, state: NamespaceState, came: str, dst: str) -> Finding | None:
+    """A router that sent the packet back the way it came, while ``dst``'s holder is
+    on the segment of another of its links that has no address in the holder's
+    network: no connected route there, so the lookup took the way back. The address
+    it lacks is the one the holder's neighbours route through, if nobody holds it."""
+    holder = links.owner(net.all, dst)
+    if holder is None:
+        return None
+    h_state, h_link = holder
+    held = next((a for a in h_link.addresses if a.split("/")[0] == dst), None)
+    if held is None:
+        return None
+    network = ip_interface(held).network
+    for link in state.links:
+        if link.name == came or link.kind == "loopback":
+            continue
+        stations = links.segment(net.all, state, link)
+        if not any(s is h_state and lk.name == h_link.name for s, lk in stations):
+            continue
+        if any(ip_interface(a).ip in network for a in link.addresses):
+            return None  # it has one: something else sent it back
+        wanted = sorted(
+            {
+                r.gateway
+                for s, _ in stations
+                for r in s.routes
+                if r.gateway
+                and ip_address(r.gateway) in network
+                and links.owner(net.all, r.gateway) is None
+            }
+        )
+        node = state.node
+        fix = (
+            net.command(
+                node,
+                f"ip {'-6 ' if network.version == 6 else ''}addr add "
+                f"{wanted[0]}/{network.prefixlen} dev {link.name}",
+            )
+            if len(wanted) == 1
+            else net.advice(f"give {node}'s {link.name} an address in {network}")
+        )
+        return Finding(
+            "route.none",
+            (ref("route", node, dst), ref("link", node, link.name)),
+            f"{node} sent it back out of {came}, the way it came: {dst} is held by "
+            f"{h_state.node}/{h_link.name} on {link.name}'s link, but {link.name} has no "
+            f"address in {network}, so {node} has no route to it there"
+            + (
+                f" ({wanted[0]} is the gateway the stations there use, and nobody holds it)"
+                if len(wanted) == 1
+                else ""
+            ),
+            fix,
+            [
+                f"{node}: {link.name} addresses: {', '.join(link.addresses) or 'none'}",
+                f"{h_state.node}: {h_link.name} has {held}",
+            ],
+        )
     return None
 
 
