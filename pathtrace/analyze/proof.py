@@ -56,17 +56,25 @@ def apply_fix(net: Network, fix: str) -> dict[str, NamespaceState] | None:
 
 def _bridge_carriers(state: NamespaceState, before: NamespaceState | None) -> None:
     """A bridge has carrier while one of its ports forwards: set again where a fix
-    changed a port."""
+    changed a port or the bridge. A bridge brought up enables its ports that have
+    carrier (forwarding at once: the saved state shows no STP)."""
     for bridge in [lk for lk in state.links if lk.kind == "bridge"]:
+        was = before.link(bridge.name) if before else None
+        came_up = bridge.up and was is not None and not was.up
+        if came_up:
+            state.links = [
+                _carried(lk, True) if lk.master == bridge.name and lk.up and lk.carrier else lk
+                for lk in state.links
+            ]
         ports = [lk for lk in state.links if lk.master == bridge.name]
         old = [lk for lk in before.links if lk.master == bridge.name] if before else ports
-        if ports and ports != old:
+        if ports and (ports != old or came_up):
             carrier = bridge.up and any(
                 p.up and p.carrier and (p.port is None or p.port.state == "forwarding")
                 for p in ports
             )
             state.links = [
-                replace(lk, carrier=carrier) if lk is bridge else lk for lk in state.links
+                replace(lk, carrier=carrier) if lk.name == bridge.name else lk for lk in state.links
             ]
 
 
@@ -117,6 +125,10 @@ def _apply(state: NamespaceState, words: list[str]) -> bool:
     family = 4
     if words[:2] == ["ip", "-6"]:
         family, words = 6, ["ip", *words[2:]]
+    elif words[:2] == ["ip", "-4"]:
+        words = ["ip", *words[2:]]
+    elif words[:1] == ["ip"] and any(":" in w and w.count(":") != 5 for w in words[3:]):
+        family = 6  # ip takes the family from an address it is given (not a MAC)
     match words:
         case ["sysctl", "-w", setting] if "=" in setting:
             key, _, value = setting.partition("=")

@@ -473,3 +473,14 @@ def test_fib_address_type_local_is_read_from_the_namespace_s_addresses() -> None
     other = replace(mine, dst="10.0.0.2")
     assert nfmatch.evaluate("fib daddr type local counter jump HOSTPORT", other)[0] is False
     assert nfmatch.evaluate("fib daddr type broadcast drop", mine)[0] is None
+
+
+def test_ip_takes_the_family_from_the_address_it_is_given() -> None:
+    states = _states()
+    container = _node(states, "container1")
+    container.routes = [r for r in container.routes if r.gateway != "fd00:100::1"]
+    net = Network(states, None)
+    changed = apply_fix(net, f"{net.run_in('container1')}ip route add default via fd00:100::1")
+    assert changed is not None
+    added = [r for r in _node(changed, "container1").routes if r.gateway == "fd00:100::1"]
+    assert [r.family for r in added] == [6]

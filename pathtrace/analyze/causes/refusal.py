@@ -223,8 +223,8 @@ def _unaddressed(net: Network, state: NamespaceState, came: str, dst: str) -> Fi
         stations = links.segment(net.all, state, link)
         if not any(s is h_state and lk.name == h_link.name for s, lk in stations):
             continue
-        if any(ip_interface(a).ip in network for a in link.addresses):
-            return None  # it has one: something else sent it back
+        node = state.node
+        has = any(ip_interface(a).ip in network for a in link.addresses)
         wanted = sorted(
             {
                 r.gateway
@@ -235,13 +235,24 @@ def _unaddressed(net: Network, state: NamespaceState, came: str, dst: str) -> Fi
                 and links.owner(net.all, r.gateway) is None
             }
         )
-        node = state.node
-        fix = (
-            net.command(
-                node,
-                f"ip {'-6 ' if network.version == 6 else ''}addr add "
-                f"{wanted[0]}/{network.prefixlen} dev {link.name}",
+        six = "-6 " if network.version == 6 else ""
+        add = f"ip {six}addr add {wanted[0]}/{network.prefixlen} dev {link.name}" if wanted else ""
+        if not link.up:
+            # A link that went down took its routes, and IPv6 its addresses, with it.
+            parts = [f"ip link set {link.name} up"] + ([] if has or len(wanted) != 1 else [add])
+            return Finding(
+                links.down_code(link),
+                (ref("link", node, link.name), ref("route", node, dst)),
+                f"{node} sent it back out of {came}, the way it came: {dst} is held by "
+                f"{h_state.node}/{h_link.name} on {link.name}'s link, and {link.name} is down "
+                "(its routes went with it)",
+                net.advice(" && ".join(f"{net.run_in(node)}{p}" for p in parts)),
+                [f"{node}: {link.name} down, addresses: {', '.join(link.addresses) or 'none'}"],
             )
+        if has:
+            return None  # it has one: something else sent it back
+        fix = (
+            net.command(node, add)
             if len(wanted) == 1
             else net.advice(f"give {node}'s {link.name} an address in {network}")
         )
