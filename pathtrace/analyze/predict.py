@@ -20,7 +20,7 @@ from ipaddress import ip_address
 from pathtrace.analyze import routing
 from pathtrace.analyze.chains import Chains, Flow, Stop
 from pathtrace.analyze.network import Network
-from pathtrace.analyze.segments import cross
+from pathtrace.analyze.segments import cross, effective
 from pathtrace.model.cause import ref
 from pathtrace.model.prediction import Prediction
 from pathtrace.model.state import Link, NamespaceState, RouteEntry
@@ -152,7 +152,7 @@ class Walk(Chains):
                     tuple(ref("sysctl", node, k) for k in keys),
                     f"{flow.dst} is a loopback address and route_localnet is off on {iif}",
                 )
-        keys, strict = _effective(state, "rp_filter", iif)
+        keys, strict = effective(state, "rp_filter", iif)
         if not strict or lookup.refused:
             return
         back = routing.route_get(state, flow.src, None, None, 0)
@@ -201,15 +201,6 @@ class Walk(Chains):
             if (nat.node, nat.kind, nat.after) == (node, "dnat", flow.src):
                 self.step(node, None, "translate", f"{node} un-DNATs: {nat.after} -> {nat.before}")
                 flow.src = nat.before
-
-
-def _effective(state: NamespaceState, key: str, dev: str) -> tuple[list[str], int]:
-    """(the keys that give the effective value, the value): the larger of the
-    interface's and all's, as the kernel takes it for rp_filter and arp_ignore."""
-    keys = [f"net.ipv4.conf.{dev}.{key}", f"net.ipv4.conf.all.{key}"]
-    values = {k: int(v) for k in keys if (v := state.sysctls.get(k) or "").isdigit()}
-    top = max(values.values(), default=0)
-    return [k for k, v in values.items() if v == top and top], top
 
 
 def _rule_ref(node: str, lookup: routing.Lookup) -> str | None:

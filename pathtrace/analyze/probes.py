@@ -72,6 +72,9 @@ def build_probes(
         setting.restore,
         setting.dont_fragment,
         asked(setting.options),
+        # A live view rebuilds one probe ten times a second: the prediction and the
+        # fixes' proofs (a copy of the state each) wait for the run's end.
+        predicting=only is None,
     )
     source = setting.states.get(setting.source)
     probes = []

@@ -202,10 +202,8 @@ def _answers_arp(there: NamespaceState, link: Link, out: Link, gateway: str) -> 
             (theirs,),
             f"{link.name} in {there.node} has NOARP set: it answers no ARP request",
         )
-    keys = [f"net.ipv4.conf.{link.name}.arp_ignore", "net.ipv4.conf.all.arp_ignore"]
-    values = {k: int(v) for k in keys if (v := there.sysctls.get(k) or "").isdigit()}
-    ignore = max(values.values(), default=0)
-    named = tuple(ref("sysctl", there.node, k) for k, v in values.items() if v == ignore)
+    keys, ignore = effective(there, "arp_ignore", link.name)
+    named = tuple(ref("sysctl", there.node, k) for k in keys)
     asker = [ip_interface(a) for a in out.addresses if ":" not in a]
     held = [ip_interface(a) for a in link.addresses if a.split("/")[0] == gateway]
     if ignore == 2 and not any(a.ip in h.network for a in asker for h in held):
@@ -261,3 +259,12 @@ def _bridge_between(
     if far is None:
         return None
     return near[0], near[1], far[1]
+
+
+def effective(state: NamespaceState, key: str, dev: str) -> tuple[list[str], int]:
+    """(the keys that give the effective value, the value): the larger of the
+    interface's and all's, as the kernel takes it for rp_filter and arp_ignore."""
+    keys = [f"net.ipv4.conf.{dev}.{key}", f"net.ipv4.conf.all.{key}"]
+    values = {k: int(v) for k in keys if (v := state.sysctls.get(k) or "").isdigit()}
+    top = max(values.values(), default=0)
+    return [k for k, v in values.items() if v == top and top], top

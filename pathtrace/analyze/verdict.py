@@ -86,6 +86,7 @@ class Judge:
         restore: str | None = None,
         dont_fragment: bool = False,
         asked: Packet | None = None,
+        predicting: bool = True,
     ) -> None:
         """``restore``: the command that puts the network back as described, when one
         exists (a lab's); fixes offer it beside their own command."""
@@ -97,6 +98,7 @@ class Judge:
         self.lost_events = lost_events
         self.dont_fragment = dont_fragment
         self.asked = asked  # the probe as asked: predicted when none was sent
+        self.predicting = predicting
         # Probes of one run differ in id and sequence only: one prediction serves all.
         self._predicted: dict[tuple[object, ...], list[Prediction]] = {}
 
@@ -138,18 +140,19 @@ class Judge:
         if not request.hops:
             self._own = events
             verdict = self._unsent(send_error)
-            packet = self._unsent_packet(self.source_state)
+            packet = self._unsent_packet(self.source_state) if self.predicting else None
             if packet is not None:
                 verdict.predicted = self.prediction(packet)
                 self._prove(verdict, packet, unsent=True)
                 self._remedy(verdict, packet, unsent=True)
             return verdict
         verdict = self._judge(request, reply, errors, events)
-        sent = self._whole(request.hops[0].packet)
-        verdict.predicted = self.prediction(sent)
-        weigh(verdict)
-        self._prove(verdict, sent)
-        self._remedy(verdict, sent)
+        if self.predicting:
+            sent = self._whole(request.hops[0].packet)
+            verdict.predicted = self.prediction(sent)
+            weigh(verdict)
+            self._prove(verdict, sent)
+            self._remedy(verdict, sent)
         if self.lost_events:
             verdict.confidence = (
                 f"uncertain: {self.lost_events} events were lost to a full "

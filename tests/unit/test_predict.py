@@ -484,3 +484,13 @@ def test_ip_takes_the_family_from_the_address_it_is_given() -> None:
     assert changed is not None
     added = [r for r in _node(changed, "container1").routes if r.gateway == "fd00:100::1"]
     assert [r.family for r in added] == [6]
+
+
+def test_the_live_view_s_rebuilds_predict_nothing_and_the_run_s_end_does() -> None:
+    states = _states()
+    options = RunOptions("ping", ip_address("8.8.8.8"), count=1)
+    source = next(ns for ns, s in states.items() if s.node == "container1")
+    setting = Setting(1, source, "8.8.8.8", 1, states, None, False, options)
+    errors = {0: "Invalid argument"}
+    assert build_probes([], setting, send_errors=errors, only=0)[0].verdict.predicted == []
+    assert build_probes([], setting, send_errors=errors)[0].verdict.predicted
