@@ -171,7 +171,9 @@ class Chains:
             if rule.text.startswith(("-A ", "#")):
                 self.unknowns.append(f"{node}: {rule.cited} (not read)")
                 continue
-            matched, does = nfmatch.evaluate(rule.text, flow.nf(node, iif, oif, _own(state)))
+            matched, does = nfmatch.evaluate_rule(
+                rule, flow.nf(node, iif, oif, _own(state)), ruleset
+            )
             if matched is False:
                 continue
             if matched is None:
@@ -222,7 +224,7 @@ class Chains:
         for rule in ruleset.rules:
             if (rule.family, rule.table, rule.chain) != (chain.family, chain.table, chain.name):
                 continue
-            matched, does = nfmatch.evaluate(rule.text, packet)
+            matched, does = nfmatch.evaluate_rule(rule, packet, ruleset)
             if matched and does.nat:
                 kind = "dnat" if does.nat in ("dnat", "redirect") else "snat"
                 before = flow.dst if kind == "dnat" else flow.src

@@ -1,9 +1,12 @@
-"""Whether a netfilter rule, as nft prints it, matches a packet: yes, no, or not known.
+"""Whether a netfilter rule matches a packet: yes, no, or not known.
 
-The predicted path evaluates chains with this. Only expressions whose meaning is
-plain from the text are modelled (addresses, interface names, protocols, ports,
-ICMP types, conntrack state, marks); a rule with any other expression "may
-match" (None), and the prediction says so rather than guess either way.
+The predicted path evaluates chains with this: a rule's expressions as ``nft -j``
+gives them (``evaluate_rule``), or, for what has only words (iptables-legacy's
+rules through the translator, bundles from before the JSON was kept), the rule as
+nft prints it. Modelled: addresses (prefixes, ranges, anonymous and named sets),
+interface names, protocols, ports, ICMP types, conntrack state, marks, the
+family, ``fib ... type local``. A rule with any other expression "may match"
+(None), and the prediction says so rather than guess either way.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from ipaddress import ip_address, ip_network
+from typing import Any
+
+from pathtrace.model.ruleset import LiveRule, Ruleset
 
 ICMP_TYPES = {"echo-reply": 0, "destination-unreachable": 3, "echo-request": 8, "time-exceeded": 11}
 ICMP6_TYPES = {
@@ -85,6 +91,206 @@ _STATEMENTS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^reject(?: with [\w-]+(?: type)? [\w-]+)?"), "reject"),
     (re.compile(r"^(accept|drop|return)$"), "verdict"),
 ]
+
+
+def evaluate_rule(
+    rule: LiveRule, packet: Packet, ruleset: Ruleset | None = None
+) -> tuple[bool | None, Statement]:
+    """As ``evaluate``, from the rule's expressions where they were read (the named
+    sets it refers to from ``ruleset``), else from its words."""
+    if not rule.expr:
+        return evaluate(rule.text, packet)
+    known: bool | None = True
+    for item in rule.expr:
+        if "match" in item:
+            said = _json_match(item["match"], packet, rule, ruleset)
+            if said is False:
+                return False, statement(rule)
+            if said is None:
+                known = None
+        elif not _json_statement_known(item):
+            known = None  # limit, quota, queue, an xt match: not modelled
+    return known, statement(rule)
+
+
+def statement(rule: LiveRule) -> Statement:
+    """What the rule does when it matches: from its expressions, else its words."""
+    if not rule.expr:
+        return _statement(_after_matches(rule.text))
+    verdict: str | None = None
+    target: str | None = None
+    nat: str | None = None
+    port: int | None = None
+    mark: int | None = None
+    notrack = False
+    ttl: int | None = None
+    for item in rule.expr:
+        key, value = next(iter(item.items()))
+        if key in ("accept", "drop", "return", "reject"):
+            verdict = key
+        elif key in ("jump", "goto"):
+            verdict, target = key, str(value["target"])
+        elif key == "masquerade":
+            nat, verdict = "masquerade", "accept"
+        elif key in ("snat", "dnat"):
+            nat, verdict = key, "accept"
+            value = value or {}
+            target = value["addr"] if isinstance(value.get("addr"), str) else None
+            port = value["port"] if isinstance(value.get("port"), int) else None
+        elif key == "redirect":
+            nat, verdict = "redirect", "accept"
+            value = value or {}
+            port = value["port"] if isinstance(value.get("port"), int) else None
+        elif key == "notrack":
+            notrack = True
+        elif key == "mangle" and isinstance(value.get("value"), int):
+            what = value.get("key", {})
+            if what.get("meta", {}).get("key") == "mark":
+                mark = value["value"]
+            elif what.get("payload", {}).get("field") in ("ttl", "hoplimit"):
+                ttl = value["value"]
+    return Statement(verdict, target, nat, port, mark, notrack, ttl)
+
+
+# Statements that neither stop a match nor do what a Statement says.
+_PASSIVE = ("counter", "log", "accept", "drop", "return", "reject", "jump", "goto")
+_ACTING = ("masquerade", "snat", "dnat", "redirect", "notrack", "mangle", "continue")
+
+
+def _json_statement_known(item: dict[str, Any]) -> bool:
+    return any(k in item for k in _PASSIVE + _ACTING)
+
+
+def _after_matches(text: str) -> str:
+    rest = text.strip()
+    while rest and not _statement_start(rest):
+        for pattern, _ in _MATCHERS:
+            m = pattern.match(rest)
+            if m is not None:
+                rest = rest[m.end() :].strip()
+                break
+        else:
+            rest = _skip_expression(rest)
+    return rest
+
+
+def _json_match(
+    match: dict[str, Any], packet: Packet, rule: LiveRule, ruleset: Ruleset | None
+) -> bool | None:
+    """One ``match`` expression: ``left`` (what of the packet) ``op`` ``right``."""
+    left, right, op = match.get("left"), match.get("right"), match.get("op", "==")
+    if op not in ("==", "!=", "in"):
+        return None  # <, >, bit tests: not modelled
+    if isinstance(right, str) and right.startswith("@"):
+        elements = ruleset.set_elements(rule, right) if ruleset is not None else None
+        if elements is None:
+            return None
+        right = {"set": list(elements)}
+    kind, value = _json_left(left, packet)
+    if kind is None:
+        return None
+    if kind == "absent":
+        # The packet has no such field (a port on ICMP, an IPv4 address on IPv6): the
+        # match's implicit dependency fails, whatever the operator.
+        return False
+    items = right["set"] if isinstance(right, dict) and "set" in right else right
+    items = items if isinstance(items, list) else [items]
+    found = [_json_one(kind, value, item) for item in items]
+    if None in found and True not in found:
+        return None
+    return bool(any(found) != (op == "!="))
+
+
+def _json_left(left: Any, packet: Packet) -> tuple[str | None, Any]:
+    """(the kind of value, the packet's value) that ``left`` reads; ("absent", None)
+    where the packet has no such field; (None, None) where it is not modelled."""
+    if not isinstance(left, dict):
+        return None, None
+    if "payload" in left:
+        proto, name = left["payload"].get("protocol"), left["payload"].get("field")
+        if proto in ("ip", "ip6") and name in ("saddr", "daddr"):
+            if packet.family != (6 if proto == "ip6" else 4):
+                return "absent", None
+            return "address", packet.src if name == "saddr" else packet.dst
+        if proto in ("tcp", "udp", "th") and name in ("sport", "dport"):
+            if packet.protocol not in ("tcp", "udp") or proto not in ("th", packet.protocol):
+                return "absent", None
+            return "port", packet.sport if name == "sport" else packet.dport
+        if proto in ("icmp", "icmpv6") and name == "type":
+            if packet.protocol != proto or packet.icmp_type is None:
+                return "absent", None
+            return proto, packet.icmp_type
+        if (proto, name) in (("ip", "protocol"), ("ip6", "nexthdr")):
+            if packet.family != (6 if proto == "ip6" else 4):
+                return "absent", None
+            return "protocol", packet.protocol
+        if (proto, name) == ("ether", "type"):
+            return "ethertype", packet.family
+        return None, None
+    if "meta" in left:
+        key = left["meta"].get("key")
+        if key in ("iifname", "iif"):
+            return "interface", packet.iif
+        if key in ("oifname", "oif"):
+            return "interface", packet.oif
+        if key == "l4proto":
+            return "protocol", packet.protocol
+        if key == "nfproto":
+            return "nfproto", packet.family
+        if key == "protocol":
+            return "ethertype", packet.family
+        if key == "mark":
+            return "mark", packet.mark
+        return None, None
+    if "ct" in left and left["ct"].get("key") == "state" and "dir" not in left["ct"]:
+        return "ct", packet.ct
+    if "fib" in left and left["fib"].get("result") == "type":
+        flags = set(left["fib"].get("flags", ()))
+        if not packet.local or len(flags) != 1 or not flags <= {"saddr", "daddr"}:
+            return None, None  # relative to an interface (iif, oif): not modelled
+        address = packet.src if "saddr" in flags else packet.dst
+        return "fib", "local" if address in packet.local else "unicast"
+    return None, None
+
+
+def _json_one(kind: str, value: Any, item: Any) -> bool | None:
+    """Whether the packet's ``value`` is ``item`` (a value, prefix, range)."""
+    if isinstance(item, dict) and "elem" in item:
+        item = item["elem"].get("val")
+    if kind == "address":
+        if isinstance(item, dict) and "prefix" in item:
+            return _address_in(value, f"{item['prefix']['addr']}/{item['prefix']['len']}")
+        if isinstance(item, dict) and "range" in item:
+            low, high = item["range"]
+            return _address_in(value, f"{low}-{high}")
+        return _address_in(value, str(item)) if isinstance(item, str) else None
+    if kind == "port":
+        if isinstance(item, dict) and "range" in item:
+            low, high = item["range"]
+            return isinstance(low, int) and isinstance(high, int) and low <= value <= high
+        return value == item if isinstance(item, int) else None
+    if kind == "interface":
+        if not isinstance(item, str):
+            return None
+        return value is not None and fnmatchcase(value, item)
+    if kind == "protocol":
+        number = PROTOCOLS.get(str(item), item if isinstance(item, int) else -1)
+        return PROTOCOLS.get(value, -2) == number
+    if kind in ("icmp", "icmpv6"):
+        table = ICMP_TYPES if kind == "icmp" else ICMP6_TYPES
+        return bool(value == (table.get(item, -1) if isinstance(item, str) else item))
+    if kind == "ct":
+        states = item if isinstance(item, list) else [item]
+        return bool(value in states)
+    if kind == "mark":
+        return bool(value == item) if isinstance(item, int) else None
+    if kind == "nfproto":
+        return bool(value == {"ipv4": 4, "ipv6": 6}.get(str(item)))
+    if kind == "ethertype":
+        return bool(value == {"ip": 4, "ip6": 6, "arp": 0}.get(str(item), -1))
+    if kind == "fib":
+        return bool(value == item) if item in ("local", "unicast") else None
+    return None
 
 
 def evaluate(text: str, packet: Packet) -> tuple[bool | None, Statement]:

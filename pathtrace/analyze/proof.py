@@ -174,7 +174,7 @@ def _apply(state: NamespaceState, words: list[str]) -> bool:
         case ["ip", ("addr" | "address" | "a"), ("add" | "del") as how, address, "dev", dev]:
             return _address(state, address, dev, how == "add")
         case ["tc", "filter", ("del" | "delete"), "dev", dev, ("ingress" | "egress") as way]:
-            state.tc = [f for f in state.tc if not f.startswith(f"{dev} {way}")]
+            state.tc = [f for f in state.tc if (f.dev, f.direction) != (dev, way)]
             return True
         case ["bridge", "link", "set", "dev", dev, *switches]:
             return _port_set(state, dev, switches)
@@ -338,6 +338,15 @@ def _nft_delete(state: NamespaceState, family: str, table: str, chain: str, hand
             continue
         lines.append(raw)
     state.ruleset = "\n".join(lines) + "\n"
+    state.ruleset_json = [
+        item
+        for item in state.ruleset_json
+        if not (
+            (r := item.get("rule"))
+            and (r["family"], r["table"], r["chain"], str(r["handle"]))
+            == (family, table, chain, handle)
+        )
+    ]
     return found
 
 

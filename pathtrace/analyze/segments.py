@@ -32,7 +32,7 @@ def cross(
     """From ``out`` to the station that holds ``gateway``: (its node, its link)."""
     node, net = state.node, walk.net
     here = ref("link", node, out.name)
-    _programs(walk, state, out, "egress")
+    _programs(walk, state, out, "egress", flow)
     if out.kind not in FOLLOWED:
         raise Stop("unknown", node, None, (), f"{out.name} is a {out.kind} device: not followed")
     if not out.up:
@@ -103,18 +103,54 @@ def cross(
             (ref("link", there.node, link.name),),
             f"{flow.length} bytes is more than {link.name}'s MTU {link.mtu} in {there.node}",
         )
-    _programs(walk, there, link, "ingress")
+    _programs(walk, there, link, "ingress", flow)
     walk.step(there.node, link.name, "arrive", f"{there.node} receives it on {link.name}")
     return there.node, link.name
 
 
-def _programs(walk: Chains, state: NamespaceState, link: Link, direction: str) -> None:
-    """tc filters and XDP programs the frame meets: not run here, so listed as unknowns."""
-    for filter_ in state.tc:
-        if filter_.startswith(f"{link.name} {direction}"):
-            walk.unknowns.append(f"{state.node}: tc {filter_} (not run)")
+def _programs(walk: Chains, state: NamespaceState, link: Link, direction: str, flow: Flow) -> None:
+    """tc filters and XDP programs the frame meets. A filter that takes every frame
+    of the packet's protocol is run, in preference order, as the kernel would: its
+    first action decides (drop; a redirect to a device that is down drops too; to
+    one that is up the packet goes where the model does not follow; pass ends the
+    filters); a filter whose match is not read (u32 keys, bpf, flower), and an XDP
+    program, is listed as not run."""
+    node = state.node
+    protocols = ("all", "ipv6" if ":" in flow.dst else "ip")
+    hook = sorted(
+        (f for f in state.tc if f.dev == link.name and f.direction == direction),
+        key=lambda f: f.pref,
+    )
+    for filter_ in hook:
+        said = f"tc {filter_.describe()}"
+        if filter_.protocol not in protocols:
+            continue
+        if not filter_.every:
+            walk.unknowns.append(f"{node}: {said} (not run)")
+            continue
+        first = filter_.actions[0] if filter_.actions else "pass"
+        where = (ref("tc", node, f"{link.name} {direction}"),)
+        if first == "drop":
+            raise Stop("stopped", node, "tc.drop", where, f"{said} drops it")
+        target_name = filter_.redirects_to()
+        if target_name is not None and first.endswith(f"redirect dev {target_name}"):
+            target = state.link(target_name)
+            if target is None or not target.up:
+                raise Stop(
+                    "stopped",
+                    node,
+                    "tc.redirect",
+                    where,
+                    f"{said} redirects it to {target_name}, which is "
+                    + ("down" if target is not None else "not in this namespace"),
+                )
+            raise Stop("unknown", node, None, where, f"{said} redirects it: not followed")
+        if first == "pass":
+            break
+        if not first.startswith("mirror"):
+            walk.unknowns.append(f"{node}: {said} (not run)")
     if link.xdp and direction == "ingress":
-        walk.unknowns.append(f"{state.node}: XDP {link.xdp} on {link.name} (not run)")
+        walk.unknowns.append(f"{node}: XDP {link.xdp} on {link.name} (not run)")
 
 
 def _resolve(
@@ -146,8 +182,8 @@ def _resolve(
     if bridge is None:
         return
     bridge_state, ingress, egress = bridge
-    _programs(walk, bridge_state, ingress, "ingress")
-    _programs(walk, bridge_state, egress, "egress")
+    _programs(walk, bridge_state, ingress, "ingress", flow)
+    _programs(walk, bridge_state, egress, "egress", flow)
     for port in (ingress, egress):
         if port.kind != "bridge" and (not port.up or not port.carrier):
             code = "link.down" if not port.up else "link.carrier"

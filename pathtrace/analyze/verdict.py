@@ -30,7 +30,7 @@ from pathtrace.analyze.weigh import weigh
 from pathtrace.model.cause import Finding, ref
 from pathtrace.model.event import Event, Hook, TagKind
 from pathtrace.model.prediction import Prediction
-from pathtrace.model.ruleset import LiveRule
+from pathtrace.model.ruleset import LiveRule, Ruleset
 from pathtrace.model.state import Link, NamespaceState
 from pathtrace.model.trace import Hop, Packet, Series, Verdict
 
@@ -341,9 +341,10 @@ class Judge:
             code="unknown",
         )
 
-    def _may_match(self, rules: list[LiveRule]) -> list[LiveRule]:
-        """The rules whose match may hold for the probe: as the drop event saw it, or
-        else to the target by any protocol (a rule for other traffic is no cause)."""
+    def _may_match(self, rules: list[LiveRule], rules_of: Ruleset) -> list[LiveRule]:
+        """The rules (of ``rules_of``) whose match may hold for the probe: as the drop
+        event saw it, or else to the target by any protocol (a rule for other traffic
+        is no cause)."""
         seen = [e for e in self._own if e.dst == self.target or e.hook == Hook.DROP]
         family = 6 if ":" in self.target else 4
         if seen:
@@ -366,7 +367,9 @@ class Judge:
         return [
             rule
             for rule in rules
-            if any(nfmatch.evaluate(rule.text, packet)[0] is not False for packet in packets)
+            if any(
+                nfmatch.evaluate_rule(rule, packet, rules_of)[0] is not False for packet in packets
+            )
         ]
 
     def _refused_at_source(self, send_error: str) -> Verdict:
@@ -390,7 +393,9 @@ class Judge:
             # EPERM from a send: netfilter dropped the node's own packet on its way
             # out (an output or postrouting rule of the packet's family).
             family = "ip6" if ":" in self.target else "ip"
-            rules = self._may_match(dropping(state, ("OUTPUT", "POSTROUTING"), family))
+            rules = self._may_match(
+                dropping(state, ("OUTPUT", "POSTROUTING"), family), state.rules()
+            )
             if len(rules) == 1:
                 rule = rules[0]
                 return Verdict(
@@ -895,7 +900,7 @@ def _untranslated_answer(request: Series, reply: Series, drop: Hop) -> Verdict |
 
 def _dnat_rules(state: NamespaceState, packet: Packet) -> list[LiveRule]:
     """The DNAT rules of ``state``; those that name the packet's port, if any do."""
-    rules = [r for r in state.rules().rules if "dnat" in r.text.split()]
+    rules = [r for r in state.rules().rules if r.does("dnat")]
     named = [r for r in rules if f"dport {packet.dport}" in r.text]
     return named or rules
 
@@ -914,7 +919,7 @@ def _untracked(net: Network, events: Sequence[Event]) -> tuple[str, LiveRule] | 
         state = net.states.get(namespace)
         if tracked or state is None:
             continue
-        rules = [r for r in state.rules().rules if "notrack" in r.text.split()]
+        rules = [r for r in state.rules().rules if r.does("notrack")]
         if len(rules) == 1:
             return state.node, rules[0]
     return None

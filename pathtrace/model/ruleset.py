@@ -1,7 +1,11 @@
 """A namespace's nftables ruleset as pathtrace reads it: chains and rules with handles.
 
-Parsed from ``nft -a list ruleset`` (whoever wrote the rules: the lab, iptables-nft,
-a CNI plugin); reports cite rules from it and the analysis finds chains by hook,
+Read structured from ``nft -j -a list ruleset`` (whoever wrote the rules: the lab,
+iptables-nft, a CNI plugin): chains with their hook, priority, type and policy, rules
+with their expressions as nft's JSON gives them (what the predicted path evaluates),
+named sets with their elements. Reports cite rules in nft's own words, from
+``nft -a list ruleset`` (the rule with the same handle); bundles from before the JSON
+was kept are read from those words alone. The analysis finds chains by hook,
 following jumps into user chains (CNI's ``CNI-...``, Docker's ``DOCKER``). Tables
 that iptables-nft manages are also read in iptables' own words (``iptables-save``),
 matched rule for rule by chain and position: nft does not print their comments.
@@ -10,7 +14,8 @@ matched rule for rule by chain and position: nft does not print their comments.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,9 @@ class LiveRule:
     # An iptables-legacy (x_tables) rule: nft cannot list it; ``handle`` is its position
     # in the chain (1, 2, ...), ``text`` iptables-restore-translate's nft form of it.
     legacy: bool = False
+    # Its expressions as ``nft -j`` gives them (matches and statements, in order);
+    # empty where only the words are known (legacy rules, bundles before the JSON).
+    expr: tuple[Any, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def cited(self) -> str:
@@ -82,20 +90,42 @@ class LiveRule:
     @property
     def jump(self) -> str | None:
         """The user chain this rule jumps or goes to, if it does."""
+        if self.expr:
+            return next(
+                (str(e[k]["target"]) for e in self.expr for k in ("jump", "goto") if k in e),
+                None,
+            )
         m = _JUMP.search(self.text)
         return m.group(1) if m else None
 
     @property
     def verdict(self) -> str | None:
         """accept, drop, reject or return: where evaluation stops for a packet it matches."""
+        if self.expr:
+            words = ("accept", "drop", "reject", "return")
+            return next((k for e in self.expr for k in words if k in e), None)
         m = _VERDICT.search(self.text)
         return m.group(1) if m else None
+
+    def does(self, kind: str) -> bool:
+        """Whether one of its statements is ``kind`` (dnat, snat, masquerade,
+        redirect, notrack, reject, mangle...), from its expressions where they were
+        read, else from its words."""
+        if self.expr:
+            return any(kind in e for e in self.expr)
+        return kind in self.text.split()
 
 
 @dataclass(frozen=True)
 class Ruleset:
     chains: tuple[LiveChain, ...]
     rules: tuple[LiveRule, ...]
+    # Named sets' elements as nft -j gives them, by (family, table, name).
+    sets: dict[tuple[str, str, str], tuple[Any, ...]] = field(default_factory=dict, compare=False)
+
+    def set_elements(self, rule: LiveRule, name: str) -> tuple[Any, ...] | None:
+        """The elements of the set ``@name`` a rule refers to (None: not read)."""
+        return self.sets.get((rule.family, rule.table, name.lstrip("@")))
 
     def rule_named(self, table: str, chain: str, name: str, family: str = "ip") -> LiveRule | None:
         for rule in self.rules:
@@ -192,10 +222,64 @@ _MANAGED = re.compile(r"^# Warning: table (\w+) (\S+) is managed by iptables-nft
 _RULE = re.compile(r'^(.*?)(?: comment "([^"]*)")? # handle (\d+)$')
 
 
-def parse_listing(text: str, iptables_save: str = "") -> Ruleset:
-    """Chains and rules from ``nft -a list ruleset`` (tables of sets and maps are
-    skipped); with ``iptables-save``'s output, rules of the tables iptables-nft
-    manages carry their iptables form."""
+def parse_listing(
+    text: str, iptables_save: str = "", objects: list[dict[str, Any]] | None = None
+) -> Ruleset:
+    """Chains and rules from ``nft -a list ruleset``; with ``objects`` (the
+    ``nftables`` array of ``nft -j -a list ruleset``) the chains, each rule's
+    expressions and the named sets come from the JSON, the words from the text.
+    With ``iptables-save``'s output, rules of the tables iptables-nft manages carry
+    their iptables form."""
+    found = _parse_words(text, iptables_save)
+    return _with_json(found, objects) if objects else found
+
+
+def _with_json(words: Ruleset, objects: list[dict[str, Any]]) -> Ruleset:
+    chains: list[LiveChain] = []
+    expr: dict[tuple[str, str, str, int], tuple[Any, ...]] = {}
+    sets: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+    for item in objects:
+        if "chain" in item:
+            c = item["chain"]
+            chains.append(
+                LiveChain(
+                    c["family"],
+                    c["table"],
+                    c["name"],
+                    c.get("hook"),
+                    c.get("policy") if c.get("hook") else None,
+                    int(c["handle"]),
+                    int(c.get("prio", 0)),
+                    c.get("type", "filter"),
+                )
+            )
+        elif "rule" in item:
+            r = item["rule"]
+            key = (r["family"], r["table"], r["chain"], int(r["handle"]))
+            expr[key] = tuple(r.get("expr", ()))
+        elif "set" in item or "map" in item:
+            s = item.get("set") or item["map"]
+            sets[(s["family"], s["table"], s["name"])] = tuple(s.get("elem", ()))
+    rules = tuple(
+        replace(rule, expr=expr.get((rule.family, rule.table, rule.chain, rule.handle), ()))
+        for rule in words.rules
+    )
+    return Ruleset(tuple(chains), rules, sets)
+
+
+def same_rules(text: str, objects: list[dict[str, Any]]) -> bool:
+    """Whether a listing and a JSON listing (read one after the other) hold the same
+    rules: a rule added or deleted between the two makes them differ."""
+    words = {(r.family, r.table, r.chain, r.handle) for r in _parse_words(text).rules}
+    keys = {
+        (r["family"], r["table"], r["chain"], int(r["handle"]))
+        for item in objects
+        if (r := item.get("rule"))
+    }
+    return words == keys
+
+
+def _parse_words(text: str, iptables_save: str = "") -> Ruleset:
     chains: list[LiveChain] = []
     rules: list[LiveRule] = []
     managed: set[tuple[str, str]] = set()

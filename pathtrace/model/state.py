@@ -239,6 +239,78 @@ class Listener:
 
 
 @dataclass(frozen=True)
+class TcFilter:
+    """A tc filter on a device's clsact hook, as netlink gives it (RTM_GETTFILTER)."""
+
+    dev: str
+    direction: str  # ingress, egress
+    kind: str  # u32, matchall, bpf, flower...
+    protocol: str = "all"  # the ethertype it applies to: all, ip, ipv6, arp, or hex
+    pref: int = 0
+    # Whether it takes every frame of its protocol (matchall; a u32 whose every key
+    # has mask 0): True, False, or None where its match is not read (bpf, flower).
+    every: bool | None = None
+    matches: tuple[str, ...] = ()  # u32's keys: "0a000000/ff000000 at 16"
+    # What it does with what it takes, in order: "drop", "pass", "redirect dev X"
+    # (mirred egress), "mirror dev X", "ingress redirect dev X", "action N" (a gact
+    # code without a name), "kind" for an action not read.
+    actions: tuple[str, ...] = ()
+    program: str = ""  # a bpf filter's program: "name id 42 direct-action"
+    text: str = ""  # an older bundle's line, kept as it was
+
+    def describe(self) -> str:
+        """One line: ``veth0 ingress: u32 protocol all pref 49152 match all: redirect
+        dev sink``."""
+        if self.text:
+            return self.text
+        match = "" if self.every is None else "match all" if self.every else "match "
+        match += ", ".join(self.matches) if self.every is False else ""
+        words = [self.kind, f"protocol {self.protocol}", f"pref {self.pref}", self.program, match]
+        said = " ".join(w for w in words if w)
+        return f"{self.dev} {self.direction}: {said}" + (
+            f": {', '.join(self.actions)}" if self.actions else ""
+        )
+
+    def redirects_to(self) -> str | None:
+        """The device a mirred redirect sends what it takes to."""
+        for action in self.actions:
+            if "redirect dev " in action:
+                return action.rsplit(" ", 1)[1]
+        return None
+
+    def drops(self) -> bool:
+        return "drop" in self.actions
+
+    @classmethod
+    def parse(cls, text: str) -> TcFilter:
+        """From an older bundle's ``"DEV ingress|egress: filter ..."`` line (tc's own
+        words, what bundles before 2026-11-30 kept)."""
+        dev, _, rest = text.partition(" ")
+        direction = rest.split(":", 1)[0]
+        words = rest.split()
+        kind = next((k for k in ("u32", "matchall", "bpf", "flower") if k in words), "")
+        every = True if "match 00000000/00000000" in text or kind == "matchall" else None
+        actions: list[str] = []
+        if (at := text.find("Redirect to device ")) >= 0:
+            actions.append("redirect dev " + text[at:].split()[3].rstrip(")"))
+        if " drop" in text:
+            actions.append("drop")
+        return cls(dev, direction, kind, every=every, actions=tuple(actions), text=text)
+
+    @classmethod
+    def from_json(cls, data: Any) -> TcFilter:
+        if isinstance(data, str):
+            return cls.parse(data)
+        return cls(
+            **{
+                **data,
+                "matches": tuple(data.get("matches", ())),
+                "actions": tuple(data.get("actions", ())),
+            }
+        )
+
+
+@dataclass(frozen=True)
 class RouteEntry:
     dst: str  # "default" or a network
     gateway: str | None
@@ -278,9 +350,12 @@ class NamespaceState:
     route_rules: list[Rule] = field(default_factory=list)  # `ip rule`, by priority
     fdb: list[FdbEntry] = field(default_factory=list)  # bridges' and tunnel devices' FDBs
     listeners: list[Listener] = field(default_factory=list)  # listening and bound sockets
-    tc: list[str] = field(default_factory=list)  # "DEV ingress|egress: FILTER"
+    tc: list[TcFilter] = field(default_factory=list)  # filters on clsact hooks
     sysctls: dict[str, str] = field(default_factory=dict)
-    ruleset: str = ""
+    ruleset: str = ""  # nft -a list ruleset: the rules in nft's words, as reports cite them
+    # nft -j -a list ruleset's objects (chains, rules' expressions, sets' elements):
+    # what the model reads; empty in bundles from before 2026-11-30.
+    ruleset_json: list[dict[str, Any]] = field(default_factory=list)
     legacy_tables: str = ""  # iptables-legacy tables, which nft does not list
     iptables: str = ""  # iptables-save, where iptables-nft manages tables (their comments)
     legacy_save: str = ""  # iptables-legacy-save, where legacy tables are in use
@@ -319,14 +394,16 @@ class NamespaceState:
         return self.sysctls.get(key)
 
     def rules(self) -> Ruleset:
-        found = parse_listing(self.ruleset, self.iptables)
+        found = parse_listing(self.ruleset, self.iptables, self.ruleset_json)
         for save, nft, family in (
             (self.legacy_save, self.legacy_nft, "ip"),
             (self.legacy6_save, self.legacy6_nft, "ip6"),
         ):
             if save:
                 legacy = parse_legacy(nft, save, family)
-                found = Ruleset(found.chains + legacy.chains, found.rules + legacy.rules)
+                found = Ruleset(
+                    found.chains + legacy.chains, found.rules + legacy.rules, found.sets
+                )
         return found
 
     def owns(self, address: str) -> bool:
@@ -350,9 +427,10 @@ class NamespaceState:
             route_rules=[Rule(**r) for r in data.get("route_rules", [])],
             fdb=[FdbEntry.parse(str(entry)) for entry in data.get("fdb", [])],
             listeners=[Listener.parse(str(s)) for s in data.get("listeners", [])],
-            tc=list(data.get("tc", [])),
+            tc=[TcFilter.from_json(f) for f in data.get("tc", [])],
             sysctls=dict(data["sysctls"]),
             ruleset=data["ruleset"],
+            ruleset_json=list(data.get("ruleset_json", [])),
             legacy_tables=data.get("legacy_tables", ""),
             iptables=data.get("iptables", ""),
             legacy_save=data.get("legacy_save", ""),

@@ -44,8 +44,10 @@ FORMAT = "pathtrace.bundle"
 _LAB_FIX = "pathtrace lab fix"  # what bundles of lab runs said before they saved it
 # 2: report.json's verdicts carry a cause code and object references. A bundle is
 # judged again from its events and state when read, so version 1 reads the same.
-VERSION = 2
-READS = (1, 2)
+# 3: each namespace's state keeps the ruleset as nft's JSON too (ruleset_json); a
+# bundle without it is modelled from the ruleset's words.
+VERSION = 3
+READS = (1, 2, 3)
 DEFAULT_DIR = Path("captures")
 
 

@@ -7,6 +7,7 @@ inside the namespace. Everything here only reads.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pathtrace.errors import EnvironmentProblem
-from pathtrace.model.ruleset import iptables_made
+from pathtrace.model.ruleset import iptables_made, same_rules
 from pathtrace.model.state import (
     INTERFACE_SYSCTLS,
     SYSCTLS,
@@ -29,6 +30,7 @@ from pathtrace.model.state import (
 )
 from pathtrace.system import netns
 from pathtrace.system.rtnl import Rtnl
+from pathtrace.system.tcfilters import clsact_filters
 
 # rtnetlink's numbers, as the kernel's headers give them.
 ROUTE_TYPES = {
@@ -174,7 +176,8 @@ def state(
                         state=flags,
                     )
                 )
-        clsact = [names[i] for i, kind in ipr.qdisc_kinds() if kind == "clsact" and i in names]
+        clsact = {i: names[i] for i, kind in ipr.qdisc_kinds() if kind == "clsact" and i in names}
+        state.tc = clsact_filters(ipr, clsact, names)
         if any(link.peer_nsid is not None for link in state.links):
             state.nsids = _nsids(ipr, namespace, others)
     finally:
@@ -184,8 +187,7 @@ def state(
     ]
     state.sysctls = netns.read_sysctls(namespace, keys)
     state.listeners = listeners(namespace)
-    state.tc = [line for dev in clsact for line in tc_filters(namespace, dev)]
-    state.ruleset = listing if listing is not None else ruleset(namespace)
+    state.ruleset, state.ruleset_json = ruleset_both(namespace, listing)
     if iptables_made(state.ruleset):
         state.iptables = iptables_save(namespace)
     state.legacy_tables = legacy_tables(namespace)
@@ -361,20 +363,6 @@ def listeners(namespace: str) -> list[Listener]:
 _TCP_LISTEN, _UDP_BOUND = 10, 7  # the socket states sock_diag reports them in
 
 
-def tc_filters(namespace: str, device: str) -> list[str]:
-    """The tc filters on ``device``'s clsact hooks, one line each."""
-    found = []
-    for direction in ("ingress", "egress"):
-        result = netns.run(
-            namespace, ["tc", "filter", "show", "dev", device, direction], check=False
-        )
-        text = " ".join(result.stdout.split())
-        for part in text.split("filter ")[1:]:
-            if " handle " in part or "action" in part or " bpf " in part:
-                found.append(f"{device} {direction}: filter {part.strip()}")
-    return found
-
-
 def legacy_tables(namespace: str) -> str:
     """iptables-legacy tables in use (x_tables, which nft does not list)."""
     found = ""
@@ -399,6 +387,32 @@ def ruleset(namespace: str, strict: bool = False) -> str:
     if strict:
         raise EnvironmentProblem(f"cannot list the ruleset of {namespace}: {result.stderr.strip()}")
     return ""
+
+
+def ruleset_json(namespace: str) -> list[dict[str, Any]]:
+    """``nft -j -a list ruleset``'s objects ([] when nft cannot list it)."""
+    result = netns.run(namespace, ["nft", "-j", "-a", "list", "ruleset"], check=False)
+    if result.returncode != 0:
+        return []
+    try:
+        objects = json.loads(result.stdout).get("nftables", [])
+    except (ValueError, AttributeError):
+        return []
+    return [o for o in objects if isinstance(o, dict) and "metainfo" not in o]
+
+
+def ruleset_both(namespace: str, listing: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """The ruleset in nft's words and as JSON, holding the same rules: two listings
+    are two reads, and a rule added between them is read again (``listing``: the
+    words, when discovery has just read them)."""
+    words = listing if listing is not None else ruleset(namespace)
+    objects = ruleset_json(namespace)
+    for _ in range(3):
+        if not objects or same_rules(words, objects):
+            return words, objects
+        words, objects = ruleset(namespace), ruleset_json(namespace)
+    # The rules keep changing: the words alone, as bundles before the JSON were read.
+    return words, objects if same_rules(words, objects) else []
 
 
 class ConntrackListing:

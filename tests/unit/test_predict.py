@@ -22,7 +22,7 @@ from pathtrace.model.options import RunOptions
 from pathtrace.model.prediction import Prediction
 from pathtrace.model.result import Setting
 from pathtrace.model.ruleset import parse_listing, priority
-from pathtrace.model.state import BridgePort, NamespaceState, RouteEntry
+from pathtrace.model.state import BridgePort, NamespaceState, RouteEntry, TcFilter
 from pathtrace.model.trace import Packet, Verdict
 
 EXAMPLE = Path(__file__).parents[2] / "captures/examples/ping-answered/state.json"
@@ -349,7 +349,7 @@ def test_a_prediction_that_passes_something_not_modelled_decides_nothing() -> No
     states = _states()
     host = _node(states, "host")
     host.sysctls["net.ipv4.conf.br0.forwarding"] = "0"
-    host.tc.append("veth-host1 ingress: bpf da prog id 7")
+    host.tc.append(TcFilter("veth-host1", "ingress", "bpf", program="prog id 7 direct-action"))
     verdict = _unknown_at("host/br0", _predict(states))
     weigh(verdict)
     assert verdict.code == "unknown"
@@ -393,7 +393,9 @@ def test_an_address_fix_brings_its_connected_route_and_a_tc_fix_its_filter_away(
     changed = apply_fix(net, fix)
     assert changed is not None
     assert [p.outcome for p in _predict(changed)] == ["delivered", "delivered"]
-    host.tc.append("veth-host1 ingress: u32 action mirred egress redirect dev nowhere")
+    host.tc.append(
+        TcFilter("veth-host1", "ingress", "u32", every=True, actions=("redirect dev nowhere",))
+    )
     changed = apply_fix(net, f"{run}tc filter del dev veth-host1 ingress")
     assert changed is not None
     assert not _node(changed, "host").tc
@@ -494,3 +496,35 @@ def test_the_live_view_s_rebuilds_predict_nothing_and_the_run_s_end_does() -> No
     errors = {0: "Invalid argument"}
     assert build_probes([], setting, send_errors=errors, only=0)[0].verdict.predicted == []
     assert build_probes([], setting, send_errors=errors)[0].verdict.predicted
+
+
+def test_a_filter_that_takes_every_frame_is_run() -> None:
+    """A u32 of nothing with a drop, or a redirect to a device that is down, stops
+    the prediction there; one of the other family's protocol is passed by; a
+    mirror copies and lets it go on."""
+    dropping = TcFilter("veth-host1", "ingress", "u32", every=True, actions=("drop",))
+    for added, code in (
+        (dropping, "tc.drop"),
+        (replace(dropping, actions=("redirect dev veth-host1",)), None),
+        (replace(dropping, actions=("redirect dev gone",)), "tc.redirect"),
+    ):
+        states = _states()
+        _node(states, "host").tc.append(added)
+        stop = _stop(_predict(states))
+        if code is None:  # redirected to a device that is up: not followed
+            assert stop.outcome == "unknown" and stop.node == "host"
+        else:
+            assert (stop.outcome, stop.node, stop.code) == ("stopped", "host", code)
+            assert stop.objects == ("tc:host/veth-host1 ingress",)
+    for harmless in (
+        replace(dropping, protocol="ipv6"),
+        replace(dropping, actions=("mirror dev veth-host1",)),
+    ):
+        states = _states()
+        _node(states, "host").tc.append(harmless)
+        assert [p.outcome for p in _predict(states)] == ["delivered", "delivered"]
+    states = _states()
+    _node(states, "host").tc.append(replace(dropping, every=False, matches=("0a/ff at 16",)))
+    predicted = _predict(states)
+    assert [p.outcome for p in predicted] == ["delivered", "delivered"]
+    assert any("not run" in u for p in predicted for u in p.unknowns)

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 from pathtrace.analyze.causes.common import Placed
 from pathtrace.analyze.network import Network
 from pathtrace.model.cause import Finding, ref
 from pathtrace.model.state import Link, NamespaceState
 from pathtrace.model.trace import Hop
-
-_REDIRECT = re.compile(r"Redirect to device ([^\s)]+)")
 
 
 def tc_drop(net: Network, drop: Hop, reason: str) -> Placed | None:
@@ -27,41 +23,37 @@ def tc_filter(
 ) -> Finding | None:
     """The tc filter on ``ifname`` that drops or redirects away what passes
     ``direction`` (the other direction's, when that one has none). ``every``: only a
-    filter that takes every frame (protocol all, a u32 match of nothing or matchall)
-    with a drop or a redirect, as one that stops untraced frames (ARP) must."""
-    filters = [f for f in state.tc if f.startswith(f"{ifname} ")]
-    mine = [f for f in filters if f.startswith(f"{ifname} {direction}:")]
+    filter that takes every frame (protocol all, a match of everything) with a drop
+    or a redirect, as one that stops untraced frames (ARP) must."""
+    filters = [f for f in state.tc if f.dev == ifname]
+    mine = [f for f in filters if f.direction == direction]
     if every:
         mine = [
-            f
-            for f in mine
-            if "protocol all" in f
-            and ("match 00000000/00000000" in f or " matchall " in f)
-            and (_REDIRECT.search(f) or " drop" in f)
+            f for f in mine if f.protocol == "all" and f.every and (f.redirects_to() or f.drops())
         ]
         if not mine:
             return None
     mine = mine or filters
     if not mine:
         return None
-    direction = mine[0].split()[1].rstrip(":")
+    first = mine[0]
     on = f"{state.node}/{ifname}" if every else ifname
     it = "every frame (protocol all, matching all, ARP too)" if every else "it"
-    cause = f"a tc {direction} filter on {on} drops {it}"
-    m = _REDIRECT.search(mine[0])
-    if m:
-        target = state.link(m.group(1))
+    cause = f"a tc {first.direction} filter on {on} drops {it}"
+    target_name = first.redirects_to()
+    if target_name:
+        target = state.link(target_name)
         status = "down" if target is not None and not target.up else "not able to send"
         cause = (
-            f"a tc {direction} filter on {on} redirects {it} (mirred: redirect dev "
-            f"{m.group(1)}) to {m.group(1)}, which is {status}: the redirect drops it"
+            f"a tc {first.direction} filter on {on} redirects {it} (mirred: redirect dev "
+            f"{target_name}) to {target_name}, which is {status}: the redirect drops it"
         )
     return Finding(
-        "tc.redirect" if m else "tc.drop",
-        (ref("tc", state.node, f"{ifname} {direction}"),),
+        "tc.redirect" if target_name else "tc.drop",
+        (ref("tc", state.node, f"{ifname} {first.direction}"),),
         cause,
-        net.command(state.node, f"tc filter del dev {ifname} {direction}"),
-        [f"{state.node}: tc {f}" for f in mine],
+        net.command(state.node, f"tc filter del dev {ifname} {first.direction}"),
+        [f"{state.node}: tc {f.describe()}" for f in mine],
     )
 
 

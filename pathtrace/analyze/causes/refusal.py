@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import replace
 from ipaddress import ip_address, ip_interface
 
-from pathtrace.analyze import links, routing
+from pathtrace.analyze import links, nfmatch, routing
 from pathtrace.analyze.causes.addresses import duplicate, prefix_finding
 from pathtrace.analyze.causes.common import only
 from pathtrace.analyze.causes.neighbours import bare_station, no_arp_answer
@@ -65,7 +65,7 @@ def refusal(
                 [f"{sender}: {key}=0"],
             )
     if code[0] == 3 and code[1] in (3, 9, 10, 13, 0, 1):
-        rule, _ = only(r for r in state.rules().rules if "reject" in r.text.split())
+        rule, _ = only(r for r in state.rules().rules if r.does("reject"))
         if rule is not None:
             return Finding(
                 "nf.reject",
@@ -130,7 +130,11 @@ def refusal(
     if code == (11, 0):
         for hop in request.hops:
             s = net.state(hop.node)
-            rule = next((r for r in s.rules().rules if "ttl set" in r.text), None) if s else None
+            rule = (
+                next((r for r in s.rules().rules if nfmatch.statement(r).ttl is not None), None)
+                if s
+                else None
+            )
             if rule is not None and s is not None:
                 return Finding(
                     "nf.ttl",

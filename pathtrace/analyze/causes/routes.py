@@ -4,14 +4,13 @@ and the route that would carry it; reverse-path filtering.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import replace
 from ipaddress import ip_address, ip_interface
 
-from pathtrace.analyze import links, routing
+from pathtrace.analyze import links, nfmatch, routing
 from pathtrace.analyze.causes.addresses import prefix_finding
-from pathtrace.analyze.causes.common import Placed, only
+from pathtrace.analyze.causes.common import Placed, arrival, only
 from pathtrace.analyze.causes.netfilter import nf_ref
 from pathtrace.analyze.network import Network
 from pathtrace.model.cause import Finding, ref
@@ -159,8 +158,12 @@ def routing_drop(
     if state is None:
         return None
     # As the packet was where it stopped: a DNAT on the way makes a packet to this
-    # node's own address one it must forward.
-    forwarding = not state.owns(packet.dst) and node != source
+    # node's own address one it must forward. A packet from an address of its own
+    # that never arrived here is one it sent (an answer): forwarding is not asked.
+    sent_here = node == source or (state.owns(packet.src) and arrival(net, series, node) is None)
+    forwarding = not state.owns(packet.dst) and not sent_here
+    if sent_here:
+        iif = None  # its route lookup is the output one: no input interface
     if forwarding and ":" in packet.dst and state.sysctl("net.ipv6.conf.all.forwarding") == "0":
         key = "net.ipv6.conf.all.forwarding"
         return None, Finding(
@@ -226,9 +229,6 @@ def refused_lookup(
     )
 
 
-_MARK_SET = re.compile(r"\bmeta mark set (0x[0-9a-f]+|\d+)\b")
-
-
 def marked(
     net: Network,
     state: NamespaceState,
@@ -246,11 +246,7 @@ def marked(
     plain = routing.route_get(state, dst, src, iif, 0)
     if plain.refused:
         return found  # refused with or without it: the mark is not why
-    setters = [
-        r
-        for r in state.rules().rules
-        if (m := _MARK_SET.search(r.text)) is not None and int(m.group(1), 0) == mark
-    ]
+    setters = [r for r in state.rules().rules if nfmatch.statement(r).mark == mark]
     setter, _ = only(iter(setters))
     said = f"; the packet carries mark {mark:#x}"
     said += (
@@ -460,7 +456,7 @@ def rerouted(net: Network, drop: Hop, hook: str | None) -> Finding | None:
         return None
     packet = drop.wire
     marks = [drop.mark] if drop.mark else []
-    marks += [int(m.group(1), 0) for r in state.rules().rules if (m := _MARK_SET.search(r.text))]
+    marks += [m for r in state.rules().rules if (m := nfmatch.statement(r).mark) is not None]
     for mark in dict.fromkeys(marks):
         lookup = routing.route_get(state, packet.dst, None, None, mark)
         if not lookup.refused:
