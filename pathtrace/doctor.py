@@ -18,7 +18,7 @@ from pathtrace.kernel import engine, libbpf
 from pathtrace.kernel.engine import Tracer
 from pathtrace.system import discover, netns, observe, privileges
 
-TOOLS = ("ip", "nft", "nsenter", "tcpdump", "tshark", "conntrack", "ping", "clang", "bpftool")
+TOOLS = ("ip", "nft", "nsenter", "tcpdump", "tshark", "ping", "clang", "bpftool")
 
 
 @dataclass

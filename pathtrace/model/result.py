@@ -13,6 +13,7 @@ from ipaddress import ip_network
 from typing import Any
 
 from pathtrace.model.capture import Captured, Correlation
+from pathtrace.model.conntrack import ConntrackEntry
 from pathtrace.model.event import Event
 from pathtrace.model.options import RunOptions
 from pathtrace.model.state import NamespaceState, Rule
@@ -58,7 +59,7 @@ class RunResult:
     # 2026-11-29 say only how many).
     capture_on: list[tuple[str, str]] | None = None
     # Taken while the run's namespaces were there, so saving never goes back to them.
-    conntrack: dict[str, list[str]] = field(default_factory=dict)  # namespace -> entries
+    conntrack: dict[str, list[ConntrackEntry]] = field(default_factory=dict)  # by namespace
     versions: dict[str, str] = field(default_factory=dict)  # pathtrace, libbpf, scapy, ...
     restore: str | None = None  # the command that puts the network back (a lab's), if any
     interrupted: bool = False  # stopped by Ctrl-C: the probes sent so far

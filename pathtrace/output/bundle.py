@@ -30,6 +30,7 @@ from pathtrace import __version__
 from pathtrace.analyze.probes import trace_probes
 from pathtrace.errors import BundleError, UsageError
 from pathtrace.model.capture import Captured
+from pathtrace.model.conntrack import ConntrackEntry
 from pathtrace.model.event import EVENT_FORMAT_VERSION, Event
 from pathtrace.model.options import RunOptions
 from pathtrace.model.result import RunResult
@@ -128,7 +129,15 @@ def _write(folder: BundleFolder, result: RunResult, topology_text: str | None) -
     state = {ns: s.to_json() for ns, s in result.states.items()}
     folder.write(
         "state.json",
-        json.dumps({"namespaces": state, "conntrack": result.conntrack}, indent=1).encode(),
+        json.dumps(
+            {
+                "namespaces": state,
+                "conntrack": {
+                    ns: [e.to_json() for e in found] for ns, found in result.conntrack.items()
+                },
+            },
+            indent=1,
+        ).encode(),
     )
     if topology_text:
         folder.write("topology.toml", topology_text.encode())
@@ -307,7 +316,9 @@ def _load(folder: _Folder) -> tuple[RunResult, dict[str, Any]]:
             captures=captures,
             capture_drops=_expect(capture["dropped"], int, "capture dropped"),
             capture_interfaces=_expect(capture["interfaces"], int, "capture interfaces"),
-            conntrack={ns: [str(x) for x in lines] for ns, lines in conntrack.items()},
+            conntrack={
+                ns: [ConntrackEntry.from_json(x) for x in found] for ns, found in conntrack.items()
+            },
             versions={str(k): str(v) for k, v in versions.items()},
             # Bundles before "restore" was saved: a lab run is one with its topology.
             restore=facts.get("restore", _LAB_FIX if folder.has("topology.toml") else None),

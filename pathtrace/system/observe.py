@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pathtrace.errors import EnvironmentProblem
+from pathtrace.model.conntrack import ConntrackEntry
 from pathtrace.model.ruleset import iptables_made, same_rules
 from pathtrace.model.state import (
     INTERFACE_SYSCTLS,
@@ -28,7 +29,7 @@ from pathtrace.model.state import (
     RouteEntry,
     Rule,
 )
-from pathtrace.system import netns
+from pathtrace.system import conntrack, netns
 from pathtrace.system.rtnl import Rtnl
 from pathtrace.system.tcfilters import clsact_filters
 
@@ -416,30 +417,24 @@ def ruleset_both(namespace: str, listing: str | None = None) -> tuple[str, list[
 
 
 class ConntrackListing:
-    """`conntrack -L` in each namespace, started now, side by side (~10 ms apiece),
-    read later: a run starts it while it winds down its sockets and probes."""
+    """Each namespace's conntrack table, read from netlink when made (a run makes it
+    as it winds down its sockets and probes), filtered later."""
 
     def __init__(self, namespaces: Iterable[str]) -> None:
-        self.listings: dict[str, subprocess.Popen[str]] = {}
-        try:
-            for ns in namespaces:
-                self.listings[ns] = subprocess.Popen(
-                    netns.command(ns, ["conntrack", "-L"]),
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.DEVNULL,
-                    text=True,
-                )
-        except FileNotFoundError:
-            pass  # no conntrack tool: the entries are left out, the run stands
+        self.tables: dict[str, list[ConntrackEntry]] = {}
+        for ns in namespaces:
+            try:
+                self.tables[ns] = conntrack.entries(ns)
+            except OSError:
+                continue  # the namespace went, or netlink refused: the run stands
 
-    def entries(self, addresses: set[str]) -> dict[str, list[str]]:
+    def entries(self, addresses: set[str]) -> dict[str, list[ConntrackEntry]]:
         """Each namespace's entries that involve any of ``addresses``."""
-        found: dict[str, list[str]] = {}
-        for ns, proc in self.listings.items():
-            out, _ = proc.communicate(timeout=30)
-            lines = [line for line in out.splitlines() if any(f"={a} " in line for a in addresses)]
-            if lines:
-                found[ns] = lines
+        found: dict[str, list[ConntrackEntry]] = {}
+        for ns, table in self.tables.items():
+            kept = [e for e in table if any(e.involves(a) for a in addresses)]
+            if kept:
+                found[ns] = kept
         return found
 
 

@@ -10,10 +10,12 @@ import tempfile
 import time
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pathtrace.lab import scenarios, topology
+from pathtrace.model.conntrack import SEEN_REPLY, ConntrackEntry
 from pathtrace.model.options import RunOptions
 from pathtrace.model.tag import capture_filter
 from pathtrace.output import bundle
@@ -190,7 +192,14 @@ def test_bundle_opens_in_tshark_with_interface_names_and_comments(saved: tuple[P
     state = json.loads((folder / "state.json").read_text())
     host = next(v for k, v in state["namespaces"].items() if k.endswith("host"))
     assert "masquerade" in host["ruleset"] and host["sysctls"]["net.ipv4.ip_forward"] == "1"
-    assert any("198.51.100.2" in line for lines in state["conntrack"].values() for line in lines)
+    # The ruleset as nft's JSON too, and the masquerade's entry as a record.
+    assert any("masquerade" in rule["rule"]["expr"][-1] for rule in _rules(host["ruleset_json"]))
+    entries = [ConntrackEntry.from_json(e) for found in state["conntrack"].values() for e in found]
+    assert any(e.reply.dst == "198.51.100.2" and e.status & SEEN_REPLY for e in entries)
+
+
+def _rules(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [o for o in objects if "rule" in o]
 
 
 def test_bundle_show_as_a_user_without_privileges(saved: tuple[Path, str]) -> None:
