@@ -7,9 +7,11 @@ filtering as their effective values, links (admin state, carrier, NOARP, MTU),
 address resolution and the bridge between (``segments``), and the answer back
 through the conntrack entries the request made.
 
-It does not run tc or XDP programs, follow tunnels, macvlans or VLANs, or read
-named sets: what it passes without knowing is listed (``unknowns``), and where it
-cannot go on it says so (outcome "unknown"), never a guess.
+It follows VXLAN devices (``overlay``: the datagram through the underlay, taken
+off by the VTEP's device). It does not run XDP programs or tc filters whose match
+it cannot read, nor follow other tunnels, macvlans or VLANs: what it passes
+without knowing is listed (``unknowns``), and where it cannot go on it says so
+(outcome "unknown"), never a guess.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ipaddress import ip_address
 from pathtrace.analyze import routing
 from pathtrace.analyze.chains import Chains, Flow, Stop
 from pathtrace.analyze.network import Network
+from pathtrace.analyze.overlay import through_vxlan
 from pathtrace.analyze.segments import cross, effective
 from pathtrace.model.cause import ref
 from pathtrace.model.prediction import Prediction
@@ -40,7 +43,10 @@ class Walk(Chains):
                 if state is None:
                     raise Stop("left", node, None, (), f"{node} is not traced")
                 out, gateway = self._through(state, flow, iif)
-                node, iif = cross(self, state, out, gateway, flow)
+                if out.kind == "vxlan":
+                    node, iif = through_vxlan(self, state, out, gateway, flow, self._underlay)
+                else:
+                    node, iif = cross(self, state, out, gateway, flow)
             raise Stop("unknown", node, None, (), f"more than {MAX_NODES} namespaces: a loop?")
         except Stop as stop:
             return Prediction(
@@ -53,6 +59,10 @@ class Walk(Chains):
                 stop.why,
                 tuple(dict.fromkeys(self.unknowns)),
             )
+
+    def _underlay(self, node: str, outer: Flow) -> Prediction:
+        """A tunnel's datagram, sent by ``node``: predicted as a walk of its own."""
+        return Walk(self.net, self.direction).run(node, outer)
 
     def _through(self, state: NamespaceState, flow: Flow, iif: str | None) -> tuple[Link, str]:
         """In at ``iif`` (None: sent here) and out: the link and the next hop."""

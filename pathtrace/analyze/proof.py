@@ -12,13 +12,14 @@ from __future__ import annotations
 import copy
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import replace
 from ipaddress import ip_address, ip_interface
 
 from pathtrace.analyze import links
 from pathtrace.analyze.network import Network
 from pathtrace.model.prediction import Prediction
-from pathtrace.model.state import Link, NamespaceState, RouteEntry
+from pathtrace.model.state import FdbEntry, Link, NamespaceState, Neighbour, RouteEntry
 from pathtrace.model.trace import Verdict
 
 _RESTORE = re.compile(r" \(or `[^`]*`\)$")
@@ -150,6 +151,14 @@ def _apply(state: NamespaceState, words: list[str]) -> bool:
                 r for r in state.route_rules if (r.priority, r.family) != (int(pref), family)
             ]
             return True
+        case ["ip", "neigh", ("replace" | "add"), address, "lladdr", mac, "dev", dev, *rest] if (
+            rest in ([], ["nud", "permanent"])
+        ):
+            kept = [
+                n for n in state.neighbours if not (n.split()[0] == address and f"dev {dev}" in n)
+            ]
+            state.neighbours = [*kept, Neighbour(address, dev, mac, "PERMANENT").describe()]
+            return True
         case ["ip", "neigh", "del", address, "dev", dev]:
             state.neighbours = [
                 n for n in state.neighbours if not (n.split()[0] == address and f"dev {dev}" in n)
@@ -178,6 +187,28 @@ def _apply(state: NamespaceState, words: list[str]) -> bool:
             return True
         case ["bridge", "link", "set", "dev", dev, *switches]:
             return _port_set(state, dev, switches)
+        case [
+            "bridge",
+            "fdb",
+            ("add" | "append") as how,
+            mac,
+            "dev",
+            dev,
+            "dst",
+            dst,
+            "self",
+            *rest,
+        ]:
+            if rest not in ([], ["permanent"]) or (
+                how == "add" and any(e.is_for(mac) and e.dev == dev for e in state.fdb)
+            ):
+                return False  # add refuses an existing entry; other flags: not modelled
+            state.fdb.append(FdbEntry(mac, dev, dst=dst, state="permanent"))
+            return True
+        case [("iptables-legacy" | "ip6tables-legacy") as tool, "-t", table, "-D", chain, n] if (
+            n.isdigit()
+        ):
+            return _legacy_delete(state, tool.startswith("ip6"), table, chain, int(n))
         case ["bridge", "fdb", "del", mac, "dev", dev, "master"]:
             state.fdb = [e for e in state.fdb if not (e.is_for(mac) and e.dev == dev)]
             return True
@@ -348,6 +379,52 @@ def _nft_delete(state: NamespaceState, family: str, table: str, chain: str, hand
         )
     ]
     return found
+
+
+def _legacy_delete(state: NamespaceState, six: bool, table: str, chain: str, n: int) -> bool:
+    """The chain's ``n``-th rule taken out of iptables-legacy-save's listing and of
+    its translation (the two are read side by side, by position)."""
+    save, translated = (
+        (state.legacy6_save, state.legacy6_nft) if six else (state.legacy_save, state.legacy_nft)
+    )
+    family = "ip6" if six else "ip"
+
+    def without(
+        text: str, table_of: Callable[[str], str | None], is_rule: Callable[[str], bool]
+    ) -> str | None:
+        lines, here, seen, found = [], "", 0, False
+        for line in text.splitlines():
+            here = table_of(line) or here
+            if here == table and is_rule(line):
+                seen += 1
+                if seen == n:
+                    found = True
+                    continue
+            lines.append(line)
+        return "\n".join(lines) + "\n" if found else None
+
+    def saved_table(line: str) -> str | None:
+        return line[1:].strip() if line.startswith("*") else None
+
+    def translated_table(line: str) -> str | None:
+        words = line.split()
+        return (
+            words[3] if words[:3] in (["add", "table", family], ["add", "chain", family]) else None
+        )
+
+    kept_save = without(save, saved_table, lambda line: line.split()[:2] == ["-A", chain])
+    kept_nft = without(
+        translated,
+        translated_table,
+        lambda line: line.startswith((f"add rule {family} {table} {chain} ", f"# -A {chain} ")),
+    )
+    if kept_save is None or kept_nft is None:
+        return False
+    if six:
+        state.legacy6_save, state.legacy6_nft = kept_save, kept_nft
+    else:
+        state.legacy_save, state.legacy_nft = kept_save, kept_nft
+    return True
 
 
 def _port_set(state: NamespaceState, dev: str, switches: list[str]) -> bool:

@@ -32,7 +32,7 @@ def cross(
     """From ``out`` to the station that holds ``gateway``: (its node, its link)."""
     node, net = state.node, walk.net
     here = ref("link", node, out.name)
-    _programs(walk, state, out, "egress", flow)
+    programs(walk, state, out, "egress", flow)
     if out.kind not in FOLLOWED:
         raise Stop("unknown", node, None, (), f"{out.name} is a {out.kind} device: not followed")
     if not out.up:
@@ -47,19 +47,7 @@ def cross(
             objects,
             f"{out.name} has no carrier ({net.peer_words(node, out)} is down)",
         )
-    if flow.length > out.mtu:
-        if flow.dont_fragment or ":" in flow.dst:
-            # The node's own packet is refused by its own stack (EMSGSIZE) before it goes.
-            own = not any(s.action == "arrive" for s in walk.steps)
-            raise Stop(
-                "stopped",
-                node,
-                "source.too_big" if own else "link.mtu",
-                (here,),
-                f"{flow.length} bytes with DF is more than {out.name}'s MTU {out.mtu}",
-            )
-        flow.length = out.mtu  # fragmented to fit: the largest fragment goes on
-        walk.step(node, out.name, "route", f"{node} fragments it to {out.mtu} bytes")
+    fit(walk, node, out, flow)
     if far is not None and flow.length > far[1].mtu:
         raise Stop(
             "stopped",
@@ -103,12 +91,31 @@ def cross(
             (ref("link", there.node, link.name),),
             f"{flow.length} bytes is more than {link.name}'s MTU {link.mtu} in {there.node}",
         )
-    _programs(walk, there, link, "ingress", flow)
+    programs(walk, there, link, "ingress", flow)
     walk.step(there.node, link.name, "arrive", f"{there.node} receives it on {link.name}")
     return there.node, link.name
 
 
-def _programs(walk: Chains, state: NamespaceState, link: Link, direction: str, flow: Flow) -> None:
+def fit(walk: Chains, node: str, out: Link, flow: Flow) -> None:
+    """The packet against the MTU of the device it leaves by: refused with DF (IPv6
+    never fragments on the way), else fragmented to fit."""
+    if flow.length <= out.mtu:
+        return
+    if flow.dont_fragment or ":" in flow.dst:
+        # The node's own packet is refused by its own stack (EMSGSIZE) before it goes.
+        own = not any(s.action == "arrive" for s in walk.steps)
+        raise Stop(
+            "stopped",
+            node,
+            "source.too_big" if own else "link.mtu",
+            (ref("link", node, out.name),),
+            f"{flow.length} bytes with DF is more than {out.name}'s MTU {out.mtu}",
+        )
+    flow.length = out.mtu  # fragmented to fit: the largest fragment goes on
+    walk.step(node, out.name, "route", f"{node} fragments it to {out.mtu} bytes")
+
+
+def programs(walk: Chains, state: NamespaceState, link: Link, direction: str, flow: Flow) -> None:
     """tc filters and XDP programs the frame meets. A filter that takes every frame
     of the packet's protocol is run, in preference order, as the kernel would: its
     first action decides (drop; a redirect to a device that is down drops too; to
@@ -182,8 +189,8 @@ def _resolve(
     if bridge is None:
         return
     bridge_state, ingress, egress = bridge
-    _programs(walk, bridge_state, ingress, "ingress", flow)
-    _programs(walk, bridge_state, egress, "egress", flow)
+    programs(walk, bridge_state, ingress, "ingress", flow)
+    programs(walk, bridge_state, egress, "egress", flow)
     for port in (ingress, egress):
         if port.kind != "bridge" and (not port.up or not port.carrier):
             code = "link.down" if not port.up else "link.carrier"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 class Step:
     node: str
     interface: str | None
-    action: str  # send route translate forward bridge arrive deliver leave stop
+    action: str  # send route translate forward bridge encapsulate arrive deliver leave stop
     text: str
 
 

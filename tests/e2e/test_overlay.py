@@ -122,6 +122,13 @@ def test_the_overlay_is_followed_through_its_encapsulation(seen: Any) -> None:
         assert not [t for t in texts if "veth pair node-a/flannel.1" in t], texts
         # Every device hop of the underlay was seen by the capture too.
         assert all(h["captured"] for h in request if h["interface"] == "ul0"), request
+        # Predicted from the state alone: through flannel.1, the underlay and back.
+        predicted = probe["verdict"]["predicted"]
+        assert [p["outcome"] for p in predicted] == ["delivered", "delivered"], predicted
+        assert predicted[0]["node"] == "pod-b" and not predicted[0]["unknowns"], predicted
+        said = [s["text"] for s in predicted[0]["steps"]]
+        assert any("flannel.1 sends it to 172.30.0.2:8472" in t for t in said), said
+        assert any("node-b takes it off flannel.1" in t for t in said), said
     # tcpdump decodes the same datagrams: VNI 1 to node-b's VTEP, two requests.
     rows = [r for r in seen["tcpdump"].splitlines() if "172.30.0.1." in r and ".8472:" in r]
     assert len(rows) >= 2 and all("VXLAN" in r and "vni 1" in r for r in rows), rows
@@ -156,6 +163,9 @@ def test_an_underlay_firewall_drop_is_the_probes_with_its_rule(seen: Any) -> Non
         assert verdict["outcome"] == "dropped" and verdict["where"] == "node-b/ul0", verdict
         assert "udp dport 8472" in verdict["cause"] and "VXLAN VNI 1" in verdict["cause"]
         assert verdict["fix"].endswith("nft delete rule inet under input handle 2"), verdict
+        (predicted,) = verdict["predicted"]  # the datagram's rule, from the state alone
+        assert (predicted["node"], predicted["code"]) == ("node-b", "nf.drop"), predicted
+        assert predicted["objects"] == verdict["objects"], (predicted, verdict)
     assert "counter packets 2 " in seen["counter"], seen["counter"]
 
 
@@ -172,6 +182,9 @@ def test_a_missing_vtep_fdb_entry_is_named_with_the_vtep(seen: Any) -> None:
             "ip netns exec node-a bridge fdb append 02:00:00:00:01:01 dev flannel.1 "
             "dst 172.30.0.2 self permanent"
         )
+        (predicted,) = verdict["predicted"]
+        assert (predicted["node"], predicted["code"]) == ("node-a", "tunnel.fdb"), predicted
+        assert predicted["objects"] == verdict["objects"], (predicted, verdict)
 
 
 def test_overlay_mtu_advice_counts_the_encapsulation(seen: Any) -> None:
@@ -184,3 +197,7 @@ def test_overlay_mtu_advice_counts_the_encapsulation(seen: Any) -> None:
         assert "1478-byte datagram (50 bytes of encapsulation)" in verdict["cause"], verdict
         # The overlay's MTU is the underlay's less the encapsulation, not 1488.
         assert verdict["fix"].startswith("ip netns exec node-a ip link set flannel.1 mtu 1350")
+        (predicted,) = verdict["predicted"]
+        assert (predicted["node"], predicted["code"]) == ("node-a", "tunnel.mtu"), predicted
+        assert predicted["objects"] == verdict["objects"], (predicted, verdict)
+        assert "1478-byte datagram" in predicted["why"], predicted
