@@ -206,6 +206,12 @@ def _json_left(left: Any, packet: Packet) -> tuple[str | None, Any]:
     where the packet has no such field; (None, None) where it is not modelled."""
     if not isinstance(left, dict):
         return None, None
+    if "&" in left:  # a masked value: meta mark & 0x2000 (CNI portmap's, kube-proxy's)
+        inner, mask = left["&"]
+        kind, value = _json_left(inner, packet)
+        if kind == "mark" and isinstance(mask, int):
+            return kind, value & mask
+        return (kind, None) if kind == "absent" else (None, None)
     if "payload" in left:
         proto, name = left["payload"].get("protocol"), left["payload"].get("field")
         if proto in ("ip", "ip6") and name in ("saddr", "daddr"):

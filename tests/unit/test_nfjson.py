@@ -9,6 +9,7 @@ understood, and the JSON must also read what the words cannot (named sets).
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -32,6 +33,7 @@ table inet t {
     icmp type echo-request limit rate 1/second accept
   }
   chain c2 { ip ttl set 1 return; }
+  chain m1 { type nat hook postrouting priority 101; meta mark & 0x2000 == 0x2000 masquerade; }
   chain p1 { type nat hook prerouting priority dstnat; tcp dport 8080 dnat ip to 192.168.1.2:80; }
   chain p2 { type nat hook postrouting priority srcnat; oifname "eth0" masquerade; }
   chain r1 { type filter hook prerouting priority raw; ip saddr 1.1.1.1 notrack; }
@@ -123,3 +125,12 @@ def test_statements_from_the_json(listing: tuple[str, list[dict[str, Any]]]) -> 
     limited = next(r for r in rules.values() if "limit" in r.text)
     # A rate limit decides per packet: never a certain match.
     assert nfmatch.evaluate_rule(limited, _packets()[6])[0] is None
+
+
+def test_a_masked_mark_is_read(listing: tuple[str, list[dict[str, Any]]]) -> None:
+    words, objects = listing
+    rules = parse_listing(words, "", objects)
+    (masked,) = [r for r in rules.rules if r.chain == "m1"]
+    packet = _packets()[0]
+    assert nfmatch.evaluate_rule(masked, replace(packet, mark=0x2001), rules)[0] is True
+    assert nfmatch.evaluate_rule(masked, replace(packet, mark=0x1000), rules)[0] is False
