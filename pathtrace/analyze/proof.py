@@ -29,7 +29,7 @@ _TABLES = {"main": 254, "local": 255, "default": 253}
 def apply_fix(net: Network, fix: str) -> dict[str, NamespaceState] | None:
     """The states with ``fix`` applied, or None when it is not a chain of commands
     this model can apply."""
-    text = _RESTORE.sub("", fix.strip())
+    text = bare(fix)
     states = copy.deepcopy(net.states)
     by_prefix = sorted(
         ((net.run_in(s.node), ns) for ns, s in states.items()), key=lambda p: -len(p[0])
@@ -453,6 +453,42 @@ def _port_set(state: NamespaceState, dev: str, switches: list[str]) -> bool:
 
 def _stop(predictions: list[Prediction]) -> Prediction | None:
     return next((p for p in predictions if p.outcome != "delivered"), None)
+
+
+def bare(fix: str) -> str:
+    """A fix without the lab's restore beside it: the commands alone."""
+    return _RESTORE.sub("", fix.strip())
+
+
+def routes_with_link(
+    verdict: Verdict, changed: Network, after: list[Prediction]
+) -> tuple[str, str] | None:
+    """A fix that gives a link back (up, or its address) and then leaves the path
+    without a route in the same node: the kernel removed the routes via a gateway
+    on that link with it. (the node, ``ip route add default via`` the station on
+    the link's network that forwards), where the node has no default route of the
+    family and one station qualifies."""
+    stop = _stop(after)
+    if stop is None or stop.outcome != "stopped" or stop.code not in ("route.none", "route.back"):
+        return None
+    node = stop.node or ""
+    if not any(o.startswith(f"link:{node}/") for o in verdict.objects):
+        return None
+    state = changed.state(node)
+    dst = next((o.split("/", 1)[1] for o in stop.objects if o.startswith(f"route:{node}/")), "")
+    try:
+        version = ip_address(dst).version
+    except ValueError:
+        return None
+    if state is None or any(
+        r.dst == "default" and r.family == version and r.table == 254 for r in state.routes
+    ):
+        return None
+    gateway = changed.gateway_for(node, version)
+    if gateway is None:
+        return None
+    six = "-6 " if version == 6 else ""
+    return node, f"ip {six}route add default via {gateway}"
 
 
 def prove(verdict: Verdict, after: list[Prediction] | None) -> tuple[str | None, bool]:

@@ -200,6 +200,15 @@ class Judge:
         if states is not None:
             changed = Network(states, self.net.restore)
             after = self._again(changed, packet, unsent)
+            more = proof.routes_with_link(verdict, changed, after)
+            if more is not None:
+                # The link given back, its routes too: kept only if the two heal.
+                fix = f"{proof.bare(verdict.fix)} && {self.net.run_in(more[0])}{more[1]}"
+                whole = proof.apply_fix(self.net, fix)
+                if whole is not None:
+                    again = self._again(Network(whole, self.net.restore), packet, unsent)
+                    if all(p.outcome == "delivered" for p in again):
+                        verdict.fix, after = self.net.advice(fix), again
         said, withdraw = proof.prove(verdict, after)
         verdict.proof = said
         if withdraw and said:

@@ -4,6 +4,7 @@ that route_localnet refuses.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_interface
 
 from pathtrace.analyze import links
@@ -85,14 +86,7 @@ def prefix_finding(
         f"{what}: {link.name} has {held}, while {s.node}/{other.name} on its link uses "
         f"{network}: with /{ip_interface(held).network.prefixlen} there is no route to that "
         "network, nor via a gateway on it",
-        f"{net.run_in(node)}ip addr del {held} dev {link.name} && "
-        + net.command(node, f"ip addr add {ip}/{network.prefixlen} dev {link.name}")
-        + (
-            ""
-            if ip_address(dst) in network
-            else ", then the routes via a gateway on that network (the kernel removed them "
-            "with the connected route)"
-        ),
+        _widen(net, state, link, held, f"{ip}/{network.prefixlen}", dst),
         [
             f"{node}: {link.name} has {held}",
             f"{s.node}: {other.name} has {', '.join(other.addresses)}",
@@ -119,3 +113,29 @@ def localnet(net: Network, drop: Hop) -> Placed | None:
         + " (or translate to an address of an interface, not 127.0.0.0/8)",
         [f"{drop.node}: net.ipv4.conf.{k}.route_localnet={v}" for k, v in values.items()],
     )
+
+
+def _widen(net: Network, state: NamespaceState, link: Link, held: str, wider: str, dst: str) -> str:
+    """The narrow address replaced by the one of the link's network; where ``dst``
+    lies beyond that network and the node has no default route, one via the station
+    there that forwards (the kernel removed the routes via a gateway with the
+    connected route), else those routes said in words."""
+    node, version = state.node, ip_interface(wider).version
+    parts = [f"ip addr del {held} dev {link.name}", f"ip addr add {wider} dev {link.name}"]
+    if ip_address(dst) not in ip_interface(wider).network and not any(
+        r.dst == "default" and r.family == version and r.table == 254 for r in state.routes
+    ):
+        addresses = tuple(wider if a == held else a for a in link.addresses)
+        restored = replace(
+            state, links=[replace(k, addresses=addresses) if k is link else k for k in state.links]
+        )
+        others = {ns: s for ns, s in net.states.items() if s is not state}
+        gateway = Network({**others, state.namespace: restored}, None).gateway_for(node, version)
+        if gateway is None:
+            return net.advice(
+                " && ".join(f"{net.run_in(node)}{p}" for p in parts)
+                + ", then the routes via a gateway on that network (the kernel removed them "
+                "with the connected route)"
+            )
+        parts.append(f"ip {'-6 ' if version == 6 else ''}route add default via {gateway}")
+    return net.advice(" && ".join(f"{net.run_in(node)}{p}" for p in parts))

@@ -323,7 +323,10 @@ def no_route(net: Network, state: NamespaceState, dst: str) -> Finding:
             f"{node} has no route to {dst}: {names} has no IPv{version} address, so no route "
             "goes through it (its connected network and the routes via a gateway on it "
             "went with the address)",
-            net.advice(f"give {names} its IPv{version} address back, then the routes through it"),
+            _address_back(net, state, bare, version, dst, has_default)
+            or net.advice(
+                f"give {names} its IPv{version} address back, then the routes through it"
+            ),
             evidence + [f"{node}: {link.name} has no IPv{version} address" for link in bare],
         )
     for link in own:
@@ -348,6 +351,61 @@ def no_route(net: Network, state: NamespaceState, dst: str) -> Finding:
         net.command(node, f"ip {'-6 ' if version == 6 else ''}route add default via {gateway}"),
         evidence,
     )
+
+
+def _address_back(
+    net: Network,
+    state: NamespaceState,
+    bare: list[Link],
+    version: int,
+    dst: str,
+    has_default: bool,
+) -> str | None:
+    """The address a link lost, as the stations on its segment still know it: the
+    one address their neighbour tables give this link's MAC, with the prefix of
+    the network the station holds it in; then a default route via the station
+    there that forwards, where ``dst`` is not on that network. None where the
+    tables say nothing, or several things."""
+    if len(bare) != 1 or not bare[0].mac:
+        return None
+    link = bare[0]
+    found = set()
+    for other, theirs in links.segment(net.all, state, link):
+        for entry in other.neighbour_entries() + other.neighbour_entries(after=True):
+            if (
+                entry.dev == theirs.name
+                and (entry.lladdr or "").lower() == link.mac.lower()
+                and ip_address(entry.dst).version == version
+                and not ip_address(entry.dst).is_link_local
+            ):
+                held = [
+                    ip_interface(a).network
+                    for a in theirs.addresses
+                    if ip_address(entry.dst) in ip_interface(a).network
+                ]
+                if len(held) == 1:
+                    found.add(f"{entry.dst}/{held[0].prefixlen}")
+    if len(found) != 1:
+        return None
+    address = found.pop()
+    parts = [f"ip addr add {address} dev {link.name}"]
+    if not has_default and ip_address(dst) not in ip_interface(address).network:
+        restored = replace(
+            state,
+            links=[
+                replace(k, addresses=(*k.addresses, address)) if k is link else k
+                for k in state.links
+            ],
+        )
+        others = {ns: s for ns, s in net.states.items() if s is not state}
+        gateway = Network({**others, state.namespace: restored}, None).gateway_for(
+            state.node, version
+        )
+        if gateway is None:
+            return None
+        six = "-6 " if version == 6 else ""
+        parts.append(f"ip {six}route add default via {gateway}")
+    return net.advice(" && ".join(f"{net.run_in(state.node)}{part}" for part in parts))
 
 
 def _route_add(net: Network, node: str, dst: str) -> str:
@@ -439,6 +497,19 @@ def link_up_fix(net: Network, node: str, down: Sequence[Link], dst: str) -> str:
             for a in link.addresses
         ):
             return net.command(node, f"ip link set {link.name} up")
+    state = net.state(node)
+    default = state is not None and any(
+        r.dst == "default" and r.family == target.version and r.table == 254 for r in state.routes
+    )
+    gateway = net.gateway_for(node, target.version) if not default else None
+    if len(down) == 1 and gateway is not None:
+        # The default route went with the link: back via the station there that forwards.
+        link = down[0]
+        held = [ip_interface(a).network for a in link.addresses]
+        if any(ip_address(gateway) in network for network in held):
+            six = "-6 " if target.version == 6 else ""
+            parts = [f"ip link set {link.name} up", f"ip {six}route add default via {gateway}"]
+            return net.advice(" && ".join(f"{net.run_in(node)}{part}" for part in parts))
     names = " and ".join(link.name for link in down)
     return net.advice(
         f"bring {names} up (`{net.run_in(node)}ip link set {down[0].name} up`) and add back "
