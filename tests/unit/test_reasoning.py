@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from pathtrace.analyze import links, routing
+from pathtrace.analyze.causes.routes import routing_drop
 from pathtrace.analyze.causes.stalled import stalled
 from pathtrace.analyze.network import Network
 from pathtrace.model.ruleset import parse_listing
@@ -296,3 +300,23 @@ def test_an_ip6_table_is_never_given_iptables_lines() -> None:
         six.iptables is None and six.delete_command == "nft delete rule ip6 filter FORWARD handle 2"
     )
     assert four.iptables == "-A FORWARD -d 10.0.0.2/32 -j ACCEPT"
+
+
+def test_an_answer_a_namespace_sends_is_not_asked_to_be_forwarded() -> None:
+    # The answer is container1's own packet (its source address, never received
+    # there): that container1 does not forward IPv6 is no reason for its loss.
+    example = Path(__file__).parents[2] / "captures/examples/ping6-nat66/state.json"
+    states = {
+        ns: NamespaceState.from_json(s)
+        for ns, s in json.loads(example.read_text())["namespaces"].items()
+    }
+    net = Network(states, None)
+    answer = Packet("tcp", "fd00:100::2", "2001:db8::1", 80, 40000, 64, 60)
+    drop = Hop(0, 0.0, 0.0, "container1", "veth-cont1", "drop", "", (), answer,
+               drop_reason="NOT_SPECIFIED")  # fmt: skip
+    found = routing_drop(net, Series(1, "reply", [drop]), drop, "veth-cont1", "x", "wan")
+    assert found is None or found[1].code != "sysctl.forwarding", found
+    # The same packet arriving there from elsewhere is one container1 must forward.
+    came = Hop(0, 0.0, 0.0, "container1", "veth-cont1", "receive", "", (), answer)
+    forwarded = routing_drop(net, Series(1, "reply", [came, drop]), drop, "veth-cont1", "x", "wan")
+    assert forwarded is not None and forwarded[1].code == "sysctl.forwarding"
