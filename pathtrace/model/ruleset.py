@@ -256,7 +256,12 @@ def _with_json(words: Ruleset, objects: list[dict[str, Any]]) -> Ruleset:
         elif "rule" in item:
             r = item["rule"]
             key = (r["family"], r["table"], r["chain"], int(r["handle"]))
-            expr[key] = tuple(r.get("expr", ()))
+            found = tuple(r.get("expr", ()))
+            # An x_tables match or target (iptables-nft's MASQUERADE, DNAT, comment)
+            # is opaque in the JSON ({"xt": {"name": "MASQUERADE"}}); nft's words say
+            # it through libxtables' translation: such a rule is read from its words.
+            if not any("xt" in e for e in found):
+                expr[key] = found
         elif "set" in item or "map" in item:
             s = item.get("set") or item["map"]
             sets[(s["family"], s["table"], s["name"])] = tuple(s.get("elem", ()))

@@ -63,6 +63,10 @@ class Foreign:
     def __init__(self, name: str) -> None:
         self.name = name
         self.probes = NETWORKS[name][1]
+        # Each build gives its devices new MACs: a fix that names a MAC of the build
+        # its verdict came from is replayed with the same device's MAC (NODE/NAME,
+        # by the catalog's names) in the new one.
+        self.macs: dict[str, str] = {}
 
     def catalog(self) -> list[Mutation]:
         found = self._inside({"catalog": True})
@@ -85,11 +89,14 @@ class Foreign:
                 "fix": fix,
                 "probes": probes or self.probes,
                 "names": self.names,
+                "macs": self.macs,
             }
         )
         if isinstance(done, str):
             return done
-        return [_verdict(v) for v in done]
+        if not fix:
+            self.macs = done["macs"]
+        return [_verdict(v) for v in done["verdicts"]]
 
     def _inside(self, request: dict[str, Any]) -> Any:
         request["network"] = self.name
@@ -124,8 +131,18 @@ def inside(request_text: str) -> None:
     if made.returncode != 0:  # this kernel or these tools cannot make it: said
         print(json.dumps(made.stderr.strip() or f"exit {made.returncode}"))
         return
+    macs = {
+        mac.lower(): f"{node}/{to_catalog.get(link.name, link.name)}"
+        for node, state in states.items()
+        for link in state.links
+        if (mac := link.mac) and link.kind != "loopback"
+    }
     if request.get("fix"):
         fix = _renamed(request["fix"], to_now)
+        now = {where: mac for mac, where in macs.items()}
+        for mac, where in request.get("macs", {}).items():
+            if where in now:
+                fix = re.sub(re.escape(mac), now[where], fix, flags=re.IGNORECASE)
         subprocess.run(["sh", "-c", fix], capture_output=True, timeout=20)
     verdicts = []
     for kind, target, port, source in request["probes"]:
@@ -133,7 +150,7 @@ def inside(request_text: str) -> None:
         verdict = Run(options, None).execute().probes[0].verdict
         verdicts.append(_renamed(asdict(verdict), to_catalog))
     sys.stdout.flush()
-    print(json.dumps(verdicts))
+    print(json.dumps({"verdicts": verdicts, "macs": macs}))
 
 
 def _veths_by_peer(states: dict[str, NamespaceState]) -> dict[str, str]:

@@ -45,6 +45,10 @@ import json, subprocess
 from pathtrace.system import observe
 subprocess.run(["ip", "netns", "add", "t1"], check=True)
 subprocess.run(["ip", "netns", "exec", "t1", "nft", "-f", "-"], input=%r, text=True, check=True)
+# iptables-nft's own: a target and a comment match that the JSON shows as "xt"
+subprocess.run(["ip", "netns", "exec", "t1", "iptables", "-t", "nat", "-A", "POSTROUTING",
+                "-s", "10.9.0.0/16", "-m", "comment", "--comment", "x", "-j", "MASQUERADE"],
+               check=True)
 words, objects = observe.ruleset_both("t1")
 print(json.dumps([words, objects]))
 """
@@ -79,7 +83,8 @@ def test_the_two_listings_hold_the_same_rules(listing: tuple[str, list[dict[str,
     assert objects, "nft -j gave nothing"
     assert same_rules(words, objects)
     rules = parse_listing(words, "", objects)
-    assert all(rule.expr for rule in rules.rules)
+    # Every rule has its expressions but the one iptables-nft made (read from words).
+    assert [r.table for r in rules.rules if not r.expr] == ["nat"]
     f1 = next(c for c in rules.chains if c.name == "f1")
     assert (f1.hook, f1.priority, f1.policy, f1.type) == ("forward", -5, "drop", "filter")
     assert rules.sets[("inet", "t", "web")]
@@ -134,3 +139,16 @@ def test_a_masked_mark_is_read(listing: tuple[str, list[dict[str, Any]]]) -> Non
     packet = _packets()[0]
     assert nfmatch.evaluate_rule(masked, replace(packet, mark=0x2001), rules)[0] is True
     assert nfmatch.evaluate_rule(masked, replace(packet, mark=0x1000), rules)[0] is False
+
+
+def test_an_iptables_target_is_read_from_the_words(
+    listing: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """iptables-nft's MASQUERADE is an opaque "xt" object in nft's JSON; nft's words
+    (libxtables' translation) say masquerade: the rule is read from them."""
+    words, objects = listing
+    rules = parse_listing(words, "", objects)
+    (masq,) = [r for r in rules.rules if r.table == "nat" and r.family == "ip"]
+    assert not masq.expr and "masquerade" in masq.text
+    said = nfmatch.evaluate_rule(masq, P(4, "10.9.1.1", "8.8.8.8", "icmp", icmp_type=8), rules)
+    assert said[0] is True and said[1].nat == "masquerade"
