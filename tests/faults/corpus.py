@@ -936,6 +936,18 @@ FAULTS: list[Fault] = [
         ("ends in blackhole", "route blackhole default"),
         ("ip route replace default via 192.168.100.1",),
     ),
+    # From the cold set: the host's default route via an address nobody on
+    # eth0 holds; the probes wait for ARP, which nobody answers.
+    Fault(
+        "default-via-nobody",
+        "routing",
+        (("host", "ip route replace default via 198.51.100.9"),),
+        Probe(),
+        "host/eth0",
+        ("198.51.100.9", "ARP", "no traced namespace holds"),
+        ("ip route replace default via 198.51.100.1",),
+        outcome="lost",
+    ),
 ]
 
 BY_NAME = {fault.name: fault for fault in FAULTS}
@@ -1021,4 +1033,5 @@ NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "duplicate-address-on-gateway": ("address.duplicate", ("address:host/192.168.100.2",)),
     "host-prefix-address": ("address.prefix", ("address:container1/192.168.100.2",)),
     "blackhole-default-at-source": ("route.blackhole", ("route:container1/default",)),
+    "default-via-nobody": ("neigh.failed", ("neigh:host/198.51.100.9", "route:host/default")),
 }
