@@ -107,6 +107,7 @@ class Chains:
         self.steps: list[Step] = []
         self.unknowns: list[str] = []
         self.gateway_rule: str | None = None  # the policy rule that chose the last route
+        self.gateway_route: str | None = None  # the last route, where it goes via a gateway
 
     def step(self, node: str, interface: str | None, action: str, text: str) -> None:
         self.steps.append(Step(node, interface, action, text))

@@ -110,6 +110,7 @@ class Walk(Chains):
             node, out.name, "route", f"{node} routes it out of {out.name} ({route.describe()})"
         )
         self.gateway_rule = _rule_ref(node, lookup)
+        self.gateway_route = ref("route", node, route.dst) if route.gateway else None
         self.hook(state, ruleset, "postrouting", flow, iif, out.name)
         self._conntrack_out(node, flow)
         return out, route.gateway or flow.dst

@@ -64,7 +64,8 @@ def cross(
     if not stations:
         if far is None and not segment:
             raise Stop("left", node, None, (), f"{out.name} leads out of the traced namespaces")
-        chose = (walk.gateway_rule,) if walk.gateway_rule else ()
+        # The route that sent it to that gateway, and the policy rule that chose it.
+        chose = tuple(r for r in (walk.gateway_route, walk.gateway_rule) if r)
         raise Stop(
             "stopped",
             node,
