@@ -171,6 +171,14 @@ def _build_parser(config: Config | None = None) -> argparse.ArgumentParser:
     )
     _add_format(watch, ("text", "json", "markdown"))  # a flow has no one path to draw
     watch.add_argument(
+        "--save",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="save a bundle: the report, the events, and what the filter matched on each "
+        f"traced interface as pcapng (default folder: {config.bundles}/<UTC time>-watch-<filter>)",
+    )
+    watch.add_argument(
         "--topology", metavar="FILE", default=config.topology, help="the lab's topology file"
     )
     watch.set_defaults(handler=_watch)
@@ -190,7 +198,7 @@ def _build_parser(config: Config | None = None) -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="say what was skipped, and why"
     )
     listing.set_defaults(handler=_bundle_list)
-    show = bundle_commands.add_parser("show", help="a saved run's report")
+    show = bundle_commands.add_parser("show", help="a saved run's (or watch's) report")
     show.add_argument("path", help="a bundle's folder")
     _add_format(show)
     show.set_defaults(handler=_bundle_show)
@@ -350,9 +358,21 @@ def _watch(args: argparse.Namespace) -> int:
         count=args.count,
         max_flows=args.max_flows,
         packets_kept=args.packets_kept,
+        capture=args.save is not None,
     )
     privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="pathtrace watch")
     topo, _ = _topology_for(args)
+    folder = None
+    if args.save is not None:
+        from pathlib import Path
+
+        # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
+        from pathtrace.output import watch_bundle
+
+        # Checked (and made ready) before anything is armed, as for `run`.
+        folder = watch_bundle.destination(
+            args.filter, Path(args.save) if args.save else None, root=args.config.bundles
+        )
     watch = Watch(options, topo, progress=_progress)
     # Said always, as tcpdump says "listening on": what is watched, from when.
     watch.on_armed = lambda nodes: print(
@@ -366,7 +386,12 @@ def _watch(args: argparse.Namespace) -> int:
             f"at {e.namespace}",
             file=sys.stderr,
         )
-    result = watch.execute()
+    try:
+        result = watch.execute()
+    except BaseException:
+        if folder is not None:
+            folder.abandon()
+        raise
     # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
     from pathtrace.output import watch_report
 
@@ -379,6 +404,9 @@ def _watch(args: argparse.Namespace) -> int:
         print(watch_report.markdown(result))
     else:
         print(watch_report.text(result))
+    if folder is not None:
+        saved = watch_bundle.save(result, folder)
+        print(f"saved: {saved}", file=sys.stderr)
     if result.ended == "interrupted":
         return 130
     failed = [f for f in result.flows if f.verdict.outcome in ("dropped", "lost", "rejected")]
@@ -441,6 +469,11 @@ def _bundle_show(args: argparse.Namespace) -> int:
     # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
     from pathtrace.output import bundle
 
+    watched = bundle.watch_report(Path(args.path), args.format)
+    if watched is not None:  # a watch's bundle: its report as it was saved
+        text, fine = watched
+        print(text, end="" if text.endswith("\n") else "\n")
+        return 0 if fine else 1
     result, _ = bundle.load(Path(args.path))
     _print_result(result, args.format)
     return 0 if result.delivered else 1

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from pathtrace import __version__
 from pathtrace.analyze.flows import build_flows
 from pathtrace.analyze.links import peer
-from pathtrace.capture.filter import compile_watch_filter
+from pathtrace.capture.filter import compile_filter, compile_watch_filter
+from pathtrace.capture.sniffer import Capture
 from pathtrace.errors import UsageError
 from pathtrace.kernel.decode import DecodeContext, decode
 from pathtrace.kernel.engine import Tracer, for_watch
@@ -46,6 +47,9 @@ class WatchOptions:
     count: int | None = None  # flows; None: until Ctrl-C or --duration
     max_flows: int = 1000
     packets_kept: int = 200  # per flow: the sk_buffs whose events are kept (later ones counted)
+    # Capture what the expression matches on every interface of the traced
+    # namespaces (for --save: the bundle's trace.pcapng).
+    capture: bool = False
 
     def __post_init__(self) -> None:
         if self.duration is not None and not 0 < self.duration <= 86400:
@@ -148,7 +152,12 @@ class Watch:
         later: dict[int, set[int]] = {}  # flow -> sk_buffs past --packets-kept
         started = datetime.now(UTC).isoformat(timespec="milliseconds")
         ended = "interrupted"
-        with tracer.finish(netfilter, tunnels):
+        sniffer = (
+            Capture(_interfaces(states), compile_filter(o.expression))
+            if o.capture
+            else Capture([], None)
+        )
+        with sniffer, tracer.finish(netfilter, tunnels):
             assert tracer.facts is not None and tracer.layout is not None
             layout = tracer.layout
             ctx = DecodeContext(namespaces=names, drop_reasons=tracer.facts.drop_reasons)
@@ -211,6 +220,7 @@ class Watch:
             lost = {str(HOOK_CODES.get(k, k)): v for k, v in tracer.lost().items()}
             hooks = [s.to_json() for s in tracer.statuses]
         events.sort(key=lambda e: e.time_ns)
+        captures = sorted(sniffer.packets, key=lambda c: c.time_ns)
         return WatchResult(
             expression=o.expression,
             started=started,
@@ -229,6 +239,9 @@ class Watch:
             hooks=hooks,
             events=events,
             states=states,
+            captures=captures,
+            capture_on=list(sniffer.interfaces),
+            capture_drops=sniffer.drops,
         )
 
     def _observe(self, traced: list[str]) -> dict[str, NamespaceState]:
@@ -240,6 +253,12 @@ class Watch:
             except OSError:
                 continue  # gone since it was listed
         return states
+
+
+def _interfaces(states: dict[str, NamespaceState]) -> list[tuple[str, str]]:
+    """Every up interface of the traced namespaces, loopback too (a DNAT to
+    127.0.0.1, a local answer)."""
+    return [(ns, link.name) for ns, state in states.items() for link in state.links if link.up]
 
 
 def inside_devices(states: dict[str, NamespaceState], watched: list[str]) -> list[tuple[str, int]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pathtrace.model.capture import Captured
 from pathtrace.model.event import Event
 from pathtrace.model.state import NamespaceState
 from pathtrace.model.trace import Series, Verdict
@@ -69,6 +70,11 @@ class WatchResult:
     hooks: list[dict[str, object]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     states: dict[str, NamespaceState] = field(default_factory=dict)
+    # What the per-interface captures kept (--save): the packets the expression
+    # matched on each interface, as tcpdump there would have.
+    captures: list[Captured] = field(default_factory=list)
+    capture_on: list[tuple[str, str]] = field(default_factory=list)  # (namespace, ifname)
+    capture_drops: int = 0
 
     @property
     def notes(self) -> list[str]:

@@ -42,6 +42,8 @@ from pathtrace.output.text import render
 from pathtrace.system.safe_files import PARTIAL, BundleFolder, read_member, save_failed
 
 FORMAT = "pathtrace.bundle"
+WATCH_FORMAT = "pathtrace.watch"  # a watch's bundle (output/watch_bundle.py)
+WATCH_READS = (1,)
 _LAB_FIX = "pathtrace lab fix"  # what bundles of lab runs said before they saved it
 # 2: report.json's verdicts carry a cause code and object references. A bundle is
 # judged again from its events and state when read, so version 1 reads the same.
@@ -66,9 +68,15 @@ def destination(
     ``directory`` is the bundle's own folder; by default a new one under
     ``root`` named by the time and the probe (``-2``, ``-3``, ... when taken).
     """
+    return new_folder(default_name(options), directory, root)
+
+
+def new_folder(name: str, directory: Path | None, root: Path) -> BundleFolder:
+    """``directory``, or a new folder ``name`` under ``root`` (``-2``, ``-3``, ...
+    when taken), made ready for a save."""
     if directory is not None:
         return BundleFolder(str(directory)).prepare()
-    base = str(root / default_name(options))
+    base = str(root / name)
     for n in range(1, 1000):
         path = base if n == 1 else f"{base}-{n}"
         if not os.path.lexists(path):
@@ -193,6 +201,8 @@ LIMITS = {
     "captures.jsonl": 64 * MiB,
     "trace.pcapng": 256 * MiB,
     "report.json": 64 * MiB,
+    "report.txt": 64 * MiB,
+    "report.md": 64 * MiB,
     "topology.toml": 1 * MiB,
 }
 # What a bundle's values may be at most, checked before they are used.
@@ -271,6 +281,11 @@ def load(path: Path) -> tuple[RunResult, dict[str, Any]]:
 def manifest(folder: _Folder) -> dict[str, Any]:
     """The bundle's manifest, checked: a pathtrace bundle of a version this reads."""
     found = folder.json("bundle.json")
+    if isinstance(found, dict) and found.get("format") == WATCH_FORMAT:
+        raise BundleError(
+            f"{folder.path}: a watch's bundle, not a run's: `pathtrace bundle show "
+            f"{folder.path}` prints its report"
+        )
     if not isinstance(found, dict) or found.get("format") != FORMAT:
         raise BundleError(f"{folder.path}: not a pathtrace bundle")
     if found.get("version") not in READS:
@@ -428,10 +443,47 @@ def _read_captures(folder: _Folder) -> list[Captured]:
     ]
 
 
+def watch_report(path: Path, form: str = "text") -> tuple[str, bool] | None:
+    """A watch's bundle's report as it was saved (``form``: text, json, markdown),
+    and whether every flow was answered or delivered; None for a run's bundle."""
+    folder = _Folder(path)
+    try:
+        found = folder.json("bundle.json")
+        if not isinstance(found, dict) or found.get("format") != WATCH_FORMAT:
+            return None
+        if found.get("version") not in WATCH_READS:
+            raise BundleError(
+                f"{path}: watch bundle version {found.get('version')!r}; this pathtrace "
+                f"reads {', '.join(map(str, WATCH_READS))}: upgrade pathtrace"
+            )
+        report = _expect(folder.json("report.json"), dict, f"{path}/report.json")
+        flows = _expect(report.get("flows", []), list, f"{path}/report.json flows")
+        failed = [f for f in flows if f.get("verdict", {}).get("outcome") in _FAILED]
+        name = {"json": "report.json", "markdown": "report.md"}.get(form, "report.txt")
+        return folder.read(name).decode(errors="replace"), not failed
+    finally:
+        folder.close()
+
+
+_FAILED = ("dropped", "lost", "rejected")
+
+
 def summary(path: Path) -> str:
     """One line for ``bundle list``: when, what, and the first probe's verdict."""
     folder = _Folder(path)
     try:
+        found = folder.json("bundle.json")
+        if isinstance(found, dict) and found.get("format") == WATCH_FORMAT:
+            report = _expect(folder.json("report.json"), dict, f"{path}/report.json")
+            flows = report.get("flows") or []
+            failed = sum(
+                isinstance(f, dict) and f.get("verdict", {}).get("outcome") in _FAILED
+                for f in flows
+            )
+            return (
+                f"{path}  {report.get('started')}  watch {report.get('expression')!r}: "
+                f"{len(flows)} flows, {failed} failed"
+            )
         manifest(folder)
         facts = _expect(folder.json("facts.json"), dict, f"{path}/facts.json")
         report = _expect(folder.json("report.json"), dict, f"{path}/report.json")

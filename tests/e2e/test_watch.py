@@ -107,6 +107,20 @@ def watch(expression, client, *extra):
 out = {}
 out["answered"] = watch("udp port 53", [sys.executable, "-c", RESOLVE], "--count", "1",
                         "--duration", "20")
+# The same, saved: the bundle read back by tshark and by `bundle show` / `bundle list`.
+out["saved"] = watch("udp port 53", [sys.executable, "-c", RESOLVE], "--count", "1",
+                     "--duration", "20", "--save", "/run/bundles/dns")
+out["saved"]["pcap"] = subprocess.run(
+    ["tshark", "-r", "/run/bundles/dns/trace.pcapng", "-T", "fields", "-e",
+     "frame.interface_name", "-e", "frame.comment", "-e", "udp.srcport", "-e", "udp.dstport"],
+    capture_output=True, text=True).stdout
+shown = subprocess.run([sys.executable, "-m", "pathtrace", "bundle", "show", "/run/bundles/dns"],
+                       capture_output=True, text=True)
+out["saved"]["show"] = [shown.returncode, shown.stdout, shown.stderr]
+out["saved"]["list"] = subprocess.run(
+    [sys.executable, "-m", "pathtrace", "bundle", "list", "/run/bundles"],
+    capture_output=True, text=True).stdout
+out["saved"]["files"] = sorted(__import__("os").listdir("/run/bundles/dns"))
 out["reset"] = watch("tcp port 8082", ["curl", "-s", "-m", "3", "http://10.7.0.254:8082/"],
                      "--count", "1", "--duration", "20")
 out["pinged"] = watch("icmp", ["ping", "-c", "2", "-i", "0.2", "10.8.0.2"], "--count", "1",
@@ -191,6 +205,30 @@ def test_a_resolvers_query_is_followed_through_dnat_and_back(seen: Any) -> None:
     assert rule.startswith(f"[{len(queries)}:"), rule  # the DNAT counts the flow's first packet
     places = {(p["direction"], p["node"], p["action"]) for p in flow["places"]}
     assert ("request", "gw", "translate") in places and ("reply", "c1", "cross") in places
+
+
+def test_a_saved_watch_holds_the_flows_packets_on_every_interface(seen: Any) -> None:
+    """--save: each interface's packets the expression matched, named by node and
+    interface, each comment naming its flow; as many on c1's link as tcpdump saw
+    there; `bundle show` prints the report the watch printed, `bundle list` lists it."""
+    case = seen["saved"]
+    assert case["code"] == 0 and "saved: /run/bundles/dns" in case["stderr"], case["stderr"]
+    (flow,) = _flows(case)
+    assert {"trace.pcapng", "report.txt", "report.json", "events.jsonl", "state.json"} <= set(
+        case["files"]
+    ), case["files"]
+    rows = [line.split("\t") for line in case["pcap"].splitlines()]
+    on = {row[0] for row in rows}
+    assert {"c1/va", "gw/vb", "gw/vc", "srv/vd"} <= on, on
+    assert all(row[1] == f"flow 1: udp {flow['client']} > {flow['server']}" for row in rows), rows
+    at_c1 = [r for r in rows if r[0] == "c1/va"]
+    dumped = [r for r in case["tcpdump"]["c1"].splitlines() if ".53:" in r or ".53 >" in r]
+    assert len(at_c1) == len(dumped) == flow["counts"]["request"] + flow["counts"]["reply"]
+    # After the DNAT and the masquerade, on srv's link: still the flow's, to port 53.
+    assert any(r[0] == "srv/vd" and r[3] == "53" for r in rows), rows
+    code, shown, err = case["show"]
+    assert code == 0 and "udp port 53" in shown and "flow 1" in shown, (shown, err)
+    assert "watch 'udp port 53': 1 flows, 0 failed" in case["list"], case["list"]
 
 
 def test_a_dropped_answer_is_explained_with_the_rule(seen: Any) -> None:
