@@ -111,22 +111,7 @@ def save(
 def _write(folder: BundleFolder, result: RunResult, topology_text: str | None) -> None:
     with folder.create("trace.pcapng") as f:
         pcapng.write(f, result)
-    with folder.create("events.jsonl") as f:
-        header = {"format": "pathtrace.events", "version": EVENT_FORMAT_VERSION}
-        f.write((json.dumps(header) + "\n").encode())
-        for event in result.events:
-            f.write((json.dumps(event.to_json()) + "\n").encode())
-    with folder.create("captures.jsonl") as f:
-        for c in result.captures:
-            line = {
-                "namespace": c.namespace,
-                "ifname": c.ifname,
-                "direction": c.direction,
-                "time_ns": c.time_ns,
-                "wirelen": c.wirelen,
-                "length": len(c.data),
-            }
-            f.write((json.dumps(line) + "\n").encode())
+    write_events(folder, result.events, result.captures)
     text = io.StringIO()
     render(result, text, width=100)
     folder.write("report.txt", text.getvalue().encode())
@@ -157,6 +142,27 @@ def _write(folder: BundleFolder, result: RunResult, topology_text: str | None) -
         "files": folder.files,
     }
     folder.write("bundle.json", json.dumps(manifest, indent=1).encode())
+
+
+def write_events(folder: BundleFolder, events: list[Event], captures: list[Captured]) -> None:
+    """events.jsonl (a header line, then an event a line) and captures.jsonl (each
+    captured packet's place and time): a run's and a watch's alike."""
+    with folder.create("events.jsonl") as f:
+        header = {"format": "pathtrace.events", "version": EVENT_FORMAT_VERSION}
+        f.write((json.dumps(header) + "\n").encode())
+        for event in events:
+            f.write((json.dumps(event.to_json()) + "\n").encode())
+    with folder.create("captures.jsonl") as f:
+        for c in captures:
+            line = {
+                "namespace": c.namespace,
+                "ifname": c.ifname,
+                "direction": c.direction,
+                "time_ns": c.time_ns,
+                "wirelen": c.wirelen,
+                "length": len(c.data),
+            }
+            f.write((json.dumps(line) + "\n").encode())
 
 
 def _facts(result: RunResult) -> dict[str, Any]:

@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from pathtrace import __version__
-from pathtrace.model.event import EVENT_FORMAT_VERSION
 from pathtrace.model.flow import Flow, WatchResult
 from pathtrace.output import watch_report
-from pathtrace.output.bundle import DEFAULT_DIR, WATCH_FORMAT, new_folder
+from pathtrace.output.bundle import DEFAULT_DIR, WATCH_FORMAT, new_folder, write_events
 from pathtrace.system import scapy_setup
 from pathtrace.system.safe_files import BundleFolder, save_failed
 
@@ -59,22 +58,7 @@ def save(result: WatchResult, folder: BundleFolder) -> Path:
 def _write(folder: BundleFolder, result: WatchResult) -> None:
     with folder.create("trace.pcapng") as f:
         _pcapng(f, result)
-    with folder.create("events.jsonl") as f:
-        header = {"format": "pathtrace.events", "version": EVENT_FORMAT_VERSION}
-        f.write((json.dumps(header) + "\n").encode())
-        for event in result.events:
-            f.write((json.dumps(event.to_json()) + "\n").encode())
-    with folder.create("captures.jsonl") as f:
-        for c in result.captures:
-            line = {
-                "namespace": c.namespace,
-                "ifname": c.ifname,
-                "direction": c.direction,
-                "time_ns": c.time_ns,
-                "wirelen": c.wirelen,
-                "length": len(c.data),
-            }
-            f.write((json.dumps(line) + "\n").encode())
+    write_events(folder, result.events, result.captures)
     folder.write("report.txt", (watch_report.text(result) + "\n").encode())
     report = watch_report.to_json(result)
     report["capture"] = {
