@@ -283,6 +283,8 @@ def test_the_pane_shows_what_a_run_traced_when_no_lab_was_used() -> None:
 
     async def scenario(app: PathtraceApp, pilot: object) -> None:
         pane = app.query_one(TopologyPane)
+        # The start-up read of the lab first: it would replace the traced view.
+        await wait_until(pilot, lambda: "not up" in str(pane.root.label))
         pane.show_traced(result.states)
         await pilot.pause()  # type: ignore[attr-defined]
         assert "traced: 4 namespaces (no lab)" in str(pane.root.label)
