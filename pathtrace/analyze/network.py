@@ -7,7 +7,7 @@ turns a command into one a person can paste: ``ip netns exec NS CMD`` (or
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Interface, IPv6Interface, ip_address, ip_interface
 
 from pathtrace.analyze import links, routing
@@ -204,6 +204,18 @@ class Network:
                     return f"{held.network} dev {link.name}"
         hop = self.next_hop(node, dst)
         return f"{hop[1]} via {hop[0]}" if hop is not None else None
+
+    def gateway_with(
+        self, state: NamespaceState, link: Link, addresses: tuple[str, ...], version: int
+    ) -> str | None:
+        """``gateway_for`` on the states with ``link`` of ``state`` holding ``addresses``
+        (a fix that gives a link its address back, or a wider one)."""
+        restored = replace(
+            state,
+            links=[replace(k, addresses=addresses) if k is link else k for k in state.links],
+        )
+        others = {ns: s for ns, s in self.states.items() if s is not state}
+        return Network({**others, state.namespace: restored}, None).gateway_for(state.node, version)
 
     def gateway_for(self, node: str, version: int = 4) -> str | None:
         """The address, on one of ``node``'s own subnets, of a traced namespace that

@@ -480,9 +480,7 @@ def routes_with_link(
         version = ip_address(dst).version
     except ValueError:
         return None
-    if state is None or any(
-        r.dst == "default" and r.family == version and r.table == 254 for r in state.routes
-    ):
+    if state is None or state.has_default(version):
         return None
     gateway = changed.gateway_for(node, version)
     if gateway is None:

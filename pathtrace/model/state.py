@@ -406,6 +406,12 @@ class NamespaceState:
                 )
         return found
 
+    def has_default(self, version: int) -> bool:
+        """Whether the main table has a default route of the family."""
+        return any(
+            r.dst == "default" and r.family == version and r.table == 254 for r in self.routes
+        )
+
     def owns(self, address: str) -> bool:
         return any(a.split("/")[0] == address for link in self.links for a in link.addresses)
 

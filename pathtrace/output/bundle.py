@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from ipaddress import ip_address
@@ -97,8 +98,14 @@ def save(
     folder = (
         directory if isinstance(directory, BundleFolder) else destination(result.options, directory)
     )
+    return commit(folder, lambda f: _write(f, result, topology_text))
+
+
+def commit(folder: BundleFolder, write: Callable[[BundleFolder], None]) -> Path:
+    """``write`` into the folder, then the folder under its name; or nothing at all
+    (SaveError), whatever stopped it."""
     try:
-        _write(folder, result, topology_text)
+        write(folder)
         return Path(folder.commit())
     except OSError as error:
         folder.abandon()

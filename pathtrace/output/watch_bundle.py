@@ -25,9 +25,9 @@ from typing import IO, Any
 from pathtrace import __version__
 from pathtrace.model.flow import Flow, WatchResult
 from pathtrace.output import watch_report
-from pathtrace.output.bundle import DEFAULT_DIR, WATCH_FORMAT, new_folder, write_events
+from pathtrace.output.bundle import DEFAULT_DIR, WATCH_FORMAT, commit, new_folder, write_events
 from pathtrace.system import scapy_setup
-from pathtrace.system.safe_files import BundleFolder, save_failed
+from pathtrace.system.safe_files import BundleFolder
 
 VERSION = 1
 Key = tuple[str, str, str, int, int]
@@ -44,15 +44,7 @@ def destination(
 
 def save(result: WatchResult, folder: BundleFolder) -> Path:
     """Writes the bundle; it is complete under its name, or absent (SaveError)."""
-    try:
-        _write(folder, result)
-        return Path(folder.commit())
-    except OSError as error:
-        folder.abandon()
-        raise save_failed(folder.path, error) from None
-    except BaseException:
-        folder.abandon()
-        raise
+    return commit(folder, lambda f: _write(f, result))
 
 
 def _write(folder: BundleFolder, result: WatchResult) -> None:

@@ -407,6 +407,8 @@ def ruleset_both(namespace: str, listing: str | None = None) -> tuple[str, list[
     are two reads, and a rule added between them is read again (``listing``: the
     words, when discovery has just read them)."""
     words = listing if listing is not None else ruleset(namespace)
+    if not words.strip():
+        return words, []  # no tables: nothing for the JSON to add
     objects = ruleset_json(namespace)
     for _ in range(3):
         if not objects or same_rules(words, objects):

@@ -4,7 +4,6 @@ that route_localnet refuses.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_interface
 
 from pathtrace.analyze import links
@@ -122,15 +121,9 @@ def _widen(net: Network, state: NamespaceState, link: Link, held: str, wider: st
     connected route), else those routes said in words."""
     node, version = state.node, ip_interface(wider).version
     parts = [f"ip addr del {held} dev {link.name}", f"ip addr add {wider} dev {link.name}"]
-    if ip_address(dst) not in ip_interface(wider).network and not any(
-        r.dst == "default" and r.family == version and r.table == 254 for r in state.routes
-    ):
+    if ip_address(dst) not in ip_interface(wider).network and not state.has_default(version):
         addresses = tuple(wider if a == held else a for a in link.addresses)
-        restored = replace(
-            state, links=[replace(k, addresses=addresses) if k is link else k for k in state.links]
-        )
-        others = {ns: s for ns, s in net.states.items() if s is not state}
-        gateway = Network({**others, state.namespace: restored}, None).gateway_for(node, version)
+        gateway = net.gateway_with(state, link, addresses, version)
         if gateway is None:
             return net.advice(
                 " && ".join(f"{net.run_in(node)}{p}" for p in parts)

@@ -293,7 +293,7 @@ def no_route(net: Network, state: NamespaceState, dst: str) -> Finding:
     a gateway on it)."""
     node, version = state.node, ip_address(dst).version
     mine = [r for r in state.routes if r.family == version and r.table == 254]
-    has_default = any(r.dst == "default" for r in mine)
+    has_default = state.has_default(version)
     routes = ", ".join(r.describe() for r in mine) or "none"
 
     def has_family(link: Link) -> bool:
@@ -323,7 +323,7 @@ def no_route(net: Network, state: NamespaceState, dst: str) -> Finding:
             f"{node} has no route to {dst}: {names} has no IPv{version} address, so no route "
             "goes through it (its connected network and the routes via a gateway on it "
             "went with the address)",
-            _address_back(net, state, bare, version, dst, has_default)
+            _address_back(net, state, bare, version, dst)
             or net.advice(
                 f"give {names} its IPv{version} address back, then the routes through it"
             ),
@@ -359,7 +359,6 @@ def _address_back(
     bare: list[Link],
     version: int,
     dst: str,
-    has_default: bool,
 ) -> str | None:
     """The address a link lost, as the stations on its segment still know it: the
     one address their neighbour tables give this link's MAC, with the prefix of
@@ -389,18 +388,8 @@ def _address_back(
         return None
     address = found.pop()
     parts = [f"ip addr add {address} dev {link.name}"]
-    if not has_default and ip_address(dst) not in ip_interface(address).network:
-        restored = replace(
-            state,
-            links=[
-                replace(k, addresses=(*k.addresses, address)) if k is link else k
-                for k in state.links
-            ],
-        )
-        others = {ns: s for ns, s in net.states.items() if s is not state}
-        gateway = Network({**others, state.namespace: restored}, None).gateway_for(
-            state.node, version
-        )
+    if not state.has_default(version) and ip_address(dst) not in ip_interface(address).network:
+        gateway = net.gateway_with(state, link, (*link.addresses, address), version)
         if gateway is None:
             return None
         six = "-6 " if version == 6 else ""
@@ -498,9 +487,7 @@ def link_up_fix(net: Network, node: str, down: Sequence[Link], dst: str) -> str:
         ):
             return net.command(node, f"ip link set {link.name} up")
     state = net.state(node)
-    default = state is not None and any(
-        r.dst == "default" and r.family == target.version and r.table == 254 for r in state.routes
-    )
+    default = state is not None and state.has_default(target.version)
     gateway = net.gateway_for(node, target.version) if not default else None
     if len(down) == 1 and gateway is not None:
         # The default route went with the link: back via the station there that forwards.
