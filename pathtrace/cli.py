@@ -169,6 +169,14 @@ def _build_parser(config: Config | None = None) -> argparse.ArgumentParser:
         help="per flow, keep the events of the first N packets; later ones are counted "
         "(default: 200)",
     )
+    watch.add_argument(
+        "--sample",
+        type=int,
+        metavar="N",
+        help="follow 1 in N of the new flows the filter matches, the others counted "
+        "(default: every flow, and 1 in 2, 4, ... while the reader loses events, said in "
+        "the report; --sample 1: never sample)",
+    )
     _add_format(watch, ("text", "json", "markdown"))  # a flow has no one path to draw
     watch.add_argument(
         "--save",
@@ -359,6 +367,7 @@ def _watch(args: argparse.Namespace) -> int:
         max_flows=args.max_flows,
         packets_kept=args.packets_kept,
         capture=args.save is not None,
+        sample=args.sample,
     )
     privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="pathtrace watch")
     topo, _ = _topology_for(args)

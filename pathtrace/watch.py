@@ -29,6 +29,7 @@ from pathtrace.model import tag
 from pathtrace.model.event import HOOK_CODES, Event
 from pathtrace.model.flow import Flow, WatchResult
 from pathtrace.model.state import NamespaceState, tunnel_ports
+from pathtrace.sampling import MOST, Sampler
 from pathtrace.session import node_name, resolve_source
 from pathtrace.system import discover, netns, observe, privileges
 
@@ -50,6 +51,9 @@ class WatchOptions:
     # Capture what the expression matches on every interface of the traced
     # namespaces (for --save: the bundle's trace.pcapng).
     capture: bool = False
+    # Follow 1 in N of the new flows throughout; None: every flow, and fewer
+    # while the reader loses events (pathtrace/sampling.py).
+    sample: int | None = None
 
     def __post_init__(self) -> None:
         if self.duration is not None and not 0 < self.duration <= 86400:
@@ -60,6 +64,8 @@ class WatchOptions:
             raise UsageError("--packets-kept must be from 1 to 100000")
         if not 1 <= self.max_flows <= MAX_FLOWS:
             raise UsageError(f"--max-flows must be from 1 to {MAX_FLOWS}")
+        if self.sample is not None and not 1 <= self.sample <= MOST:
+            raise UsageError(f"--sample must be from 1 to {MOST} (1 in N new flows followed)")
         if self.source is not None and self.everywhere:
             raise UsageError("--from and --all choose where the filter picks packets: give one")
 
@@ -164,6 +170,8 @@ class Watch:
             ctx.prefetch_symbols()
             watched = [ns for ns in picking if ns in states]
             tracer.watch(program, watched, inside_devices(states, watched))
+            sampler = Sampler(o.sample)
+            tracer.sample(sampler.every)
             if self.on_armed is not None:
                 self.on_armed([states[ns].node for ns in picking if ns in states])
             begun = time.monotonic()
@@ -196,6 +204,9 @@ class Watch:
                 while True:
                     fresh = take()
                     now = time.monotonic()
+                    rate = sampler.consider(now - begun, sum(tracer.lost().values()))
+                    if rate is not None:
+                        tracer.sample(rate)
                     if o.duration is not None and now - begun >= o.duration:
                         ended = "duration"
                         break
@@ -235,6 +246,7 @@ class Watch:
                 events, states, sum(lost.values()), {f: len(s) for f, s in later.items()}
             ),
             stats=stats,
+            sampling=sampler.steps,
             lost=lost,
             hooks=hooks,
             events=events,

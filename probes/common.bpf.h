@@ -112,9 +112,10 @@ struct {
 #define PT_ID_NEXT 0
 #define PT_ID_LIVE 1
 #define PT_ID_FLOWS 2
+#define PT_ID_MATCHES 3 /* watch: new flows the filter matched, sampled or not */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 3);
+	__uint(max_entries, 4);
 	__type(key, __u32);
 	__type(value, __u64);
 } pt_ids SEC(".maps");
@@ -171,6 +172,13 @@ struct {
 } pt_watch_inside SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pt_watch_gate);
+} pt_watch_gate SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, PT_WATCH_STATS);
 	__type(key, __u32);
@@ -193,7 +201,7 @@ struct {
 } pt_watch_scratch SEC(".maps");
 
 /* Constant keys in read-only data: a map key's pointer without a stack slot. */
-static const __u32 pt_keys[4] = {0, 1, 2, 3};
+static const __u32 pt_keys[8] = {0, 1, 2, 3, 4, 5, 6, 7};
 
 #include "filter.bpf.h"
 
@@ -209,6 +217,30 @@ struct pt_pkt {
 	 * at the same address: kernels send SYN-ACKs and RSTs with IP id 0. */
 	__u32 fixed;
 };
+
+/* `watch`: whether the filter can accept a packet of p's version and protocol. */
+static __always_inline int pt_watch_may_pick(const struct pt_pkt *p)
+{
+	struct pt_watch_gate *g = bpf_map_lookup_elem(&pt_watch_gate, &pt_keys[0]);
+
+	if (!g)
+		return 1;
+	if (p->family == 6) /* past extension headers, the first protocol byte is gone */
+		return p->l4_off == 40 ? g->pick[1][p->protocol] : g->pick6_extended;
+	return g->pick[0][p->protocol];
+}
+
+/* `watch`: whether a packet's headers past IP are wanted: the filter may pick it,
+ * or a flow of its protocol may be followed already (and found by its key). */
+static __always_inline int pt_watch_wants(const struct pt_pkt *p)
+{
+	struct pt_watch_gate *g = bpf_map_lookup_elem(&pt_watch_gate, &pt_keys[0]);
+	__u64 *started = bpf_map_lookup_elem(&pt_ids, &pt_keys[PT_ID_FLOWS]);
+
+	if (!g || pt_watch_may_pick(p))
+		return 1;
+	return started && *started && g->keyed[p->family == 6][p->protocol];
+}
 
 static __always_inline int pt_tag_words(const __u32 *tag, struct pt_pkt *p, __u8 kind)
 {
@@ -327,12 +359,12 @@ static __always_inline int pt_quoted_tag6(const unsigned char *l3, struct pt_pkt
 }
 
 static __always_inline int pt_parse_l4(const unsigned char *l4, __u32 l4_len,
-				       struct pt_pkt *p);
+				       struct pt_pkt *p, int outer);
 
 /* Reads the IPv6 packet at l3 into p: the fixed header, then up to three
  * extension headers (hop-by-hop, routing, destination options, a first
  * fragment) skipped by their lengths. */
-static __always_inline int pt_parse6(const unsigned char *l3, struct pt_pkt *p)
+static __always_inline int pt_parse6(const unsigned char *l3, struct pt_pkt *p, int outer)
 {
 	struct ipv6hdr ip6;
 
@@ -371,19 +403,19 @@ static __always_inline int pt_parse6(const unsigned char *l3, struct pt_pkt *p)
 	p->l4_off = off;
 	if (off > payload + 40)
 		return 0;
-	return pt_parse_l4(l3 + off, payload + 40 - off, p);
+	return pt_parse_l4(l3 + off, payload + 40 - off, p, outer);
 }
 
 /* Reads the IP packet at l3 into p. Returns 1 if it carries this run's tag,
- * 0 if not, -1 if it is no IP packet. */
-static __always_inline int pt_parse(const unsigned char *l3, struct pt_pkt *p)
+ * 0 if not, -1 if it is no IP packet. outer: not a packet inside a tunnel's. */
+static __always_inline int pt_parse(const unsigned char *l3, struct pt_pkt *p, int outer)
 {
 	struct iphdr iph;
 
 	if (!l3 || pt_read((__u32 *)&iph, 5, l3))
 		return -1;
 	if (iph.version == 6)
-		return pt_parse6(l3, p);
+		return pt_parse6(l3, p, outer);
 	if (iph.version != 4)
 		return -1;
 	p->family = 4;
@@ -396,12 +428,12 @@ static __always_inline int pt_parse(const unsigned char *l3, struct pt_pkt *p)
 	p->l4_off = iph.ihl * 4;
 	if (iph.frag_off & bpf_htons(0x1fff))
 		return 0; /* a later fragment: no L4 header here */
-	return pt_parse_l4(l3 + iph.ihl * 4, p->tot_len - iph.ihl * 4, p);
+	return pt_parse_l4(l3 + iph.ihl * 4, p->tot_len - iph.ihl * 4, p, outer);
 }
 
 /* The L4 header at l4 (l4_len bytes to the packet's end) and the tag behind it. */
 static __always_inline int pt_parse_l4(const unsigned char *l4, __u32 l4_len,
-				       struct pt_pkt *p)
+				       struct pt_pkt *p, int outer)
 {
 	/* One read for the L4 header and the tag behind it: ICMP and UDP headers
 	 * are 8 bytes, the tag 12; TCP needs its first 16. */
@@ -451,6 +483,10 @@ static __always_inline int pt_parse_l4(const unsigned char *l4, __u32 l4_len,
 		/* A probe's handshake segments carry no payload: a segment longer than
 		 * the largest TCP header is bulk data, decided without reading it. */
 		if (l4_len > 60 && !pt_watch)
+			return 0;
+		/* Watch: a segment the filter cannot pick and no flow can own is not
+		 * read (a tunnel's inner packet always is: its outer one was picked). */
+		if (pt_watch && outer && !pt_watch_wants(p))
 			return 0;
 		if (pt_read(w, 4, l4)) /* ports, seq, ack, offset and flags */
 			return 0;
@@ -558,6 +594,29 @@ static __always_inline const unsigned char *pt_tunnel_inner(const unsigned char 
 	return inner;
 }
 
+/* `watch`: pt_watch_may_pick for the packet the filter runs on, the outer one
+ * where p is a tunnel's inner packet (o->encap): its protocol is the tunnel's. */
+static __always_inline int pt_watch_may_pick_outer(const struct pt_pkt *p,
+						   const struct pt_outer *o)
+{
+	struct pt_watch_gate *g;
+	__u8 f;
+
+	if (!o->encap)
+		return pt_watch_may_pick(p);
+	g = bpf_map_lookup_elem(&pt_watch_gate, &pt_keys[0]);
+	if (!g)
+		return 1;
+	f = o->family == 6;
+	if (f && g->pick6_extended)
+		return 1; /* the outer IPv6 header's extensions are not known here */
+	if (o->encap == PT_ENCAP_GRE)
+		return g->pick[f][47];
+	if (o->encap == PT_ENCAP_IPIP)
+		return g->pick[f][4] || g->pick[f][41];
+	return g->pick[f][IPPROTO_UDP]; /* VXLAN, Geneve */
+}
+
 static __always_inline __u64 *pt_counter(__u32 which)
 {
 	return bpf_map_lookup_elem(&pt_ids, &which);
@@ -636,7 +695,7 @@ struct pt_where {
 
 static __always_inline void pt_watch_count(__u32 which)
 {
-	__u64 *n = bpf_map_lookup_elem(&pt_watch_stats, &pt_keys[which & 3]);
+	__u64 *n = bpf_map_lookup_elem(&pt_watch_stats, &pt_keys[which & 7]);
 
 	if (n)
 		*n += 1;
@@ -685,6 +744,35 @@ static __always_inline int pt_watch_pick(struct sk_buff *skb, const unsigned cha
 		pt_watch_count(PT_WATCH_UNDECIDED);
 	if (match <= 0)
 		return 0;
+	struct pt_watch_gate *g = bpf_map_lookup_elem(&pt_watch_gate, &pt_keys[0]);
+	__u64 *matches = bpf_map_lookup_elem(&pt_ids, &pt_keys[PT_ID_MATCHES]);
+	__u64 *started = pt_counter(PT_ID_FLOWS);
+	__u32 every = g ? g->sample_every : 0;
+
+	/* Past the flow limit nothing more is followed, silently or not: a silent
+	 * flow holds map entries the followed ones need. */
+	if (started && *started >= pt_watch_flows) {
+		pt_watch_count(PT_WATCH_OVER);
+		return 0;
+	}
+	/* The reader is behind (half the ring buffer waits to be read): a flow
+	 * started now would lose events. Left out, followed silently, counted; the
+	 * reader's own rate (sample_every) follows within half a second. */
+	if (bpf_ringbuf_query(&pt_events, BPF_RB_AVAIL_DATA) >
+	    bpf_ringbuf_query(&pt_events, BPF_RB_RING_SIZE) / 2) {
+		pt_watch_count(PT_WATCH_BEHIND);
+		p->index = PT_FLOW_SILENT;
+		p->tag_kind = PT_TAG_REQUEST;
+		return 1;
+	}
+	if (every > 1 && matches && __sync_fetch_and_add(matches, 1) % every) {
+		/* Left out: followed silently, so its later packets and answers are
+		 * known by key and none of them starts a flow mid-way. */
+		pt_watch_count(PT_WATCH_SAMPLED_OUT);
+		p->index = PT_FLOW_SILENT;
+		p->tag_kind = PT_TAG_REQUEST;
+		return 1;
+	}
 	__u64 *flows = pt_counter(PT_ID_FLOWS);
 	if (!flows)
 		return 0;
@@ -770,7 +858,7 @@ static __always_inline void pt_socket_of(struct sk_buff *skb, struct pt_event *e
 }
 
 static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char *l3,
-				       const struct pt_where w)
+				       struct pt_where w)
 {
 	struct pt_pkt p = {};
 	__u64 key = (__u64)skb;
@@ -786,14 +874,15 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 		if (!t)
 			return;
 	}
-	int tagged = pt_parse(l3, &p);
+	int tagged = pt_parse(l3, &p, 1);
 	struct pt_outer outer = {};
+
 
 	if (tagged == 0) {
 		/* Encapsulated: the tag is in the packet inside. */
 		const unsigned char *inner = pt_tunnel_inner(l3, &p, &outer);
 		struct pt_pkt q = {};
-		int found = inner ? pt_parse(inner, &q) : -1;
+		int found = inner ? pt_parse(inner, &q, 0) : -1;
 
 		if (found >= 0) {
 			tagged = found;
@@ -805,8 +894,10 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 
 	if (!w.follow_only && (tagged == 1 || (live && *live)))
 		t = bpf_map_lookup_elem(&pt_tracked, &key);
-	if (pt_watch && tagged == 0 && !t && w.entry) {
-		/* The filter sees what tcpdump on the device would: the outer packet. */
+	/* Watch: the filter sees what tcpdump on the device would, the outer packet;
+	 * one of a version and protocol it never accepts enters nothing here (and
+	 * costs no lookup). */
+	if (pt_watch && tagged == 0 && !t && w.entry && pt_watch_may_pick_outer(&p, &outer)) {
 		if (!pt_watch_pick(skb, l3, &p, w.dev, w.net, w.hook))
 			return;
 		tagged = 1;
@@ -843,9 +934,11 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	}
 	if (w.final)
 		pt_forget(&key);
-	if (pt_watch)
+	if (pt_watch) {
 		pt_watch_keys(&p, w.hook);
-	else if (pt_by_flow && p.tag_kind == PT_TAG_REQUEST && p.protocol == IPPROTO_UDP && p.family) {
+		if (p.index == PT_FLOW_SILENT)
+			return;
+	} else if (pt_by_flow && p.tag_kind == PT_TAG_REQUEST && p.protocol == IPPROTO_UDP && p.family) {
 		/* Where this hop's answer will be: to the source as seen here. */
 		struct pt_flow_key back = {.family = p.family, .protocol = IPPROTO_UDP,
 					   .sport = p.dport, .dport = p.sport};
@@ -931,6 +1024,7 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	unsigned long nfct = PT_SKB(skb, _nfct);
 	struct nf_conn *ct = (struct nf_conn *)(nfct & ~7UL);
 	e->ct = (__u64)ct;
+	e->ct_info = nfct ? nfct & 7 : PT_CT_NONE;
 	if (ct && p.family == 4) {
 		struct nf_conntrack_tuple orig, reply;
 		bpf_core_read(&orig, sizeof(orig), &ct->tuplehash[0].tuple);

@@ -46,8 +46,10 @@ def build_flows(
         by_flow[event.index].append((position, event))
     builder = HopBuilder(states, None, events, None)
     flows = [_flow(index, found, builder, states, lost) for index, found in sorted(by_flow.items())]
+    runs = _conntrack_runs(events, states)
     for flow in flows:
         flow.not_kept = (later or {}).get(flow.index, 0)
+        flow.invalid = _invalid([e for _, e in by_flow[flow.index]], runs, states)
     return flows
 
 
@@ -227,6 +229,58 @@ def _conntrack(events: list[Event]) -> str | None:
         f"{state} in {last.namespace}: {o.src}:{o.sport} -> {o.dst}:{o.dport}, "
         f"reply {r.src}:{r.sport} -> {r.dst}:{r.dport}"
     )
+
+
+# Hooks where pathtrace's netfilter programs run after conntrack's (priority
+# -200; ours next to NAT's -100): a packet without an entry there was looked at.
+_AFTER_CONNTRACK = ("PREROUTING", "OUTPUT")
+_NF = (Hook.NF_BEFORE, Hook.NF_AFTER)
+
+
+def _conntrack_runs(
+    events: Sequence[Event], states: dict[str, NamespaceState]
+) -> dict[tuple[str, int], str]:
+    """Per (namespace, IP version), what shows conntrack runs there: a packet it gave
+    an entry to at a netfilter hook, or the ruleset's NAT chains and ct rules."""
+    runs: dict[tuple[str, int], str] = {}
+    for e in events:
+        if e.hook in _NF and e.ct_state not in (None, "none", "untracked"):
+            version = 6 if ":" in e.src else 4
+            runs.setdefault((e.namespace, version), f"it gave {e.src} > {e.dst} an entry")
+    for ns, state in states.items():
+        for version, family in ((4, "ip"), (6, "ip6")):
+            users = state.rules().conntrack_users(family) if state.has_rules else []
+            if users and (ns, version) not in runs:
+                runs[(ns, version)] = f"it serves {users[0]}"
+    return runs
+
+
+def _invalid(
+    events: list[Event], runs: dict[tuple[str, int], str], states: dict[str, NamespaceState]
+) -> list[str]:
+    """Packets of the flow that conntrack looked at and gave no entry: INVALID, as
+    `ct state invalid` and `-m conntrack --ctstate INVALID` match them."""
+    said: dict[tuple[int, str], str] = {}
+    for e in events:
+        if e.hook not in _NF or e.nf_hook not in _AFTER_CONNTRACK or e.ct_state != "none":
+            continue
+        why = runs.get((e.namespace, 6 if ":" in e.src else 4))
+        if why is None or (e.skb_id, e.namespace) in said:
+            continue  # conntrack may not run there: no entry says nothing
+        node = states[e.namespace].node if e.namespace in states else e.namespace
+        flags = f" [{_tcp_flags(e.tcp_flags)}]" if e.tcp_flags is not None else ""
+        said[(e.skb_id, e.namespace)] = (
+            f"{node} at {e.nf_hook}: {e.protocol} {e.src}:{e.sport} > {e.dst}:{e.dport}{flags} "
+            f"has no conntrack entry after conntrack looked at it (conntrack runs in {node}: "
+            f"{why})"
+        )
+    return list(said.values())
+
+
+def _tcp_flags(flags: int) -> str:
+    """As tcpdump writes them: S, F, R, P, . for ACK, U, E, W."""
+    order = ((0x02, "S"), (0x01, "F"), (0x04, "R"), (0x08, "P"), (0x10, "."), (0x20, "U"))
+    return "".join(c for bit, c in (*order, (0x40, "E"), (0x80, "W")) if flags & bit) or "none"
 
 
 def _unanswered(built: list[Series], source: str) -> int:

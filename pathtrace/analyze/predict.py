@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import replace
 from ipaddress import ip_address
 
-from pathtrace.analyze import routing
+from pathtrace.analyze import links, routing
 from pathtrace.analyze.chains import Chains, Flow, Stop
 from pathtrace.analyze.network import Network
 from pathtrace.analyze.overlay import through_vxlan
@@ -78,6 +78,16 @@ class Walk(Chains):
                 self._conntrack_out(node, flow)
                 self.step(node, iif, "deliver", f"{node} takes it in: {flow.dst} is its own")
                 raise Stop("delivered", node, None, (), "delivered")
+            if lookup.kind == "none" and links.owner(self.net.all, flow.dst) is None:
+                # Forwarding, on or off, would not send it anywhere (the Judge's
+                # causes.routes._held_by_none).
+                raise Stop(
+                    "stopped",
+                    node,
+                    "route.none",
+                    (ref("route", node, flow.dst),),
+                    f"no traced namespace holds {flow.dst}, and {node} has no route for it",
+                )
             self._forwarding(state, flow, iif)
             flow.ttl -= 1
             if flow.ttl <= 0:

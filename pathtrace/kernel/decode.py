@@ -167,6 +167,18 @@ class KernelSymbols:
         return f"{best[1].decode()}+{address - start:#x}"
 
 
+# skb->_nfct's low bits (enum ip_conntrack_info), and PT_CT_NONE: no entry.
+CT_INFO = {
+    0: "established",
+    1: "related",
+    2: "new",
+    3: "established reply",
+    4: "related reply",
+    7: "untracked",
+    0x80: "none",
+}
+
+
 def _ip(value: int) -> str:
     return socket.inet_ntoa(value.to_bytes(4, "big"))
 
@@ -230,6 +242,7 @@ def decode(raw: dict[str, Any], ctx: DecodeContext) -> Event:
         drop_reason=ctx.drop_reason(raw["drop_reason"]) if is_drop else None,
         location=ctx.symbol(raw["location"]) if is_drop else None,
         conntrack=ct,
+        ct_state=CT_INFO.get(raw["ct_info"], f"ctinfo {raw['ct_info']}"),
         dmac=_mac(raw.get("dmac", b"")),
         smac=_mac(raw.get("smac", b"")),
         outer=_outer(raw),

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pathtrace.errors import KernelUnsupported, ProbesMissing
-from pathtrace.kernel import hooks, libbpf, nflink
+from pathtrace.kernel import hooks, libbpf, nflink, reach
 from pathtrace.kernel.layout import EventLayout
 from pathtrace.kernel.refusals import Refusals
 from pathtrace.model.event import ENCAP_CODES, HOOK_MAX, TAG_KIND_NUMBERS, TagKind
@@ -30,10 +30,10 @@ from pathtrace.system import discover, netns, observe, privileges
 
 SHARED_MAPS = (
     "pt_events", "pt_tracked", "pt_lost", "pt_ids", "pt_flows", "pt_tunnels",
-    "pt_watch_vm", "pt_watch_ns", "pt_watch_inside", "pt_watch_stats",
+    "pt_watch_vm", "pt_watch_ns", "pt_watch_inside", "pt_watch_stats", "pt_watch_gate",
 )  # fmt: skip
 # pt_watch_stats' entries (enum pt_watch_stat, probes/include/pathtrace.h).
-WATCH_STATS = ("filtered", "matched", "over_limit", "undecided")
+WATCH_STATS = ("filtered", "matched", "over_limit", "undecided", "sampled_out", "reader_behind")
 # Linked last: its links go into the namespaces with rules, known once they are read.
 LINKED_LAST = "netfilter"
 
@@ -157,6 +157,8 @@ class Tracer:
         self.on_record: Callable[[], None] | None = None
         self._flow_layout: tuple[_Struct, _Struct] | None = None
         self._tunnel_layout: _Struct | None = None
+        # `watch`: pt_watch_gate's value and where sample_every is in it.
+        self._gate: tuple[bytearray, int] | None = None
         self._preloaded: dict[Path, libbpf.BpfObject | BaseException] = {}
         self._beginning: threading.Thread | None = None
         self._wake = (-1, -1)  # a pipe that ends the polling thread
@@ -291,6 +293,14 @@ class Tracer:
             self.statuses.extend(failures)  # what was tried first, and why not
             return
         self.statuses.extend(failures)
+        if family.required and self.watch_flows and any("too long" in f.reason for f in failures):
+            # E2BIG from the verifier: the watch's programs (filter, flow keys) are more
+            # than this kernel's verifier explores (Debian 12's 6.1 does so); runs load.
+            raise KernelUnsupported(
+                f"watch cannot arm on kernel {os.uname().release}: its verifier finds the "
+                f"watch's {family.name} programs too complex (E2BIG); `pathtrace run` works "
+                "here, watch needs a newer kernel (tested on 6.18)"
+            )
         if family.required:
             raise KernelUnsupported(
                 f"cannot trace: {family.name} hooks unavailable ("
@@ -454,6 +464,7 @@ class Tracer:
         for i, (code, jt, jf, k) in enumerate(program):
             struct.pack_into("=HBBI", value, offsets["insn"] + 8 * i, code, jt, jf, k)
         libbpf.map_update_percpu(fd, (0).to_bytes(4, "little"), bytes(value))
+        self._write_gate(program)
         for namespace in namespaces:
             inode = netns.inode(namespace)
             libbpf.map_update(where, struct.pack("=I", inode), b"\x01")
@@ -461,6 +472,28 @@ class Tracer:
         for namespace, ifindex in inside:
             key = struct.pack("=II", netns.inode(namespace), ifindex)
             libbpf.map_update(devices, key, b"\x01")
+
+    def _write_gate(self, program: Sequence[tuple[int, int, int, int]]) -> None:
+        """What the filter can accept by IP version and protocol (pt_watch_gate)."""
+        assert self._objects
+        size, members = libbpf.struct_members(self._objects[0].btf, "pt_watch_gate")
+        at = {name: offset for name, offset, _ in members}
+        scope = reach.reach(list(program), udp_tunnels=bool(self.tunnels))
+        value = bytearray(size)
+        for name, rows in (("pick", scope.pick), ("keyed", scope.keyed)):
+            value[at[name] : at[name] + 512] = rows[0] + rows[1]
+        value[at["pick6_extended"]] = scope.pick6_extended
+        self._gate = (value, at["sample_every"])
+        self.sample(1)
+
+    def sample(self, every: int) -> None:
+        """`watch`: of the new flows the filter matches from now on, follow 1 in
+        ``every`` (the others are followed silently and counted: sampled_out)."""
+        if self._gate is None:
+            raise ValueError("only a watching tracer samples")
+        value, at = self._gate
+        struct.pack_into("=I", value, at, every)
+        libbpf.map_update(self._shared["pt_watch_gate"], (0).to_bytes(4, "little"), bytes(value))
 
     def watch_stats(self) -> dict[str, int]:
         """What the filter cost and found so far (WATCH_STATS)."""

@@ -57,6 +57,7 @@ FIELDS: dict[str, int] = {
     "dmac": 6,
     "smac": 6,
     "family": 1,
+    "ct_info": 1,
     "ifname": 16,
     "saddr6": 16,
     "daddr6": 16,

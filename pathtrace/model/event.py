@@ -204,6 +204,11 @@ class Event:
     # from before 2026-11-29); `run` reads them for handshake segments only.
     tcp_seq: int | None = None
     tcp_payload: int | None = None
+    # What conntrack made of the sk_buff here (skb->_nfct): "new", "established",
+    # "related", "established reply", "related reply", "untracked", or "none" (no
+    # entry: not seen by conntrack yet, or found INVALID); None in bundles before
+    # 2026-11-30.
+    ct_state: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

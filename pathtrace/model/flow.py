@@ -15,6 +15,20 @@ from pathtrace.model.trace import Series, Verdict
 
 
 @dataclass(frozen=True)
+class SamplingStep:
+    at_s: float  # seconds since the watch was armed
+    every: int  # 1 in every: 1 is every flow
+    why: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"at_s": self.at_s, "every": self.every, "why": self.why}
+
+    def describe(self) -> str:
+        rate = "every new flow" if self.every == 1 else f"1 in {self.every} new flows"
+        return f"from +{self.at_s:.1f} s {rate} followed ({self.why})"
+
+
+@dataclass(frozen=True)
 class Place:
     """A place the flow's packets went through, with how many and how fast."""
 
@@ -43,6 +57,7 @@ class Flow:
     icmp_errors: list[str] = field(default_factory=list)  # what each ICMP error said
     translations: list[str] = field(default_factory=list)  # every distinct one seen
     conntrack: str | None = None  # the entry's state at the last hook that read it
+    invalid: list[str] = field(default_factory=list)  # packets conntrack held INVALID, where
     unanswered: int = 0  # requests after the last answer (UDP, ICMP): answers never came
     places: list[Place] = field(default_factory=list)
     not_kept: int = 0  # later sk_buffs of a long flow: counted, their events not kept
@@ -65,7 +80,9 @@ class WatchResult:
     ended: str  # "duration", "count", "interrupted", "stopped" (Watch.stop: a TUI)
     seconds: float
     flows: list[Flow]
-    stats: dict[str, int] = field(default_factory=dict)  # filtered, matched, over_limit, undecided
+    # filtered, matched, over_limit, undecided, sampled_out, reader_behind
+    stats: dict[str, int] = field(default_factory=dict)
+    sampling: list[SamplingStep] = field(default_factory=list)  # the rate's changes
     lost: dict[str, int] = field(default_factory=dict)  # hook -> events lost
     hooks: list[dict[str, object]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
@@ -91,6 +108,19 @@ class WatchResult:
             notes.append(
                 f"{undecided} packets went unfiltered: the filter's run was interrupted "
                 "by another probe's on the same CPU three times; not followed"
+            )
+        if self.sampling:
+            out = self.stats.get("sampled_out", 0)
+            notes.append(
+                "sampled: "
+                + "; ".join(step.describe() for step in self.sampling)
+                + f"; {out} new flows the filter matched were not followed"
+            )
+        behind = self.stats.get("reader_behind", 0)
+        if behind:
+            notes.append(
+                f"{behind} new flows the filter matched while the reader was behind (half "
+                "the ring buffer unread) were not followed"
             )
         lost = sum(self.lost.values())
         if lost:

@@ -17,6 +17,12 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+# A rule that needs conntrack: matches or sets its state, or translates.
+_CT_WORDS = re.compile(
+    r"\bct (state|status|direction|mark|zone|helper|count|original|reply)\b"
+    r"|\b(masquerade|snat|dnat|redirect)\b"
+)
+
 
 @dataclass(frozen=True)
 class LiveChain:
@@ -132,6 +138,20 @@ class Ruleset:
             if (rule.family, rule.table, rule.chain, rule.comment) == (family, table, chain, name):
                 return rule
         return None
+
+    def conntrack_users(self, family: str = "ip") -> list[str]:
+        """What makes conntrack run in the namespace for ``family``: a NAT base chain
+        (NAT needs it) or a rule that reads or sets conntrack's state (``ct ...``);
+        conntrack attaches an entry to each packet there, or to none if INVALID."""
+        found = [
+            f"{c.family} {c.table} {c.name} (a nat chain)"
+            for c in self.chains
+            if c.type == "nat" and c.hook and c.family in (family, "inet")
+        ]
+        found += [
+            r.cited for r in self.rules if r.family in (family, "inet") and _CT_WORDS.search(r.text)
+        ]
+        return found
 
     def rules_at(self, hook: str, family: str = "ip") -> list[LiveRule]:
         """Rules a packet can meet at ``hook`` (PREROUTING, FORWARD, ...) in the

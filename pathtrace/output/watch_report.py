@@ -29,6 +29,7 @@ def to_json(result: WatchResult) -> dict[str, Any]:
         "ended": result.ended,
         "seconds": result.seconds,
         "stats": result.stats,
+        "sampling": [step.to_json() for step in result.sampling],
         "lost": result.lost,
         "notes": result.notes,
         "hooks": result.hooks,
@@ -84,6 +85,7 @@ def flow_text(flow: Flow) -> list[str]:
     out += [f"  ICMP error from {e}" for e in flow.icmp_errors]
     if flow.conntrack:
         out.append(f"  conntrack: {flow.conntrack}")
+    out += [f"  conntrack INVALID: {i}" for i in flow.invalid]
     if flow.unanswered:
         out.append(f"  {flow.unanswered} requests after the last answer: their answers never came")
     if flow.not_kept:

@@ -92,6 +92,11 @@ struct pt_event {
 	__u8 dmac[6];   /* device and bridge hooks: the frame's Ethernet addresses */
 	__u8 smac[6];   /* (zero where no Ethernet header is set) */
 	__u8 family;    /* 4 or 6: which of saddr/daddr and saddr6/daddr6 hold the addresses */
+	/* What conntrack made of the skb here: skb->_nfct's low bits (enum
+	 * ip_conntrack_info: 0 established, 1 related, 2 new, 3 established reply,
+	 * 4 related reply, 7 untracked), or PT_CT_NONE where no entry is attached
+	 * (not seen by conntrack yet, or seen and found INVALID). */
+	__u8 ct_info;
 	char ifname[PT_IFNAMSIZ];
 	__u8 saddr6[16]; /* IPv6, network order (family 6); ip_id holds the flow label's */
 	__u8 daddr6[16]; /* low 16 bits, ttl the hop limit; conntrack tuples stay zero */
@@ -166,13 +171,37 @@ struct pt_watch_filter {
 	struct pt_watch_insn insn[PT_FILTER_INSNS];
 };
 
+/* `watch`: what the filter can accept at all, by IP version (0: 4, 1: 6) and the
+ * protocol byte of the IP header, worked out by the loader from the filter
+ * (pathtrace/kernel/reach.py). Traffic of a protocol the filter never accepts
+ * is not run through it, and its headers past IP are not read where no flow of
+ * that protocol can be followed (keyed). */
+struct pt_watch_gate {
+	__u8 pick[2][256];
+	__u8 keyed[2][256];
+	__u8 pick6_extended; /* an IPv6 packet with extension headers */
+	__u8 pad[3];
+	/* Sampling: of the new flows the filter matches, 1 in sample_every is
+	 * followed and reported; the others are followed silently (their packets
+	 * known by key, so none is picked again mid-flow) and counted. 0 or 1:
+	 * every flow. The loader changes it while armed. */
+	__u32 sample_every;
+};
+
+#define PT_CT_NONE 0x80
+
+/* A silent flow's index: followed for its identity only, no events. */
+#define PT_FLOW_SILENT 0xfffffffeU
+
 /* pt_watch_stats (per CPU): what the filter cost and found. */
 enum pt_watch_stat {
 	PT_WATCH_RUNS = 0,      /* packets the filter was run on */
 	PT_WATCH_MATCHED = 1,   /* of those, matched: a new flow followed */
 	PT_WATCH_OVER = 2,      /* matched past the flow limit: not followed */
 	PT_WATCH_UNDECIDED = 3, /* runs interrupted (by another probe on the CPU) thrice */
-	PT_WATCH_STATS = 4,
+	PT_WATCH_SAMPLED_OUT = 4, /* matched, a new flow, left out by sampling (silent) */
+	PT_WATCH_BEHIND = 5,      /* the same, left out while the reader was behind */
+	PT_WATCH_STATS = 6,
 };
 
 #endif

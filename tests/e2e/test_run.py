@@ -70,6 +70,21 @@ def test_ping_to_the_internet_is_answered_through_masquerade(lab: topology.Topol
         assert probe.reply.hops[-1].node == "container1"
 
 
+def test_an_address_nobody_holds_is_said_so_not_a_forwarding_fault(
+    lab: topology.Topology,
+) -> None:
+    """8.8.8.9 reaches wan (host's default route), which holds no such address and
+    has no route for it: forwarding there would not send it anywhere, so turning it
+    on is no fix (the state shows wan has no route; no namespace holds it)."""
+    (probe,) = run(lab, "ping", "8.8.8.9", count=1).probes
+    v = probe.verdict
+    assert v.outcome == "dropped" and v.where == "wan/eth0", v
+    assert v.code == "route.none" and v.objects == ["route:wan/8.8.8.9"], v
+    assert v.cause is not None and v.cause.startswith("no traced namespace holds 8.8.8.9, and wan")
+    assert v.fix is not None and "ip_forward" not in v.fix and "sysctl" not in v.fix, v.fix
+    assert [p.code for p in v.predicted] == ["route.none"], v.predicted
+
+
 def test_udp_and_tcp_to_the_internet(lab: topology.Topology) -> None:
     udp = run(lab, "udp", "8.8.8.8", 53)
     assert [p.verdict.outcome for p in udp.probes] == ["answered", "answered"]

@@ -70,6 +70,40 @@ try:
 except OSError as e:
     print("failed:", e)
 '''
+RESOLVE_12 = '''
+import socket
+for _ in range(12):  # a socket, a source port, a flow each
+    try:
+        socket.getaddrinfo("example.com", 80, socket.AF_INET, socket.SOCK_DGRAM)
+    except OSError as e:
+        print("failed:", e)
+'''
+# A TCP segment with SYN and FIN both set, from a raw socket: conntrack in gw finds
+# no connection it could start or follow (INVALID), and gw's INVALID rule drops it.
+INVALID = '''
+import socket, struct
+src, dst = socket.inet_aton("10.7.0.1"), socket.inet_aton("10.7.0.254")
+def segment(csum):
+    return struct.pack("!HHIIBBHHH", 40999, 8080, 1, 0, 5 << 4, 0x03, 1024, csum, 0)
+def checksum(data):
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+pseudo = src + dst + struct.pack("!BBH", 0, 6, 20)
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+s.sendto(segment(checksum(pseudo + segment(0))), ("10.7.0.254", 0))
+'''
+# Datagrams from a new source port each, as fast as Python sends them: each a flow.
+FLOOD = '''
+import socket, struct, time
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+end, port = time.monotonic() + 1.5, 20000
+while time.monotonic() < end:
+    for _ in range(200):
+        port = port + 1 if port < 60000 else 20000
+        s.sendto(struct.pack("!HHHH", port, 9999, 8, 0), ("10.8.0.2", 0))
+'''
 TRAFFIC = '''
 import socket, subprocess
 subprocess.run(["ping", "-c", "20", "-i", "0.01", "-q", "10.8.0.2"], capture_output=True)
@@ -121,11 +155,23 @@ out["saved"]["list"] = subprocess.run(
     [sys.executable, "-m", "pathtrace", "bundle", "list", "/run/bundles"],
     capture_output=True, text=True).stdout
 out["saved"]["files"] = sorted(__import__("os").listdir("/run/bundles/dns"))
+# 1 in 3 of the 12 queries followed; the others followed silently through the DNAT
+# and masquerade, so that no answer of theirs is taken for a flow of its own.
+out["sampled"] = watch("udp port 53", [sys.executable, "-c", RESOLVE_12], "--sample", "3",
+                       "--duration", "6")
+sh("ip netns exec gw iptables -A INPUT -m conntrack --ctstate INVALID -j DROP")
+out["invalid"] = watch("tcp port 8080", [sys.executable, "-c", INVALID], "--duration", "3")
+sh("ip netns exec gw iptables -D INPUT -m conntrack --ctstate INVALID -j DROP")
 out["reset"] = watch("tcp port 8082", ["curl", "-s", "-m", "3", "http://10.7.0.254:8082/"],
                      "--count", "1", "--duration", "20")
 out["pinged"] = watch("icmp", ["ping", "-c", "2", "-i", "0.2", "10.8.0.2"], "--count", "1",
                       "--duration", "20")
+out["flood"] = watch("udp dst port 9999", [sys.executable, "-c", FLOOD], "--duration", "4",
+                     "--max-flows", "3000", "--packets-kept", "1")
 out["unmatched"] = watch("udp port 53", [sys.executable, "-c", TRAFFIC], "--duration", "3")
+# A filter on an address: the probes cannot rule the traffic out by its protocol.
+out["unmatched_host"] = watch("host 10.99.0.9", [sys.executable, "-c", TRAFFIC], "--duration",
+                              "3")
 out["refused"] = watch("tcp port 8080", ["curl", "-s", "-m", "3", "http://10.7.0.254:8080/"],
                        "--count", "1", "--duration", "20")
 sh("ip netns exec gw iptables -A FORWARD -i vc -p udp --sport 53 -j DROP")
@@ -231,6 +277,38 @@ def test_a_saved_watch_holds_the_flows_packets_on_every_interface(seen: Any) -> 
     assert "watch 'udp port 53': 1 flows, 0 failed" in case["list"], case["list"]
 
 
+def test_sampled_flows_are_followed_whole_and_the_others_counted(seen: Any) -> None:
+    case = seen["sampled"]
+    flows = _flows(case)
+    report = case["report"]
+    queries = [line for line in case["tcpdump"]["c1"].splitlines() if ".53: " in line]
+    assert len(queries) == 12, case["tcpdump"]["c1"]
+    assert report["sampling"] == [{"at_s": 0.0, "every": 3, "why": "--sample"}]
+    # The 1st, 4th, 7th and 10th query; none of the 8 others' answers taken for a flow.
+    assert report["stats"]["sampled_out"] == 8, report["stats"]
+    assert len(flows) == 4, [f["client"] for f in flows]
+    for flow in flows:
+        assert flow["client"].startswith("10.7.0.1:"), flow["client"]
+        assert flow["verdict"]["outcome"] == "answered", flow["verdict"]
+        assert _first(flow, "request")[0]["node"] == "c1"
+    assert any(
+        "1 in 3 new flows followed (--sample)" in n and "8 new flows" in n for n in report["notes"]
+    ), report["notes"]
+
+
+def test_a_segment_conntrack_holds_invalid_is_said_so_and_its_drop_named(seen: Any) -> None:
+    flows = _flows(seen["invalid"])
+    assert len(flows) == 1, flows
+    flow = flows[0]
+    assert flow["invalid"] and flow["invalid"][0].startswith("gw at PREROUTING: tcp "), flow
+    assert "[SF]" in flow["invalid"][0] and "a nat chain" in flow["invalid"][0], flow["invalid"]
+    verdict = flow["verdict"]
+    assert verdict["outcome"] == "dropped" and verdict["where"].startswith("gw"), verdict
+    assert "INVALID" in verdict["cause"] or "invalid" in verdict["cause"], verdict
+    # Packets conntrack gave entries to, and those where it may not run, are not INVALID.
+    assert all(not f["invalid"] for f in _flows(seen["answered"]))
+
+
 def test_a_dropped_answer_is_explained_with_the_rule(seen: Any) -> None:
     case = seen["dropped"]
     assert case["client"].startswith("failed"), case
@@ -240,7 +318,9 @@ def test_a_dropped_answer_is_explained_with_the_rule(seen: Any) -> None:
     verdict = flow["verdict"]
     assert verdict["outcome"] == "dropped" and verdict["where"].startswith("gw"), verdict
     assert "--sport 53 -j DROP" in verdict["cause"] or "sport 53" in verdict["cause"], verdict
-    assert "nf:gw/ip filter FORWARD handle 2" in verdict["objects"], verdict
+    # The handle the cause cites (the INVALID case's rule came and went before it).
+    handle = verdict["cause"].split("rule filter FORWARD handle ", 1)[1].split(":", 1)[0]
+    assert f"nf:gw/ip filter FORWARD handle {handle}" in verdict["objects"], verdict
     reply = _first(flow, "reply")
     assert reply[0]["node"] == "srv" and reply[-1]["action"] == "drop", reply
     # glibc asked again: every query went out, and no answer came back (tcpdump agrees).
@@ -339,13 +419,38 @@ def test_a_query_from_an_address_gw_cannot_route_back_is_the_reverse_path_filter
     assert flow["verdict"]["outcome"] == "answered", flow["verdict"]
 
 
+def test_a_flood_of_new_flows_is_accounted_for_packet_by_packet(seen: Any) -> None:
+    """More new flows than the reader takes: every packet the filter matched is
+    followed, over the flow limit, sampled out, or left out while the reader was
+    behind; what was left out or lost is said."""
+    case = seen["flood"]
+    report = case["report"]
+    assert report is not None, case["stderr"]
+    stats, lost = report["stats"], sum(report["lost"].values())
+    accounted = stats["matched"] + stats["over_limit"] + stats["sampled_out"]
+    assert stats["filtered"] == accounted + stats["reader_behind"], stats
+    assert stats["matched"] == 3000 and stats["over_limit"] > 0, stats
+    assert 0 < len(report["flows"]) <= 3000
+    notes = " ".join(report["notes"])
+    assert "after 3000 flows (the limit)" in notes, notes
+    assert ("while the reader was behind" in notes) == (stats["reader_behind"] > 0), notes
+    assert ("lost to a full ring buffer" in notes) == (lost > 0), notes
+    for step in report["sampling"]:  # the rate rises only on losses, and says so
+        assert "events lost" in step["why"] or "no event lost" in step["why"], step
+
+
 def test_traffic_the_filter_does_not_match_leaves_no_events(seen: Any) -> None:
     case = seen["unmatched"]
     report = case["report"]
     assert report is not None, case["stderr"]
     assert report["flows"] == [] and report["events"] == [], report["flows"]
-    # The filter ran on the ping and TCP packets entering the watched namespaces,
-    # and matched none (the probes' own counters).
+    # ICMP and TCP: protocols 'udp port 53' never accepts, passed over before the
+    # filter (the probes' own counters).
+    assert report["stats"]["filtered"] == 0 and report["stats"]["matched"] == 0, report["stats"]
+    # A filter on an address runs on the ping and TCP packets entering the watched
+    # namespaces, and matches none.
+    report = seen["unmatched_host"]["report"]
+    assert report["flows"] == [] and report["events"] == [], report["flows"]
     assert report["stats"]["filtered"] >= 40 and report["stats"]["matched"] == 0, report["stats"]
 
 

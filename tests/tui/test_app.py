@@ -263,7 +263,7 @@ def _our_programs() -> int:
 
 @pytest.mark.root
 def test_live_watch_mode_shows_a_pings_flow_as_it_goes(
-    lab: topology.Topology, topology_file: Path
+    lab: topology.Topology, topology_file: Path, tmp_path: Path
 ) -> None:
     """w opens watch mode; the filter picks a real ping's packets, the flow appears
     while the watch runs, its path and verdict on the right are what `pathtrace
@@ -271,7 +271,7 @@ def test_live_watch_mode_shows_a_pings_flow_as_it_goes(
     before = _our_programs()
 
     async def scenario() -> None:
-        app: PathtraceApp = make_app(lab, topology_file.read_text())
+        app: PathtraceApp = make_app(lab, topology_file.read_text(), bundles_dir=tmp_path)
         async with app.run_test(size=(140, 45)) as pilot:
             await pilot.press("w")
             await pilot.pause()
@@ -300,6 +300,15 @@ def test_live_watch_mode_shows_a_pings_flow_as_it_goes(
             assert "SNAT by rule masquerade" in shown and "3 request, 3 reply" in shown, shown
             # The pane is the library's text of the flow (what `pathtrace watch` prints).
             assert shown == "\n".join(flow_text(screen.flows[0]))
+            # ctrl+s saves the watch as `watch --save` does, captures included.
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: "saved the watch of 'icmp'" in text_of(status))
+            saved = Path(text_of(status).rsplit(": ", 1)[1].strip())
+            assert {"report.json", "trace.pcapng", "events.jsonl"} <= {
+                p.name for p in saved.iterdir()
+            }
+            report = json.loads((saved / "report.json").read_text())
+            assert len(report["flows"]) == 1 and report["capture"]["packets"] >= 6, report
             await pilot.press("escape")
             await pilot.pause()
             assert not isinstance(app.screen, WatchScreen)

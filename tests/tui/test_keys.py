@@ -16,6 +16,7 @@ from pathtrace.tui import make_app
 from pathtrace.tui.app import PathtraceApp
 from pathtrace.tui.screens.detail import DetailScreen
 from pathtrace.tui.screens.help import HelpScreen
+from pathtrace.tui.widgets.diagnosis import DiagnosisPane
 from pathtrace.tui.widgets.packet_view import ExplainView, PacketView
 from pathtrace.tui.widgets.timeline import HopTimeline
 from pathtrace.tui.widgets.topology import TopologyPane
@@ -310,3 +311,40 @@ def test_refreshing_the_lab_pane_waits_for_a_lab_job() -> None:
         assert status(app) == "lab pane: read again"
 
     drive(lab_app(), scenario)
+
+
+def test_the_lab_pane_writes_addresses_as_they_are() -> None:
+    """``fd00:100::2/64`` is no markup: rich would make ``:100:`` an emoji."""
+
+    async def scenario(app: PathtraceApp, pilot: object) -> None:
+        pane = app.query_one(TopologyPane)
+        app._show_topology(app.topology, None, "")
+        await pilot.pause()  # type: ignore[attr-defined]
+        labels = []
+        todo = [pane.root]
+        while todo:
+            node = todo.pop()
+            labels.append(str(node.label))
+            todo.extend(node.children)
+        shown = "\n".join(labels)
+        assert "veth-cont1 192.168.100.2/24 fd00:100::2/64" in shown, shown
+        assert "\N{HUNDRED POINTS SYMBOL}" not in shown
+
+    drive(lab_app(), scenario)
+
+
+def test_the_diagnosis_scrolls_to_its_fix_and_evidence() -> None:
+    """A diagnosis longer than its pane (cause, fix, evidence) scrolls, so the last
+    line can be read."""
+
+    async def scenario(app: PathtraceApp, pilot: object) -> None:
+        pane = app.query_one(DiagnosisPane)
+        await wait_until(pilot, lambda: "fix:" in pane.text())
+        await pilot.pause()  # type: ignore[attr-defined]
+        # Wrapped, the cause, fix and evidence are more lines than the pane shows.
+        assert pane.virtual_size.height > pane.size.height, (pane.virtual_size, pane.size)
+        pane.focus()
+        await pilot.press("end")  # type: ignore[attr-defined]
+        await wait_until(pilot, lambda: pane.scroll_y == pane.max_scroll_y > 0)
+
+    drive(make_app(bundle=EXAMPLES / "forward-drop"), scenario, size=(80, 24))

@@ -23,7 +23,8 @@ ALLOWED: dict[str, set[str]] = {
     "lab": BASE,
     "analyze": {"model"},
     "session": BASE | {"kernel", "inject", "capture", "lab", "analyze"},
-    "watch": BASE | {"kernel", "capture", "lab", "analyze", "session"},
+    "sampling": {"model"},  # watch's rate policy
+    "watch": BASE | {"kernel", "capture", "lab", "analyze", "session", "sampling"},
     "output": BASE | {"analyze"},
     "doctor": BASE | {"kernel"},
     "config": {"lab"},  # the user's defaults (DEFAULT_SOURCE is the lab's)

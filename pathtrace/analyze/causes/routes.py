@@ -164,6 +164,11 @@ def routing_drop(
     forwarding = not state.owns(packet.dst) and not sent_here
     if sent_here:
         iif = None  # its route lookup is the output one: no input interface
+    if forwarding and links.owner(net.all, packet.dst) is None:
+        # Forwarding off is the cause only where forwarding would take it on.
+        nowhere = _held_by_none(net, state, packet.dst, packet.src if iif else None, iif, drop)
+        if nowhere is not None:
+            return None, nowhere
     if forwarding and ":" in packet.dst and state.sysctl("net.ipv6.conf.all.forwarding") == "0":
         key = "net.ipv6.conf.all.forwarding"
         return None, Finding(
@@ -212,6 +217,29 @@ def routing_drop(
             net, state, found, packet.dst, packet.src if iif else None, iif, drop.mark
         )
     return None
+
+
+def _held_by_none(
+    net: Network, state: NamespaceState, dst: str, src: str | None, iif: str | None, drop: Hop
+) -> Finding | None:
+    """No traced namespace holds ``dst``, and the node where it stopped has no route
+    for it: turning forwarding on there would not send it anywhere."""
+    lookup = routing.route_get(state, dst, src, iif, drop.mark)
+    if not lookup.refused or lookup.kind != "none":
+        return None
+    node = state.node
+    key = "net.ipv6.conf.all.forwarding" if ":" in dst else "net.ipv4.ip_forward"
+    off = [f"{node}: {key}={state.sysctl(key)}"] if state.sysctl(key) == "0" else []
+    return Finding(
+        "route.none",
+        (ref("route", node, dst),),
+        f"no traced namespace holds {dst}, and {node}, where it arrived, has no route for it"
+        + (f" (nor does it forward: {key} is 0)" if off else ""),
+        # Not the lab's restore: no fix makes an address exist.
+        f"check the destination: no traced namespace holds {dst} (a route for it in "
+        f"{node}, and forwarding there, would only send it further)",
+        [f"{node}: {lookup.describe()}", *off],
+    )
 
 
 def refused_lookup(

@@ -49,6 +49,7 @@ class WatchScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "leave", "back (ends the watch)"),
         Binding("s", "stop", "stop"),
+        Binding("ctrl+s", "save", "save"),
     ]
     REFRESH = 0.3  # seconds between looks at what the watch has collected
 
@@ -61,6 +62,7 @@ class WatchScreen(Screen[None]):
         self.leaving = False
         self.flows: list[Flow] = []
         self.seen_events = -1
+        self.result: WatchResult | None = None  # the last watch, once it ended
 
     def compose(self) -> ComposeResult:
         yield Input(
@@ -102,7 +104,8 @@ class WatchScreen(Screen[None]):
         from pathtrace.watch import Watch, WatchOptions
 
         try:
-            watch = Watch(WatchOptions(expression), self.topology)
+            # Captured as `watch --save` does, so that the watch can be saved when it ends.
+            watch = Watch(WatchOptions(expression, capture=True), self.topology)
         except PathtraceError as error:
             self.say(str(error))
             return
@@ -110,7 +113,7 @@ class WatchScreen(Screen[None]):
             self.say, f"watching '{expression}' entering {', '.join(nodes)}; s stops it"
         )
         self.watching, self.expression, self.running = watch, expression, True
-        self.flows, self.seen_events = [], -1
+        self.flows, self.seen_events, self.result = [], -1, None
         self._show_flows()
         self.say(f"arming the probes for '{expression}'...")
         self.query_one("#flows", OptionList).focus()
@@ -134,6 +137,7 @@ class WatchScreen(Screen[None]):
     def on_watch_ended(self, message: WatchEnded) -> None:
         result = message.result
         self.running = False
+        self.result = result
         self.flows = result.flows
         self._show_flows()
         self.say(
@@ -184,6 +188,30 @@ class WatchScreen(Screen[None]):
         if self.watching is not None and self.running:
             self.watching.stop()
             self.say("stopping...")
+
+    def action_save(self) -> None:
+        if self.running:
+            self.say("the watch is running: s stops it, then ctrl+s saves it")
+        elif self.result is None:
+            self.say("nothing to save: watch a filter first")
+        else:
+            self.save_watch(self.result)
+
+    @work(thread=True, group="save", exit_on_error=False)
+    def save_watch(self, result: WatchResult) -> None:
+        """The bundle `watch --save` writes (report, events, state, trace.pcapng)."""
+        # lazy: scapy's pcapng writer loads only for a save
+        from pathtrace.output import watch_bundle
+        from pathtrace.output.bundle import DEFAULT_DIR
+
+        try:
+            root = getattr(self.app, "bundles_dir", DEFAULT_DIR)
+            folder = watch_bundle.destination(result.expression, root=root)
+            path = watch_bundle.save(result, folder)
+        except Exception as error:  # a full disk, a read-only folder: said, not fatal
+            self.app.call_from_thread(self.say, f"save failed: {str(error).splitlines()[0]}")
+            return
+        self.app.call_from_thread(self.say, f"saved the watch of '{result.expression}': {path}")
 
     def action_leave(self) -> None:
         if self.running and self.watching is not None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from pathtrace.model.result import RunResult
@@ -16,8 +18,21 @@ _STYLE = {
 }
 
 
-class DiagnosisPane(Static):
+class DiagnosisPane(VerticalScroll):
+    """Scrolls (wheel, or arrows once focused): a fix and the evidence come after
+    the cause and would otherwise be cut at the pane's height."""
+
     DEFAULT_CSS = "DiagnosisPane { height: auto; max-height: 8; padding: 0 1; }"
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="diagnosis-text")
+
+    def text(self) -> str:
+        """What the pane says (what a test reads)."""
+        return str(self.query_one("#diagnosis-text", Static).content)
+
+    def update(self, text: Text | str) -> None:
+        self.query_one("#diagnosis-text", Static).update(text)
 
     def show(self, result: RunResult | None, index: int = 0) -> None:
         if result is None or not result.probes:
