@@ -12,6 +12,8 @@ sampled, losses said).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pathtrace.model.flow import SamplingStep
 
 # How often the rate is reconsidered, the calm spell before it is lowered, and
@@ -34,12 +36,13 @@ class Sampler:
         self._checked = 0.0
         self._calm_since = 0.0
 
-    def consider(self, now_s: float, lost: int) -> int | None:
-        """The new rate to write at ``now_s`` (seconds since arming), given the
-        events lost in all, or None to keep the rate."""
+    def consider(self, now_s: float, lost: Callable[[], int]) -> int | None:
+        """The new rate to write at ``now_s`` (seconds since arming), or None to keep
+        the rate; ``lost`` reads the events lost in all (asked only when due)."""
         if self.fixed is not None or now_s - self._checked < EVERY_S:
             return None
-        fresh, self._lost = lost - self._lost, lost
+        total = lost()
+        fresh, self._lost = total - self._lost, total
         since, self._checked = now_s - self._checked, now_s
         if fresh > 0:
             self._calm_since = now_s

@@ -204,7 +204,7 @@ class Watch:
                 while True:
                     fresh = take()
                     now = time.monotonic()
-                    rate = sampler.consider(now - begun, sum(tracer.lost().values()))
+                    rate = sampler.consider(now - begun, lambda: sum(tracer.lost().values()))
                     if rate is not None:
                         tracer.sample(rate)
                     if o.duration is not None and now - begun >= o.duration:

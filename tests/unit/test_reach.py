@@ -10,6 +10,7 @@ expressions plainly exclude.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -173,15 +174,21 @@ def test_unknown_bits_are_never_decided() -> None:
 
 def test_sampling_doubles_while_events_are_lost_and_halves_after_calm() -> None:
     s = Sampler()
-    assert s.consider(0.6, 0) is None
-    assert s.consider(1.2, 500) == 2
-    assert s.consider(1.3, 900) is None  # reconsidered every half second
-    assert s.consider(1.8, 900) == 4
-    assert s.consider(2.4, 900) is None
-    assert s.consider(1.8 + CALM_S + 0.1, 900) == 2
+    asked = []
+
+    def lost(n: int) -> Callable[[], int]:
+        return lambda: asked.append(n) or n
+
+    assert s.consider(0.6, lost(0)) is None
+    assert s.consider(1.2, lost(500)) == 2
+    assert s.consider(1.3, lost(900)) is None  # reconsidered every half second
+    assert asked == [0, 500]  # the kernel's counters read only when due
+    assert s.consider(1.8, lost(900)) == 4
+    assert s.consider(2.4, lost(900)) is None
+    assert s.consider(1.8 + CALM_S + 0.1, lost(900)) == 2
     assert [step.every for step in s.steps] == [2, 4, 2]
     assert "400 events lost" in s.steps[1].describe() and "1 in 4" in s.steps[1].describe()
     fixed = Sampler(8)
-    assert fixed.consider(5.0, 10_000) is None and fixed.every == 8
+    assert fixed.consider(5.0, lost(10_000)) is None and fixed.every == 8
     assert fixed.steps[0].why == "--sample"
     assert Sampler(1).steps == []
