@@ -1,3 +1,3 @@
-from pathtrace.cli import main
+from pathtrace.cli import entry
 
-raise SystemExit(main())
+entry()

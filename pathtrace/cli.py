@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from pathtrace.config import Config
 from pathtrace.config import load as load_config
@@ -336,7 +336,9 @@ def _run(args: argparse.Namespace) -> int:
         # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
         from pathtrace.session import Run
 
-        result = Run(options, topo, text, progress=_progress, tracer=tracer).execute()
+        run = Run(options, topo, text, progress=_progress, tracer=tracer)
+        run.while_loading = lambda: _import_report(args.format)
+        result = run.execute()
     except BaseException:
         tracer.stop()
         if folder is not None:
@@ -420,6 +422,19 @@ def _watch(args: argparse.Namespace) -> int:
         return 130
     failed = [f for f in result.flows if f.verdict.outcome in ("dropped", "lost", "rejected")]
     return 1 if failed else 0
+
+
+def _import_report(form: str) -> None:
+    """The report's modules, imported while the kernel verifies the probes."""
+    if form == "json":
+        import pathtrace.output.json_report  # noqa: F401  # lazy: imported early, on purpose
+    elif form in ("markdown", "mermaid"):
+        import pathtrace.output.markdown  # noqa: F401  # lazy: imported early, on purpose
+    else:
+        import rich.console  # noqa: F401
+        import rich.table  # noqa: F401
+
+        import pathtrace.output.text  # noqa: F401  # lazy: imported early, on purpose
 
 
 def _print_result(result: Any, form: str) -> None:
@@ -623,6 +638,21 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 def _one_line(text: str) -> str:
     """What the user typed may hold newlines and escapes: shown as escapes, on one line."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def entry() -> NoReturn:
+    """The command line as a process (the `pathtrace` script, `python -m pathtrace`):
+    ``main()``, then out without tearing the interpreter down (~40 ms of a 0.45 s
+    run, measured). What the command made is closed by then or by the kernel
+    as the process ends (BPF links and programs, sockets, locks); the output is
+    flushed first."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader gone (`| head`), a stream closed
+            pass
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

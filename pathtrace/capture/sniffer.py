@@ -121,13 +121,11 @@ class Capture:
             except OSError:
                 pass
             self._selector.unregister(sock)
-        # Closing a packet socket waits for an RCU grace period (~4 ms here):
-        # closed side by side, 32 sockets cost one wait, not 32.
-        closers = [threading.Thread(target=sock.close) for sock in self._sockets]
-        for closer in closers:
-            closer.start()
-        for closer in closers:
-            closer.join()
+        # Closing a packet socket waits for an RCU grace period (~4 ms here, 12-17 ms
+        # for 11 sockets, measured): closed side by side and not waited for, as
+        # everything they caught has been read above; they are unbound by then.
+        for sock in self._sockets:
+            threading.Thread(target=sock.close, name="pathtrace-close", daemon=True).start()
         self._sockets.clear()
         self._selector.close()
         for fd in (self._wake_read, self._wake_write):

@@ -47,7 +47,23 @@ def for_probes(options: RunOptions, run: int) -> Tracer:
         index_limit=options.count,
         ip_versions=(options.target.version,),
         by_flow=options.kind in ("udp", "dns"),
+        ring_bytes=ring_for(options.count),
     )
+
+
+# The events' ring buffer: 8 MB holds ~32,000 events unread (`watch` at 10,000
+# packets a second loses none); a run needs room for what its probes can make
+# at once: ~31 events a probe through the lab's NAT, 264 bytes each, so 32 KB
+# a probe is twice that. At least 1 MB (~4,000 events).
+RING_BYTES = 8 << 20
+_RING_PER_PROBE = 32 << 10
+_RING_LEAST = 1 << 20
+
+
+def ring_for(count: int) -> int:
+    """A ring buffer's size (a power of two, as the kernel requires) for ``count`` probes."""
+    wanted = max(_RING_LEAST, count * _RING_PER_PROBE)
+    return min(RING_BYTES, 1 << (wanted - 1).bit_length())
 
 
 def for_watch(flows: int, run: int) -> Tracer:
@@ -112,8 +128,13 @@ class Tracer:
         by_flow: bool = False,
         tunnels: Sequence[tuple[int, str]] = (),
         watch_flows: int = 0,
+        ring_bytes: int = RING_BYTES,
     ) -> None:
         self.run = run & 0xFFFFFFFF
+        # The events' ring buffer: its pages are mapped into this process (twice:
+        # the data area is mapped again to read across its end), so they are
+        # part of its resident size.
+        self.ring_bytes = ring_bytes
         # `watch`: how many flows the filter may start (0: a run of tagged probes).
         self.watch_flows = watch_flows
         # UDP probes: an answer is any datagram of the reverse flow (common.bpf.h).
@@ -161,6 +182,8 @@ class Tracer:
         self._gate: tuple[bytearray, int] | None = None
         self._preloaded: dict[Path, libbpf.BpfObject | BaseException] = {}
         self._beginning: threading.Thread | None = None
+        self._preparing: threading.Thread | None = None
+        self._prepare_error: BaseException | None = None
         self._wake = (-1, -1)  # a pipe that ends the polling thread
         self._begin_error: BaseException | None = None
 
@@ -195,20 +218,73 @@ class Tracer:
         except BaseException as error:  # raised again by finish(), in the caller's thread
             self._begin_error = error
 
-    def _begin(self) -> None:
-        """Loads and attaches every family but the one linked last, and loads that one."""
+    def prepare(self) -> None:
+        """Starts verifying the programs in a thread, attaching nothing: a tracer made
+        ahead of the run that will use it (``begin()`` then only attaches)."""
+        # A daemon: a process that ends before its next run does not wait for it.
+        self._preparing = threading.Thread(
+            target=self._prepare_apart, name="pathtrace-verify", daemon=True
+        )
+        self._preparing.start()
+
+    def wait_prepared(self) -> None:
+        """Returns once ``prepare()``'s verifying has ended (well or not)."""
+        preparing = self._preparing
+        if preparing is not None:
+            preparing.join()
+
+    def _prepare_apart(self) -> None:
+        try:
+            self._prepare()
+        except BaseException as error:  # raised again by begin()/finish()
+            self._prepare_error = error
+
+    def _prepare(self) -> None:
+        """Reads the kernel's facts, makes the shared maps and verifies every family's
+        first object."""
         privileges.require("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_BPF", doing="tracing")
-        self.facts = facts = hooks.KernelFacts.read()
+        # The doctor asks the kernel afresh; a run takes this boot's answers.
+        read = hooks.KernelFacts.read if self.ask_kernel_again else hooks.KernelFacts.remembered
+        self.facts = facts = read()
         if not facts.btf:
             raise KernelUnsupported(
                 "this kernel has no BTF (/sys/kernel/btf/vmlinux): build it with "
                 "CONFIG_DEBUG_INFO_BTF=y to trace"
             )
+        names = [f.name for f in hooks.FAMILIES if f.name in self.family_names]
+        if not names:
+            return
+        self._preload(names[0])  # its maps are the ones every object shares
+        if not self._shared:  # refused: the first that loads makes them, in turn
+            self._preload_all(names[1:])
+            return
+        # Then two at a time (the verifier runs outside the interpreter lock): each
+        # load holds ~10 MB while it runs; all at once peaked at 87 MB.
+        other = threading.Thread(
+            target=self._preload_all, args=(names[2::2],), name="pathtrace-verify", daemon=True
+        )
+        other.start()
+        self._preload_all(names[1::2])
+        other.join()
+
+    def _preload_all(self, names: Sequence[str]) -> None:
+        for name in names:
+            self._preload(name)
+
+    def _begin(self) -> None:
+        """Loads and attaches every family but the one linked last, and loads that one."""
         try:
+            if self._preparing is not None:
+                self._preparing.join()
+                self._preparing = None
+                if self._prepare_error is not None:
+                    raise self._prepare_error
+            else:
+                self._prepare()
+            assert self.facts is not None
             for family in hooks.FAMILIES:
                 if family.name in self.family_names and family.name != LINKED_LAST:
-                    self._start_family(family, facts)
-            self._preload(LINKED_LAST)
+                    self._start_family(family, self.facts)
         except BaseException:
             self.stop()
             self.refusals.save()
@@ -220,7 +296,7 @@ class Tracer:
             for family in hooks.FAMILIES:
                 if family.name in self.family_names and family.name == LINKED_LAST:
                     self._start_family(family, self.facts)
-            if self._ring is None:
+            if self._ring is None or not self.used:
                 raise KernelUnsupported("no probe could be attached: see `pathtrace doctor`")
             self._write_tunnels()
         except BaseException:
@@ -237,7 +313,7 @@ class Tracer:
         """Loads (verifies) family ``name``'s first object now, to attach it later: the
         load is what takes the time, and it depends on nothing read from namespaces."""
         family = next((f for f in hooks.FAMILIES if f.name == name), None)
-        if family is None or name not in self.family_names or not self._shared:
+        if family is None or name not in self.family_names:
             return
         assert self.facts is not None
         for mechanism in family.mechanisms:
@@ -248,9 +324,13 @@ class Tracer:
                 not self.ask_kernel_again and self.refusals.get(path, mechanism.via)
             ):
                 try:
-                    self._preloaded[path] = self._load(path, mechanism)
+                    obj = self._load(path, mechanism)
                 except libbpf.BpfError as error:
                     self._preloaded[path] = error  # said where the load is asked for
+                else:
+                    self._preloaded[path] = obj
+                    if not self._shared:  # the first object's maps are every object's
+                        self._adopt_shared(obj)
             return
 
     def _start_family(self, family: hooks.Family, facts: hooks.KernelFacts) -> None:
@@ -351,6 +431,8 @@ class Tracer:
             obj.set_rodata("pt_watch_flows", self.watch_flows.to_bytes(4, "little"))
             for name, fd in self._shared.items():
                 obj.reuse_map(name, fd)
+            if not self._shared:  # this object makes the maps every other one reuses
+                obj.set_max_entries("pt_events", self.ring_bytes)
             obj.load()
         except BaseException:
             obj.close()
@@ -392,14 +474,19 @@ class Tracer:
         self._links.extend(links)
         self._nf_fds.extend(nf_fds)
         if not self._shared:
-            self._shared = {name: obj.map_fd(name) for name in SHARED_MAPS}
-            self.layout = EventLayout.from_btf(obj.btf)
-            self._flow_layout = (
-                libbpf.struct_members(obj.btf, "pt_flow_key"),
-                libbpf.struct_members(obj.btf, "pt_flow"),
-            )
-            self._tunnel_layout = libbpf.struct_members(obj.btf, "pt_tunnels")
-            self._ring = libbpf.RingBuffer(self._shared["pt_events"], self._on_sample)
+            self._adopt_shared(obj)
+
+    def _adopt_shared(self, obj: libbpf.BpfObject) -> None:
+        """``obj``'s shared maps become the ones every later object reuses: held by
+        fds of the tracer's own, as ``obj`` may yet fail to attach and be closed."""
+        self._shared = {name: os.dup(obj.map_fd(name)) for name in SHARED_MAPS}
+        self.layout = EventLayout.from_btf(obj.btf)
+        self._flow_layout = (
+            libbpf.struct_members(obj.btf, "pt_flow_key"),
+            libbpf.struct_members(obj.btf, "pt_flow"),
+        )
+        self._tunnel_layout = libbpf.struct_members(obj.btf, "pt_tunnels")
+        self._ring = libbpf.RingBuffer(self._shared["pt_events"], self._on_sample)
 
     def _write_tunnels(self) -> None:
         """The tunnels' ports and kinds, where the programs look them up (pt_tunnels)."""
@@ -504,10 +591,11 @@ class Tracer:
 
     def stop(self) -> None:
         """Detaches everything; safe to call twice and after a failed start."""
-        beginning = self._beginning
-        if beginning is not None and beginning is not threading.current_thread():
-            beginning.join()  # a load under way ends first: what it made is closed below
-            self._beginning = None
+        for attr in ("_preparing", "_beginning"):
+            loading = getattr(self, attr)
+            if loading is not None and loading is not threading.current_thread():
+                loading.join()  # a load under way ends first: what it made is closed below
+                setattr(self, attr, None)
         self._stopping.set()
         if self._thread is not None:
             os.write(self._wake[1], b"x")
@@ -533,6 +621,8 @@ class Tracer:
             if isinstance(preloaded, libbpf.BpfObject):
                 preloaded.close()
         self._preloaded.clear()
+        for fd in self._shared.values():
+            os.close(fd)
         self._shared.clear()
 
     def __enter__(self) -> Tracer:
@@ -575,6 +665,11 @@ class Tracer:
             return {}
         counts = {h: libbpf.percpu_u64_sum(self._shared["pt_lost"], h) for h in range(HOOK_MAX)}
         return {h: n for h, n in counts.items() if n}
+
+    @property
+    def loading(self) -> bool:
+        """Begun, and the kernel still verifying (``finish()`` would wait)."""
+        return self._beginning is not None and self._beginning.is_alive()
 
     @property
     def stopped(self) -> bool:

@@ -63,6 +63,7 @@ def _signatures(lib: ctypes.CDLL) -> None:
         "bpf_link__destroy": (_int, [_vp]),
         "bpf_map__fd": (_int, [_vp]),
         "bpf_map__reuse_fd": (_int, [_vp, _int]),
+        "bpf_map__set_max_entries": (_int, [_vp, ctypes.c_uint32]),
         "bpf_map__initial_value": (_vp, [_vp, ctypes.POINTER(ctypes.c_size_t)]),
         "bpf_map_lookup_elem": (_int, [_int, _vp, _vp]),
         "bpf_map_update_elem": (_int, [_int, _vp, _vp, ctypes.c_uint64]),
@@ -251,6 +252,11 @@ class BpfObject:
         err = lib().bpf_map__reuse_fd(self.map_ptr(name), fd)
         if err:
             raise BpfError("map", f"reuse {name}", -err)
+
+    def set_max_entries(self, name: str, entries: int) -> None:
+        err = lib().bpf_map__set_max_entries(self.map_ptr(name), entries)
+        if err:
+            raise BpfError("resize", f"{name} in {self.path}", -err)
 
     def set_rodata(self, variable: str, value: bytes) -> None:
         """Sets a `const volatile` global before load."""

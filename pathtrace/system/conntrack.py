@@ -8,7 +8,7 @@ import struct
 from typing import Any
 
 from pathtrace.model.conntrack import ConntrackEntry, CtTuple
-from pathtrace.system import netns
+from pathtrace.system import _pyroute2, netns
 from pathtrace.system.rtnl import _Netlink
 
 NETLINK_NETFILTER = 12
@@ -29,6 +29,13 @@ class _Ctnetlink(_Netlink):
 
         body = struct.pack("=BBH", family, 0, 0)  # nfgenmsg: family, version 0, res_id
         return self._dump(IPCTNL_MSG_CT_GET, body, nfct_msg)
+
+
+def prepare() -> None:
+    """Imports the message decoder ahead (~20 ms: pyroute2's socket classes come
+    with it), where a thread has the time: a run's last reading wants it at once."""
+    _pyroute2.install()
+    from pyroute2.netlink.nfnetlink.nfctsocket import nfct_msg  # noqa: F401
 
 
 def entries(namespace: str) -> list[ConntrackEntry]:

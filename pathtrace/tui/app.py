@@ -300,7 +300,7 @@ class PathtraceApp(App[None]):
     def run_probe(self, kind: str, source: str, target: str, count: str) -> None:
         # lazy: the screen comes up before the lab, the tracer and scapy load
         from pathtrace.model.options import RunOptions, parse_target
-        from pathtrace.session import Run, resolve_source
+        from pathtrace.session import Run, ready_next, resolve_source
 
         try:
             # Each mistake named by the field the form calls it.
@@ -323,7 +323,10 @@ class PathtraceApp(App[None]):
 
             run.on_armed = armed
             run.on_event = self.live_events.append
-            self.post_message(RunFinished(run.execute()))
+            result = run.execute()
+            # The same run again is this screen's habit: its probes verified ahead.
+            ready_next(options)
+            self.post_message(RunFinished(result))
         except PathtraceError as error:
             self.post_message(RunFailed(str(error)))
 

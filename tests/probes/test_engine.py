@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,14 @@ import pytest
 from pathtrace.errors import ProbesMissing
 from pathtrace.inject import send
 from pathtrace.kernel import libbpf
-from pathtrace.kernel.engine import Tracer, probes_dir
+from pathtrace.kernel.engine import RING_BYTES, Tracer, probes_dir, ring_for
 from pathtrace.kernel.refusals import Refusals
 from pathtrace.lab import topology
 from pathtrace.model import tag
+from pathtrace.model.event import Hook, TagKind
+from pathtrace.model.options import RunOptions
+from pathtrace.model.result import RunResult
+from pathtrace.session import Run, drop_ready, ready_next
 from pathtrace.system import netns
 from tests.conftest import pathtrace
 from tests.matchers import assert_ordered_subset
@@ -321,6 +326,78 @@ def _our_programs() -> list[str]:
         ["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True
     ).stdout
     return [p["name"] for p in json.loads(out) if p.get("name", "").startswith("pt_")]
+
+
+def test_probes_verified_ahead_serve_the_next_such_run_only(
+    lab: topology.Topology, topology_file: Path
+) -> None:
+    """`ready_next` (the TUI after each run): verified, attached to nothing, taken by
+    the next run of the same options, which traces as a run loading its own does."""
+    text = topology_file.read_text()
+    options = RunOptions.parse("ping", "8.8.8.8", count=2, interval=0.02)
+    first = Run(options, lab, text).execute()
+    try:
+        ready = ready_next(options)
+        time.sleep(0.5)  # verified by now, most likely; taken either way
+        assert _our_links() == [], "verified ahead, but attached to nothing yet"
+        # Its ring buffer sized for two probes' events: the least, 1 MB (a watch: 8).
+        rings = json.loads(
+            subprocess.run(
+                ["bpftool", "-j", "map", "show", "name", "pt_events"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            or "[]"
+        )
+        rings = rings if isinstance(rings, list) else [rings]
+        assert [r["max_entries"] for r in rings] == [ring_for(2)] == [1 << 20]
+        assert ring_for(1000) == RING_BYTES == 8 << 20 and ring_for(100) == 4 << 20
+        other = Run(replace(options, count=1), lab, text).execute()
+        assert other.run_id != ready  # loaded for a count of 2: not this run's
+        second = Run(options, lab, text).execute()
+        assert second.run_id == ready
+        for result in (first, second):
+            assert [p.verdict.outcome for p in result.probes] == ["answered", "answered"]
+            for i in (0, 1):  # each request seen before and after the host's SNAT
+                sources = {
+                    e.src
+                    for e in result.events
+                    if e.index == i and e.tag == TagKind.REQUEST and e.hook == Hook.NF_AFTER
+                }
+                assert len(sources) == 2, sources
+
+        def hops(result: RunResult) -> list[list[tuple[str, str, str]]]:
+            return [
+                [(h.node, h.interface, h.action) for s in p.series for h in s.hops]
+                for p in result.probes
+            ]
+
+        assert hops(second) == hops(first)
+        # Taken: the next run of those options loads its own again.
+        assert Run(options, lab, text).execute().run_id != ready
+    finally:
+        drop_ready()
+    # The kernel frees programs after their last fd closes, from a work queue.
+    deadline = time.monotonic() + 5
+    while _our_programs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _our_links() == [] and _our_programs() == []
+
+
+def _our_links() -> list[int]:
+    out = subprocess.run(
+        ["bpftool", "-j", "link", "show"], capture_output=True, text=True, check=True
+    ).stdout
+    ours = set(_our_program_ids())
+    return [link["id"] for link in json.loads(out) if link.get("prog_id") in ours]
+
+
+def _our_program_ids() -> list[int]:
+    out = subprocess.run(
+        ["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True
+    ).stdout
+    return [p["id"] for p in json.loads(out) if p.get("name", "").startswith("pt_")]
 
 
 def test_doctor_reports_every_hook(lab: topology.Topology) -> None:
