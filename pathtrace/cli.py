@@ -216,6 +216,9 @@ def _build_parser(config: Config | None = None) -> argparse.ArgumentParser:
     compare.set_defaults(handler=_bundle_diff)
 
     tui = commands.add_parser("tui", help="the interactive view (default on a terminal)")
+    tui.add_argument(
+        "bundle_path", nargs="?", metavar="BUNDLE", help="a saved run to open (as --bundle)"
+    )
     tui.add_argument("--bundle", metavar="PATH", help="open a saved run (no root, no lab)")
     tui.add_argument(
         "--watch", metavar="FILTER", help="open in watch mode, following what FILTER picks"
@@ -522,12 +525,15 @@ def _tui(args: argparse.Namespace) -> int:
     # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
     from pathtrace.tui import make_app
 
-    if args.bundle:
+    if args.bundle and args.bundle_path and args.bundle != args.bundle_path:
+        raise UsageError("tui: give the bundle once (BUNDLE or --bundle)")
+    opened = args.bundle or args.bundle_path
+    if opened:
         # lazy: a command loads only its own part (`lab status` needs no libbpf, scapy)
         from pathtrace.output import bundle
 
-        bundle.load(Path(args.bundle))  # a bad bundle: one line, before the screen opens
-        make_app(bundle=Path(args.bundle), bundles_dir=args.config.bundles).run()
+        bundle.load(Path(opened))  # a bad bundle: one line, before the screen opens
+        make_app(bundle=Path(opened), bundles_dir=args.config.bundles).run()
         return 0
     topo, text = _topology_for(args)
     if args.watch is not None:
@@ -568,7 +574,9 @@ def _topology_for(args: argparse.Namespace) -> tuple[Any, str | None]:
         running = record.read_record(prefixes[0])
     if running is not None:
         return topology.parse(running.topology_text, source=running.source), running.topology_text
-    return topology.load(), None
+    # The reference itself, with its text: a bundle saved from it carries its topology.
+    text = topology.reference_text()
+    return topology.parse(text, source="reference"), text
 
 
 def _progress(message: str) -> None:

@@ -57,7 +57,8 @@ DEFAULT_DIR = Path("captures")
 
 def default_name(options: RunOptions, when: datetime | None = None) -> str:
     when = when or datetime.now(UTC)
-    target = f"{options.target}" + (f"_{options.port}" if options.port else "")
+    # No colons (an IPv6 address's): a folder name that scp, Windows and make take.
+    target = f"{options.target}".replace(":", "-") + (f"_{options.port}" if options.port else "")
     return f"{when.strftime('%Y%m%dT%H%M%S')}Z-{options.kind}-{target}"
 
 

@@ -31,11 +31,12 @@ from pathtrace.tui.screens.help import HelpScreen
 from pathtrace.tui.screens.pick import PickScreen
 from pathtrace.tui.widgets.diagnosis import DiagnosisPane
 from pathtrace.tui.widgets.packet_view import ExplainView, PacketView
-from pathtrace.tui.widgets.probe_form import ProbeForm
+from pathtrace.tui.widgets.probe_form import FormValues, ProbeForm
 from pathtrace.tui.widgets.timeline import HopTimeline
 from pathtrace.tui.widgets.topology import TopologyPane
 
 SAID_FOR = 3.0  # seconds a message stays before live progress may replace it
+CONFIRM_FOR = 3.0  # seconds within which `x` pressed again takes the lab down
 
 
 class PathtraceApp(App[None]):
@@ -56,6 +57,7 @@ class PathtraceApp(App[None]):
         Binding("t", "toggle_topology", "topology", show=False),
         Binding("l", "refresh_lab", "refresh lab", show=False),
         Binding("F", "pick_source", "pick source", show=False),
+        Binding("slash", "search", "search", show=False),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
@@ -81,6 +83,8 @@ class PathtraceApp(App[None]):
         self.lab_busy: str | None = None  # the lab job under way, if any
         self.said_at = float("-inf")
         self.save_pending = False  # `s` pressed while a run traces
+        self.down_asked = float("-inf")  # when `x` was first pressed
+        self.searched = ""  # the last `/` search
         # What a run under way has seen so far (written by the worker, read by a timer).
         # A run's events so far, per probe: the live view rebuilds the shown probe
         # from its own (all of them, sorted, were 36 ms a tick at 8,000 events).
@@ -146,6 +150,8 @@ class PathtraceApp(App[None]):
 
     def on_mount(self) -> None:
         self.set_interval(0.1, self.show_live)
+        if self.topology is None:  # a bundle without a lab: its probe shown, not sent
+            self.query_one(ProbeForm).disabled = True
         self.query_one(DiagnosisPane).show(None)
         self.query_one(PacketView).show(None)
         if self.bundle_path is not None:
@@ -263,6 +269,13 @@ class PathtraceApp(App[None]):
         # lazy: the screen comes up before the lab, the tracer and scapy load
         from pathtrace.lab import build
 
+        # Every namespace of the lab goes: asked twice, as `lab down` is typed.
+        now = time.monotonic()
+        if now - self.down_asked > CONFIRM_FOR:
+            self.down_asked = now
+            self.say(f"x again within {CONFIRM_FOR:.0f} s takes the lab down (all its namespaces)")
+            return
+        self.down_asked = float("-inf")
         topo = self.topology
         self._lab_job("lab down", lambda: build.down(topo, progress=self.say_from_thread))
 
@@ -279,6 +292,8 @@ class PathtraceApp(App[None]):
             if name and self.topology is not None:
                 topo = self.topology
                 self._lab_job(f"break {name}", lambda: scenarios.apply(topo, name))
+                # The run that shows the fault, ready in the form (r sends it).
+                self.query_one(ProbeForm).fill_command(scenarios.SCENARIOS[name].try_it)
 
         self.push_screen(PickScreen("break the lab: pick a scenario", choices), chosen)
 
@@ -294,17 +309,22 @@ class PathtraceApp(App[None]):
         if self.topology is None and self.bundle_path is not None:
             self.say("a bundle is open: runs need the live lab (pathtrace tui)")
             return
-        kind, source, target, count = self.query_one(ProbeForm).values()
+        form = self.query_one(ProbeForm).values()
         self.busy = True
-        self.say(f"running {kind} {target} from {source}...")
-        self.run_probe(kind, source, target, count)
+        self.say(f"running {form.kind} {form.target} from {form.source}...")
+        # What the panes show is the last run's until this one's hops come.
+        self.query_one(PacketView).show(None)
+        self.query_one(ExplainView).show_hop(None)
+        self.query_one(DiagnosisPane).show(None)
+        self.run_probe(form)
 
     @work(thread=True, exclusive=True, group="run", exit_on_error=False)
-    def run_probe(self, kind: str, source: str, target: str, count: str) -> None:
+    def run_probe(self, form: FormValues) -> None:
         # lazy: the screen comes up before the lab, the tracer and scapy load
         from pathtrace.model.options import RunOptions, parse_target
         from pathtrace.session import Run, ready_next, resolve_source
 
+        kind, source, target, count = form.kind, form.source, form.target, form.count
         try:
             # Each mistake named by the field the form calls it.
             with field_named("to"):
@@ -313,11 +333,21 @@ class PathtraceApp(App[None]):
                 if not count.isdigit():
                     raise UsageError("a number of probes, from 1 to 1000")
                 RunOptions.parse(kind, target, count=int(count))
+            sized = {"size": int(form.size)} if form.size else {}
+            with field_named("size"):
+                RunOptions.parse(kind, target, dont_fragment=form.dont_fragment, **sized)
             with field_named("from"):
                 if not source:
                     raise UsageError("a lab node, a namespace name, a pid or a namespace path")
                 resolve_source(source, self.topology)
-            options = RunOptions.parse(kind, target, source=source, count=int(count))
+            options = RunOptions.parse(
+                kind,
+                target,
+                source=source,
+                count=int(count),
+                dont_fragment=form.dont_fragment,
+                **sized,
+            )
             run = Run(options, self.topology, self.topology_text, progress=self.say_from_thread)
             self.live_events, self.live_setting, self.live_shown = {}, None, 0
             self.live_count = 0
@@ -391,9 +421,40 @@ class PathtraceApp(App[None]):
         self.query_one(DiagnosisPane).show(result, self.probe_index)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        """Enter in a field of the form runs the probe."""
-        if event.input.parent is self.query_one(ProbeForm):
+        """Enter in a field of the form runs the probe; in the search field, finds."""
+        if event.input.id == "search":
+            self.find_hop(event.value.strip() or self.searched)
+            event.input.remove()
+            self.query_one(HopTimeline).focus()
+        elif event.input.parent is self.query_one(ProbeForm):
             self.action_run()
+
+    def action_search(self) -> None:
+        """`/` as in less and vim: a hop by what it says (Enter again: the next)."""
+        if self.query("#search"):
+            self.query_one("#search").focus()
+            return
+        # Made when asked for (below the timeline, over the status line), gone after.
+        search = SearchField(placeholder="find a hop: its node, interface or words", id="search")
+        self.mount(search, before=self.query_one("#status"))
+        search.focus()
+
+    def find_hop(self, words: str) -> None:
+        """The next hop after the cursor (wrapping) whose row holds ``words``."""
+        self.searched = words
+        timeline = self.query_one(HopTimeline)
+        if not words or not timeline.hops:
+            return
+        wanted = words.lower()
+        count = len(timeline.hops)
+        for step in range(1, count + 1):
+            row = (timeline.cursor_row + step) % count
+            hop = timeline.hops[row]
+            if wanted in f"{hop.node} {hop.interface} {hop.text}".lower():
+                timeline.move_cursor(row=row)
+                self.say(f"/{words}: hop {row + 1} of {count}")
+                return
+        self.say(f"/{words}: no hop of this probe says it")
 
     def action_probe(self, step: int) -> None:
         if self.result and self.result.probes:
@@ -404,13 +465,17 @@ class PathtraceApp(App[None]):
         # lazy: the screen comes up before the lab, the tracer and scapy load
         from pathtrace.output.packet import view
 
-        if self.result is None or not self.query(PacketView):
+        if (self.result is None and not self.busy) or not self.query(PacketView):
             return  # no run, or the screen is closing
         hop = message.hop
+        # While a run traces, the hops are its own: not the last result's packets.
+        live = self.busy
         self.query_one(PacketView).show(
-            view(self.result, hop, message.previous),
+            view(None if live else self.result, hop, message.previous),
             hop.text,
             hop.translation.describe() if hop.translation else None,
+            first_of=message.series if message.previous is None else None,
+            live=live,
         )
         self.query_one(ExplainView).show_hop(hop)
 
@@ -475,9 +540,17 @@ class PathtraceApp(App[None]):
             except PathtraceError:
                 saved_topology = None
         o = result.options
-        target = f"{o.target}:{o.port}" if o.kind != "ping" else str(o.target)
+        target = o.target_text  # [IPv6]:port where there is a port
         self.call_from_thread(self.show_result, result)
-        self.call_from_thread(self.query_one(ProbeForm).fill, o.kind, o.source, target, o.count)
+        self.call_from_thread(
+            self.query_one(ProbeForm).fill,
+            o.kind,
+            o.source,
+            target,
+            o.count,
+            o.size,
+            o.dont_fragment,
+        )
         self.call_from_thread(self._show_topology, saved_topology, None, "as saved in the bundle")
         self.say_from_thread(f"bundle {path.name}")
 
@@ -513,7 +586,17 @@ class PathtraceApp(App[None]):
         self.push_screen(WatchScreen(self.topology, expression))
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen(live=self.topology is not None))
+
+
+class SearchField(Input):
+    """`/`'s field: Enter finds, Esc closes it."""
+
+    BINDINGS = [Binding("escape", "close", "close", show=False)]
+
+    def action_close(self) -> None:
+        self.app.query_one(HopTimeline).focus()
+        self.remove()
 
 
 def one_line(error: BaseException | None) -> str:

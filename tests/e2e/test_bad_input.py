@@ -105,6 +105,7 @@ for argv in (
     ["watch", "udp", "--from", "container1", "--all"],
     ["watch", "udp", "--format", "mermaid"],
     ["tui", "--watch", "udp prt 53"],  # said before the screen opens
+    ["tui", "captures/examples/ping-answered", "--bundle", "captures/examples/forward-drop"],
 ):
     case(f"argv {' '.join(argv)}", argv, USAGE)
 
@@ -235,6 +236,7 @@ def _all_cases(places: dict[str, Path]) -> list[tuple[str, list[str], int]]:
         path = _resolve(where, places)
         cases.append((f"bundle show {where}", ["bundle", "show", path], BUNDLE))
         cases.append((f"bundle diff {where}", ["bundle", "diff", path, path], BUNDLE))
+        cases.append((f"tui {where}", ["tui", path], BUNDLE))  # before the screen opens
     return cases
 
 

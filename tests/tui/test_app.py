@@ -199,6 +199,8 @@ async def scenario():
         out["broken"] = "FORWARD" in text_of(app.query_one(DiagnosisPane))
         await pilot.press("f")
         await wait_until(pilot, lambda: "lab up: done" in status(app), 60)
+        await pilot.press("x")  # asked twice: every namespace of the lab goes
+        out["confirm"] = status(app)
         await pilot.press("x")
         await wait_until(pilot, lambda: "lab down: done" in status(app), 60)
         # An error no one planned for (a read-only /run/netns): said, and the app goes on.
@@ -230,6 +232,7 @@ def test_live_tui_in_a_scratch_host_builds_nothing_in_the_host() -> None:
     assert seen["delivered"] and seen["broken"]
     assert seen["error"].startswith("lab up failed: ") and "Read-only" in seen["error"]
     assert seen["running"]
+    assert seen["confirm"].startswith("x again within 3 s takes the lab down")
     assert seen["changed"] == [] and seen["left"] == []
 
 

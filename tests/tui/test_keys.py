@@ -15,9 +15,10 @@ from pathtrace.output import bundle
 from pathtrace.tui import make_app
 from pathtrace.tui.app import PathtraceApp
 from pathtrace.tui.screens.detail import DetailScreen
-from pathtrace.tui.screens.help import HelpScreen
+from pathtrace.tui.screens.help import HelpScreen, help_text
 from pathtrace.tui.widgets.diagnosis import DiagnosisPane
 from pathtrace.tui.widgets.packet_view import ExplainView, PacketView
+from pathtrace.tui.widgets.probe_form import ProbeForm
 from pathtrace.tui.widgets.timeline import HopTimeline
 from pathtrace.tui.widgets.topology import TopologyPane
 from tests.tui.test_app import pick, text_of, wait_until
@@ -73,8 +74,53 @@ def test_bundle_mode_shows_the_runs_probe_and_hides_lab_keys() -> None:
         assert status(app) == before  # nothing happened, nothing to say
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "Open a saved run" in titles and "Run the probe" not in titles
+        assert app.query_one(ProbeForm).disabled  # the run's probe, shown, not editable
+        await pilot.press("question_mark")  # type: ignore[attr-defined]
+        await pilot.pause()  # type: ignore[attr-defined]
+        assert isinstance(app.screen, HelpScreen)
+        shown = help_text(live=False)
+        assert "| o |" in shown and "| s |" in shown
+        assert not [k for k in ("| r, ctrl+r", "| u / x", "| b / f", "| w |") if k in shown]
+        assert "| u / x" in help_text(live=True)
 
     drive(make_app(bundle=EXAMPLES / "tcp-dnat"), scenario)
+
+
+def test_a_dropped_probe_opens_on_its_drop_even_at_80x24() -> None:
+    async def scenario(app: PathtraceApp, pilot: object) -> None:
+        timeline = app.query_one(HopTimeline)
+        await wait_until(pilot, lambda: bool(timeline.hops))
+        await pilot.pause()  # type: ignore[attr-defined]
+        drop = next(i for i, h in enumerate(timeline.hops) if h.action == "drop")
+        assert timeline.cursor_row == drop > 0
+        top = timeline.scroll_offset.y  # rows are one line high; the header is fixed
+        shown = timeline.scrollable_content_region.height - timeline.header_height
+        assert top <= drop < top + shown, (top, drop, shown)
+        assert "drops it" in text_of(app.query_one(PacketView))
+
+    drive(make_app(bundle=EXAMPLES / "forward-drop"), scenario, size=(80, 24))
+
+
+def test_slash_finds_a_hop_by_what_it_says() -> None:
+    async def scenario(app: PathtraceApp, pilot: object) -> None:
+        timeline = app.query_one(HopTimeline)
+        await wait_until(pilot, lambda: bool(timeline.hops))
+        timeline.focus()
+        await pilot.press("slash")  # type: ignore[attr-defined]
+        assert app.focused is app.query_one("#search", Input)
+        await pilot.press(*"snat", "enter")  # type: ignore[attr-defined]
+        snat = next(i for i, h in enumerate(timeline.hops) if "SNAT" in h.text)
+        assert timeline.cursor_row == snat and app.focused is timeline
+        assert status(app).startswith("/snat: hop")
+        await pilot.press("slash", "enter")  # type: ignore[attr-defined]  # the next one
+        assert (
+            timeline.cursor_row != snat
+            and "snat" in timeline.hops[timeline.cursor_row].text.lower()
+        )
+        await pilot.press("slash", *"nowhere", "enter")  # type: ignore[attr-defined]
+        assert "no hop of this probe says it" in status(app)
+
+    drive(make_app(bundle=EXAMPLES / "ping-answered"), scenario)
 
 
 def test_open_takes_a_typed_path() -> None:
@@ -164,6 +210,73 @@ def test_panes_take_focus_and_show_the_change_first() -> None:
         assert text_of(app.query_one(ExplainView)) == ""
 
     drive(make_app(bundle=EXAMPLES / "ping-answered"), scenario)  # fmt: skip
+
+
+def test_vim_keys_the_replys_first_hop_and_the_packet_as_people_read_it() -> None:
+    async def scenario(app: PathtraceApp, pilot: object) -> None:
+        timeline = app.query_one(HopTimeline)
+        await wait_until(pilot, lambda: bool(timeline.hops))
+        timeline.focus()
+        last = len(timeline.hops) - 1
+        for key, row in (("G", last), ("g", 0), ("j", 1), ("j", 2), ("k", 1)):
+            await pilot.press(key)  # type: ignore[attr-defined]
+            assert timeline.cursor_row == row, key
+        # The reply is another packet: its first hop is not "the request changed".
+        first_reply = next(i for i, (d, first) in enumerate(timeline.series) if d == "reply")
+        assert timeline.series[first_reply][1]
+        timeline.move_cursor(row=first_reply)
+        await pilot.pause()  # type: ignore[attr-defined]
+        packet = text_of(app.query_one(PacketView))
+        assert "the reply's first hop: nothing before it to compare" in packet
+        assert "changed since" not in packet
+        layers = app.query_one("#layers", Tree)
+        shown = [str(leaf.label) for n in layers.root.children for leaf in n.children]
+        assert not [line for line in shown if "b'" in line or 'b"' in line], shown
+        assert any(line.startswith("id") and "(0x" in line for line in shown), shown
+        assert any("pathtrace: an answer" in line or "pathtrace: a probe" in line for line in shown)
+        assert str(layers.root.children[-1].label).startswith("bytes (")
+        assert not layers.root.children[-1].is_expanded  # folded until asked for
+
+    drive(make_app(bundle=EXAMPLES / "ping-answered"), scenario)
+
+
+def test_the_form_holds_a_scenarios_try_run_size_and_df_included() -> None:
+    async def scenario(app: PathtraceApp, pilot: object) -> None:
+        from textual.widgets import Checkbox
+
+        from pathtrace.lab import scenarios
+
+        form = app.query_one(ProbeForm)
+        await pilot.pause()  # type: ignore[attr-defined]
+        # Every scenario's "try:" run the form can hold, it holds whole.
+        for s in scenarios.SCENARIOS.values():
+            assert form.fill_command(s.try_it), s.try_it
+            await pilot.pause()  # type: ignore[attr-defined]
+            words = s.try_it.split()
+            v = form.values()
+            assert (v.kind, v.target) == (words[1], words[2])
+            assert v.dont_fragment == ("--df" in words)
+            assert v.size == (words[words.index("--size") + 1] if "--size" in words else "")
+            assert v.source == (
+                words[words.index("--from") + 1] if "--from" in words else "container1"
+            )
+        assert not form.fill_command("run ping 8.8.8.8 --ttl 3")  # no field for it
+        assert form.values().target == scenarios.SCENARIOS[s.name].try_it.split()[2]  # untouched
+        # Every field's value is whole on screen at 80 columns (no silent cut).
+        form.fill("ping", "container1", "2001:4860:4860::8888", 1000, 1400, True)
+        await pilot.pause()  # type: ignore[attr-defined]
+        for field in ("#source", "#target", "#count", "#size"):
+            widget = app.query_one(field, Input)
+            assert widget.content_region.width >= len(widget.value), field
+            assert widget.border_subtitle == "", field
+        source = app.query_one("#source", Input)
+        source.value = "lab:container1-and-more"  # longer than its field: marked
+        await pilot.pause()  # type: ignore[attr-defined]
+        assert source.border_subtitle == "…more"
+        assert app.query_one("#df", Checkbox).value
+        assert app.query_one("#target", Input).border_title == "to"
+
+    drive(lab_app(), scenario, size=(80, 24))
 
 
 def test_the_form_enter_escape_digits_and_field_named_errors() -> None:

@@ -24,7 +24,8 @@ async def loaded(pilot: Any) -> None:
         if timeline.hops and "as saved" in str(lab.root.label):
             break
         await pilot.pause(0.01)
-    snat = next((i for i, h in enumerate(timeline.hops) if h.translation), 0)
+    # A translation if there is one; else the hop the app selected (a drop, if any).
+    snat = next((i for i, h in enumerate(timeline.hops) if h.translation), timeline.cursor_row)
     timeline.move_cursor(row=snat)
     packet = app.query_one(PacketView)
     for _ in range(500):

@@ -38,7 +38,8 @@ def test_tui_in_tmux() -> None:
     subprocess.run(
         ["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40"], check=True
     )
-    command = f"exec {sys.executable} -m pathtrace tui --bundle {EXAMPLES / 'ping-answered'}"
+    # As people type it: the bundle as the argument (--bundle says the same).
+    command = f"exec {sys.executable} -m pathtrace tui {EXAMPLES / 'ping-answered'}"
     subprocess.run(["tmux", "send-keys", "-t", session, command, "Enter"], check=True)
     try:
         for text in ("answered by wan", "container1 sends on veth-cont1", "q quit"):

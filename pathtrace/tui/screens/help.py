@@ -19,11 +19,12 @@ Esc, q or ? close this help.
 | Esc | leave the form (back to the timeline) |
 | F | pick the source: the lab's nodes, and every namespace on the machine |
 | Tab / shift+Tab | next / previous pane or field |
-| ↑ ↓, PgUp PgDn | move in the timeline; scroll the focused pane |
-| Home / End | first / last hop of the timeline |
+| ↑ ↓ (j k), PgUp PgDn | move in the timeline; scroll the focused pane |
+| Home / End (g / G) | first / last hop of the timeline |
+| / | find a hop by its node, interface or words; / then Enter: the next |
 | ← → | scroll the timeline's columns |
 | n / p | next / previous probe of the run |
-| u / x | lab up / lab down |
+| u / x x | lab up / lab down (x twice: every namespace of the lab goes) |
 | b / f | break the lab (pick a scenario) / fix it |
 | l | read the lab's live state again (also when the window regains focus) |
 | s | save the run as a bundle (during a run: when it ends) |
@@ -50,6 +51,29 @@ and its verdict on the right, updated while it runs.
 """
 
 
+# Rows of keys that need a live lab: left out while a bundle is open without one.
+LIVE_KEYS = (
+    "| r, ctrl+r ",
+    "| F ",
+    "| u / x",
+    "| b / f ",
+    "| l ",
+    "| w ",
+    "| Esc | leave the form",
+)
+
+
+def help_text(live: bool) -> str:
+    lines = HELP.splitlines()
+    if not live:
+        lines = [line for line in lines if not line.startswith(LIVE_KEYS)]
+        lines = [
+            line.replace("| Enter | in a field of the form: run; on", "| Enter | on")
+            for line in lines
+        ]
+    return "\n".join(lines) + "\n"
+
+
 class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
@@ -58,6 +82,10 @@ class HelpScreen(ModalScreen[None]):
     """
     BINDINGS = [("escape,q,question_mark", "app.pop_screen", "close")]
 
+    def __init__(self, live: bool = True) -> None:
+        super().__init__()
+        self.live = live
+
     def compose(self) -> ComposeResult:
         with VerticalScroll():
-            yield Markdown(HELP)
+            yield Markdown(help_text(self.live))

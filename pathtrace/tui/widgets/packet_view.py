@@ -33,7 +33,16 @@ class PacketView(Vertical):
         tree.show_root = False
         yield tree
 
-    def show(self, view: View | None, hop_text: str = "", translation: str | None = None) -> None:
+    def show(
+        self,
+        view: View | None,
+        hop_text: str = "",
+        translation: str | None = None,
+        first_of: str | None = None,
+        live: bool = False,
+    ) -> None:
+        """``first_of``: the series (request, reply...) whose first hop this is;
+        ``live``: a hop of a run under way (its capture is matched at the end)."""
         head = self.query_one("#packet-head", Static)
         tree = self.query_one("#layers", Tree)
         tree.clear()
@@ -46,14 +55,22 @@ class PacketView(Vertical):
             text.append(f"{translation}\n", style="bold cyan")
         if view.diff:
             text.append(f"changed since the previous hop: {view.diff}\n", style="bold yellow")
+        elif first_of:
+            what = first_of.replace("_", " ")
+            text.append(f"the {what}'s first hop: nothing before it to compare\n", style="dim")
         else:
             text.append("changed since the previous hop: nothing\n", style="dim")
-        text.append(_SEEN[view.captured], style="dim")
+        seen = "the capture is matched to the hops when the run ends" if live else None
+        text.append(seen or _SEEN[view.captured], style="dim")
         head.update(text)
         for layer, fields in view.layers:
             branch = tree.root.add(Text(layer, style="bold"), expand=True)
             for line in fields:
                 branch.add_leaf(Text(line, style="bold yellow" if view.is_changed(line) else ""))
+        if view.hex:  # the frame's bytes, folded (Enter opens it)
+            raw = tree.root.add(Text(f"bytes ({len(view.hex)} lines)", style="bold"))
+            for line in view.hex:
+                raw.add_leaf(Text(line))
 
     def text(self) -> str:
         """Everything the pane shows, as plain text (for tests and copy)."""
