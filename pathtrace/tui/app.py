@@ -58,6 +58,7 @@ class PathtraceApp(App[None]):
         Binding("l", "refresh_lab", "refresh lab", show=False),
         Binding("F", "pick_source", "pick source", show=False),
         Binding("slash", "search", "search", show=False),
+        Binding("i", "edit_form", "form", show=False),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
@@ -428,6 +429,12 @@ class PathtraceApp(App[None]):
             self.query_one(HopTimeline).focus()
         elif event.input.parent is self.query_one(ProbeForm):
             self.action_run()
+
+    def action_edit_form(self) -> None:
+        """`i` (vim's insert): the keys go to the form's target field."""
+        target = self.query_one("#target", Input)
+        if not self.query_one(ProbeForm).disabled:
+            target.focus()
 
     def action_search(self) -> None:
         """`/` as in less and vim: a hop by what it says (Enter again: the next)."""

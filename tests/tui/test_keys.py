@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
-from textual.widgets import Input, Select, Tree
+from textual.widgets import Input, OptionList, Select, Tree
 
 from pathtrace.lab import topology
 from pathtrace.output import bundle
@@ -101,6 +101,17 @@ def test_a_dropped_probe_opens_on_its_drop_even_at_80x24() -> None:
     drive(make_app(bundle=EXAMPLES / "forward-drop"), scenario, size=(80, 24))
 
 
+def test_i_goes_to_the_form_and_the_footer_keeps_its_hints_there() -> None:
+    async def scenario(app: PathtraceApp, pilot: object) -> None:
+        app.query_one(HopTimeline).focus()
+        await pilot.press("i")  # type: ignore[attr-defined]
+        assert app.focused is app.query_one("#target", Input)
+        shown = {b.binding.description for b in app.active_bindings.values() if b.binding.show}
+        assert {"leave the form", "next field"} <= shown
+
+    drive(lab_app(), scenario)
+
+
 def test_slash_finds_a_hop_by_what_it_says() -> None:
     async def scenario(app: PathtraceApp, pilot: object) -> None:
         timeline = app.query_one(HopTimeline)
@@ -134,6 +145,17 @@ def test_open_takes_a_typed_path() -> None:
         await pilot.pause()  # type: ignore[attr-defined]
         found = len([p for p in EXAMPLES.iterdir() if (p / "bundle.json").exists()])
         assert f"{found} bundles under" in text_of(app.screen.query_one("#open-said"))
+        # Each listed with its time, probe and verdict, as `bundle list` says them.
+        options = app.screen.query_one("#open-found", OptionList)
+
+        def described() -> bool:
+            prompts = [str(options.get_option_at_index(i).prompt) for i in range(found)]
+            return all(": " in p and "T" in p.split("  ")[1] for p in prompts)
+
+        await wait_until(pilot, described)
+        prompts = [str(options.get_option_at_index(i).prompt) for i in range(found)]
+        assert any(p.endswith(": answered by wan in 107 us") for p in prompts), prompts
+        assert any("dropped in host/br0" in p for p in prompts), prompts
         field.value = str(EXAMPLES / "forward-drop")  # a bundle: opened
         field.focus()
         await pilot.press("enter")  # type: ignore[attr-defined]

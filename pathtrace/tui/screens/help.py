@@ -17,6 +17,7 @@ Esc, q or ? close this help.
 | r, ctrl+r | run the probe in the form (ctrl+r also from inside a field) |
 | Enter | in a field of the form: run; on a lab difference: show it whole |
 | Esc | leave the form (back to the timeline) |
+| i | to the form (its target field) |
 | F | pick the source: the lab's nodes, and every namespace on the machine |
 | Tab / shift+Tab | next / previous pane or field |
 | ↑ ↓ (j k), PgUp PgDn | move in the timeline; scroll the focused pane |
@@ -60,6 +61,7 @@ LIVE_KEYS = (
     "| l ",
     "| w ",
     "| Esc | leave the form",
+    "| i ",
 )
 
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList
-from textual.widgets.option_list import Option
+from textual.widgets.option_list import Option, OptionDoesNotExist
+from textual.worker import get_current_worker
 
+from pathtrace.errors import BundleError
 from pathtrace.output import bundle
+
+SUMMARIZED = 200  # bundles described in the list (each a report read); the rest by path
 
 
 class OpenScreen(ModalScreen[Path | None]):
@@ -46,6 +51,28 @@ class OpenScreen(ModalScreen[Path | None]):
         where = ", ".join(str(r) for r in roots)
         said = f"{len(found)} bundles under {where}" if found else f"no bundles under {where}"
         self.query_one("#open-said", Label).update(said)
+        self.describe(found[:SUMMARIZED])
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def describe(self, found: list[Path]) -> None:
+        """Each bundle's time, probe and verdict (`bundle list`'s line), read off the
+        screen's thread: a report of 1000 probes takes a while to parse."""
+        for path in found:
+            try:
+                line = bundle.summary(path)
+            except (BundleError, OSError):
+                line = f"{path}  (unreadable)"
+            if get_current_worker().is_cancelled:
+                return
+            self.app.call_from_thread(self._describe, str(path), line)
+
+    def _describe(self, option_id: str, line: str) -> None:
+        options = self.query("#open-found")
+        if options:
+            try:
+                options.first(OptionList).replace_option_prompt(option_id, line)
+            except OptionDoesNotExist:
+                pass  # the list was replaced meanwhile
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()  # the form's fields run probes on Enter; this one does not

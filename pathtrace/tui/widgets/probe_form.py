@@ -42,7 +42,13 @@ class ProbeForm(Horizontal):
     ProbeForm #size { width: 10; }
     ProbeForm Checkbox { width: auto; padding: 0; }
     """
-    BINDINGS = [Binding("escape", "leave", "leave the form", show=False)]
+    # Shown in the footer while a field has the keys (the app's own single keys
+    # type into the field then, and the footer hides them; Enter runs, as said
+    # in the fields' placeholder and help).
+    BINDINGS = [
+        Binding("escape", "leave", "leave the form"),
+        Binding("tab", "app.focus_next", "next field"),
+    ]
 
     def compose(self) -> ComposeResult:
         yield Select([(k, k) for k in KINDS], value="ping", allow_blank=False, id="kind")
