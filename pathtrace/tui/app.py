@@ -592,6 +592,15 @@ class PathtraceApp(App[None]):
 
         self.push_screen(WatchScreen(self.topology, expression))
 
+    async def action_quit(self) -> None:
+        """Quits at once, a run under way included (the process ends it: the kernel
+        takes its probes off); a bundle being written is finished first."""
+        saving = [w for w in self.workers if w.group == "save" and w.is_running]
+        if saving:
+            self.say("writing the bundle: pathtrace quits once it is saved")
+            await self.workers.wait_for_complete(saving)
+        self.exit()
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen(live=self.topology is not None))
 

@@ -4,10 +4,12 @@ description that is never brought up)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from textual.widgets import Input, OptionList, Select, Tree
 
 from pathtrace.lab import topology
@@ -110,6 +112,34 @@ def test_i_goes_to_the_form_and_the_footer_keeps_its_hints_there() -> None:
         assert {"leave the form", "next field"} <= shown
 
     drive(lab_app(), scenario)
+
+
+def test_quit_waits_for_a_bundle_being_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_save = bundle.save
+
+    def slow_save(*args: object, **kwargs: object) -> Path:
+        time.sleep(0.5)  # a big run's pcapng takes a while
+        return real_save(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bundle, "save", slow_save)
+
+    saved_at_exit: list[list[str]] = []
+
+    async def scenario(app: PathtraceApp, pilot: object) -> None:
+        await wait_until(pilot, lambda: app.result is not None)
+        app.simulate_key("s")
+        await asyncio.sleep(0.05)
+        app.simulate_key("q")
+        await asyncio.sleep(0.2)
+        assert app.is_running and "quits once it is saved" in status(app)
+        while app.is_running:
+            await asyncio.sleep(0.01)
+        saved_at_exit.append([p.name for p in tmp_path.glob("*/bundle.json")])
+
+    drive(make_app(bundle=EXAMPLES / "ping-answered", bundles_dir=tmp_path), scenario)
+    assert saved_at_exit == [["bundle.json"]]
 
 
 def test_slash_finds_a_hop_by_what_it_says() -> None:
