@@ -37,8 +37,18 @@ def _version() -> str:
     from pathtrace import __version__
     from pathtrace.kernel.engine import probes_dir
 
-    built = (probes_dir() / "device.bpf.o").exists()
-    probes = "probes built" if built else "probes not built (make probes)"
+    objects = sorted(probes_dir().glob("*.bpf.o"))
+    if (probes_dir() / "device.bpf.o").exists():
+        # The objects' own version: a digest of their bytes (a rebuild with other
+        # sources or compiler shows as another).
+        import hashlib
+
+        digest = hashlib.sha256()
+        for path in objects:
+            digest.update(path.name.encode() + path.read_bytes())
+        probes = f"probes {digest.hexdigest()[:12]}, {len(objects)} objects"
+    else:
+        probes = "probes not built (make probes)"
     return f"pathtrace {__version__} ({probes}); kernel {os.uname().release}"
 
 

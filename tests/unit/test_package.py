@@ -52,6 +52,10 @@ def test_version_says_the_package_the_probes_and_the_kernel() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"pathtrace {__version__} (probes ")
+    import re
+
+    # The probe objects' own version: a digest of their bytes, and how many.
+    assert re.search(r"\(probes [0-9a-f]{12}, \d+ objects\)", done.stdout), done.stdout
     assert done.stdout.strip().endswith(f"kernel {os.uname().release}")
     bad = subprocess.run(
         [sys.executable, "-m", "pathtrace", "--bogus"], capture_output=True, text=True
