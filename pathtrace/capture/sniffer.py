@@ -123,7 +123,7 @@ class Capture:
             self._selector.unregister(sock)
         # Closing a packet socket waits for an RCU grace period (~4 ms here, 12-17 ms
         # for 11 sockets, measured): closed side by side and not waited for, as
-        # everything they caught has been read above; they are unbound by then.
+        # everything they caught has been read above.
         for sock in self._sockets:
             threading.Thread(target=sock.close, name="pathtrace-close", daemon=True).start()
         self._sockets.clear()

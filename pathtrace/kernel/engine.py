@@ -325,8 +325,9 @@ class Tracer:
             ):
                 try:
                     obj = self._load(path, mechanism)
-                except libbpf.BpfError as error:
-                    self._preloaded[path] = error  # said where the load is asked for
+                except Exception as error:  # noqa: BLE001 - raised where the load is asked for
+                    # (often in another thread than this one: never a traceback here)
+                    self._preloaded[path] = error
                 else:
                     self._preloaded[path] = obj
                     if not self._shared:  # the first object's maps are every object's
