@@ -53,7 +53,7 @@ def test_ping6_through_nat66_is_answered_with_its_rule(lab: topology.Topology) -
         seen = [h.captured for s in (request, reply) for h in s.hops if h.captured is not None]
         assert seen and all(seen), [(h.node, h.interface, h.captured) for h in request.hops]
     report = to_json(result)
-    jsonschema.validate(report, SCHEMA)
+    jsonschema.validate(report, SCHEMA, format_checker=jsonschema.FormatChecker())
     assert report["run"]["probe"]["target"] == GOOGLE6
 
 

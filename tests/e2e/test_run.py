@@ -174,7 +174,7 @@ def test_break_is_diagnosed_and_fix_restores(
 def test_reports(lab: topology.Topology) -> None:
     result = run(lab, "ping", "8.8.8.8", count=2)
     data = to_json(result)
-    jsonschema.validate(data, SCHEMA)
+    jsonschema.validate(data, SCHEMA, format_checker=jsonschema.FormatChecker())
     json.dumps(data)
     out = io.StringIO()
     render(result, out, width=100)
@@ -190,7 +190,7 @@ def test_reports(lab: topology.Topology) -> None:
 def test_cli_run_json_and_exit_codes(lab: topology.Topology, topology_file: Path) -> None:
     ok = pathtrace("run", "ping", "8.8.8.8", "-c", "1", "--json", "--topology", str(topology_file))
     assert ok.returncode == 0, ok.stderr
-    jsonschema.validate(json.loads(ok.stdout), SCHEMA)
+    jsonschema.validate(json.loads(ok.stdout), SCHEMA, format_checker=jsonschema.FormatChecker())
     refused = pathtrace("run", "tcp", "8.8.8.8:444", "-c", "1", "--topology", str(topology_file))
     assert refused.returncode == 1
     plain = pathtrace(

@@ -468,4 +468,4 @@ def test_the_report_keeps_its_shape(seen: Any) -> None:
         "reset",
         "rpfilter",
     ):
-        jsonschema.validate(seen[case]["report"], schema)
+        jsonschema.validate(seen[case]["report"], schema, format_checker=jsonschema.FormatChecker())
