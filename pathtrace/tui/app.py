@@ -595,7 +595,8 @@ class PathtraceApp(App[None]):
     async def action_quit(self) -> None:
         """Quits at once, a run under way included (the process ends it: the kernel
         takes its probes off); a bundle being written is finished first."""
-        saving = [w for w in self.workers if w.group == "save" and w.is_running]
+        # Not yet running counts too: `s` then `q` typed at once.
+        saving = [w for w in self.workers if w.group == "save" and not w.is_finished]
         if saving:
             self.say("writing the bundle: pathtrace quits once it is saved")
             await self.workers.wait_for_complete(saving)

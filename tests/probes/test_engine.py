@@ -208,6 +208,11 @@ def test_skb_addresses_reused_by_thousands_of_flows_keep_no_history(traced: Sess
         with send.Sender(c1) as sender:
             for index in range(count):
                 sender.send(send.build(ping("192.168.100.3"), src, traced.tracer.run, index), dst)
+                if index % 100 == 99:
+                    # The reader (a Python thread) gets its turn: 1500 probes sent in
+                    # one burst make ~36,000 events, more than the ring holds unread
+                    # (events were lost 1 run in 7-12, this tree and the one before).
+                    time.sleep(0.005)
     finally:
         flood.wait(timeout=60)
     events = traced.collect(
@@ -225,7 +230,8 @@ def test_skb_addresses_reused_by_thousands_of_flows_keep_no_history(traced: Sess
     mixed = {skb: owners for skb, owners in by_skb.items() if len(owners) > 1}
     assert not mixed, f"skb ids that carried two packets: {list(mixed.items())[:5]}"
     replies = {e.index for e in events if e.tag == "reply" and e.hook == "dev_recv"}
-    assert len(replies) >= count * 0.99  # a flood may lose a few to queue limits
+    # A flood may lose a few to queue limits.
+    assert len(replies) >= count * 0.99, (len(replies), traced.tracer.lost())
     assert traced.tracer.lost() == {}
 
 
