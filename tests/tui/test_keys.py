@@ -128,11 +128,14 @@ def test_quit_waits_for_a_bundle_being_written(
     saved_at_exit: list[list[str]] = []
 
     async def scenario(app: PathtraceApp, pilot: object) -> None:
-        await wait_until(pilot, lambda: app.result is not None)
+        await wait_until(pilot, lambda: "bundle ping-answered" in status(app))
         app.simulate_key("s")
         await asyncio.sleep(0.05)
         app.simulate_key("q")
-        await asyncio.sleep(0.2)
+        for _ in range(200):  # the keys as typed: handled when the app's loop gets to them
+            if "quits once it is saved" in status(app) or not app.is_running:
+                break
+            await asyncio.sleep(0.01)
         assert app.is_running and "quits once it is saved" in status(app)
         while app.is_running:
             await asyncio.sleep(0.01)
