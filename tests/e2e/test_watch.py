@@ -371,7 +371,9 @@ def test_a_connection_answered_then_reset_is_answered_with_the_rst_named(seen: A
     (flow,) = _flows(case)
     assert flow["verdict"]["outcome"] == "answered", flow["verdict"]
     assert flow["verdict"]["where"] == "srv", flow["verdict"]
-    assert flow["resets"] == ["srv (reply)"], flow["resets"]
+    # Each RST srv sent, named: one for the connection its service closed, and
+    # another when curl's request reached the closed socket after it (CI saw two).
+    assert flow["resets"] and set(flow["resets"]) == {"srv (reply)"}, flow["resets"]
     assert flow["conntrack"].startswith("assured in gw"), flow["conntrack"]
     rows = case["tcpdump"]["c1"].splitlines()
     assert any("10.7.0.254.8082 > 10.7.0.1." in r and "[S." in r for r in rows), rows
