@@ -377,7 +377,9 @@ def test_a_connection_answered_then_reset_is_answered_with_the_rst_named(seen: A
     assert flow["conntrack"].startswith("assured in gw"), flow["conntrack"]
     rows = case["tcpdump"]["c1"].splitlines()
     assert any("10.7.0.254.8082 > 10.7.0.1." in r and "[S." in r for r in rows), rows
-    assert any("10.7.0.254.8082 > 10.7.0.1." in r and "[R" in r for r in rows), rows
+    # Every RST named is one that reached c1 (tcpdump there may see later ones).
+    rsts = [r for r in rows if "10.7.0.254.8082 > 10.7.0.1." in r and "[R" in r]
+    assert 1 <= len(flow["resets"]) <= len(rsts), (flow["resets"], rows)
 
 
 def test_a_syn_sent_again_is_a_retransmission(seen: Any) -> None:
