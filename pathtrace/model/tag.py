@@ -161,12 +161,19 @@ def _by_flow(frame: bytes, flows: Flows) -> tuple[int, str] | None:
     return (found[0], "icmp_error") if quoted else found
 
 
-def _payload_tag(at: bytes, kind: str, run: int) -> tuple[int, str] | None:
+def read_payload(at: bytes) -> tuple[int, int, int] | None:
+    """(magic, run, index) of a tag at the payload's start, or None."""
     if len(at) < 12:
         return None
     magic, tag_run, index = struct.unpack(">III", at[:12])
-    if tag_run != run or magic not in (MAGIC, MAGIC_REPLY):
+    return (magic, tag_run, index) if magic in (MAGIC, MAGIC_REPLY) else None
+
+
+def _payload_tag(at: bytes, kind: str, run: int) -> tuple[int, str] | None:
+    found = read_payload(at)
+    if found is None or found[1] != run:
         return None
+    magic, _, index = found
     return index, ("reply" if magic == MAGIC_REPLY else kind)
 
 

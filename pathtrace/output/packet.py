@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import re
-import struct
 from dataclasses import dataclass, field
 
 from pathtrace.model import tag
@@ -92,11 +91,12 @@ def view(result: RunResult | None, hop: Hop, previous: Hop | None) -> PacketView
         import scapy.layers.inet  # noqa: F401
         import scapy.layers.inet6  # noqa: F401
         from scapy.layers.l2 import Ether
+        from scapy.utils import hexdump
 
         lines = _readable(
             str(Ether(frame).show(dump=True)).splitlines(), result.run_id if result else 0
         )
-        hex_lines = hexdump(frame)
+        hex_lines = str(hexdump(frame, dump=True)).splitlines()  # Wireshark's bytes pane
     else:
         p = hop.packet
         v6 = ":" in p.src
@@ -112,17 +112,6 @@ def view(result: RunResult | None, hop: Hop, previous: Hop | None) -> PacketView
             f"  {'seq' if icmp else 'dport':<9} = {p.dport}",
         ]
     return PacketView(lines, changed, hop.captured, diff, hex_lines)
-
-
-def hexdump(data: bytes) -> list[str]:
-    """Offset, 16 bytes in hex, the same as text (Wireshark's bytes pane)."""
-    lines = []
-    for at in range(0, len(data), 16):
-        chunk = data[at : at + 16]
-        hexes = " ".join(f"{b:02x}" for b in chunk)
-        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        lines.append(f"{at:04x}  {hexes:<47}  {text}")
-    return lines
 
 
 _BYTES = re.compile(r"^(\s*)(\w+)(\s*)= (b(['\"]).*\5)$")
@@ -170,11 +159,10 @@ def _readable(lines: list[str], run: int) -> list[str]:
 
 def _tag(data: bytes, run: int) -> str | None:
     """A pathtrace tag at the payload's start, in words."""
-    if len(data) < 12:
+    found = tag.read_payload(data)
+    if found is None:
         return None
-    magic, tag_run, index = struct.unpack(">III", data[:12])
-    if magic not in (tag.MAGIC, tag.MAGIC_REPLY):
-        return None
+    magic, tag_run, index = found
     what = "an answer from the lab's echo service" if magic == tag.MAGIC_REPLY else "a probe"
     whose = "this run" if tag_run == run else f"run {tag_run:08x}, not this one"
     return f"pathtrace: {what}, probe {index + 1} of {whose}"
