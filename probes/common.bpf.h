@@ -191,6 +191,7 @@ struct pt_watch_scratch {
 	struct pt_flow_key k;
 	struct pt_flow f;
 	struct pt_watch_dev d;
+	__u32 word; /* an atom's bytes (pt_watch_bytes) */
 };
 
 struct {
@@ -218,6 +219,52 @@ struct pt_pkt {
 	__u32 fixed;
 };
 
+/* `watch`: the size bytes at off from l3, big-endian, read as one word (the one
+ * ending with them: packets have 4 bytes at least); -1 where they are not all
+ * within avail. */
+static __always_inline __s64 pt_watch_bytes(const unsigned char *l3, __u32 avail, __u32 off,
+					    __u32 size, __u32 *word)
+{
+	__u32 end = off + size;
+
+	if (off > 0xffff || end > avail || avail < 4)
+		return -1;
+	__u32 start = end >= 4 ? end - 4 : 0;
+	if (pt_read(word, 1, l3 + start))
+		return -1;
+	return bpf_ntohl(*word) >> (((start + 4 - end) & 3) * 8);
+}
+
+/* `watch`: whether the packet at l3 passes one of the gate's atoms (a comparison
+ * every packet the filter accepts passes one of), or the gate has none. */
+static __always_inline int pt_watch_atoms_pass(const struct pt_watch_gate *g,
+					       struct pt_watch_scratch *s,
+					       const unsigned char *l3, __u32 avail)
+{
+	__u32 n = g->atoms;
+
+	if (!n)
+		return 1;
+	for (__u32 i = 0; i < PT_WATCH_ATOMS; i++) {
+		if (i >= n)
+			break;
+		const struct pt_watch_atom *a = &g->atom[i];
+		__u32 off = a->off;
+		__s64 v;
+
+		if (a->base) {
+			v = pt_watch_bytes(l3, avail, a->base - 1, 1, &s->word);
+			if (v < 0)
+				continue;
+			off += ((__u32)v & 0xf) * 4;
+		}
+		v = pt_watch_bytes(l3, avail, off, a->size, &s->word);
+		if (v >= 0 && ((__u32)v & a->mask) == a->value)
+			return 1;
+	}
+	return 0;
+}
+
 /* `watch`: whether the filter can accept a packet of p's version and protocol. */
 static __always_inline int pt_watch_may_pick(const struct pt_pkt *p)
 {
@@ -232,12 +279,19 @@ static __always_inline int pt_watch_may_pick(const struct pt_pkt *p)
 
 /* `watch`: whether a packet's headers past IP are wanted: the filter may pick it,
  * or a flow of its protocol may be followed already (and found by its key). */
-static __always_inline int pt_watch_wants(const struct pt_pkt *p)
+static __always_inline int pt_watch_wants(const struct pt_pkt *p, const unsigned char *l3)
 {
 	struct pt_watch_gate *g = bpf_map_lookup_elem(&pt_watch_gate, &pt_keys[0]);
 	__u64 *started = bpf_map_lookup_elem(&pt_ids, &pt_keys[PT_ID_FLOWS]);
+	struct pt_watch_scratch *s = bpf_map_lookup_elem(&pt_watch_scratch, &pt_keys[0]);
 
-	if (!g || pt_watch_may_pick(p))
+	if (!g || !s)
+		return 1;
+	/* The atoms read up to the packet's length here, past the bytes at hand
+	 * (skb->tail, unknown here) maybe: where pt_watch_pick's reads are
+	 * within them, these are the same reads, so whatever it may pick is
+	 * wanted here. */
+	if (pt_watch_may_pick(p) && pt_watch_atoms_pass(g, s, l3, p->tot_len))
 		return 1;
 	return started && *started && g->keyed[p->family == 6][p->protocol];
 }
@@ -486,7 +540,7 @@ static __always_inline int pt_parse_l4(const unsigned char *l4, __u32 l4_len,
 			return 0;
 		/* Watch: a segment the filter cannot pick and no flow can own is not
 		 * read (a tunnel's inner packet always is: its outer one was picked). */
-		if (pt_watch && outer && !pt_watch_wants(p))
+		if (pt_watch && outer && !pt_watch_wants(p, l4 - p->l4_off))
 			return 0;
 		if (pt_read(w, 4, l4)) /* ports, seq, ack, offset and flags */
 			return 0;
@@ -714,6 +768,19 @@ static __always_inline int pt_watch_pick(struct sk_buff *skb, const unsigned cha
 {
 	if (hook == PT_HOOK_DEV_XMIT && !PT_SKB(skb, sk))
 		return 0;
+	struct pt_watch_gate *g = bpf_map_lookup_elem(&pt_watch_gate, &pt_keys[0]);
+	struct pt_watch_scratch *s = bpf_map_lookup_elem(&pt_watch_scratch, &pt_keys[0]);
+	const unsigned char *end = PT_SKB(skb, head) + PT_SKB(skb, tail);
+	__u32 avail = end > l3 ? end - l3 : 0;
+
+	if (!g || !s)
+		return 0;
+	/* First: its few loads cost less than the lookups below (the device's, the
+	 * namespace's), and most traffic the filter does not match fails it. */
+	if (!pt_watch_atoms_pass(g, s, l3, avail)) {
+		pt_watch_count(PT_WATCH_RULED_OUT);
+		return 0;
+	}
 	/* Typed pointers where the program has them: loads, not helper calls. */
 #if PT_DIRECT
 	__u32 inum = dev ? dev->nd_net.net->ns.inum : net ? net->ns.inum : 0;
@@ -724,10 +791,6 @@ static __always_inline int pt_watch_pick(struct sk_buff *skb, const unsigned cha
 
 	if (hook == PT_HOOK_DEV_RECV && dev) {
 		/* First: most of what devices receive comes from a watched peer. */
-		struct pt_watch_scratch *s = bpf_map_lookup_elem(&pt_watch_scratch, &pt_keys[0]);
-
-		if (!s)
-			return 0;
 		s->d.netns = inum;
 		s->d.ifindex = PT_SKB(dev, ifindex);
 		if (bpf_map_lookup_elem(&pt_watch_inside, &s->d))
@@ -736,18 +799,15 @@ static __always_inline int pt_watch_pick(struct sk_buff *skb, const unsigned cha
 	if (!bpf_map_lookup_elem(&pt_watch_ns, &inum))
 		return 0;
 	pt_watch_count(PT_WATCH_RUNS);
-	const unsigned char *end = PT_SKB(skb, head) + PT_SKB(skb, tail);
-	__u32 avail = end > l3 ? end - l3 : 0;
 	int match = pt_filter_match(l3, p->tot_len, avail);
 
 	if (match < 0)
 		pt_watch_count(PT_WATCH_UNDECIDED);
 	if (match <= 0)
 		return 0;
-	struct pt_watch_gate *g = bpf_map_lookup_elem(&pt_watch_gate, &pt_keys[0]);
 	__u64 *matches = bpf_map_lookup_elem(&pt_ids, &pt_keys[PT_ID_MATCHES]);
 	__u64 *started = pt_counter(PT_ID_FLOWS);
-	__u32 every = g ? g->sample_every : 0;
+	__u32 every = g->sample_every;
 
 	/* Past the flow limit nothing more is followed, silently or not: a silent
 	 * flow holds map entries the followed ones need. */

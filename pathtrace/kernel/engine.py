@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pathtrace.errors import KernelUnsupported, ProbesMissing
-from pathtrace.kernel import hooks, libbpf, nflink, reach
+from pathtrace.kernel import hooks, libbpf, needs, nflink, reach
 from pathtrace.kernel.layout import EventLayout
 from pathtrace.kernel.refusals import Refusals
 from pathtrace.model.event import ENCAP_CODES, HOOK_MAX, TAG_KIND_NUMBERS, TagKind
@@ -33,7 +33,9 @@ SHARED_MAPS = (
     "pt_watch_vm", "pt_watch_ns", "pt_watch_inside", "pt_watch_stats", "pt_watch_gate",
 )  # fmt: skip
 # pt_watch_stats' entries (enum pt_watch_stat, probes/include/pathtrace.h).
-WATCH_STATS = ("filtered", "matched", "over_limit", "undecided", "sampled_out", "reader_behind")
+WATCH_STATS = (
+    "filtered", "matched", "over_limit", "undecided", "sampled_out", "reader_behind", "ruled_out",
+)  # fmt: skip
 # Linked last: its links go into the namespaces with rules, known once they are read.
 LINKED_LAST = "netfilter"
 
@@ -180,6 +182,8 @@ class Tracer:
         self._tunnel_layout: _Struct | None = None
         # `watch`: pt_watch_gate's value and where sample_every is in it.
         self._gate: tuple[bytearray, int] | None = None
+        # `watch`: the comparisons one of which every match passes (needs.py).
+        self.watch_atoms: tuple[needs.Atom, ...] = ()
         self._preloaded: dict[Path, libbpf.BpfObject | BaseException] = {}
         self._beginning: threading.Thread | None = None
         self._preparing: threading.Thread | None = None
@@ -571,6 +575,19 @@ class Tracer:
         for name, rows in (("pick", scope.pick), ("keyed", scope.keyed)):
             value[at[name] : at[name] + 512] = rows[0] + rows[1]
         value[at["pick6_extended"]] = scope.pick6_extended
+        # As many atoms as the probes hold (their BTF says how many).
+        atom_size, fields = libbpf.struct_members(self._objects[0].btf, "pt_watch_atom")
+        place = {name: offset for name, offset, _ in fields}
+        atoms = needs.needs(list(program), (size - at["atom"]) // atom_size) or ()
+        struct.pack_into("=I", value, at["atoms"], len(atoms))
+        for i, atom in enumerate(atoms):
+            base = at["atom"] + atom_size * i
+            struct.pack_into("=H", value, base + place["off"], atom.offset)
+            value[base + place["size"]] = atom.size
+            value[base + place["base"]] = atom.base
+            struct.pack_into("=I", value, base + place["mask"], atom.mask)
+            struct.pack_into("=I", value, base + place["value"], atom.value)
+        self.watch_atoms = atoms
         self._gate = (value, at["sample_every"])
         self.sample(1)
 

@@ -80,7 +80,7 @@ class WatchResult:
     ended: str  # "duration", "count", "interrupted", "stopped" (Watch.stop: a TUI)
     seconds: float
     flows: list[Flow]
-    # filtered, matched, over_limit, undecided, sampled_out, reader_behind
+    # filtered, matched, over_limit, undecided, sampled_out, reader_behind, ruled_out
     stats: dict[str, int] = field(default_factory=dict)
     sampling: list[SamplingStep] = field(default_factory=list)  # the rate's changes
     lost: dict[str, int] = field(default_factory=dict)  # hook -> events lost

@@ -171,6 +171,21 @@ struct pt_watch_filter {
 	struct pt_watch_insn insn[PT_FILTER_INSNS];
 };
 
+/* `watch`: a comparison every packet the filter accepts passes one of (the
+ * loader reads them off the filter: pathtrace/kernel/needs.py): the size bytes
+ * at off from the IP header, plus 4 * (the low nibble of byte base - 1) where
+ * base is set (classic BPF's MSH: how libpcap finds ports past IPv4's header),
+ * big-endian, masked, equal to value. */
+#define PT_WATCH_ATOMS 8
+
+struct pt_watch_atom {
+	__u16 off;
+	__u8 size; /* 1, 2 or 4 */
+	__u8 base;
+	__u32 mask;
+	__u32 value;
+};
+
 /* `watch`: what the filter can accept at all, by IP version (0: 4, 1: 6) and the
  * protocol byte of the IP header, worked out by the loader from the filter
  * (pathtrace/kernel/reach.py). Traffic of a protocol the filter never accepts
@@ -186,6 +201,10 @@ struct pt_watch_gate {
 	 * known by key, so none is picked again mid-flow) and counted. 0 or 1:
 	 * every flow. The loader changes it while armed. */
 	__u32 sample_every;
+	/* Packets that fail every atom are not run through the filter; 0 atoms:
+	 * every packet is (some path of the filter tests no usable equality). */
+	__u32 atoms;
+	struct pt_watch_atom atom[PT_WATCH_ATOMS];
 };
 
 #define PT_CT_NONE 0x80
@@ -201,7 +220,8 @@ enum pt_watch_stat {
 	PT_WATCH_UNDECIDED = 3, /* runs interrupted (by another probe on the CPU) thrice */
 	PT_WATCH_SAMPLED_OUT = 4, /* matched, a new flow, left out by sampling (silent) */
 	PT_WATCH_BEHIND = 5,      /* the same, left out while the reader was behind */
-	PT_WATCH_STATS = 6,
+	PT_WATCH_RULED_OUT = 6,   /* not run: they failed every atom of pt_watch_gate */
+	PT_WATCH_STATS = 7,
 };
 
 #endif
