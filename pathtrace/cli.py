@@ -422,7 +422,7 @@ def _watch(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"pathtrace: warning: {note}", file=sys.stderr)
     if args.format == "json":
-        json.dump(watch_report.to_json(result), sys.stdout, indent=1)
+        watch_report.write_json(result, sys.stdout)
         print()
     elif args.format == "markdown":
         print(watch_report.markdown(result))

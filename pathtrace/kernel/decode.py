@@ -11,6 +11,7 @@ import threading
 import time
 from functools import cached_property
 from ipaddress import IPv4Address, IPv6Address
+from sys import intern
 from typing import Any
 
 from pathtrace.kernel.libbpf import KernelBtf
@@ -212,23 +213,25 @@ def decode(raw: dict[str, Any], ctx: DecodeContext) -> Event:
             status=raw["ct_status"],
         )
     is_drop = hook == "drop"
+    # Interned: a watch keeps hundreds of thousands of events, each naming the
+    # same few hooks, namespaces, devices and addresses.
     return Event(
         time_ns=ctx.clock.to_wall_ns(raw["time_ns"], raw["clock"]),
-        hook=hook,
-        via=str(VIA_CODES.get(raw["via"], raw["via"])),
+        hook=intern(hook),
+        via=intern(str(VIA_CODES.get(raw["via"], raw["via"]))),
         netns=raw["netns"],
-        namespace=ctx.namespace_name(raw["netns"]),
-        ifname=raw["ifname"].split(b"\0", 1)[0].decode(errors="replace"),
+        namespace=intern(ctx.namespace_name(raw["netns"])),
+        ifname=intern(raw["ifname"].split(b"\0", 1)[0].decode(errors="replace")),
         ifindex=raw["ifindex"],
         skb_id=raw["skb_id"],
         skb=f"{raw['skb']:#x}",
         run=raw["run"],
         index=raw["index"],
-        tag=str(TAG_KIND_CODES.get(raw["tag_kind"], "unknown")),
+        tag=intern(str(TAG_KIND_CODES.get(raw["tag_kind"], "unknown"))),
         followed=bool(raw["followed"]),
-        protocol=PROTOCOLS.get(protocol, str(protocol)),
-        src=str(IPv6Address(raw["saddr6"])) if v6 else _ip(raw["saddr"]),
-        dst=str(IPv6Address(raw["daddr6"])) if v6 else _ip(raw["daddr"]),
+        protocol=intern(PROTOCOLS.get(protocol, str(protocol))),
+        src=intern(str(IPv6Address(raw["saddr6"])) if v6 else _ip(raw["saddr"])),
+        dst=intern(str(IPv6Address(raw["daddr6"])) if v6 else _ip(raw["daddr"])),
         sport=raw["sport"],
         dport=raw["dport"],
         ttl=raw["ttl"],
@@ -242,7 +245,7 @@ def decode(raw: dict[str, Any], ctx: DecodeContext) -> Event:
         drop_reason=ctx.drop_reason(raw["drop_reason"]) if is_drop else None,
         location=ctx.symbol(raw["location"]) if is_drop else None,
         conntrack=ct,
-        ct_state=CT_INFO.get(raw["ct_info"], f"ctinfo {raw['ct_info']}"),
+        ct_state=intern(CT_INFO.get(raw["ct_info"], f"ctinfo {raw['ct_info']}")),
         dmac=_mac(raw.get("dmac", b"")),
         smac=_mac(raw.get("smac", b"")),
         outer=_outer(raw),

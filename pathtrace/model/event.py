@@ -64,7 +64,7 @@ PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
 ICMP_ERRORS = {"icmp": (3, 11, 12), "icmpv6": (1, 2, 3, 4)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Tuple:
     src: str
     dst: str
@@ -72,7 +72,7 @@ class Tuple:
     dport: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Conntrack:
     id: str
     original: Tuple
@@ -98,7 +98,7 @@ ENCAP_KINDS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outer:
     """The headers around a tagged packet inside a tunnel, where a hook saw it so."""
 
@@ -126,7 +126,7 @@ _IP_PROTOCOLS = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "ICMPv6", 132: "SCTP", 255:
 _MINI = {6: "TCP time-wait socket", 12: "TCP request socket"}  # by sk_state
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Socket:
     """The socket an sk_buff belonged to where a hook saw it (struct sock's own
     fields: family, type, protocol, state, namespace), and the sk_buff's destructor,
@@ -159,7 +159,7 @@ class Socket:
         return f"a {kind} {proto} socket ({family})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """One observation of one tagged packet by one hook."""
 

@@ -16,6 +16,7 @@ per-interface captures kept, to study later without root.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from datetime import UTC, datetime
@@ -52,13 +53,13 @@ def _write(folder: BundleFolder, result: WatchResult) -> None:
         _pcapng(f, result)
     write_events(folder, result.events, result.captures)
     folder.write("report.txt", (watch_report.text(result) + "\n").encode())
-    report = watch_report.to_json(result)
-    report["capture"] = {
+    capture = {
         "interfaces": [f"{result.namespaces.get(ns, ns)}/{name}" for ns, name in result.capture_on],
         "packets": len(result.captures),
         "dropped": result.capture_drops,
     }
-    folder.write("report.json", json.dumps(report, indent=1).encode())
+    with folder.create("report.json") as f, io.TextIOWrapper(f, encoding="utf-8") as text:
+        watch_report.write_json(result, text, capture=capture)
     folder.write("report.md", (watch_report.markdown(result) + "\n").encode())
     state = {ns: s.to_json() for ns, s in result.states.items()}
     folder.write("state.json", json.dumps({"namespaces": state}, indent=1).encode())

@@ -7,8 +7,9 @@ conntrack's view, every place with its count and median latency, the verdict.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
-from typing import Any
+from typing import IO, Any
 
 from pathtrace.model.flow import Flow, WatchResult
 from pathtrace.model.trace import Series
@@ -17,6 +18,32 @@ WATCH_FORMAT = "pathtrace-watch/1"
 
 
 def to_json(result: WatchResult) -> dict[str, Any]:
+    return _head(result) | {
+        "flows": [_flow_json(f) for f in result.flows],
+        "events": [e.to_json() for e in result.events],
+    }
+
+
+def write_json(result: WatchResult, out: IO[str], **more: Any) -> None:
+    """``to_json``'s document (with ``more`` keys), written a flow and an event at a
+    time: a watch of 10,000 flows keeps ~175,000 events, whose dicts built all at
+    once took ~350 MB. A flow is indented as ``json.dump(indent=1)`` would; an
+    event is one line."""
+    text = json.dumps(_head(result) | more, indent=1)
+    out.write(text[: text.rindex("}")].rstrip())
+    out.write(',\n "flows": [')
+    for i, flow in enumerate(result.flows):
+        nested = json.dumps(_flow_json(flow), indent=1).replace("\n", "\n  ")
+        out.write(("," if i else "") + "\n  " + nested)
+    out.write("\n ]" if result.flows else "]")
+    out.write(',\n "events": [')
+    for i, event in enumerate(result.events):
+        out.write(("," if i else "") + "\n  " + json.dumps(event.to_json()))
+    out.write("\n ]" if result.events else "]")
+    out.write("\n}")
+
+
+def _head(result: WatchResult) -> dict[str, Any]:
     return {
         "format": WATCH_FORMAT,
         "expression": result.expression,
@@ -33,8 +60,6 @@ def to_json(result: WatchResult) -> dict[str, Any]:
         "lost": result.lost,
         "notes": result.notes,
         "hooks": result.hooks,
-        "flows": [_flow_json(f) for f in result.flows],
-        "events": [e.to_json() for e in result.events],
     }
 
 

@@ -24,11 +24,11 @@ _TCP_STATES = (
 class _Ctnetlink(_Netlink):
     PROTOCOL = NETLINK_NETFILTER
 
-    def entries(self, family: int) -> list[Any]:
+    def entries(self, family: int) -> list[ConntrackEntry | None]:
         from pyroute2.netlink.nfnetlink.nfctsocket import nfct_msg
 
         body = struct.pack("=BBH", family, 0, 0)  # nfgenmsg: family, version 0, res_id
-        return self._dump(IPCTNL_MSG_CT_GET, body, nfct_msg)
+        return self._dump(IPCTNL_MSG_CT_GET, body, nfct_msg, keep=_entry)
 
 
 def prepare() -> None:
@@ -50,7 +50,7 @@ def entries(namespace: str) -> list[ConntrackEntry]:
                 messages = ct.entries(family)
             except OSError:
                 continue  # ctnetlink not loaded, or that family has no table
-            found += [entry for m in messages if (entry := _entry(m)) is not None]
+            found += [entry for entry in messages if entry is not None]
     finally:
         ct.close()
     return found

@@ -53,15 +53,27 @@ class _Netlink:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _dump(self, kind: int, body: bytes, cls: Decoder) -> list[Any]:
+    def _dump(
+        self, kind: int, body: bytes, cls: Decoder, keep: Callable[[Any], Any] | None = None
+    ) -> list[Any]:
+        """Every message of the dump, decoded; ``keep``: what of each to keep, taken as
+        it is decoded (a message holds its whole receive buffer: a conntrack table of
+        10,000 entries kept as messages took ~340 MB)."""
         for _ in range(5):  # the table changed during the dump: the kernel says so
             try:
-                return list(self._request(kind, NLM_F_REQUEST | NLM_F_DUMP, body, cls))
+                return list(self._request(kind, NLM_F_REQUEST | NLM_F_DUMP, body, cls, keep))
             except _Interrupted:
                 continue
         raise OSError(errno.EAGAIN, "the kernel's table kept changing while it was read")
 
-    def _request(self, kind: int, flags: int, body: bytes, cls: Decoder) -> Iterator[Any]:
+    def _request(
+        self,
+        kind: int,
+        flags: int,
+        body: bytes,
+        cls: Decoder,
+        keep: Callable[[Any], Any] | None = None,
+    ) -> Iterator[Any]:
         self._seq += 1
         seq = self._seq
         self.sock.send(_HEADER.pack(_HEADER.size + len(body), kind, flags, seq, 0) + body)
@@ -87,7 +99,7 @@ class _Netlink:
                     else:
                         message = cls(data, offset=at, length=length)
                         message.decode()
-                        messages.append(message)
+                        messages.append(keep(message) if keep else message)
                         done = not dump
                 at += (length + 3) & ~3
             if done:

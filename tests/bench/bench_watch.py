@@ -10,17 +10,22 @@
 
 3. Where the cost goes: per program, the run time under `run`'s tracer and
    under the unmatched watch (BPF run-time statistics).
+4. A report of 10,000 flows: `pathtrace watch --json` (a process of its own) on
+   a flood of new UDP flows from container1 through the NAT, its peak resident
+   memory and time to the end of its output, against `pathtrace run ping` (report).
 
-Run: `python -m tests.bench.bench_watch [matched] [unmatched] [share]` (as root;
-its own lab; all three by default).
+Run: `python -m tests.bench.bench_watch [matched] [unmatched] [share] [report]`
+(as root; its own lab; the first three by default).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -163,6 +168,61 @@ def share(topo: topology.Topology) -> None:
             )
 
 
+FLOOD = """
+import socket, struct, time
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+end, port = time.monotonic() + 1.5, 20000
+while time.monotonic() < end:
+    for _ in range(200):
+        port = port + 1 if port < 60000 else 20000
+        s.sendto(struct.pack("!HHHH", port, 9999, 8, 0), ("8.8.8.8", 0))
+"""
+
+
+def _peak(argv: list[str], during: Callable[[], None]) -> tuple[float, float]:
+    """(peak resident MB, seconds) of the command ``argv``, in a process of its own
+    (its peak read from the kernel's child accounting by a process that runs only it)."""
+    probe = (
+        "import resource, subprocess, sys, time; t = time.monotonic(); "
+        "p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE); "
+        "p.stderr.readline(); print('armed', flush=True); p.wait(); "
+        "print(time.monotonic() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", probe, *argv], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    during()
+    seconds, rss = proc.stdout.readline().split()
+    proc.wait()
+    return int(rss) / 1024, float(seconds)
+
+
+def report(topo: topology.Topology, rounds: int = 3) -> None:
+    with tempfile.NamedTemporaryFile("w", suffix=".toml") as f:
+        f.write(topology.reference_text().replace('prefix = "pt-"', f'prefix = "{PREFIX}"', 1))
+        f.flush()
+        cli = [sys.executable, "-m", "pathtrace"]
+        watch = cli + ["watch", "udp dst port 9999", "--topology", f.name, "--max-flows", "10000"]
+        watch += ["--packets-kept", "5", "--duration", "4", "--json"]
+        ping = cli + ["run", "ping", "8.8.8.8", "-c", "1", "--topology", f.name, "--json"]
+
+        def flood() -> None:
+            netns.run(topo.namespace("container1"), [sys.executable, "-c", FLOOD])
+
+        watched, ran = [], []
+        for _ in range(rounds):
+            watched.append(_peak(watch, flood))
+            ran.append(_peak(ping, lambda: None))
+    w_mb, w_s = (statistics.median(x) for x in zip(*watched, strict=True))
+    r_mb, r_s = (statistics.median(x) for x in zip(*ran, strict=True))
+    print(
+        f"watch of a flood (10,000 flows kept, 5 packets each), {rounds} rounds: peak "
+        f"{w_mb:.0f} MB, {w_s:.1f} s to the end of its JSON (4 s watched); a run's ping "
+        f"{r_mb:.0f} MB: {w_mb / r_mb:.1f}x",
+        flush=True,
+    )
+
+
 def main(argv: list[str]) -> int:
     os.sched_setaffinity(0, {1})  # iperf3 has CPU 0
     topo = lab()
@@ -173,6 +233,8 @@ def main(argv: list[str]) -> int:
             unmatched(topo)
         if not argv or "share" in argv:
             share(topo)
+        if "report" in argv:
+            report(topo)
     finally:
         build.down(None, prefix=PREFIX)
     return 0
