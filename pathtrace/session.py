@@ -311,7 +311,9 @@ class Run:
         with sniffer, tracer.finish(netfilter, tunnels):
             assert tracer.facts is not None and tracer.layout is not None
             layout = tracer.layout
-            ctx = DecodeContext(namespaces=names, drop_reasons=tracer.facts.drop_reasons)
+            ctx = DecodeContext(
+                namespaces=names, drop_reasons=tracer.facts.drop_reasons, notes=tracer.note
+            )
             ctx.prefetch_symbols()
             importer.join()
             packets = [send.build(probe, src, setting.run_id, i) for i in range(o.count)]

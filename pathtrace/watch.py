@@ -166,7 +166,9 @@ class Watch:
         with sniffer, tracer.finish(netfilter, tunnels):
             assert tracer.facts is not None and tracer.layout is not None
             layout = tracer.layout
-            ctx = DecodeContext(namespaces=names, drop_reasons=tracer.facts.drop_reasons)
+            ctx = DecodeContext(
+                namespaces=names, drop_reasons=tracer.facts.drop_reasons, notes=tracer.note
+            )
             ctx.prefetch_symbols()
             watched = [ns for ns in picking if ns in states]
             tracer.watch(program, watched, inside_devices(states, watched))

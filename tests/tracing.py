@@ -19,7 +19,7 @@ class Session:
     def __init__(self, lab: topology.Topology, tracer: Tracer) -> None:
         self.lab = lab
         self.tracer = tracer
-        self.ctx = DecodeContext()
+        self.ctx = DecodeContext(notes=tracer.note)
         self.events: list[Event] = []
 
     def send(self, node: str, probe: send.Probe, index: int = 0) -> None:

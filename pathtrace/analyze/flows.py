@@ -261,6 +261,14 @@ def _invalid(
     """Packets of the flow that conntrack looked at and gave no entry: INVALID, as
     `ct state invalid` and `-m conntrack --ctstate INVALID` match them."""
     said: dict[tuple[int, str], str] = {}
+    # conntrack's own messages on the packets (its log_invalid calls, read whether
+    # or not its logging is on), by packet and namespace, in order.
+    messages: dict[tuple[int, str], list[str]] = {}
+    for e in events:
+        if e.hook == Hook.CT_INVALID and e.location:
+            told = messages.setdefault((e.skb_id, e.namespace), [])
+            if e.location not in told:
+                told.append(e.location)
     for e in events:
         if e.hook not in _NF or e.nf_hook not in _AFTER_CONNTRACK or e.ct_state != "none":
             continue
@@ -274,6 +282,11 @@ def _invalid(
             f"has no conntrack entry after conntrack looked at it (conntrack runs in {node}: "
             f"{why})"
         )
+        own = messages.get((e.skb_id, e.namespace))
+        if own:
+            said[(e.skb_id, e.namespace)] += "; conntrack's message: " + "; ".join(
+                f'"{m}"' for m in own
+            )
     return list(said.values())
 
 

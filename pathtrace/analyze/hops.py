@@ -483,6 +483,7 @@ def _hook_name(e: Event) -> str:
         Hook.BR_HANDLE_FRAME: "br_handle_frame",
         Hook.NAT_BEFORE: "nf_nat_manip_pkt",
         Hook.NAT_AFTER: "nf_nat_manip_pkt",
+        Hook.CT_INVALID: "nf_l4proto_log_invalid",
     }
     if e.hook.startswith("nf_"):
         return f"netfilter/{e.nf_hook}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from functools import cached_property
 from ipaddress import IPv4Address, IPv6Address
 from sys import intern
@@ -74,8 +75,11 @@ class DecodeContext:
         clock: KernelClock | None = None,
         namespaces: dict[int, str] | None = None,
         drop_reasons: dict[int, str] | None = None,
+        notes: Callable[[int], str | None] | None = None,
     ) -> None:
         self.clock = clock or KernelClock()
+        # conntrack's messages by address (Tracer.note): ct_invalid events' locations.
+        self.note = notes or (lambda _: None)
         self._asked: set[int] = set()
         self.namespaces = namespaces if namespaces is not None else netns.namespace_names()
         if drop_reasons is not None:  # the tracer has them (KernelFacts): no second read
@@ -243,7 +247,13 @@ def decode(raw: dict[str, Any], ctx: DecodeContext) -> Event:
         icmp_code=raw["icmp_code"] if protocol in (1, 58) else None,
         tcp_flags=raw["tcp_flags"] if protocol == 6 else None,
         drop_reason=ctx.drop_reason(raw["drop_reason"]) if is_drop else None,
-        location=ctx.symbol(raw["location"]) if is_drop else None,
+        location=(
+            ctx.symbol(raw["location"])
+            if is_drop
+            else ctx.note(raw["location"])
+            if hook == "ct_invalid"
+            else None
+        ),
         conntrack=ct,
         ct_state=intern(CT_INFO.get(raw["ct_info"], f"ctinfo {raw['ct_info']}")),
         dmac=_mac(raw.get("dmac", b"")),

@@ -182,6 +182,7 @@ class Tracer:
         self._tunnel_layout: _Struct | None = None
         # `watch`: pt_watch_gate's value and where sample_every is in it.
         self._gate: tuple[bytearray, int] | None = None
+        self._notes: dict[int, str | None] = {}  # conntrack's messages read (note())
         # `watch`: the comparisons one of which every match passes (needs.py).
         self.watch_atoms: tuple[needs.Atom, ...] = ()
         self._preloaded: dict[Path, libbpf.BpfObject | BaseException] = {}
@@ -599,6 +600,21 @@ class Tracer:
         value, at = self._gate
         struct.pack_into("=I", value, at, every)
         libbpf.map_update(self._shared["pt_watch_gate"], (0).to_bytes(4, "little"), bytes(value))
+
+    def note(self, address: int) -> str | None:
+        """conntrack's message at ``address`` (a ct_invalid event's location), as the
+        conntrack probe kept it (pt_notes); None where it kept none."""
+        if address in self._notes:
+            return self._notes[address]
+        obj = next((o for o in self._objects if Path(o.path).name == "conntrack.bpf.o"), None)
+        text = None
+        if obj is not None:
+            size, _ = libbpf.struct_members(obj.btf, "pt_note")
+            raw = libbpf.map_lookup(obj.map_fd("pt_notes"), struct.pack("=Q", address), size)
+            if raw is not None:
+                text = raw.split(b"\0", 1)[0].decode(errors="replace")
+        self._notes[address] = text
+        return text
 
     def watch_stats(self) -> dict[str, int]:
         """What the filter cost and found so far (WATCH_STATS)."""

@@ -119,9 +119,27 @@ FAMILIES: tuple[Family, ...] = (
         ),
         required=False,
     ),
+    Family(
+        "conntrack",
+        "conntrack's own message on a packet it refuses (INVALID)",
+        (
+            # Variadic functions: fentry cannot attach to them.
+            Mechanism(
+                "kprobe",
+                ("pt_ct_log_invalid", "pt_ct_entry_log_invalid"),
+                ("kprobe/nf_l4proto_log_invalid", "kprobe/nf_ct_l4proto_log_invalid"),
+            ),
+        ),
+        required=False,
+    ),
 )
 
-_FUNCTIONS = {"veth": "veth_xmit", "bridge": "br_forward", "nat": "nf_nat_manip_pkt"}
+_FUNCTIONS = {
+    "veth": "veth_xmit",
+    "bridge": "br_forward",
+    "nat": "nf_nat_manip_pkt",
+    "conntrack": "nf_l4proto_log_invalid",
+}
 
 
 @dataclass
@@ -245,11 +263,19 @@ def _facts_key() -> str:
         btf = f"{st.st_size}:{st.st_mtime_ns}"
     except OSError:
         btf = "none"
-    digest = hashlib.sha256("\n".join(modules).encode()).hexdigest()[:16]
+    # What read() asks of the kernel is part of the key: a pathtrace asking about
+    # another function must not take an older one's answers.
+    asked = sorted(_FUNCTIONS.values())
+    digest = hashlib.sha256("\n".join(modules + asked).encode()).hexdigest()[:16]
     return f"{boot}:{os.uname().release}:{btf}:{digest}" if boot else ""
 
 
-_MODULES = {"veth_xmit": "veth", "br_forward": "bridge", "nf_nat_manip_pkt": "nf_nat"}
+_MODULES = {
+    "veth_xmit": "veth",
+    "br_forward": "bridge",
+    "nf_nat_manip_pkt": "nf_nat",
+    "nf_l4proto_log_invalid": "nf_conntrack",
+}
 
 
 def _module_functions(functions: set[str]) -> set[str]:

@@ -355,6 +355,15 @@ def map_update(map_fd: int, key: bytes, value: bytes) -> None:
         raise BpfError("map", "update", _errno())
 
 
+def map_lookup(map_fd: int, key: bytes, size: int) -> bytes | None:
+    """One entry's value (``size`` bytes), or None where the map has no such key."""
+    k = ctypes.create_string_buffer(key, len(key))
+    v = ctypes.create_string_buffer(size)
+    if lib().bpf_map_lookup_elem(map_fd, k, v) != 0:
+        return None
+    return v.raw
+
+
 def map_update_percpu(map_fd: int, key: bytes, value: bytes) -> None:
     """Writes ``value`` as one entry's value on every possible CPU (a per-CPU map)."""
     cpus = int(lib().libbpf_num_possible_cpus())

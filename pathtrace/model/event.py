@@ -28,6 +28,7 @@ class Hook(StrEnum):
     BR_FORWARD = "br_forward"  # the bridge forwards to a port
     NAT_BEFORE = "nat_before"  # nf_nat_manip_pkt entry
     NAT_AFTER = "nat_after"  # nf_nat_manip_pkt exit
+    CT_INVALID = "ct_invalid"  # conntrack's message on an invalid packet (in location)
 
 
 class Via(StrEnum):
@@ -190,7 +191,7 @@ class Event:
     icmp_code: int | None = None
     tcp_flags: int | None = None
     drop_reason: str | None = None
-    location: str | None = None
+    location: str | None = None  # drop: the kernel function; ct_invalid: conntrack's message
     conntrack: Conntrack | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     # Device and bridge hooks: the frame's Ethernet addresses ("" where none is

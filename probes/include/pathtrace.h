@@ -32,7 +32,8 @@ enum pt_hook {
 	PT_HOOK_BR_FORWARD = 9,     /* br_forward: the bridge forwards to a port */
 	PT_HOOK_NAT_BEFORE = 10,    /* nf_nat_manip_pkt entry: before translation */
 	PT_HOOK_NAT_AFTER = 11,     /* nf_nat_manip_pkt exit: after translation */
-	PT_HOOK_MAX = 12,
+	PT_HOOK_CT_INVALID = 12,    /* conntrack says why it refuses it (location: the message) */
+	PT_HOOK_MAX = 13,
 };
 
 enum pt_via {
@@ -208,6 +209,13 @@ struct pt_watch_gate {
 };
 
 #define PT_CT_NONE 0x80
+
+/* conntrack's message on an invalid packet (conntrack.bpf.c's pt_notes). */
+#define PT_NOTE_LEN 96
+
+struct pt_note {
+	char text[PT_NOTE_LEN];
+};
 
 /* A silent flow's index: followed for its identity only, no events. */
 #define PT_FLOW_SILENT 0xfffffffeU

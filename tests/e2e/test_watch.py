@@ -303,6 +303,13 @@ def test_a_segment_conntrack_holds_invalid_is_said_so_and_its_drop_named(seen: A
     flow = flows[0]
     assert flow["invalid"] and flow["invalid"][0].startswith("gw at PREROUTING: tcp "), flow
     assert "[SF]" in flow["invalid"][0] and "a nat chain" in flow["invalid"][0], flow["invalid"]
+    # Why, in conntrack's own words, where its kprobes run (its TCP tracker's log
+    # call on the segment, made with logging off; tests/vm checks them on 6.1);
+    # where they cannot (this kernel: no kprobes), nothing more is said.
+    hooks = seen["invalid"]["report"]["hooks"]
+    kprobes = any(h["family"] == "conntrack" and h["state"] == "used" for h in hooks)
+    message = '; conntrack\'s message: "invalid tcp flag combination"'
+    assert flow["invalid"][0].endswith(message if kprobes else "(a nat chain))"), flow["invalid"]
     verdict = flow["verdict"]
     assert verdict["outcome"] == "dropped" and verdict["where"].startswith("gw"), verdict
     assert "INVALID" in verdict["cause"] or "invalid" in verdict["cause"], verdict

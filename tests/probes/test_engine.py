@@ -411,7 +411,7 @@ def test_doctor_reports_every_hook(lab: topology.Topology) -> None:
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     families = {h["family"] for h in data["hooks"]}
-    assert families == {"device", "drop", "netfilter", "veth", "bridge", "nat"}
+    assert families == {"device", "drop", "netfilter", "veth", "bridge", "nat", "conntrack"}
     assert all(h["state"] in ("used", "unavailable", "failed") for h in data["hooks"])
     assert data["btf"] is True and data["probes_built"] is True
     # This kernel has netfilter links (KERNEL.md): the doctor really made one.

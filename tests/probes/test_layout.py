@@ -13,7 +13,7 @@ from pathtrace.kernel.engine import probes_dir
 from pathtrace.kernel.layout import FIELDS, EventLayout, LayoutError
 
 HEADER = Path(__file__).resolve().parents[2] / "probes" / "include" / "pathtrace.h"
-OBJECTS = ["device", "drop", "netfilter", "veth", "bridge", "nat"]
+OBJECTS = ["device", "drop", "netfilter", "veth", "bridge", "nat", "conntrack"]
 
 
 def _c_layout(tmp_path: Path) -> dict[str, tuple[int, int]]:
@@ -140,13 +140,13 @@ def test_watch_stats_and_filter_sizes_match_the_header(tmp_path: Path) -> None:
     from pathtrace.kernel.engine import WATCH_STATS
 
     names = ["PT_WATCH_RUNS", "PT_WATCH_MATCHED", "PT_WATCH_OVER", "PT_WATCH_UNDECIDED"]
-    names += ["PT_WATCH_SAMPLED_OUT", "PT_WATCH_BEHIND", "PT_WATCH_STATS"]
+    names += ["PT_WATCH_SAMPLED_OUT", "PT_WATCH_BEHIND", "PT_WATCH_RULED_OUT", "PT_WATCH_STATS"]
     names += ["PT_WATCH_INSN_SIZE", "PT_CT_NONE", "PT_FLOW_SILENT"]
     source = HEADER.read_text() + "\n#define PT_WATCH_INSN_SIZE sizeof(struct pt_watch_insn)\n"
     header = tmp_path / "pathtrace.h"
     header.write_text(source)
     values = _c_values(tmp_path, names, header)
-    assert [values[n] for n in names[:6]] == list(range(len(WATCH_STATS)))
+    assert [values[n] for n in names[:7]] == list(range(len(WATCH_STATS)))
     assert values["PT_WATCH_STATS"] == len(WATCH_STATS)
     assert values["PT_WATCH_INSN_SIZE"] == 8  # engine.Tracer.watch packs "=HBBI"
     assert CT_INFO[values["PT_CT_NONE"]] == "none"  # decode's name for "no entry"

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+from ipaddress import IPv4Address
 
 import pytest
+from scapy.layers.inet import IP, TCP
 
+from pathtrace.inject import send
 from pathtrace.lab import topology
 from pathtrace.model.options import RunOptions
 from pathtrace.session import Run
@@ -28,6 +31,7 @@ def test_doctor_uses_fentry_or_kprobes(lab: topology.Topology) -> None:
     assert used.get("device") == "tp_btf"
     for family in ("veth", "bridge", "nat"):
         assert used.get(family) in ("fentry", "kprobe"), (family, data["hooks"])
+    assert used.get("conntrack") == "kprobe", data["hooks"]
     nf = next(h for h in data["hooks"] if h["family"] == "netfilter")
     assert nf["state"] == "unavailable" and "6.4" in nf["reason"], os.uname().release
     # 6.1 has no read-only cast of any address: the helper-reading builds, saying why.
@@ -61,6 +65,22 @@ def test_tagged_ping_through_snat_seen_by_the_nat_function(traced: Session) -> N
             {"hook": "dev_recv", "namespace": c1, "ifname": "veth-cont1", "tag": "reply"},
         ],
     )
+
+
+def test_conntrack_says_why_it_refuses_a_segment(traced: Session) -> None:
+    """A tagged SYN+FIN through the host's masquerade: conntrack's TCP tracker
+    refuses it (INVALID), and its call to log that (made with logging off: the
+    sysctl is tested inside) gives its words, read by the conntrack kprobes."""
+    c1, host = traced.lab.namespace("container1"), traced.lab.namespace("host")
+    probe = send.Probe("tcp", IPv4Address("8.8.8.8"), port=80)
+    packet = IP(send.build(probe, send.source_address(c1, probe.dst), traced.tracer.run, 0))
+    packet[TCP].flags = "SF"
+    del packet[IP].chksum, packet[TCP].chksum
+    with send.Sender(c1) as sender:
+        sender.send(bytes(packet), probe.dst)
+    events = traced.collect(lambda evs: any(e.hook == "ct_invalid" for e in evs), timeout=20)
+    said = [(e.namespace, e.location) for e in events if e.hook == "ct_invalid"]
+    assert said and said[0] == (host, "invalid tcp flag combination"), said
 
 
 def test_bridge_forwarding_seen_by_br_forward(traced: Session) -> None:
