@@ -16,7 +16,7 @@ from pathtrace.analyze.causes.bridge import bridge_stop, flooded_past
 from pathtrace.analyze.causes.common import Placed, arrival
 from pathtrace.analyze.causes.mtu import tunnel_mtu, veth_mtu
 from pathtrace.analyze.causes.neighbours import wrong_mac
-from pathtrace.analyze.causes.netfilter import netfilter_drop, open_chain
+from pathtrace.analyze.causes.netfilter import conntrack_messages, netfilter_drop, open_chain
 from pathtrace.analyze.causes.programs import tc_drop, xdp_drop
 from pathtrace.analyze.causes.routes import (
     ROUTING_REASONS,
@@ -56,6 +56,9 @@ def explain(
             finding = rerouted(net, drop, hook) or finding
         if not drop.interface:
             where = f"{node} ({hook or 'netfilter'}, before any device)"
+        told = _conntrack_messages(net, drop, events)
+        if told:
+            finding = replace(finding, cause=finding.cause + told)
         found = (None, finding)
     # What the reason or the freeing function names comes before what the device's
     # kind suggests: a tc filter or an XDP program on a tunnel device is still that.
@@ -138,6 +141,16 @@ def _node_of_skb(net: Network, drop: Hop, events: Sequence[Event]) -> str | None
         if e.skb_id in skbs and state is not None:
             return state.node
     return None
+
+
+def _conntrack_messages(net: Network, drop: Hop, events: Sequence[Event]) -> str:
+    """conntrack's messages on the dropped packet in the drop's node, as the cause's end."""
+    state = net.state(drop.node)
+    skbs = {events[i].skb_id for i in drop.events if 0 <= i < len(events)}
+    told = conntrack_messages(events, skbs, state.namespace) if state else []
+    if not told:
+        return ""
+    return f"; conntrack's message on it in {drop.node}: " + "; ".join(f'"{m}"' for m in told)
 
 
 def _location(drop: Hop, events: Sequence[Event]) -> str:

@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from statistics import median
 
+from pathtrace.analyze.causes.netfilter import conntrack_messages
 from pathtrace.analyze.copies import split_copies
 from pathtrace.analyze.hops import HopBuilder
 from pathtrace.analyze.verdict import Judge
@@ -261,14 +262,6 @@ def _invalid(
     """Packets of the flow that conntrack looked at and gave no entry: INVALID, as
     `ct state invalid` and `-m conntrack --ctstate INVALID` match them."""
     said: dict[tuple[int, str], str] = {}
-    # conntrack's own messages on the packets (its log_invalid calls, read whether
-    # or not its logging is on), by packet and namespace, in order.
-    messages: dict[tuple[int, str], list[str]] = {}
-    for e in events:
-        if e.hook == Hook.CT_INVALID and e.location:
-            told = messages.setdefault((e.skb_id, e.namespace), [])
-            if e.location not in told:
-                told.append(e.location)
     for e in events:
         if e.hook not in _NF or e.nf_hook not in _AFTER_CONNTRACK or e.ct_state != "none":
             continue
@@ -282,7 +275,9 @@ def _invalid(
             f"has no conntrack entry after conntrack looked at it (conntrack runs in {node}: "
             f"{why})"
         )
-        own = messages.get((e.skb_id, e.namespace))
+        # Why, in conntrack's words (its log_invalid calls, made whether or not its
+        # logging is on), where the kernel lets its kprobes read them.
+        own = conntrack_messages(events, {e.skb_id}, e.namespace)
         if own:
             said[(e.skb_id, e.namespace)] += "; conntrack's message: " + "; ".join(
                 f'"{m}"' for m in own

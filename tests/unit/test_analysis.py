@@ -194,6 +194,24 @@ def test_verdicts_of_the_saved_runs() -> None:
     assert bare.fix is not None and "pathtrace lab" not in bare.fix
 
 
+def test_a_netfilter_drop_quotes_what_conntrack_said_of_the_packet() -> None:
+    """Where the conntrack family runs (kprobes: tests/vm shows the kernel's event),
+    its message on the dropped sk_buff, in the drop's namespace, ends the cause."""
+    events, setting = saved("forward-drop")
+    plain = build_probes(events, setting)[0].verdict
+    drop = next(i for i, e in enumerate(events) if e.hook == "drop" and e.index == 0)
+    told = replace(
+        events[drop], hook="ct_invalid", via="kprobe", drop_reason=None,
+        location="invalid tcp flag combination", time_ns=events[drop].time_ns - 1,
+    )  # fmt: skip
+    elsewhere = replace(told, namespace="pt-wan", location="another packet's")
+    verdict = build_probes([*events[:drop], told, elsewhere, *events[drop:]], setting)[0].verdict
+    assert verdict.cause == (
+        f'{plain.cause}; conntrack\'s message on it in host: "invalid tcp flag combination"'
+    )
+    assert "conntrack's message" not in (plain.cause or "")
+
+
 def test_a_probe_never_sent_is_judged_from_the_source_alone() -> None:
     _, setting = saved("ping-answered")
     probes = build_probes([], setting, send_errors={0: "Network is unreachable"})

@@ -29,6 +29,22 @@ def open_chain(net: Network, node: str, events: Sequence[Event]) -> str | None:
     return open_chains[-1] if open_chains else None
 
 
+def conntrack_messages(events: Sequence[Event], skbs: set[int], namespace: str) -> list[str]:
+    """What conntrack's trackers said of these sk_buffs in ``namespace`` (their
+    log_invalid calls: ct_invalid events, where the kernel has kprobes), in order,
+    each once."""
+    return list(
+        dict.fromkeys(
+            e.location
+            for e in events
+            if e.hook == Hook.CT_INVALID
+            and e.location
+            and e.skb_id in skbs
+            and e.namespace == namespace
+        )
+    )
+
+
 def nf_ref(node: str, rule: LiveRule) -> str:
     """A rule as an object: by handle, or (iptables-legacy) by position, `rule N`."""
     at = f"rule {rule.handle}" if rule.legacy else f"handle {rule.handle}"
