@@ -212,6 +212,10 @@ struct pt_pkt {
 	__u16 sport, dport, ip_id, tot_len, l4_off, tcp_payload;
 	__u8 protocol, ttl, icmp_type, icmp_code, tcp_flags, tag_kind, family;
 	__u8 by_key; /* known here by its flow's key (pt_flows) */
+	/* `watch`: its TCP header went unread, as neither the filter (its atoms,
+	 * its protocol) nor a followed flow can want it: pt_watch_pick need not
+	 * try the atoms again. */
+	__u8 unwanted;
 	/* What no hop on the way rewrites (not NAT, not a tunnel): TCP's sequence,
 	 * UDP's length, ICMP's type and echo sequence or the id of the packet an
 	 * error quotes. With the IP id, it tells a followed packet from another
@@ -279,7 +283,8 @@ static __always_inline int pt_watch_may_pick(const struct pt_pkt *p)
 
 /* `watch`: whether a packet's headers past IP are wanted: the filter may pick it,
  * or a flow of its protocol may be followed already (and found by its key). */
-static __always_inline int pt_watch_wants(const struct pt_pkt *p, const unsigned char *l3)
+static __always_inline int pt_watch_wants(const struct pt_pkt *p, const unsigned char *l3,
+					  __u32 avail)
 {
 	struct pt_watch_gate *g = bpf_map_lookup_elem(&pt_watch_gate, &pt_keys[0]);
 	__u64 *started = bpf_map_lookup_elem(&pt_ids, &pt_keys[PT_ID_FLOWS]);
@@ -287,11 +292,9 @@ static __always_inline int pt_watch_wants(const struct pt_pkt *p, const unsigned
 
 	if (!g || !s)
 		return 1;
-	/* The atoms read up to the packet's length here, past the bytes at hand
-	 * (skb->tail, unknown here) maybe: where pt_watch_pick's reads are
-	 * within them, these are the same reads, so whatever it may pick is
-	 * wanted here. */
-	if (pt_watch_may_pick(p) && pt_watch_atoms_pass(g, s, l3, p->tot_len))
+	/* The same reads, over the same bytes, as pt_watch_pick's: what it may
+	 * pick is wanted here, and what is not wanted it need not try again. */
+	if (pt_watch_may_pick(p) && pt_watch_atoms_pass(g, s, l3, avail))
 		return 1;
 	return started && *started && g->keyed[p->family == 6][p->protocol];
 }
@@ -413,12 +416,12 @@ static __always_inline int pt_quoted_tag6(const unsigned char *l3, struct pt_pkt
 }
 
 static __always_inline int pt_parse_l4(const unsigned char *l4, __u32 l4_len,
-				       struct pt_pkt *p, int outer);
+				       struct pt_pkt *p, __u32 outer);
 
 /* Reads the IPv6 packet at l3 into p: the fixed header, then up to three
  * extension headers (hop-by-hop, routing, destination options, a first
  * fragment) skipped by their lengths. */
-static __always_inline int pt_parse6(const unsigned char *l3, struct pt_pkt *p, int outer)
+static __always_inline int pt_parse6(const unsigned char *l3, struct pt_pkt *p, __u32 outer)
 {
 	struct ipv6hdr ip6;
 
@@ -461,8 +464,10 @@ static __always_inline int pt_parse6(const unsigned char *l3, struct pt_pkt *p, 
 }
 
 /* Reads the IP packet at l3 into p. Returns 1 if it carries this run's tag,
- * 0 if not, -1 if it is no IP packet. outer: not a packet inside a tunnel's. */
-static __always_inline int pt_parse(const unsigned char *l3, struct pt_pkt *p, int outer)
+ * 0 if not, -1 if it is no IP packet. outer: 0 for a packet inside a tunnel's;
+ * else, under `watch`, the bytes readable from l3 (skb->tail), which bound the
+ * filter's atoms (pt_watch_wants), and under `run` any non-zero value. */
+static __always_inline int pt_parse(const unsigned char *l3, struct pt_pkt *p, __u32 outer)
 {
 	struct iphdr iph;
 
@@ -487,7 +492,7 @@ static __always_inline int pt_parse(const unsigned char *l3, struct pt_pkt *p, i
 
 /* The L4 header at l4 (l4_len bytes to the packet's end) and the tag behind it. */
 static __always_inline int pt_parse_l4(const unsigned char *l4, __u32 l4_len,
-				       struct pt_pkt *p, int outer)
+				       struct pt_pkt *p, __u32 outer)
 {
 	/* One read for the L4 header and the tag behind it: ICMP and UDP headers
 	 * are 8 bytes, the tag 12; TCP needs its first 16. */
@@ -540,8 +545,10 @@ static __always_inline int pt_parse_l4(const unsigned char *l4, __u32 l4_len,
 			return 0;
 		/* Watch: a segment the filter cannot pick and no flow can own is not
 		 * read (a tunnel's inner packet always is: its outer one was picked). */
-		if (pt_watch && outer && !pt_watch_wants(p, l4 - p->l4_off))
+		if (pt_watch && outer && !pt_watch_wants(p, l4 - p->l4_off, outer)) {
+			p->unwanted = 1;
 			return 0;
+		}
 		if (pt_read(w, 4, l4)) /* ports, seq, ack, offset and flags */
 			return 0;
 		p->sport = w[0] & 0xffff;
@@ -777,7 +784,7 @@ static __always_inline int pt_watch_pick(struct sk_buff *skb, const unsigned cha
 		return 0;
 	/* First: its few loads cost less than the lookups below (the device's, the
 	 * namespace's), and most traffic the filter does not match fails it. */
-	if (!pt_watch_atoms_pass(g, s, l3, avail)) {
+	if (p->unwanted || !pt_watch_atoms_pass(g, s, l3, avail)) {
 		pt_watch_count(PT_WATCH_RULED_OUT);
 		return 0;
 	}
@@ -934,7 +941,10 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 		if (!t)
 			return;
 	}
-	int tagged = pt_parse(l3, &p, 1);
+	/* For `watch`: what the filter may read (padding past the IP packet
+	 * included), so that the atoms read alike in the parse and in the pick. */
+	const unsigned char *tail = pt_watch ? PT_SKB(skb, head) + PT_SKB(skb, tail) : 0;
+	int tagged = pt_parse(l3, &p, pt_watch ? (tail > l3 ? tail - l3 : 0) : 1);
 	struct pt_outer outer = {};
 
 

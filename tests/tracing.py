@@ -42,3 +42,17 @@ class Session:
 
 def ping(dst: str, **kw: object) -> send.Probe:
     return send.Probe("ping", IPv4Address(dst), **kw)  # type: ignore[arg-type]
+
+
+def flood_of_new_flows(dst: str, seconds: float = 1.5) -> str:
+    """A Python program sending UDP datagrams to ``dst`` port 9999 from a new source
+    port each (a raw socket), as fast as Python sends them: each datagram a flow."""
+    return f"""
+import socket, struct, time
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+end, port = time.monotonic() + {seconds}, 20000
+while time.monotonic() < end:
+    for _ in range(200):
+        port = port + 1 if port < 60000 else 20000
+        s.sendto(struct.pack("!HHHH", port, 9999, 8, 0), ({dst!r}, 0))
+"""

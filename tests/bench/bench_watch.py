@@ -37,6 +37,7 @@ from pathtrace.system import netns, observe
 from pathtrace.watch import inside_devices
 from tests.bench.bench_traced_throughput import Stream, _program_time, _summary, cycled
 from tests.bench.common import PREFIX, lab
+from tests.tracing import flood_of_new_flows
 
 # A filter no packet of the stream matches but every one must be run through: it
 # asks about addresses, which every protocol has (the worst case for the gate).
@@ -168,15 +169,7 @@ def share(topo: topology.Topology) -> None:
             )
 
 
-FLOOD = """
-import socket, struct, time
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
-end, port = time.monotonic() + 1.5, 20000
-while time.monotonic() < end:
-    for _ in range(200):
-        port = port + 1 if port < 60000 else 20000
-        s.sendto(struct.pack("!HHHH", port, 9999, 8, 0), ("8.8.8.8", 0))
-"""
+FLOOD = flood_of_new_flows("8.8.8.8")
 
 
 def _peak(argv: list[str], during: Callable[[], None]) -> tuple[float, float]:

@@ -19,6 +19,7 @@ import jsonschema
 import pytest
 
 from tests import scratch
+from tests.tracing import flood_of_new_flows
 
 pytestmark = pytest.mark.root
 
@@ -95,15 +96,7 @@ s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
 s.sendto(segment(checksum(pseudo + segment(0))), ("10.7.0.254", 0))
 '''
 # Datagrams from a new source port each, as fast as Python sends them: each a flow.
-FLOOD = '''
-import socket, struct, time
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
-end, port = time.monotonic() + 1.5, 20000
-while time.monotonic() < end:
-    for _ in range(200):
-        port = port + 1 if port < 60000 else 20000
-        s.sendto(struct.pack("!HHHH", port, 9999, 8, 0), ("10.8.0.2", 0))
-'''
+FLOOD = FLOOD_PROGRAM
 TRAFFIC = '''
 import socket, subprocess
 subprocess.run(["ping", "-c", "20", "-i", "0.01", "-q", "10.8.0.2"], capture_output=True)
@@ -205,7 +198,8 @@ print(json.dumps(out))
 def seen() -> dict[str, Any]:
     if shutil.which("dnsmasq") is None:
         pytest.fail("dnsmasq is missing: `make setup` installs dnsmasq-base")
-    return scratch.result(WATCH, timeout=400)  # type: ignore[no-any-return]
+    script = WATCH.replace("FLOOD_PROGRAM", repr(flood_of_new_flows("10.8.0.2")))
+    return scratch.result(script, timeout=400)  # type: ignore[no-any-return]
 
 
 def _flows(case: dict[str, Any]) -> list[dict[str, Any]]:
