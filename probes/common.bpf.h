@@ -762,7 +762,8 @@ static __always_inline void pt_watch_count(__u32 which)
 		*n += 1;
 }
 
-/* `watch`: whether the packet at l3 (read into p) starts a flow: it enters the
+/* `watch`: whether the packet at l3 (read into p; avail bytes readable from l3,
+ * the bound pt_parse gave the atoms) starts a flow: it enters the
  * set of namespaces the filter watches here, the filter matches it, and the
  * flow limit is not reached. p becomes the flow's first packet. A packet enters
  * where its namespace made it (a send with a socket, OUTPUT, a drop) or where a
@@ -770,15 +771,13 @@ static __always_inline void pt_watch_count(__u32 which)
  * its way out, and one that crossed a veth from a watched namespace, were
  * filtered where they entered: once per packet. */
 static __always_inline int pt_watch_pick(struct sk_buff *skb, const unsigned char *l3,
-					 struct pt_pkt *p, struct net_device *dev, struct net *net,
-					 __u16 hook)
+					 __u32 avail, struct pt_pkt *p, struct net_device *dev,
+					 struct net *net, __u16 hook)
 {
 	if (hook == PT_HOOK_DEV_XMIT && !PT_SKB(skb, sk))
 		return 0;
 	struct pt_watch_gate *g = bpf_map_lookup_elem(&pt_watch_gate, &pt_keys[0]);
 	struct pt_watch_scratch *s = bpf_map_lookup_elem(&pt_watch_scratch, &pt_keys[0]);
-	const unsigned char *end = PT_SKB(skb, head) + PT_SKB(skb, tail);
-	__u32 avail = end > l3 ? end - l3 : 0;
 
 	if (!g || !s)
 		return 0;
@@ -944,7 +943,8 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	/* For `watch`: what the filter may read (padding past the IP packet
 	 * included), so that the atoms read alike in the parse and in the pick. */
 	const unsigned char *tail = pt_watch ? PT_SKB(skb, head) + PT_SKB(skb, tail) : 0;
-	int tagged = pt_parse(l3, &p, pt_watch ? (tail > l3 ? tail - l3 : 0) : 1);
+	__u32 avail = tail > l3 ? tail - l3 : 0;
+	int tagged = pt_parse(l3, &p, pt_watch ? avail : 1);
 	struct pt_outer outer = {};
 
 
@@ -968,7 +968,7 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	 * one of a version and protocol it never accepts enters nothing here (and
 	 * costs no lookup). */
 	if (pt_watch && tagged == 0 && !t && w.entry && pt_watch_may_pick_outer(&p, &outer)) {
-		if (!pt_watch_pick(skb, l3, &p, w.dev, w.net, w.hook))
+		if (!pt_watch_pick(skb, l3, avail, &p, w.dev, w.net, w.hook))
 			return;
 		tagged = 1;
 	}
