@@ -202,7 +202,7 @@ struct {
 } pt_watch_scratch SEC(".maps");
 
 /* Constant keys in read-only data: a map key's pointer without a stack slot. */
-static const __u32 pt_keys[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+static const __u32 pt_keys[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
 #include "filter.bpf.h"
 
@@ -722,6 +722,53 @@ static __always_inline __u64 pt_now(__u8 *clock)
 #define PT_SKB(skb, field) BPF_CORE_READ(skb, field)
 #endif
 
+/* Where the verifier explores pt_observe whole within its million instructions
+ * (6.18), it is one inlined body: the fastest. 6.1's does not under `watch`
+ * (E2BIG: the parse's branches times the filter's); its build (PT_SPLIT, the
+ * *.compat.bpf.o) has the parse verified on its own, once for every caller
+ * (a global function), with pointers passed as numbers (helper reads take
+ * them so) and the packets in a per-CPU scratch, one per hook so that hooks
+ * nesting on a CPU do not share one, as the frames must fit 512 bytes
+ * together. */
+#ifndef PT_SPLIT
+#define PT_SPLIT 0
+#endif
+#if PT_SPLIT
+#define PT_SKB_PTR(skb, field) BPF_CORE_READ(skb, field) /* a number, not a typed pointer */
+
+struct pt_observe_scratch {
+	struct pt_pkt p, q; /* the packet, and the one inside a tunnel's */
+	struct pt_outer outer;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 16);
+	__type(key, __u32);
+	__type(value, struct pt_observe_scratch);
+} pt_observe_scratch SEC(".maps");
+
+__noinline int pt_parse_apart(__u64 l3, struct pt_pkt *p, __u32 outer)
+{
+	if (!p)
+		return -1;
+	return pt_parse((const unsigned char *)l3, p, outer);
+}
+
+__noinline __u64 pt_tunnel_inner_apart(__u64 l3, struct pt_pkt *p, struct pt_outer *o)
+{
+	if (!p || !o)
+		return 0;
+	return (__u64)pt_tunnel_inner((const unsigned char *)l3, p, o);
+}
+#define PT_PARSE(l3, p, outer) pt_parse_apart((__u64)(l3), p, outer)
+#define PT_TUNNEL_INNER(l3, p, o) ((const unsigned char *)pt_tunnel_inner_apart((__u64)(l3), p, o))
+#else
+#define PT_SKB_PTR PT_SKB
+#define PT_PARSE pt_parse
+#define PT_TUNNEL_INNER pt_tunnel_inner
+#endif
+
 static __always_inline const unsigned char *pt_l3_of(struct sk_buff *skb, int from_data)
 {
 	__be16 proto = PT_SKB(skb, protocol);
@@ -729,11 +776,11 @@ static __always_inline const unsigned char *pt_l3_of(struct sk_buff *skb, int fr
 	if (proto != bpf_htons(PT_ETH_P_IP) && proto != bpf_htons(PT_ETH_P_IPV6))
 		return 0;
 	if (from_data)
-		return PT_SKB(skb, data);
+		return PT_SKB_PTR(skb, data);
 	__u16 nh = PT_SKB(skb, network_header);
 	if (nh == (__u16)~0U)
-		return PT_SKB(skb, data) + 14;
-	return PT_SKB(skb, head) + nh;
+		return PT_SKB_PTR(skb, data) + 14;
+	return PT_SKB_PTR(skb, head) + nh;
 }
 
 struct pt_where {
@@ -926,7 +973,6 @@ static __always_inline void pt_socket_of(struct sk_buff *skb, struct pt_event *e
 static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char *l3,
 				       struct pt_where w)
 {
-	struct pt_pkt p = {};
 	__u64 key = (__u64)skb;
 	__u64 skb_id;
 	__u8 followed = 0;
@@ -940,25 +986,36 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 		if (!t)
 			return;
 	}
+#if PT_SPLIT
+	struct pt_observe_scratch *o = bpf_map_lookup_elem(&pt_observe_scratch,
+							    &pt_keys[w.hook & 15]);
+	if (!o)
+		return;
+	__builtin_memset(o, 0, sizeof(*o));
+	struct pt_pkt *p = &o->p, *q = &o->q;
+	struct pt_outer *outer = &o->outer;
+#else
+	struct pt_pkt pkt = {}, inside = {};
+	struct pt_outer around = {};
+	struct pt_pkt *p = &pkt, *q = &inside;
+	struct pt_outer *outer = &around;
+#endif
 	/* For `watch`: what the filter may read (padding past the IP packet
 	 * included), so that the atoms read alike in the parse and in the pick. */
-	const unsigned char *tail = pt_watch ? PT_SKB(skb, head) + PT_SKB(skb, tail) : 0;
+	const unsigned char *tail = pt_watch ? PT_SKB_PTR(skb, head) + PT_SKB(skb, tail) : 0;
 	__u32 avail = tail > l3 ? tail - l3 : 0;
-	int tagged = pt_parse(l3, &p, pt_watch ? avail : 1);
-	struct pt_outer outer = {};
-
+	int tagged = PT_PARSE(l3, p, pt_watch ? avail : 1);
 
 	if (tagged == 0) {
 		/* Encapsulated: the tag is in the packet inside. */
-		const unsigned char *inner = pt_tunnel_inner(l3, &p, &outer);
-		struct pt_pkt q = {};
-		int found = inner ? pt_parse(inner, &q, 0) : -1;
+		const unsigned char *inner = PT_TUNNEL_INNER(l3, p, outer);
+		int found = inner ? PT_PARSE(inner, q, 0) : -1;
 
 		if (found >= 0) {
 			tagged = found;
-			p = q;
+			*p = *q;
 		} else {
-			outer.encap = 0;
+			outer->encap = 0;
 		}
 	}
 
@@ -967,22 +1024,22 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	/* Watch: the filter sees what tcpdump on the device would, the outer packet;
 	 * one of a version and protocol it never accepts enters nothing here (and
 	 * costs no lookup). */
-	if (pt_watch && tagged == 0 && !t && w.entry && pt_watch_may_pick_outer(&p, &outer)) {
-		if (!pt_watch_pick(skb, l3, avail, &p, w.dev, w.net, w.hook))
+	if (pt_watch && tagged == 0 && !t && w.entry && pt_watch_may_pick_outer(p, outer)) {
+		if (!pt_watch_pick(skb, l3, avail, p, w.dev, w.net, w.hook))
 			return;
 		tagged = 1;
 	}
 	if (tagged == 1) {
 		/* Watch: a flow's packets share its number; the IP id tells them apart
 		 * where an address freed on a path without a hook is reused. */
-		if (t && t->index == p.index && t->kind == p.tag_kind &&
-		    (!pt_watch || (t->ip_id == p.ip_id && t->fixed == p.fixed))) {
+		if (t && t->index == p->index && t->kind == p->tag_kind &&
+		    (!pt_watch || (t->ip_id == p->ip_id && t->fixed == p->fixed))) {
 			skb_id = t->skb_id;
 		} else {
 			struct pt_tracked fresh = {
-				.skb_id = pt_next_id(), .index = p.index,
-				.ip_id = p.ip_id, .protocol = p.protocol, .kind = p.tag_kind,
-				.fixed = p.fixed,
+				.skb_id = pt_next_id(), .index = p->index,
+				.ip_id = p->ip_id, .protocol = p->protocol, .kind = p->tag_kind,
+				.fixed = p->fixed,
 			};
 			skb_id = fresh.skb_id;
 			if (!w.final && bpf_map_update_elem(&pt_tracked, &key, &fresh, BPF_ANY) == 0
@@ -992,31 +1049,31 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	} else {
 		if (!t)
 			return;
-		if (tagged < 0 || p.ip_id != t->ip_id || p.protocol != t->protocol ||
-		    p.fixed != t->fixed) {
+		if (tagged < 0 || p->ip_id != t->ip_id || p->protocol != t->protocol ||
+		    p->fixed != t->fixed) {
 			pt_forget(&key); /* another packet at a reused address */
 			return;
 		}
 		skb_id = t->skb_id;
-		p.index = t->index;
-		p.tag_kind = t->kind;
+		p->index = t->index;
+		p->tag_kind = t->kind;
 		followed = 1;
 	}
 	if (w.final)
 		pt_forget(&key);
 	if (pt_watch) {
-		pt_watch_keys(&p, w.hook);
-		if (p.index == PT_FLOW_SILENT)
+		pt_watch_keys(p, w.hook);
+		if (p->index == PT_FLOW_SILENT)
 			return;
-	} else if (pt_by_flow && p.tag_kind == PT_TAG_REQUEST && p.protocol == IPPROTO_UDP && p.family) {
+	} else if (pt_by_flow && p->tag_kind == PT_TAG_REQUEST && p->protocol == IPPROTO_UDP && p->family) {
 		/* Where this hop's answer will be: to the source as seen here. */
-		struct pt_flow_key back = {.family = p.family, .protocol = IPPROTO_UDP,
-					   .sport = p.dport, .dport = p.sport};
-		struct pt_flow answer = {.index = p.index, .kind = PT_TAG_REPLY};
-		if (p.family == 6)
-			__builtin_memcpy(back.addr, p.saddr6, 16);
+		struct pt_flow_key back = {.family = p->family, .protocol = IPPROTO_UDP,
+					   .sport = p->dport, .dport = p->sport};
+		struct pt_flow answer = {.index = p->index, .kind = PT_TAG_REPLY};
+		if (p->family == 6)
+			__builtin_memcpy(back.addr, p->saddr6, 16);
 		else
-			back.addr[0] = p.saddr;
+			back.addr[0] = p->saddr;
 		bpf_map_update_elem(&pt_flows, &back, &answer, BPF_NOEXIST);
 	}
 
@@ -1039,7 +1096,7 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	e->followed = followed;
 	/* The packet's own length, the same at every hop: skb->len depends on
 	 * which headers the layer at hand has pushed or pulled. */
-	e->len = p.tot_len;
+	e->len = p->tot_len;
 	e->mark = PT_SKB(skb, mark);
 	pt_socket_of(skb, e);
 	e->pkt_type = BPF_CORE_READ_BITFIELD_PROBED(skb, pkt_type);
@@ -1055,30 +1112,30 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	__builtin_memcpy(e->dmac, eth, 6);
 	__builtin_memcpy(e->smac, eth + 6, 6);
 	e->run = pt_run; /* tagged or followed: this run's (pt_tracked is the tracer's) */
-	e->index = p.index;
-	e->tag_kind = p.tag_kind;
-	e->saddr = p.saddr;
-	e->daddr = p.daddr;
-	e->family = p.family;
-	__builtin_memcpy(e->saddr6, p.saddr6, 16);
-	__builtin_memcpy(e->daddr6, p.daddr6, 16);
-	e->sport = p.sport;
-	e->dport = p.dport;
-	e->ip_id = p.ip_id;
-	e->protocol = p.protocol;
-	e->ttl = p.ttl;
-	e->icmp_type = p.icmp_type;
-	e->icmp_code = p.icmp_code;
-	e->tcp_flags = p.tcp_flags;
-	e->tcp_seq = p.protocol == IPPROTO_TCP ? bpf_ntohl(p.fixed) : 0;
-	e->tcp_payload = p.tcp_payload;
-	e->encap = outer.encap;
-	e->outer_family = outer.family;
-	e->outer_sport = outer.sport;
-	e->outer_dport = outer.dport;
-	e->vni = outer.vni;
-	__builtin_memcpy(e->outer_saddr, outer.saddr, 16);
-	__builtin_memcpy(e->outer_daddr, outer.daddr, 16);
+	e->index = p->index;
+	e->tag_kind = p->tag_kind;
+	e->saddr = p->saddr;
+	e->daddr = p->daddr;
+	e->family = p->family;
+	__builtin_memcpy(e->saddr6, p->saddr6, 16);
+	__builtin_memcpy(e->daddr6, p->daddr6, 16);
+	e->sport = p->sport;
+	e->dport = p->dport;
+	e->ip_id = p->ip_id;
+	e->protocol = p->protocol;
+	e->ttl = p->ttl;
+	e->icmp_type = p->icmp_type;
+	e->icmp_code = p->icmp_code;
+	e->tcp_flags = p->tcp_flags;
+	e->tcp_seq = p->protocol == IPPROTO_TCP ? bpf_ntohl(p->fixed) : 0;
+	e->tcp_payload = p->tcp_payload;
+	e->encap = outer->encap;
+	e->outer_family = outer->family;
+	e->outer_sport = outer->sport;
+	e->outer_dport = outer->dport;
+	e->vni = outer->vni;
+	__builtin_memcpy(e->outer_saddr, outer->saddr, 16);
+	__builtin_memcpy(e->outer_daddr, outer->daddr, 16);
 	/* Locals, not w....: CO-RE must not relocate our own struct pt_where. */
 	struct net_device *dev = w.dev;
 	struct net *net = w.net;
@@ -1095,7 +1152,7 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	struct nf_conn *ct = (struct nf_conn *)(nfct & ~7UL);
 	e->ct = (__u64)ct;
 	e->ct_info = nfct ? nfct & 7 : PT_CT_NONE;
-	if (ct && p.family == 4) {
+	if (ct && p->family == 4) {
 		struct nf_conntrack_tuple orig, reply;
 		bpf_core_read(&orig, sizeof(orig), &ct->tuplehash[0].tuple);
 		bpf_core_read(&reply, sizeof(reply), &ct->tuplehash[1].tuple);

@@ -381,11 +381,11 @@ class Tracer:
         self.statuses.extend(failures)
         if family.required and self.watch_flows and any("too long" in f.reason for f in failures):
             # E2BIG from the verifier: the watch's programs (filter, flow keys) are more
-            # than this kernel's verifier explores (Debian 12's 6.1 does so); runs load.
+            # than this kernel's verifier explores (6.1's did, before PT_SPLIT); runs load.
             raise KernelUnsupported(
                 f"watch cannot arm on kernel {os.uname().release}: its verifier finds the "
                 f"watch's {family.name} programs too complex (E2BIG); `pathtrace run` works "
-                "here, watch needs a newer kernel (tested on 6.18)"
+                "here, watch needs a newer kernel (tested on 6.1 and 6.18)"
             )
         if family.required:
             raise KernelUnsupported(
