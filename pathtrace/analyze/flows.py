@@ -282,6 +282,39 @@ def _invalid(
             said[(e.skb_id, e.namespace)] += "; conntrack's message: " + "; ".join(
                 f'"{m}"' for m in own
             )
+    # Where no netfilter hook shows the packet after conntrack (kernels before 6.4
+    # have no BPF netfilter links): its tracker's log_invalid call shows conntrack
+    # looked at it, and a later hook of that namespace that it left it no entry.
+    # A tracker also logs packets it ignores and lets keep their entry: those are
+    # not INVALID, and neither is one no later hook saw (unknown, not said).
+    for told in events:
+        if told.hook != Hook.CT_INVALID or (told.skb_id, told.namespace) in said:
+            continue
+        after = min(
+            (
+                e
+                for e in events
+                if e.skb_id == told.skb_id
+                and e.namespace == told.namespace
+                and e.time_ns > told.time_ns
+                and e.hook != Hook.CT_INVALID
+                and e.ct_state is not None
+            ),
+            key=lambda e: e.time_ns,
+            default=None,
+        )
+        if after is None or after.ct_state != "none":
+            continue
+        node = states[told.namespace].node if told.namespace in states else told.namespace
+        flags = f" [{_tcp_flags(told.tcp_flags)}]" if told.tcp_flags is not None else ""
+        where = f"{after.hook} {after.ifname}".strip()
+        own = conntrack_messages(events, {told.skb_id}, told.namespace)
+        said[(told.skb_id, told.namespace)] = (
+            f"{node} at {where}: {told.protocol} {told.src}:{told.sport} > "
+            f"{told.dst}:{told.dport}{flags} has no conntrack entry after conntrack looked at "
+            "it (its tracker called log_invalid on it); conntrack's message: "
+            + "; ".join(f'"{m}"' for m in own)
+        )
     return list(said.values())
 
 

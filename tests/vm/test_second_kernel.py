@@ -170,3 +170,29 @@ def test_watch_follows_a_real_ping_through_the_masquerade(
     assert snat["kind"] == "SNAT" and snat["after"].startswith("198.51.100.2"), snat
     reply = next(p for p in flow["packets"] if p["direction"] == "reply" and p["hops"])
     assert reply["hops"][-1]["node"] == "container1", reply["hops"]
+
+
+def test_a_watched_segment_conntrack_refuses_is_said_so_in_its_words(
+    lab: topology.Topology, topology_file: Path
+) -> None:
+    """Watch and the conntrack kprobes on one kernel: an untagged SYN+FIN from
+    container1 through the masquerade is INVALID to conntrack in host, and the
+    flow's line says why in the TCP tracker's own words."""
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "pathtrace", "watch", "tcp port 80", "--from", "container1",
+         "--duration", "8", "--json", "--topology", str(topology_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    armed = watch.stderr.readline() if watch.stderr else ""
+    c1 = lab.namespace("container1")
+    dst = IPv4Address("8.8.8.8")
+    packet = IP(src=str(send.source_address(c1, dst)), dst=str(dst)) / TCP(
+        sport=40123, dport=80, flags="SF"
+    )
+    with send.Sender(c1) as sender:
+        sender.send(bytes(packet), dst)
+    out, err = watch.communicate(timeout=300)
+    assert "watching 'tcp port 80'" in armed, armed + err
+    (flow,) = json.loads(out)["flows"]
+    assert flow["invalid"] and flow["invalid"][0].startswith("host at "), flow["invalid"]
+    assert flow["invalid"][0].endswith('; conntrack\'s message: "invalid tcp flag combination"')
