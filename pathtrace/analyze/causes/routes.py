@@ -11,6 +11,7 @@ from ipaddress import ip_address, ip_interface
 from pathtrace.analyze import links, nfmatch, routing
 from pathtrace.analyze.causes.addresses import prefix_finding
 from pathtrace.analyze.causes.common import Placed, arrival, only
+from pathtrace.analyze.causes.neighbours import bare_station
 from pathtrace.analyze.causes.netfilter import nf_ref
 from pathtrace.analyze.network import Network
 from pathtrace.model.cause import Finding, ref
@@ -345,13 +346,14 @@ def no_route(net: Network, state: NamespaceState, dst: str) -> Finding:
         )
     if bare and not has_default:
         names = ", ".join(link.name for link in bare)
+        back, assumed = _address_back(net, state, bare, version, dst)
         return Finding(
             "link.no_address",
             (*(ref("link", node, link.name) for link in bare), ref("route", node, dst)),
             f"{node} has no route to {dst}: {names} has no IPv{version} address, so no route "
             "goes through it (its connected network and the routes via a gateway on it "
-            "went with the address)",
-            _address_back(net, state, bare, version, dst)
+            "went with the address)" + (f"; {assumed}" if assumed else ""),
+            back
             or net.advice(
                 f"give {names} its IPv{version} address back, then the routes through it"
             ),
@@ -387,15 +389,18 @@ def _address_back(
     bare: list[Link],
     version: int,
     dst: str,
-) -> str | None:
-    """The address a link lost, as the stations on its segment still know it: the
-    one address their neighbour tables give this link's MAC, with the prefix of
-    the network the station holds it in; then a default route via the station
-    there that forwards, where ``dst`` is not on that network. None where the
-    tables say nothing, or several things."""
+) -> tuple[str | None, str]:
+    """The fix giving a link the address it lost, as the stations on its segment
+    still know it: the one address their neighbour tables give this link's MAC,
+    with the prefix of the network the station holds it in (else the one gateway
+    they route through on it that nobody holds: an assumption, said in the
+    second part); then a default route via the station there that forwards,
+    where ``dst`` is not on that network. None where they say nothing, or
+    several things."""
     if len(bare) != 1 or not bare[0].mac:
-        return None
+        return None, ""
     link = bare[0]
+    assumed = ""
     found = set()
     for other, theirs in links.segment(net.all, state, link):
         for entry in other.neighbour_entries() + other.neighbour_entries(after=True):
@@ -412,17 +417,53 @@ def _address_back(
                 ]
                 if len(held) == 1:
                     found.add(f"{entry.dst}/{held[0].prefixlen}")
+    if not found:
+        routed = _gateway_nobody_holds(net, state, link, version)
+        found = set(routed)
+        if len(found) == 1:
+            (address, via), *_ = routed.items()
+            assumed = (
+                f"the fix below assumes {link.name} held {address.split('/')[0]}: {via}, "
+                "and no traced namespace holds that address"
+            )
     if len(found) != 1:
-        return None
+        return None, ""
     address = found.pop()
     parts = [f"ip addr add {address} dev {link.name}"]
     if not state.has_default(version) and ip_address(dst) not in ip_interface(address).network:
         gateway = net.gateway_with(state, link, (*link.addresses, address), version)
         if gateway is None:
-            return None
+            return None, ""
         six = "-6 " if version == 6 else ""
         parts.append(f"ip {six}route add default via {gateway}")
-    return net.advice(" && ".join(f"{net.run_in(state.node)}{part}" for part in parts))
+    return net.advice(" && ".join(f"{net.run_in(state.node)}{part}" for part in parts)), assumed
+
+
+def _gateway_nobody_holds(
+    net: Network, state: NamespaceState, link: Link, version: int
+) -> dict[str, str]:
+    """Where no neighbour table knows the link's MAC: the gateways the other
+    stations on its segment route through on it that no traced namespace holds,
+    where this link is the one station there with no address in that network
+    (as the other side's diagnosis assumes, neighbours.bare_station): each with
+    the route that goes through it."""
+    found: dict[str, str] = {}
+    for other, theirs in links.segment(net.all, state, link):
+        for route in other.routes:
+            gateway = route.gateway
+            if (
+                route.dev != theirs.name
+                or not gateway
+                or ip_address(gateway).version != version
+                or links.owner(net.all, gateway) is not None
+            ):
+                continue
+            bare = bare_station(net, other, theirs, gateway)
+            if bare is not None and (bare[0].node, bare[1].name) == (state.node, link.name):
+                found.setdefault(
+                    f"{gateway}/{bare[2].prefixlen}", f"{other.node}'s route {route.describe()}"
+                )
+    return found
 
 
 def _route_add(net: Network, node: str, dst: str) -> str:
