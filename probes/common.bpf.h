@@ -991,11 +991,13 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 							    &pt_keys[w.hook & 15]);
 	if (!o)
 		return;
-	__builtin_memset(o, 0, sizeof(*o));
 	struct pt_pkt *p = &o->p, *q = &o->q;
 	struct pt_outer *outer = &o->outer;
+
+	__builtin_memset(p, 0, sizeof(*p));
+	__builtin_memset(outer, 0, sizeof(*outer));
 #else
-	struct pt_pkt pkt = {}, inside = {};
+	struct pt_pkt pkt = {}, inside;
 	struct pt_outer around = {};
 	struct pt_pkt *p = &pkt, *q = &inside;
 	struct pt_outer *outer = &around;
@@ -1009,7 +1011,12 @@ static __always_inline void pt_observe(struct sk_buff *skb, const unsigned char 
 	if (tagged == 0) {
 		/* Encapsulated: the tag is in the packet inside. */
 		const unsigned char *inner = PT_TUNNEL_INNER(l3, p, outer);
-		int found = inner ? PT_PARSE(inner, q, 0) : -1;
+		int found = -1;
+
+		if (inner) {
+			__builtin_memset(q, 0, sizeof(*q));
+			found = PT_PARSE(inner, q, 0);
+		}
 
 		if (found >= 0) {
 			tagged = found;

@@ -262,31 +262,35 @@ def _invalid(
     """Packets of the flow that conntrack looked at and gave no entry: INVALID, as
     `ct state invalid` and `-m conntrack --ctstate INVALID` match them."""
     said: dict[tuple[int, str], str] = {}
+
+    def node_of(namespace: str) -> str:
+        return states[namespace].node if namespace in states else namespace
+
+    def say(e: Event, where: str, looked: str) -> None:
+        """``e``'s packet has no entry at ``where``; ``looked``: what shows conntrack
+        looked at it. Then why, in conntrack's words (its log_invalid calls, made
+        whether or not its logging is on), where the kernel lets kprobes read them."""
+        flags = f" [{_tcp_flags(e.tcp_flags)}]" if e.tcp_flags is not None else ""
+        own = conntrack_messages(events, {e.skb_id}, e.namespace)
+        said[(e.skb_id, e.namespace)] = (
+            f"{node_of(e.namespace)} at {where}: {e.protocol} {e.src}:{e.sport} > "
+            f"{e.dst}:{e.dport}{flags} has no conntrack entry after conntrack looked at it "
+            f"({looked})"
+            + ("; conntrack's message: " + "; ".join(f'"{m}"' for m in own) if own else "")
+        )
+
     for e in events:
         if e.hook not in _NF or e.nf_hook not in _AFTER_CONNTRACK or e.ct_state != "none":
             continue
         why = runs.get((e.namespace, 6 if ":" in e.src else 4))
         if why is None or (e.skb_id, e.namespace) in said:
             continue  # conntrack may not run there: no entry says nothing
-        node = states[e.namespace].node if e.namespace in states else e.namespace
-        flags = f" [{_tcp_flags(e.tcp_flags)}]" if e.tcp_flags is not None else ""
-        said[(e.skb_id, e.namespace)] = (
-            f"{node} at {e.nf_hook}: {e.protocol} {e.src}:{e.sport} > {e.dst}:{e.dport}{flags} "
-            f"has no conntrack entry after conntrack looked at it (conntrack runs in {node}: "
-            f"{why})"
-        )
-        # Why, in conntrack's words (its log_invalid calls, made whether or not its
-        # logging is on), where the kernel lets its kprobes read them.
-        own = conntrack_messages(events, {e.skb_id}, e.namespace)
-        if own:
-            said[(e.skb_id, e.namespace)] += "; conntrack's message: " + "; ".join(
-                f'"{m}"' for m in own
-            )
+        say(e, e.nf_hook or "", f"conntrack runs in {node_of(e.namespace)}: {why}")
     # Where no netfilter hook shows the packet after conntrack (kernels before 6.4
     # have no BPF netfilter links): its tracker's log_invalid call shows conntrack
-    # looked at it, and a later hook of that namespace that it left it no entry.
+    # looked at it, and the next hook of that namespace that it left it no entry.
     # A tracker also logs packets it ignores and lets keep their entry: those are
-    # not INVALID, and neither is one no later hook saw (unknown, not said).
+    # not INVALID, and neither is one no later hook there saw (unknown, not said).
     for told in events:
         if told.hook != Hook.CT_INVALID or (told.skb_id, told.namespace) in said:
             continue
@@ -303,18 +307,10 @@ def _invalid(
             key=lambda e: e.time_ns,
             default=None,
         )
-        if after is None or after.ct_state != "none":
-            continue
-        node = states[told.namespace].node if told.namespace in states else told.namespace
-        flags = f" [{_tcp_flags(told.tcp_flags)}]" if told.tcp_flags is not None else ""
-        where = f"{after.hook} {after.ifname}".strip()
-        own = conntrack_messages(events, {told.skb_id}, told.namespace)
-        said[(told.skb_id, told.namespace)] = (
-            f"{node} at {where}: {told.protocol} {told.src}:{told.sport} > "
-            f"{told.dst}:{told.dport}{flags} has no conntrack entry after conntrack looked at "
-            "it (its tracker called log_invalid on it); conntrack's message: "
-            + "; ".join(f'"{m}"' for m in own)
-        )
+        if after is not None and after.ct_state == "none":
+            say(
+                told, f"{after.hook} {after.ifname}".strip(), "its tracker called log_invalid on it"
+            )
     return list(said.values())
 
 

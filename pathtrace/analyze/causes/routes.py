@@ -419,9 +419,9 @@ def _address_back(
                     found.add(f"{entry.dst}/{held[0].prefixlen}")
     if not found:
         routed = _gateway_nobody_holds(net, state, link, version)
-        found = set(routed)
-        if len(found) == 1:
-            (address, via), *_ = routed.items()
+        if len(routed) == 1:
+            ((address, via),) = routed.items()
+            found = {address}
             assumed = (
                 f"the fix below assumes {link.name} held {address.split('/')[0]}: {via}, "
                 "and no traced namespace holds that address"
